@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The example job, from nothing: set up .venv, build the offline random-weight demo
+# model, make a sample clip with sound, render it and print where the video is.
+# Extra arguments are passed to rotoscope (e.g. output=webm steps=4).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+.venv/bin/python scripts/make_tiny_models.py --out models/tiny >/dev/null
+.venv/bin/python scripts/make_sample_clip.py samples/clip.mp4 >/dev/null
+video=$(.venv/bin/rotoscope model=tiny input.path=samples/clip.mp4 name=demo \
+  prompt="watercolor painting of a test card, soft light" negative_prompt="blurry" \
+  strength=0.6 steps=8 seed=7 "$@")
+echo "demo video: $video"

@@ -1,0 +1,70 @@
+"""Config composition: every preset composes and type-checks; bad keys fail in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import OutputFormat, ResizeMode, RunConfig, run_name
+from pipeline.config_errors import compose_checked
+from pipeline.errors import RotoscopeError
+
+CONF = Path(__file__).resolve().parents[1] / "pipeline" / "conf"
+GROUPS = ["input", "model", "render", "output", "runtime"]
+
+
+def presets(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("group", "preset"), [(g, p) for g in GROUPS for p in presets(g)]
+)
+def test_every_preset_composes(group: str, preset: str) -> None:
+    cfg = compose_checked([f"{group}={preset}", "input.path=clip.mp4"])
+    assert isinstance(cfg, RunConfig)
+
+
+def test_defaults_and_overrides_are_typed() -> None:
+    cfg = compose_checked(
+        ["input.path=dance.mp4", "strength=0.45", "input.resize_mode=fit", "output=webm"]
+    )
+    assert cfg.strength == 0.45
+    assert cfg.input.resize_mode is ResizeMode.fit
+    assert cfg.output.format is OutputFormat.webm
+    assert cfg.name == "dance"
+
+
+def test_render_preset_sets_global_keys() -> None:
+    cfg = compose_checked(["input.path=a.mp4", "render=quality"])
+    assert (cfg.steps, cfg.sampler) == (30, "DPM++ 2M Karras")
+
+
+def test_run_name_defaults_to_input_stem() -> None:
+    assert run_name("clips/dance.mp4") == "dance"
+    assert run_name("photos/") == "photos"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["input.path=a.mp4", "strenght=0.5"], "unknown config key 'strenght' (did you mean 'strength'?)"),
+        (["input.path=a.mp4", "strength=abc"], "bad value for strength"),
+        (["input.path=a.mp4", "input.resize_mode=zoom"], "bad value for input.resize_mode"),
+        (["input.path=a.mp4", "model=nope"], "choose from"),
+        ([], "input.path is required"),
+        (["input.path=a.mp4", "steps="], "bad value for steps"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(overrides: list[str], needle: str) -> None:
+    with pytest.raises(RotoscopeError) as info:
+        compose_checked(overrides)
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_sweep_overrides_check_the_first_combination() -> None:
+    cfg = compose_checked(["input.path=a.mp4", "guidance_scale=3,5,7"])
+    assert cfg.guidance_scale == 3
