@@ -1,0 +1,145 @@
+"""A1111 sampler names mapped to diffusers schedulers.
+
+Users come from AUTOMATIC1111, Deforum and ComfyUI and know samplers by A1111's names
+("DPM++ 2M Karras"), so that is the vocabulary of ``sampler=`` and of the PNG
+"Sampler:" field. Each name becomes a diffusers scheduler built from the loaded
+pipeline's own scheduler config, which keeps the model's training settings (beta
+schedule, prediction type, timestep spacing) and changes only what defines the sampler.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import RotoscopeError
+
+if TYPE_CHECKING:  # diffusers is imported only when a scheduler is built: planning stays light
+    from diffusers import SchedulerMixin
+
+
+@dataclass(frozen=True)
+class _Sampler:
+    scheduler: str  # diffusers class name
+    options: dict[str, Any] = field(default_factory=dict)
+    requires: str | None = None  # pip package (== import name) the scheduler needs
+
+
+_MULTISTEP = "DPMSolverMultistepScheduler"
+_KARRAS = {"use_karras_sigmas": True}
+
+_SAMPLERS: dict[str, _Sampler] = {
+    "Euler a": _Sampler("EulerAncestralDiscreteScheduler"),
+    "Euler": _Sampler("EulerDiscreteScheduler"),
+    "LMS": _Sampler("LMSDiscreteScheduler", requires="scipy"),
+    "LMS Karras": _Sampler("LMSDiscreteScheduler", _KARRAS, requires="scipy"),
+    "Heun": _Sampler("HeunDiscreteScheduler"),
+    "DPM2": _Sampler("KDPM2DiscreteScheduler"),
+    "DPM2 Karras": _Sampler("KDPM2DiscreteScheduler", _KARRAS),
+    "DPM2 a": _Sampler("KDPM2AncestralDiscreteScheduler"),
+    "DPM2 a Karras": _Sampler("KDPM2AncestralDiscreteScheduler", _KARRAS),
+    "DPM++ 2M": _Sampler(_MULTISTEP, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "DPM++ 2M Karras": _Sampler(
+        _MULTISTEP, {"algorithm_type": "dpmsolver++", "solver_order": 2, **_KARRAS}
+    ),
+    "DPM++ 2M SDE": _Sampler(_MULTISTEP, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "DPM++ 2M SDE Karras": _Sampler(
+        _MULTISTEP, {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, **_KARRAS}
+    ),
+    "DPM++ 3M SDE": _Sampler(_MULTISTEP, {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
+    "DPM++ 3M SDE Karras": _Sampler(
+        _MULTISTEP, {"algorithm_type": "sde-dpmsolver++", "solver_order": 3, **_KARRAS}
+    ),
+    # DPMSolverSDEScheduler draws its noise from a torchsde Brownian tree seeded by
+    # ``noise_sampler_seed``, not from the pipeline's generator: see seed_scheduler().
+    "DPM++ SDE": _Sampler("DPMSolverSDEScheduler", {"noise_sampler_seed": 0}, "torchsde"),
+    "DPM++ SDE Karras": _Sampler(
+        "DPMSolverSDEScheduler", {"noise_sampler_seed": 0, **_KARRAS}, "torchsde"
+    ),
+    "DDIM": _Sampler("DDIMScheduler"),
+    "PLMS": _Sampler("PNDMScheduler", {"skip_prk_steps": True}),
+    "UniPC": _Sampler("UniPCMultistepScheduler"),
+}
+
+SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
+
+# Flags that replace the model's sigma schedule. A base config may carry one of them
+# from its own scheduler, so every sampler states them explicitly: "Euler" built from a
+# Karras config must still be plain Euler.
+_SIGMA_FLAGS = (
+    "use_karras_sigmas",
+    "use_exponential_sigmas",
+    "use_beta_sigmas",
+    "use_lu_lambdas",
+    "use_flow_sigmas",
+)
+
+
+def _slug(name: str) -> str:
+    """Spelling-independent form: case, ``++``/``pp``, separators and ``k_`` ignored."""
+    text = name.strip().lower()
+    text = text.removeprefix("k_")  # k-diffusion / early A1111 API names: k_euler_a
+    text = text.replace("++", "pp").replace("ancestral", "a")
+    return re.sub(r"[\s_\-.]+", "", text)
+
+
+_BY_SLUG = {_slug(name): name for name in SAMPLER_NAMES}
+
+
+def canonical_sampler(name: str) -> str:
+    """The A1111 spelling of a sampler name given in any common form.
+
+    Accepts ``"DPM++ 2M Karras"``, ``"dpm++ 2m karras"``, ``"dpmpp_2m_karras"``,
+    ``"Euler a"``, ``"euler_a"``, ``"k_euler_a"``, ``"euler_ancestral"``.
+    """
+    canonical = _BY_SLUG.get(_slug(name))
+    if canonical is None:
+        raise RotoscopeError(
+            f"unknown sampler '{name}'",
+            f"use one of: {', '.join(SAMPLER_NAMES)}",
+        )
+    return canonical
+
+
+def _check_requirement(sampler: str, package: str | None) -> None:
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise RotoscopeError(
+            f"sampler '{sampler}' needs the Python package '{package}', which is not installed",
+            f"pip install {package}, or pick another sampler",
+        )
+
+
+def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
+    """A fresh scheduler for sampler ``name``, built on the pipeline's scheduler config.
+
+    ``base_config`` is ``pipe.scheduler.config`` of the loaded model (keep a copy of the
+    original: the model's training settings live there). Only the options that define
+    the sampler are overridden.
+    """
+    canonical = canonical_sampler(name)
+    spec = _SAMPLERS[canonical]
+    _check_requirement(canonical, spec.requires)
+    import diffusers
+
+    cls = getattr(diffusers, spec.scheduler)
+    accepted = inspect.signature(cls.__init__).parameters
+    options = {flag: False for flag in _SIGMA_FLAGS if flag in accepted}
+    options.update(spec.options)
+    return cls.from_config(dict(base_config), **options)
+
+
+def seed_scheduler(scheduler: SchedulerMixin, seed: int) -> None:
+    """Tie a scheduler's own noise source to the frame seed.
+
+    Most samplers take their noise from the ``generator`` passed to the pipeline, but
+    DPMSolverSDEScheduler (DPM++ SDE) seeds a torchsde Brownian tree from
+    ``noise_sampler_seed`` when ``set_timesteps`` runs. Call this before each frame so
+    that frame's SDE noise depends on its seed alone (it is a no-op for the others).
+    """
+    if hasattr(scheduler, "noise_sampler_seed"):
+        scheduler.noise_sampler_seed = seed
+        scheduler.noise_sampler = None
