@@ -103,11 +103,13 @@ def _suggest(key: str) -> str:
     """A ``did you mean`` for typos, from the schema's own key names."""
     candidates = list(_all_keys(OmegaConf.structured(RunConfig)))
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else " (see the configuration table in README.md)"
+    return (
+        f" (did you mean '{close[0]}'?)" if close else " (see the configuration table in README.md)"
+    )
 
 
 def _all_keys(node: DictConfig, prefix: str = "") -> Iterable[str]:
-    for key in node.keys():
+    for key in node:
         full = f"{prefix}{key}"
         yield full
         child = node._get_node(key)

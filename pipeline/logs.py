@@ -35,7 +35,12 @@ class SkipFileOnly(logging.Filter):
 NOISY_LOGGERS = ("diffusers", "transformers", "huggingface_hub", "torch", "PIL", "urllib3")
 
 
-def quiet_libraries() -> None:
-    """Keep third-party loggers at WARNING so our progress stays readable."""
+def quiet_libraries(verbose: bool = False) -> None:
+    """Keep third-party loggers quiet (errors only) so our progress stays readable.
+
+    diffusers logs per-call notices (for example on every SDXL frame) at warning level;
+    ``runtime.verbose`` lets warnings through again.
+    """
+    level = logging.WARNING if verbose else logging.ERROR
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(level)

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+# transformers/diffusers print import-time notices and save progress bars; not useful here
+export TRANSFORMERS_VERBOSITY=error DIFFUSERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1
 .venv/bin/python scripts/make_tiny_models.py --out models/tiny >/dev/null
 .venv/bin/python scripts/make_sample_clip.py samples/clip.mp4 >/dev/null
 video=$(.venv/bin/rotoscope model=tiny input.path=samples/clip.mp4 name=demo \

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cli_args import quote_text_values
 from pipeline.config import OutputFormat, ResizeMode, RunConfig, run_name
 from pipeline.config_errors import compose_checked
 from pipeline.errors import RotoscopeError
@@ -18,9 +19,7 @@ def presets(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(
-    ("group", "preset"), [(g, p) for g in GROUPS for p in presets(g)]
-)
+@pytest.mark.parametrize(("group", "preset"), [(g, p) for g in GROUPS for p in presets(g)])
 def test_every_preset_composes(group: str, preset: str) -> None:
     cfg = compose_checked([f"{group}={preset}", "input.path=clip.mp4"])
     assert isinstance(cfg, RunConfig)
@@ -49,7 +48,10 @@ def test_run_name_defaults_to_input_stem() -> None:
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["input.path=a.mp4", "strenght=0.5"], "unknown config key 'strenght' (did you mean 'strength'?)"),
+        (
+            ["input.path=a.mp4", "strenght=0.5"],
+            "unknown config key 'strenght' (did you mean 'strength'?)",
+        ),
         (["input.path=a.mp4", "strength=abc"], "bad value for strength"),
         (["input.path=a.mp4", "input.resize_mode=zoom"], "bad value for input.resize_mode"),
         (["input.path=a.mp4", "model=nope"], "choose from"),
@@ -68,3 +70,24 @@ def test_bad_config_is_one_line_naming_the_key(overrides: list[str], needle: str
 def test_sweep_overrides_check_the_first_combination() -> None:
     cfg = compose_checked(["input.path=a.mp4", "guidance_scale=3,5,7"])
     assert cfg.guidance_scale == 3
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a cat, (oil painting:1.2), [blurry]",
+        "it's \\(not\\) a weight, BREAK ends\\",
+        "quotes \"inside\" and 'single'",
+        "50% = {braces} $5",
+    ],
+)
+def test_prompts_pass_through_hydra_verbatim(prompt: str) -> None:
+    args = quote_text_values(["input.path=my clips/a (1).mp4", f"prompt={prompt}"])
+    cfg = compose_checked(args)
+    assert cfg.prompt == prompt
+    assert cfg.input.path == "my clips/a (1).mp4"
+
+
+def test_quoting_leaves_other_syntax_alone() -> None:
+    args = ["-m", "steps=2,4", "prompt='already'", "prompt=choice(a,b)", "seed=1"]
+    assert quote_text_values(args) == args

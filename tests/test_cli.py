@@ -1,0 +1,199 @@
+"""The ``rotoscope`` command end to end, in real processes, on the tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media import make_image_folder, make_video, write_image
+from PIL import Image
+
+from pipeline.pngmeta import read_png_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rotoscope(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pipeline`` like a user would, offline, from ``cwd``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def frames_of(run_dir: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted((run_dir / "frames").glob("*.png"))]
+
+
+def probe_output(path: Path) -> str:
+    from pipeline.ffmpeg_exe import ffmpeg_exe
+
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    return result.stderr
+
+
+def count_frames(path: Path) -> int:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("clip") / "dance.mp4", frames=8, fps=8, audio=True)
+
+
+@pytest.fixture(scope="module")
+def video_run(tiny_models, clip: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One full render of the clip, shared by the tests that inspect its results."""
+    work = tmp_path_factory.mktemp("video_run")
+    args = (
+        f"input.path={clip}", f"model.path={tiny_models.sd15}", "runtime=cpu",
+        "prompt=watercolor (painting:1.2)", "negative_prompt=blurry", "strength=0.6",
+        "steps=4", "seed=7", "sampler=DPM++ 2M Karras", "output.root=outputs",
+    )  # fmt: skip
+    first = rotoscope(*args, cwd=work)
+    return work, args, first
+
+
+def test_video_renders_to_mp4_with_audio(video_run) -> None:
+    work, _, result = video_run
+    assert result.returncode == 0, result.stderr
+    out = Path(result.stdout.strip().splitlines()[-1])
+    assert out == work / "outputs/dance/dance.mp4"
+    video = work / out
+    assert count_frames(video) == 8
+    info = probe_output(video)
+    assert "Audio:" in info and "8 fps" in info and "bt709" in info
+    run_dir = work / "outputs" / "dance"
+    for name in ("config.yaml", "rotoscope.log", "plan.jsonl", "plan.csv", "manifest.jsonl"):
+        assert (run_dir / name).is_file(), name
+    log = (run_dir / "rotoscope.log").read_text()
+    assert "render 8/8 frames (100%)" in log and "ETA" in log
+
+
+def test_frames_carry_a1111_and_json_metadata(video_run) -> None:
+    work, _, _ = video_run
+    meta = read_png_metadata(work / "outputs/dance/frames/000003.png")
+    lines = meta["parameters"].splitlines()
+    assert lines[0] == "watercolor (painting:1.2)"
+    assert lines[1] == "Negative prompt: blurry"
+    assert "Steps: 4, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 7, Size: 64x48" in lines[2]
+    assert "Denoising strength: 0.6" in lines[2]
+    details = meta["rotoscope"]
+    assert details["plan"]["index"] == 3 and details["source"]["index"] == 3
+    assert details["source"]["time"] == pytest.approx(3 / 8)
+
+
+def test_rerun_reuses_every_frame_and_same_config_gives_same_frames(video_run) -> None:
+    work, args, _ = video_run
+    before = frames_of(work / "outputs/dance")
+    again = rotoscope(*args, cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert "0 rendered, 8 reused" in again.stderr
+    fresh = rotoscope(*args, "name=fresh", cwd=work)
+    assert fresh.returncode == 0, fresh.stderr
+    after = frames_of(work / "outputs/fresh")
+    assert len(after) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_locked_seed_and_other_seed(video_run) -> None:
+    work, args, _ = video_run
+    other = rotoscope(*args, "seed=8", "name=seed8", "stages=[plan,render]", cwd=work)
+    assert other.returncode == 0, other.stderr
+    seven = frames_of(work / "outputs/dance")
+    eight = frames_of(work / "outputs/seed8")
+    assert not any(np.array_equal(a, b) for a, b in zip(seven, eight, strict=True))
+    assert not (work / "outputs/seed8/seed8.mp4").exists()  # assemble was not asked for
+
+
+def test_assemble_alone_reencodes_without_model(video_run) -> None:
+    work, args, _ = video_run
+    result = rotoscope(*args, "stages=[assemble]", "output=gif", "model.path=/nowhere", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert count_frames(work / "outputs/dance/dance.gif") == 8
+
+
+def test_folder_to_images_keeps_names(tiny_models, tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "photos", ["shot_10.jpg", "shot_2.png", "notes.txt"][:2])
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    result = rotoscope(
+        f"input.path={tmp_path / 'photos'}", f"model.path={tiny_models.sd15_single}",
+        f"model.config={tiny_models.sd15}", "runtime=cpu", "prompt=oil painting",
+        "steps=2", "output=images", "input.width=32", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "notes.txt" in result.stderr  # skipped with a warning
+    out = tmp_path / result.stdout.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["shot_10.png", "shot_2.png"]
+    assert Image.open(out / "shot_2.png").size == (32, 24)
+    plan = [json.loads(line) for line in (tmp_path / "outputs/photos/plan.jsonl").open()]
+    assert [row["index"] for row in plan] == [0, 1]
+    # natural order: shot_2 is frame 0
+    assert read_png_metadata(out / "shot_2.png")["rotoscope"]["source"]["name"] == "shot_2.png"
+
+
+def test_sdxl_single_image_repeat_to_webm(tiny_models, tmp_path: Path) -> None:
+    write_image(tmp_path / "still.png", np.full((48, 64, 3), 90, np.uint8))
+    result = rotoscope(
+        f"input.path={tmp_path / 'still.png'}", "input.repeat=3", "input.fps=6",
+        f"model.path={tiny_models.sdxl}", "runtime=cpu", "prompt=a forest", "steps=2",
+        "output=webm", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    video = tmp_path / result.stdout.strip().splitlines()[-1]
+    assert video.suffix == ".webm" and count_frames(video) == 3
+
+
+def test_plan_only_loads_no_model(tmp_path: Path, clip: Path) -> None:
+    result = rotoscope(f"input.path={clip}", "model.path=/no/such/model", "stages=[plan]",
+                       "input.every=2", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "outputs/dance/plan.jsonl").read_text().splitlines()
+    assert len(rows) == 4
+    assert json.loads((tmp_path / "outputs/dance/source.json").read_text())["fps"] == 4
+
+
+def _bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list[str], str]]:
+    (tmp / "empty").mkdir()
+    (tmp / "texts").mkdir()
+    (tmp / "texts" / "a.txt").write_text("x")
+    (tmp / "zero").mkdir()
+    (tmp / "zero" / "0.png").write_bytes(b"")
+    (tmp / "broken.mp4").write_bytes(b"\x00\x01 definitely not a video" * 10)
+    ok = [f"input.path={clip}", "stages=[plan]"]
+    return {
+        "missing path": ([f"input.path={tmp / 'nope.mp4'}"], "nope.mp4"),
+        "empty folder": ([f"input.path={tmp / 'empty'}"], "empty"),
+        "no images": ([f"input.path={tmp / 'texts'}"], "texts"),
+        "zero-byte image": ([f"input.path={tmp / 'zero'}"], "0.png"),
+        "unreadable video": ([f"input.path={tmp / 'broken.mp4'}"], "broken.mp4"),
+        "unknown sampler": ([*ok, "sampler=Eulr"], "unknown sampler 'Eulr'"),
+        "bad size": ([*ok, "input.width=-64"], "input.width"),
+        "unknown key": ([*ok, "strenght=0.3"], "strenght"),
+        "wrong type": ([*ok, "steps=many"], "steps"),
+        "missing model": ([f"input.path={clip}", "model.path=./models/missing"], "models/missing"),
+    }
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, clip: Path) -> None:
+    failures = []
+    for case, (args, needle) in _bad_inputs(tmp_path, clip).items():
+        result = rotoscope(*args, "runtime=cpu", cwd=tmp_path)
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        if (
+            result.returncode != 2
+            or "Traceback" in result.stderr
+            or len(errors) != 1
+            or needle not in errors[0]
+        ):
+            failures.append(f"{case}: rc={result.returncode} stderr={result.stderr[-400:]!r}")
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,151 @@
+"""Plan rows, frame metadata, the manifest and progress reporting (no model needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import InputConfig, ModelConfig, RunConfig
+from pipeline.errors import RotoscopeError
+from pipeline.manifest import FrameRecord, Manifest, frame_file, frame_key
+from pipeline.plan import FrameJob, build_plan, read_plan, write_plan
+from pipeline.pngmeta import a1111_parameters, read_png_metadata, write_png
+from pipeline.progress import Progress
+
+
+def make_cfg(**values: object) -> RunConfig:
+    cfg = RunConfig(input=InputConfig(path="clip.mp4"), model=ModelConfig(path="m"))
+    for key, value in values.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def job(**changes: object) -> FrameJob:
+    base = dict(
+        index=0, prompt="a cat, (oil:1.2)", negative_prompt="blurry", strength=0.45,
+        guidance_scale=7.0, steps=20, sampler="DPM++ 2M Karras", seed=42, width=64, height=48,
+    )  # fmt: skip
+    base.update(changes)
+    return FrameJob(**base)  # type: ignore[arg-type]
+
+
+def test_plan_rows_round_trip(tmp_path: Path) -> None:
+    rows = build_plan(make_cfg(sampler="dpmpp_2m_karras", prompt="x"), 5, 64, 48)
+    assert [r.index for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[0].sampler == "DPM++ 2M Karras"
+    write_plan(rows, tmp_path)
+    assert read_plan(tmp_path) == rows
+    csv_lines = (tmp_path / "plan.csv").read_text().splitlines()
+    assert len(csv_lines) == 6 and csv_lines[0].startswith("index,")
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"strength": 1.5}, "strength=1.5"),
+        ({"steps": 0}, "steps=0"),
+        ({"steps": 2, "strength": 0.3}, "runs no denoising step"),
+        ({"guidance_scale": -1.0}, "guidance_scale"),
+        ({"seed": -5}, "seed=-5"),
+        ({"sampler": "Eulr a"}, "Eulr a"),
+    ],
+)
+def test_plan_rejects_bad_values(values: dict[str, object], needle: str) -> None:
+    with pytest.raises(RotoscopeError) as info:
+        build_plan(make_cfg(**values), 3, 64, 48)
+    assert needle in str(info.value)
+
+
+def test_missing_plan_names_the_stage(tmp_path: Path) -> None:
+    with pytest.raises(RotoscopeError, match="plan stage"):
+        read_plan(tmp_path)
+
+
+def test_a1111_parameters_layout() -> None:
+    text = a1111_parameters(job(), "tiny-sd15", "abcdef1234")
+    assert text.splitlines() == [
+        "a cat, (oil:1.2)",
+        "Negative prompt: blurry",
+        "Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 64x48, "
+        "Model hash: abcdef1234, Model: tiny-sd15, Denoising strength: 0.45",
+    ]
+    assert "Negative prompt" not in a1111_parameters(job(negative_prompt=""), "m", None)
+    assert 'Model: "a, b"' in a1111_parameters(job(), "a, b", None)
+
+
+def test_png_keeps_both_chunks_and_pixels(tmp_path: Path) -> None:
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    path = tmp_path / "frames" / "000000.png"
+    write_png(path, image, "params", {"plan": {"seed": 1}})
+    meta = read_png_metadata(path)
+    assert meta == {"parameters": "params", "rotoscope": {"plan": {"seed": 1}}}
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(path)), image)
+    assert [p.name for p in path.parent.iterdir()] == ["000000.png"]  # no temp left
+
+
+def test_frame_key_changes_with_each_input() -> None:
+    image = np.zeros((48, 64, 3), np.uint8)
+    base = frame_key(job(), image, "model-a")
+    assert base == frame_key(job(), image.copy(), "model-a")
+    other = image.copy()
+    other[0, 0, 0] = 1
+    assert (
+        len(
+            {
+                base,
+                frame_key(job(seed=43), image, "model-a"),
+                frame_key(job(), image, "model-b"),
+                frame_key(job(), other, "model-a"),
+            }
+        )
+        == 4
+    )
+
+
+def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path)
+    (tmp_path / "frames").mkdir()
+    for index in range(3):
+        (tmp_path / frame_file(index)).write_bytes(b"png")
+        manifest.add(FrameRecord(index, frame_file(index), f"k{index}", index, None, 0.0))
+    (tmp_path / frame_file(2)).unlink()
+    reloaded = Manifest(tmp_path)
+    assert reloaded.current(0, "k0") is not None
+    assert reloaded.current(1, "other") is None
+    assert reloaded.current(2, "k2") is None  # file gone
+    assert [r.index for r in reloaded.finished(3)] == [0, 1]
+
+
+def test_manifest_survives_a_torn_last_line(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path)
+    (tmp_path / "frames").mkdir()
+    (tmp_path / frame_file(0)).write_bytes(b"png")
+    (tmp_path / frame_file(1)).write_bytes(b"png")
+    manifest.add(FrameRecord(0, frame_file(0), "k0", 0, None, 0.0))
+    with (tmp_path / "manifest.jsonl").open("a") as fh:
+        fh.write('{"index": 5, "fi')  # killed mid-write
+    recovered = Manifest(tmp_path)
+    recovered.add(FrameRecord(1, frame_file(1), "k1", 1, None, 0.0))
+    assert sorted(Manifest(tmp_path).records) == [0, 1]
+    last = (tmp_path / "manifest.jsonl").read_text().splitlines()[-1]
+    assert json.loads(last)["index"] == 1
+
+
+def test_progress_logs_rate_and_eta_when_not_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
+    ticks = iter([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    stream = io.StringIO()
+    progress = Progress(4, log_every=0.0, stream=stream, clock=lambda: next(ticks))
+    with caplog.at_level("INFO", logger="rotoscope"):
+        progress.advance(reused=True)
+        progress.advance()
+        progress.advance()
+    assert stream.getvalue() == ""  # nothing drawn: not a terminal
+    last = caplog.records[-1].getMessage()
+    assert "render 3/4 frames (75%, 1 reused)" in last
+    assert "0.67 frames/s" in last and "ETA 0:00:02" in last
