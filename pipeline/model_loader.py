@@ -366,6 +366,11 @@ def _load_pipeline(
     dtype: torch.dtype,
 ) -> StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline:
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    # "Loading pipeline components" bars would break the one-line progress display;
+    # hub download bars (huggingface_hub's own) stay, they are worth seeing.
+    diffusers_logging.disable_progress_bar()
 
     cls = StableDiffusionXLImg2ImgPipeline if family == "sdxl" else StableDiffusionImg2ImgPipeline
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": offline}

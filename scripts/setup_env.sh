@@ -13,7 +13,12 @@ fi
 stamp=.venv/.rotoscope-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "installing rotoscope into .venv (first time: torch and diffusers, a few minutes)" >&2
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  log=.venv/install.log
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+         .venv/bin/python -m pip install -e ".[dev]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "install failed; the whole pip log is in $log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
