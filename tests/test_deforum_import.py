@@ -1,0 +1,374 @@
+"""Deforum settings import: mapping, strength conversion, warnings, bad files, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.deforum_import import DeforumImport, import_deforum, keyframe_text, main
+from pipeline.errors import RotoscopeError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "keyframes" / "deforum_example_settings.txt"
+
+EXPECTED_KEYFRAMES = {
+    "prompts": {
+        0: "a snowy pine forest at dawn, soft pink light, oil painting --neg people, buildings",
+        16: "a misty forest in early spring, first green leaves, oil painting",
+        32: "a sunlit summer meadow at the forest's edge, wildflowers, oil painting --neg people",
+    },
+    "negative_prompt": "blurry, lowres, watermark",
+    "prompt_prefix": "masterpiece, highly detailed",
+    "schedules": {
+        "strength": "0:(0.35), 24:(0.45), 47:(0.4)",
+        "guidance_scale": "0: (7), 32: (8.5)",
+        "steps": "0:(25)",
+        "zoom": "0: (1.0025+0.002*sin(1.25*3.14*t/30))",
+        "angle": "0: (0), 24: (0.3), 47: (0)",
+        "translation_x": "0: (0)",
+        "translation_y": "0: (-0.5)",
+        "transform_center_x": "0: (0.5)",
+        "transform_center_y": "0: (0.5)",
+        "noise": "0: (0.04)",
+    },
+    "settings": {
+        "seed_behavior": "iter",
+        "seed": 1234,
+        "seed_iter_n": 1,
+        "sampler": "Euler a",
+        "input.width": 768,
+        "input.height": 512,
+        "prompt_blend": "none",
+        "animation.mode": "loopback",
+        "animation.border": "replicate",
+        "animation.color_coherence": "lab",
+        "input.fps": 12,
+        "output.fps": 12,
+        "input.max_frames": 48,
+    },
+}
+EXPECTED_WARNINGS = [
+    "diffusion cadence (diffusing every n-th frame and blending the frames between) is not "
+    'supported: every frame is diffused (diffusion_cadence="2", optical_flow_cadence="None")',
+    'anti-blur sharpening is not supported (amount_schedule="0: (0.1)", kernel_schedule="0: '
+    '(5)", sigma_schedule="0: (1.0)", threshold_schedule="0: (0.0)")',
+    "the model is not part of a keyframe file: render with the same checkpoint as model.path "
+    '(sd_model_name="v1-5-pruned-emaonly", sd_model_hash="6ce0161689")',
+]
+# the example file's own warnings switched off: a clean 2D file imports without any
+QUIET = {"diffusion_cadence": "1", "amount_schedule": "0: (0)", "sd_model_name": None}
+
+
+def example_data() -> dict[str, Any]:
+    return json.loads(EXAMPLE.read_text(encoding="utf-8"))
+
+
+def settings_file(tmp_path: Path, base: dict[str, Any] | None = None, **changes: Any) -> Path:
+    """The example settings with ``changes`` applied (None removes a key), written out."""
+    data = example_data() if base is None else base
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path = tmp_path / "run_settings.txt"
+    path.write_text(json.dumps(data, indent=4), encoding="utf-8")
+    return path
+
+
+def imported(tmp_path: Path, **changes: Any) -> DeforumImport:
+    return import_deforum(settings_file(tmp_path, **{**QUIET, **changes}))
+
+
+def test_example_file_imports_exactly() -> None:
+    result = import_deforum(EXAMPLE)
+    assert result.keyframes == EXPECTED_KEYFRAMES
+    assert result.warnings == EXPECTED_WARNINGS
+
+
+def test_a_file_using_only_what_rotoscope_does_imports_without_warnings(tmp_path: Path) -> None:
+    # 3D settings in a 2D file, disabled ControlNet/hybrid/mask/init fields, a neutral
+    # noise multiplier: none of them changes Deforum's picture, so none is reported
+    assert imported(tmp_path).warnings == []
+
+
+@pytest.mark.parametrize(
+    ("deforum", "rotoscope"),
+    [
+        ("0: (0.65)", "0:(0.35)"),
+        ("0:(0.65), 60:(0.45)", "0:(0.35), 60:(0.55)"),
+        ("0: (1)", "0:(0)"),
+        ("0: 0.25", "0:(0.75)"),
+        ("0:(1e-1), 10:(.5), 20:(0.333)", "0:(0.9), 10:(0.5), 20:(0.667)"),
+        ("0:(0.5+0.1*sin(t/10))", "0:(1-(0.5+0.1*sin(t/10)))"),
+        ("0:(where(t<10, 0.2, 0.6)), 30:(0.4)", "0:(1-(where(t<10, 0.2, 0.6))), 30:(0.6)"),
+        ('0:(0.7), "max_f-1":(0.3)', '0:(0.3), "max_f-1":(0.7)'),
+        ("0:(0.6)*(1), 5:(0.5)", "0:(1-((0.6)*(1))), 5:(0.5)"),
+    ],
+)
+def test_strength_is_converted_from_keep_to_change(
+    tmp_path: Path, deforum: str, rotoscope: str
+) -> None:
+    result = imported(tmp_path, strength_schedule=deforum)
+    assert result.keyframes["schedules"]["strength"] == rotoscope
+
+
+@pytest.mark.parametrize("broken", ["0:(0.5", "0:(0.5))", "0.5", "0:(0.5), :(0.2)", ""])
+def test_a_broken_strength_schedule_is_an_error(tmp_path: Path, broken: str) -> None:
+    with pytest.raises(RotoscopeError, match="strength_schedule") as info:
+        imported(tmp_path, strength_schedule=broken)
+    assert "run_settings.txt" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_older_animation_prompts_key(tmp_path: Path) -> None:
+    data = example_data()
+    data["animation_prompts"] = data.pop("prompts")
+    result = imported(tmp_path, base=data)
+    assert result.keyframes["prompts"] == EXPECTED_KEYFRAMES["prompts"]
+    # some versions store the prompt box's JSON text instead of an object
+    data = example_data()
+    data["animation_prompts"] = json.dumps(data.pop("prompts"))
+    assert imported(tmp_path, base=data).keyframes["prompts"] == EXPECTED_KEYFRAMES["prompts"]
+
+
+def test_expression_prompt_keys_stay_expressions(tmp_path: Path) -> None:
+    prompts = {"max_f/2": "half way", "0": "start", "10": "early"}
+    result = imported(tmp_path, prompts=prompts)
+    assert list(result.keyframes["prompts"].items()) == [
+        (0, "start"),
+        (10, "early"),
+        ("max_f/2", "half way"),
+    ]
+
+
+def test_a_runs_combined_prompts_are_taken_apart(tmp_path: Path) -> None:
+    # A run's <timestring>_settings.txt stores f"{positive} {prompt} [--neg] {negative}"
+    data = example_data()
+    for key in ("animation_prompts_positive", "animation_prompts_negative"):
+        del data[key]
+    data["positive_prompts"] = "masterpiece"
+    data["negative_prompts"] = "blurry"
+    data["prompts"] = {
+        "0": "masterpiece snowy forest --neg people  blurry",
+        "16": "masterpiece spring forest --neg blurry",
+    }
+    result = imported(tmp_path, base=data)
+    assert result.keyframes["prompts"] == {0: "snowy forest --neg people", 16: "spring forest"}
+    assert result.keyframes["prompt_prefix"] == "masterpiece"
+    assert result.keyframes["negative_prompt"] == "blurry"
+    # a prompt that does not have the combined shape: all are kept as written, and
+    # nothing is added a second time
+    data["prompts"]["32"] = "summer meadow"
+    result = imported(tmp_path, base=data)
+    assert result.keyframes["prompts"][32] == "summer meadow"
+    assert result.keyframes["prompts"][0] == "masterpiece snowy forest --neg people  blurry"
+    assert "prompt_prefix" not in result.keyframes
+    assert "negative_prompt" not in result.keyframes
+
+
+def test_modes(tmp_path: Path) -> None:
+    def mode_of(result: DeforumImport) -> str:
+        return result.keyframes["settings"]["animation.mode"]
+
+    none = imported(tmp_path, animation_mode="None")
+    assert mode_of(none) == "none" and none.warnings == []
+    assert "zoom" not in none.keyframes["schedules"]  # Deforum moves no camera there
+
+    video = imported(
+        tmp_path,
+        animation_mode="Video Input",
+        video_init_path="/clips/dance.mp4",
+        extract_nth_frame=2,
+        extract_from_frame=10,
+        extract_to_frame=99,
+    )
+    assert mode_of(video) == "none"
+    assert video.warnings == [
+        "animation_mode 'Video Input' is imported as animation.mode none (img2img of every "
+        'input frame): give the video on the command line: input.path="/clips/dance.mp4" '
+        "input.every=2 input.start=10 input.end=100"
+    ]
+    assert "input.max_frames" not in video.keyframes["settings"]  # the video's length counts
+    assert video.keyframes["schedules"]["strength"] == EXPECTED_KEYFRAMES["schedules"]["strength"]
+
+    three_d = imported(tmp_path, animation_mode="3D", translation_z="0: (10)")
+    assert mode_of(three_d) == "loopback"
+    assert len(three_d.warnings) == 1
+    assert "animation_mode '3D'" in three_d.warnings[0]
+    assert 'translation_z="0: (10)"' in three_d.warnings[0]
+    assert three_d.keyframes["schedules"]["zoom"] == EXPECTED_KEYFRAMES["schedules"]["zoom"]
+
+    interpolation = imported(tmp_path, animation_mode="Interpolation")
+    assert mode_of(interpolation) == "none"
+    assert "'Interpolation'" in interpolation.warnings[0]
+    assert interpolation.keyframes["prompts"] == EXPECTED_KEYFRAMES["prompts"]
+    assert "strength" in interpolation.keyframes["schedules"]
+
+    odd = imported(tmp_path, animation_mode="4D")
+    assert mode_of(odd) == "none"
+    assert '"4D" is unknown' in odd.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reported"),
+    [
+        ({"diffusion_cadence": 3}, "diffusion_cadence=3"),
+        ({"enable_perspective_flip": True}, "perspective_flip_phi="),
+        ({"contrast_schedule": "0: (0.98)"}, 'contrast_schedule="0: (0.98)"'),
+        ({"amount_schedule": "0: (0.05)"}, 'amount_schedule="0: (0.05)"'),
+        ({"noise_type": "perlin"}, 'noise_type="perlin"'),
+        ({"hybrid_motion": "Optical Flow"}, 'hybrid_motion="Optical Flow"'),
+        ({"optical_flow_redo_generation": "RAFT"}, 'optical_flow_redo_generation="RAFT"'),
+        ({"diffusion_redo": "2"}, 'diffusion_redo="2"'),
+        ({"cn_1_enabled": True, "cn_1_module": "canny"}, 'cn_1_module="canny"'),
+        ({"use_mask": True}, "use_mask=true"),
+        ({"use_mask_video": True}, "use_mask_video=true"),
+        ({"use_noise_mask": True}, "use_noise_mask=true"),
+        ({"use_init": True}, 'init_image="https://deforum.github.io/a1/I1.png"'),
+        ({"enable_subseed_scheduling": True}, "subseed_strength_schedule="),
+        ({"seed_resize_from_w": 512}, "seed_resize_from_w=512"),
+        ({"enable_sampler_scheduling": True}, "sampler_schedule="),
+        ({"enable_checkpoint_scheduling": True}, "checkpoint_schedule="),
+        ({"enable_clipskip_scheduling": True}, 'clipskip_schedule="0: (2)"'),
+        ({"noise_multiplier_schedule": "0: (1.05)"}, 'noise_multiplier_schedule="0: (1.05)"'),
+        ({"enable_ancestral_eta_scheduling": True, "ancestral_eta_schedule": "0: (0.8)"}, "0.8"),
+        ({"tiling": True}, "tiling=true"),
+        ({"restore_faces": True}, "restore_faces=true"),
+        ({"color_force_grayscale": True}, "color_force_grayscale=true"),
+        ({"legacy_colormatch": True}, "legacy_colormatch=true"),
+        ({"resume_from_timestring": True}, 'resume_timestring="20240302101530"'),
+        ({"parseq_manifest": '{"frames": []}'}, "parseq_manifest="),
+        ({"use_looper": True}, "use_looper=true"),
+        ({"r_upscale_video": True}, 'r_upscale_factor="x2"'),
+        ({"frame_interpolation_engine": "FILM"}, 'frame_interpolation_engine="FILM"'),
+        ({"add_soundtrack": "File"}, 'soundtrack_path="https://deforum.github.io/a1/A1.mp3"'),
+        ({"sampler": "DPM adaptive"}, 'sampler="DPM adaptive"'),
+        ({"sampler": 3}, "sampler=3"),
+        ({"seed": -1}, "seed=-1"),
+        ({"seed_behavior": "chaos"}, 'seed_behavior "chaos"'),
+        ({"color_coherence": "Match Frame 0 HSV"}, "only matching frame 0 in LAB"),
+        ({"color_coherence": "RGB"}, 'color_coherence="RGB"'),
+        ({"color_coherence": "Video Input"}, "color_coherence_video_every_N_frames=1"),
+        ({"color_coherence": "Image", "color_coherence_image_path": "ref.png"}, '"ref.png"'),
+        ({"border": "warp"}, 'border="warp"'),
+        ({"prompts": {"0": "(cherry:`1+sin(t)`)"}}, "prompts at frame 0 use"),
+        ({"some_future_setting": 7}, "some_future_setting=7"),
+    ],
+)
+def test_settings_rotoscope_cannot_honour_are_reported(
+    tmp_path: Path, changes: dict[str, Any], reported: str
+) -> None:
+    warnings = imported(tmp_path, **changes).warnings
+    assert len(warnings) == 1, warnings
+    assert reported in warnings[0]
+
+
+def test_reported_settings_fall_back_sensibly(tmp_path: Path) -> None:
+    settings = imported(tmp_path, seed=-1, sampler="DPM fast", border="warp").keyframes["settings"]
+    assert "seed" not in settings and "sampler" not in settings
+    assert settings["animation.border"] == "replicate"  # what Deforum does with a typo
+    colors = imported(tmp_path, color_coherence="Match Frame 0 RGB").keyframes["settings"]
+    assert colors["animation.color_coherence"] == "lab"
+    no_colors = imported(tmp_path, color_coherence="None").keyframes["settings"]
+    assert no_colors["animation.color_coherence"] == "none"
+
+
+def test_settings_mapping_details(tmp_path: Path) -> None:
+    result = imported(
+        tmp_path,
+        border="wrap",
+        sampler="dpmpp_2m_karras",
+        enable_steps_scheduling=True,
+        steps_schedule="0: (20), 24: (30)",
+        seed_behavior="schedule",
+        seed_schedule="0:(5), 24:(s+1)",
+    )
+    settings, schedules = result.keyframes["settings"], result.keyframes["schedules"]
+    assert settings["animation.border"] == "wrap"
+    assert settings["sampler"] == "DPM++ 2M Karras"
+    assert settings["seed_behavior"] == "schedule" and "seed_iter_n" not in settings
+    assert schedules["steps"] == "0: (20), 24: (30)"
+    assert schedules["seed"] == "0:(5), 24:(s+1)"
+    assert result.warnings == []
+    random_seeds = imported(tmp_path, seed_behavior="schedule", seed_schedule="0:(s), 1:(-1)")
+    assert "-1 (a random seed in Deforum) at frame 1" in random_seeds.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("{ not json", "is not valid JSON (line 1, column 3"),
+        ("[1, 2, 3]", "is not a Deforum settings file"),
+        ('{"prompt": "a cat", "steps": 20}', "is not a Deforum settings file"),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe", "is not a text file"),
+        ('{"prompts": {"0": 5}, "max_frames": 10}', "the prompt at frame '0' is not text"),
+        ('{"prompts": [], "max_frames": 10}', "'prompts' must map frames"),
+    ],
+)
+def test_bad_files_are_one_line_errors_naming_the_file(
+    tmp_path: Path, content: str | bytes | None, message: str
+) -> None:
+    path = tmp_path / "broken_settings.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(RotoscopeError) as info:
+        import_deforum(path)
+    text = str(info.value)
+    assert message in text
+    assert str(path) in text
+    assert "\n" not in text
+
+
+def test_keyframe_text_round_trips_and_lists_the_warnings() -> None:
+    result = import_deforum(EXAMPLE)
+    text = keyframe_text(result, EXAMPLE)
+    assert yaml.safe_load(text) == result.keyframes
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    assert str(EXAMPLE) in comments[0]
+    for warning in result.warnings:
+        assert f"#   - {warning}" in comments
+
+
+def test_cli_writes_the_file_and_prints_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "keyframes" / "forest.yaml"
+    main([str(EXAMPLE), "-o", str(out)])
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    for warning in EXPECTED_WARNINGS:
+        assert f"rotoscope: warning: {warning}" in captured.err.splitlines()
+    assert yaml.safe_load(out.read_text(encoding="utf-8")) == EXPECTED_KEYFRAMES
+
+    main([str(EXAMPLE)])  # no -o: the YAML goes to standard output
+    assert yaml.safe_load(capsys.readouterr().out) == EXPECTED_KEYFRAMES
+
+
+def test_cli_error_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path / "missing_settings.txt")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rotoscope: error: Deforum settings file")
+    assert "\n" not in err
+
+
+def test_the_keyframe_loader_reads_the_import(tmp_path: Path) -> None:
+    from pipeline.keyframes import load_keyframes
+
+    out = tmp_path / "forest.yaml"
+    out.write_text(keyframe_text(import_deforum(EXAMPLE), EXAMPLE), encoding="utf-8")
+    values = load_keyframes(out).values
+    assert values["strength"] == "0:(0.35), 24:(0.45), 47:(0.4)"
+    assert values["animation.zoom"] == EXPECTED_KEYFRAMES["schedules"]["zoom"]
+    assert values["seed_iter_n"] == 1
+    assert load_keyframes(EXAMPLE).values == values  # the settings file given directly
