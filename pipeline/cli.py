@@ -23,6 +23,7 @@ from pipeline.cli_args import quote_text_values
 from pipeline.config import register, to_run_config
 from pipeline.config_errors import compose_checked
 from pipeline.errors import RotoscopeError
+from pipeline.keyframes import explicit_keys
 from pipeline.logs import quiet_libraries
 from pipeline.run import LOG_NAME, run_job
 
@@ -69,7 +70,7 @@ def hydra_entry(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        run_job(run_cfg, run_dir)
+        run_job(run_cfg, run_dir, frozenset(explicit_keys(hydra_cfg.overrides.task)))
     except RotoscopeError as exc:
         if run_cfg.runtime.verbose:
             raise

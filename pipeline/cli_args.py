@@ -1,10 +1,11 @@
 """Make free-text command-line values safe for Hydra's override grammar.
 
-A1111 prompts are full of characters Hydra's grammar gives meaning to: commas (sweeps),
-parentheses and colons (weights), brackets, quotes. ``prompt=a cat, (oil:1.2)`` would be
-rejected or, under ``-m``, split into a sweep. So values of the text keys below are
-wrapped in a Hydra quoted string before Hydra sees them; a value the user already
-quoted, or wrote as a sweep function (``choice(...)``), is left alone.
+A1111 prompts and Deforum schedules are full of characters Hydra's grammar gives meaning
+to: commas (sweeps), parentheses and colons (weights, keyframes), brackets, quotes.
+``prompt=a cat, (oil:1.2)`` would be rejected or, under ``-m``, split into a sweep. So
+values of the text keys below are wrapped in a Hydra quoted string before Hydra sees
+them; a value the user already quoted, or wrote as a sweep function (``choice(...)``),
+is left alone. To sweep prompts, use ``prompt='choice("a cat","a dog")'``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,20 @@ from __future__ import annotations
 import re
 
 TEXT_KEYS = frozenset(
-    {"prompt", "negative_prompt", "name", "input.path", "model.path", "model.config", "model.vae"}
-)
+    {
+        "prompt", "negative_prompt", "prompt_prefix", "prompt_suffix", "name", "keyframes",
+        "input.path", "model.path", "model.config", "model.vae",
+    }
+)  # fmt: skip
+# Schedules are quoted only when they use schedule syntax (a colon or parentheses), so
+# a plain number or a numeric sweep (-m strength=0.4,0.5) keeps Hydra's meaning.
+SCHEDULE_KEYS = frozenset(
+    {
+        "strength", "guidance_scale", "steps", "seed_schedule", "animation.zoom",
+        "animation.angle", "animation.translation_x", "animation.translation_y",
+        "animation.transform_center_x", "animation.transform_center_y", "animation.noise",
+    }
+)  # fmt: skip
 SWEEP_FUNCTIONS = ("choice(", "range(", "interval(", "glob(", "shuffle(", "sort(", "tag(")
 
 
@@ -37,7 +50,9 @@ def _quote_arg(arg: str) -> str:
     if arg.startswith("-") or "=" not in arg:
         return arg
     key, value = arg.split("=", 1)
-    if key.lstrip("+~") not in TEXT_KEYS or _already_hydra_syntax(value):
+    name = key.lstrip("+~")
+    is_schedule = name in SCHEDULE_KEYS and any(ch in value for ch in ":()")
+    if not (name in TEXT_KEYS or is_schedule) or _already_hydra_syntax(value):
         return arg
     return f"{key}={hydra_quote(value)}"
 

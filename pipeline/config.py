@@ -15,6 +15,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from pipeline.seeds import SeedBehavior
+
 
 class ResizeMode(Enum):
     """How a frame is brought to the target size when the aspect ratio differs."""
@@ -48,6 +50,57 @@ class ModelFamily(Enum):
     auto = "auto"
     sd15 = "sd15"
     sdxl = "sdxl"
+
+
+class Interpolation(Enum):
+    """How numeric schedules move between keyframes."""
+
+    linear = "linear"
+    hold = "hold"  # step: the last key's value until the next key
+    cubic = "cubic"  # smooth Hermite curve through the keys (eases at the ends)
+
+
+class PromptBlend(Enum):
+    """How the conditioning moves from one prompt keyframe to the next."""
+
+    linear = "linear"
+    slerp = "slerp"  # spherical, per token vector
+    none = "none"  # hard cut at each keyframe
+
+
+class AnimationMode(Enum):
+    none = "none"  # each frame from its own input frame
+    loopback = "loopback"  # each frame from the previous output, moved (Deforum "2D")
+
+
+class Border(Enum):
+    """What fills the area a loopback camera move uncovers."""
+
+    replicate = "replicate"
+    reflect = "reflect"
+    wrap = "wrap"
+
+
+class ColorCoherence(Enum):
+    none = "none"
+    lab = "lab"  # match each loopback input's LAB histogram to frame 0's output
+
+
+@dataclass
+class AnimationConfig:
+    mode: AnimationMode = AnimationMode.none
+    # Loopback motion schedules (Deforum 2D): per-frame zoom factor, rotation in
+    # degrees (counter-clockwise), translation in pixels, centre as fractions of the size.
+    zoom: str = "1.0"
+    angle: str = "0"
+    translation_x: str = "0"
+    translation_y: str = "0"
+    transform_center_x: str = "0.5"
+    transform_center_y: str = "0.5"
+    # Gaussian noise added to each loopback input, in 0..1 image units.
+    noise: str = "0"
+    border: Border = Border.replicate
+    color_coherence: ColorCoherence = ColorCoherence.none
 
 
 @dataclass
@@ -127,16 +180,33 @@ class RunConfig:
     name: str = "${run_name:${input.path}}"
     # Stages to run, in order: plan, render, assemble.
     stages: list[str] = field(default_factory=lambda: ["plan", "render", "assemble"])
+    # A keyframe file (keyframes/*.yaml, a Deforum prompt object or settings file).
+    # Its values apply to every key not given on the command line.
+    keyframes: str | None = None
+    # One prompt for every frame; or keyframed prompts {frame or "2.5s": text}.
     prompt: str = ""
+    prompts: dict[str, str] = field(default_factory=dict)
+    # Added to every frame's negative prompt.
     negative_prompt: str = ""
-    # diffusers strength: 0 keeps the input frame, 1 ignores it.
-    strength: float = 0.5
-    guidance_scale: float = 7.0
-    steps: int = 20
+    prompt_prefix: str = ""
+    prompt_suffix: str = ""
+    prompt_blend: PromptBlend = PromptBlend.linear
+    # Numbers or Deforum schedules ("0:(0.65), 60:(0.45)").
+    # strength is diffusers' strength: 0 keeps the input frame, 1 ignores it.
+    strength: str = "0.5"
+    guidance_scale: str = "7"
+    steps: str = "20"
     # A1111 sampler name ("Euler a", "DPM++ 2M Karras") or its slug (euler_a).
     sampler: str = "Euler a"
-    # Locked seed: every frame uses it, through a fresh generator per frame.
+    # Base seed and how frames derive theirs; fixed (locked) is the default.
     seed: int = 42
+    seed_behavior: SeedBehavior = SeedBehavior.fixed
+    seed_iter_n: int = 1
+    seed_schedule: str = "0:(s)"
+    # Interpolation of every schedule, and per schedule name (strength: cubic).
+    interpolation: Interpolation = Interpolation.linear
+    schedule_interpolation: dict[str, Interpolation] = field(default_factory=dict)
+    animation: AnimationConfig = field(default_factory=AnimationConfig)
 
 
 STAGES = ("plan", "render", "assemble")
@@ -157,6 +227,7 @@ def register() -> None:
 
 def to_run_config(cfg: Any) -> RunConfig:
     """Turn a composed DictConfig into the typed dataclass tree."""
+    register()  # the run_name resolver must exist to resolve the default name
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, RunConfig)
     return obj

@@ -1,28 +1,50 @@
 """The plan: one row of generation parameters per output frame, as plain data.
 
-Everything downstream reads the plan and nothing recomputes it, so what a frame will
-get is inspectable before a model loads (``stages=[plan]``) and a frame's cache key can
-be computed from its row alone. Rows are written to ``plan.jsonl`` and ``plan.csv``.
+Schedules, prompt keyframes and seed behaviours are resolved here, once, into rows;
+everything downstream reads the rows and nothing recomputes a schedule. So what a
+frame will get is inspectable before a model loads (``stages=[plan]`` writes
+``plan.csv``, ``plan.jsonl`` and the chart ``plan.png``), and a frame's cache key can be
+computed from its row alone.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import asdict, dataclass, fields
+from functools import reduce
 from pathlib import Path
 
-from pipeline.config import RunConfig
+import numpy as np
+
+from pipeline.config import AnimationMode, PromptBlend, RunConfig
 from pipeline.errors import RotoscopeError
+from pipeline.keyframes import SCHEDULE_KEYS
+from pipeline.plan_chart import Series
+from pipeline.prompt_syntax import parse_attention
 from pipeline.samplers import canonical_sampler
+from pipeline.schedules import evaluate_schedule, parse_expression, parse_schedule
+from pipeline.seeds import SeedBehavior, frame_seeds
 
 PLAN_JSONL = "plan.jsonl"
 PLAN_CSV = "plan.csv"
+NEG_SEPARATOR = "--neg"
+GENERATION_SCHEDULES = ("strength", "guidance_scale", "steps")
+MOTION_SCHEDULES = (
+    "zoom", "angle", "translation_x", "translation_y",
+    "transform_center_x", "transform_center_y", "noise",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class FrameJob:
-    """What one output frame is generated with; ``index`` is the output frame number."""
+    """What one output frame is generated with; ``index`` is the output frame number.
+
+    Between two prompt keyframes the frame's conditioning lies ``blend`` of the way from
+    (prompt, negative_prompt) to (prompt_to, negative_prompt_to). Motion values are set
+    only in loopback mode.
+    """
 
     index: int
     prompt: str
@@ -34,60 +56,249 @@ class FrameJob:
     seed: int
     width: int
     height: int
+    prompt_to: str | None = None
+    negative_prompt_to: str | None = None
+    blend: float = 0.0
+    blend_mode: str = "linear"
+    zoom: float | None = None
+    angle: float | None = None
+    translation_x: float | None = None
+    translation_y: float | None = None
+    transform_center_x: float | None = None
+    transform_center_y: float | None = None
+    noise: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
 
 
-def build_plan(cfg: RunConfig, frame_count: int, width: int, height: int) -> list[FrameJob]:
-    """Rows for ``frame_count`` frames; raises RotoscopeError naming the bad key."""
-    check_values(cfg)
+@dataclass(frozen=True)
+class PromptKey:
+    """A prompt keyframe, resolved: frame, full positive text, full negative text."""
+
+    frame: int
+    prompt: str
+    negative: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The rows, plus what the chart and the summary show about how they came about."""
+
+    rows: list[FrameJob]
+    series: list[Series]
+    prompt_keys: list[PromptKey]
+
+
+def build_plan(
+    cfg: RunConfig,
+    frame_count: int,
+    width: int,
+    height: int,
+    fps: float,
+    origins: dict[str, str] | None = None,
+) -> Plan:
+    """Resolve every schedule, prompt and seed for ``frame_count`` frames.
+
+    ``origins`` maps config keys to the keyframe file their value came from, so errors
+    name that file; other values are reported as coming from the command line.
+    """
+    origins = origins or {}
+    check_seed(cfg)
     sampler = canonical_sampler(cfg.sampler)
-    return [
-        FrameJob(
+    names = list(GENERATION_SCHEDULES)
+    if cfg.seed_behavior is SeedBehavior.schedule:
+        names.append("seed")
+    if cfg.animation.mode is AnimationMode.loopback:
+        names += MOTION_SCHEDULES
+    series = {name: _schedule(cfg, name, frame_count, fps, origins) for name in names}
+    steps = [round_half_up(value) for value in series["steps"].values]
+    seed_values = series["seed"].values if "seed" in series else None
+    seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
+    keys = prompt_keys(cfg, frame_count, fps, origins)
+    rows = []
+    for index in range(frame_count):
+        motion = {
+            name: float(series[name].values[index]) for name in MOTION_SCHEDULES if name in series
+        }
+        row = FrameJob(
             index=index,
-            prompt=cfg.prompt,
-            negative_prompt=cfg.negative_prompt,
-            strength=float(cfg.strength),
-            guidance_scale=float(cfg.guidance_scale),
-            steps=int(cfg.steps),
+            strength=float(series["strength"].values[index]),
+            guidance_scale=float(series["guidance_scale"].values[index]),
+            steps=steps[index],
             sampler=sampler,
-            seed=int(cfg.seed),
+            seed=seeds[index],
             width=width,
             height=height,
+            blend_mode=cfg.prompt_blend.value,
+            **_prompt_at(keys, index, cfg.prompt_blend),
+            **motion,
         )
-        for index in range(frame_count)
-    ]
+        check_row(row, origins)
+        rows.append(row)
+    chart = [series[name] for name in GENERATION_SCHEDULES]
+    seed_keys = series["seed"].keys if "seed" in series else [0]
+    chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
+    chart += [series[name] for name in MOTION_SCHEDULES if name in series]
+    return Plan(rows, chart, keys)
 
 
-def check_values(cfg: RunConfig) -> None:
-    """Reject values diffusers would fail on mid-run, before any work starts."""
-    if not 0.0 <= cfg.strength <= 1.0:
-        raise RotoscopeError(f"strength={cfg.strength} is outside 0..1 (0 keeps the input frame)")
-    if cfg.steps < 1:
-        raise RotoscopeError(f"steps={cfg.steps} must be at least 1")
-    if 0 < cfg.strength * cfg.steps < 1:
+def round_half_up(value: float) -> int:
+    """Integer schedules (steps, seeds) round halves up, the same way everywhere."""
+    return math.floor(value + 0.5)
+
+
+def _config_value(cfg: RunConfig, key: str) -> object:
+    return reduce(getattr, key.split("."), cfg)
+
+
+def _schedule(cfg: RunConfig, name: str, count: int, fps: float, origins: dict[str, str]) -> Series:
+    key = SCHEDULE_KEYS[name]
+    interpolation = cfg.schedule_interpolation.get(name, cfg.interpolation)
+    schedule = parse_schedule(
+        str(_config_value(cfg, key)), key, origins.get(key, "command line"),
+        fps=fps, max_f=max(count - 1, 0), seed=cfg.seed,
+    )  # fmt: skip
+    values = evaluate_schedule(
+        schedule, count, fps=fps, seed=cfg.seed, interpolation=interpolation.value
+    )
+    return Series(name, values, [key.frame for key in schedule.keyframes])
+
+
+def join_prompt(*parts: str) -> str:
+    """Join prompt parts with ", ", dropping empty ones and doubled separators."""
+    cleaned = [part.strip().strip(",").strip() for part in parts]
+    return ", ".join(part for part in cleaned if part)
+
+
+def prompt_keys(
+    cfg: RunConfig, frame_count: int, fps: float, origins: dict[str, str]
+) -> list[PromptKey]:
+    """The prompt keyframes in frame order, prefix/suffix and global negative applied."""
+    texts = cfg.prompts or {"0": cfg.prompt}
+    where = origins.get("prompts", "command line")
+    by_frame: dict[int, str] = {}
+    for key, text in texts.items():
+        by_frame[_prompt_frame(key, fps, frame_count, cfg.seed, where)] = text
+    keys = []
+    for frame in sorted(by_frame):
+        positive, _, negative = by_frame[frame].partition(NEG_SEPARATOR)
+        for text in (positive, negative, cfg.negative_prompt):
+            _check_attention(text, where)
+        keys.append(
+            PromptKey(
+                frame=frame,
+                prompt=join_prompt(cfg.prompt_prefix, positive, cfg.prompt_suffix),
+                negative=join_prompt(negative, cfg.negative_prompt),
+            )
+        )
+    return keys
+
+
+def _check_attention(text: str, where: str) -> None:
+    """A malformed weight such as ``(cat:1.2.3)`` fails now, not after the model loads."""
+    try:
+        parse_attention(text)
+    except RotoscopeError as exc:
+        raise RotoscopeError(f"{where}: prompt '{text.strip()[:60]}': {exc}") from exc
+
+
+def _prompt_frame(key: str, fps: float, frame_count: int, seed: int, where: str) -> int:
+    """A prompt key: a frame number, a time (``2.5s``) or an expression of max_f/fps/s."""
+    text = str(key).strip()
+    try:
+        if text.endswith("s") and _is_number(text[:-1]):
+            return round_half_up(float(text[:-1]) * fps)
+        value = parse_expression(text).evaluate(
+            {"t": 0.0, "max_f": float(max(frame_count - 1, 0)), "fps": fps, "s": float(seed)}
+        )
+        return round_half_up(float(value))
+    except RotoscopeError as exc:
         raise RotoscopeError(
-            f"steps={cfg.steps} x strength={cfg.strength} runs no denoising step",
-            f"raise steps to at least {int(1 / cfg.strength) + 1} or strength",
+            f"{where}: prompt key '{text}' is not a frame number or a time",
+            "use 12, 2.5s or an expression such as max_f/2",
+        ) from exc
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _prompt_at(keys: list[PromptKey], index: int, mode: PromptBlend) -> dict[str, object]:
+    """The prompt fields of frame ``index``: its keyframe, and the blend to the next."""
+    current = 0
+    for position, key in enumerate(keys):
+        if key.frame <= index:
+            current = position
+    key = keys[current]
+    fields_ = {"prompt": key.prompt, "negative_prompt": key.negative}
+    following = keys[current + 1] if current + 1 < len(keys) else None
+    if (
+        mode is PromptBlend.none
+        or following is None
+        or index <= key.frame
+        or (following.prompt, following.negative) == (key.prompt, key.negative)
+    ):
+        return fields_
+    weight = (index - key.frame) / (following.frame - key.frame)
+    return {
+        **fields_,
+        "prompt_to": following.prompt,
+        "negative_prompt_to": following.negative,
+        "blend": round(weight, 6),
+    }
+
+
+def check_seed(cfg: RunConfig) -> None:
+    if cfg.seed < 0:
+        raise RotoscopeError(
+            f"seed={cfg.seed} must not be negative",
+            "for a different seed per frame use seed_behavior=random (drawn from the seed)",
         )
-    if cfg.guidance_scale < 0:
-        raise RotoscopeError(f"guidance_scale={cfg.guidance_scale} must not be negative")
-    if not 0 <= cfg.seed < 2**64:
-        raise RotoscopeError(f"seed={cfg.seed} must be between 0 and 2**64-1")
+    if cfg.seed_iter_n < 1:
+        raise RotoscopeError(f"seed_iter_n={cfg.seed_iter_n} must be at least 1")
 
 
-def write_plan(rows: list[FrameJob], run_dir: Path) -> None:
-    """Write the plan as JSON lines (for the renderer) and CSV (for people)."""
+def check_row(row: FrameJob, origins: dict[str, str]) -> None:
+    """Reject values diffusers would fail on mid-run, naming the frame and schedule."""
+
+    def fail(key: str, problem: str, hint: str) -> None:
+        where = origins.get(key, "command line")
+        raise RotoscopeError(f"{where}: {key} at frame {row.index}: {problem}", hint)
+
+    if not 0.0 <= row.strength <= 1.0:
+        fail(
+            "strength", f"{row.strength:g} is outside 0..1", "0 keeps the input frame, 1 ignores it"
+        )
+    if row.steps < 1:
+        fail("steps", f"{row.steps} steps", "steps must be at least 1")
+    if 0 < row.strength * row.steps < 1:
+        fail(
+            "steps",
+            f"{row.steps} steps x strength {row.strength:g} runs no denoising step",
+            f"raise steps to at least {math.ceil(1 / row.strength)} or raise strength",
+        )
+    if row.guidance_scale < 0:
+        fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
+    if row.zoom is not None and row.zoom <= 0:
+        fail("animation.zoom", f"{row.zoom:g} is not positive", "1 means no zoom")
+
+
+def write_plan(plan: Plan, run_dir: Path) -> None:
+    """Write the rows as JSON lines (for the renderer) and CSV (for people)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / PLAN_JSONL).write_text(
-        "".join(row.to_json() + "\n" for row in rows), encoding="utf-8"
+        "".join(row.to_json() + "\n" for row in plan.rows), encoding="utf-8"
     )
     names = [f.name for f in fields(FrameJob)]
     with (run_dir / PLAN_CSV).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
-        for row in rows:
+        for row in plan.rows:
             writer.writerow(asdict(row))
 
 

@@ -16,21 +16,22 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipeline import __version__
 from pipeline.assemble import AudioSpec, encode_video, output_path, write_image_folder
-from pipeline.config import STAGES, OutputFormat, RunConfig
+from pipeline.config import STAGES, AnimationMode, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.manifest import FrameRecord, Manifest, frame_file, frame_key
-from pipeline.plan import FrameJob, build_plan, read_plan, write_plan
-from pipeline.pngmeta import a1111_parameters, write_png
+from pipeline.keyframes import apply_keyframes
+from pipeline.manifest import Manifest
+from pipeline.plan import Plan, build_plan, read_plan, write_plan
+from pipeline.plan_chart import write_plan_chart
 from pipeline.progress import Progress, format_duration
-from pipeline.sources import Source, SourceInfo, open_source
+from pipeline.sources import SourceInfo, open_source
 
 log = logging.getLogger("rotoscope")
 
 LOG_NAME = "rotoscope.log"
 CONFIG_NAME = "config.yaml"
 SOURCE_JSON = "source.json"
+PLAN_CHART = "plan.png"
 IMAGES_DIR = "images"
 
 
@@ -45,15 +46,20 @@ class JobResult:
     output: Path | None = None
 
 
-def run_job(cfg: RunConfig, run_dir: Path) -> JobResult:
-    """Run the configured stages in order inside ``run_dir``."""
+def run_job(cfg: RunConfig, run_dir: Path, explicit: frozenset[str] = frozenset()) -> JobResult:
+    """Run the configured stages in order inside ``run_dir``.
+
+    ``explicit`` names the config keys given on the command line: they win over a
+    keyframe file's values (which win over presets and defaults).
+    """
     stages = check_stages(cfg.stages)
+    cfg, origins = apply_keyframes(cfg, explicit)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_NAME).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     log.info("run folder: %s", run_dir)
     result = JobResult(run_dir=run_dir)
     if "plan" in stages:
-        result.planned = plan_stage(cfg, run_dir)
+        result.planned = plan_stage(cfg, run_dir, origins)
     if "render" in stages:
         render_stage(cfg, run_dir, result)
     if "assemble" in stages:
@@ -71,22 +77,52 @@ def check_stages(stages: list[str]) -> list[str]:
     return [stage for stage in STAGES if stage in stages]
 
 
-def plan_stage(cfg: RunConfig, run_dir: Path) -> int:
-    """Probe the source and write the plan; no model is loaded."""
+def plan_stage(cfg: RunConfig, run_dir: Path, origins: dict[str, str]) -> int:
+    """Probe the source, resolve every schedule and write the plan; no model is loaded."""
     with open_source(cfg.input) as source:
         info = source.info
         count = source.count_frames()
+    if cfg.animation.mode is AnimationMode.loopback and cfg.input.max_frames:
+        count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(f"input.path '{cfg.input.path}' selects no frames", _range_hint())
-    rows = build_plan(cfg, count, info.width, info.height)
-    write_plan(rows, run_dir)
+    plan = build_plan(cfg, count, info.width, info.height, info.fps, origins)
+    write_plan(plan, run_dir)
+    write_plan_chart(
+        plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], run_dir / PLAN_CHART
+    )
     (run_dir / SOURCE_JSON).write_text(json.dumps(_info_dict(info), indent=2))
-    log.info(
-        "plan: %d frames of %s (%s, %dx%d at %g fps), %d steps %s, strength %g, seed %d",
-        count, info.path, info.kind, info.width, info.height, info.fps,
-        cfg.steps, rows[0].sampler, cfg.strength, cfg.seed,
-    )  # fmt: skip
+    log.info("plan: %s", summarize(plan, info, cfg))
     return count
+
+
+def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
+    """One line a user can check before rendering: size, frames, ranges, prompts."""
+
+    def span(values: list[float]) -> str:
+        low, high = min(values), max(values)
+        return (
+            f"{low:g}" if low == high else f"{values[0]:g}..{values[-1]:g} (range {low:g}-{high:g})"
+        )
+
+    rows = plan.rows
+    seeds = sorted({row.seed for row in rows})
+    seed_text = (
+        f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
+    )
+    mode = ", loopback" if cfg.animation.mode is AnimationMode.loopback else ""
+    size = f"{info.width}x{info.height} at {info.fps:g} fps{mode}"
+    return "; ".join(
+        [
+            f"{len(rows)} frames of {info.path} ({info.kind}, {size})",
+            f"{len(plan.prompt_keys)} prompt keyframe(s)",
+            f"strength {span([r.strength for r in rows])}",
+            f"guidance {span([r.guidance_scale for r in rows])}",
+            f"steps {span([float(r.steps) for r in rows])}",
+            rows[0].sampler,
+            seed_text,
+        ]
+    )
 
 
 def _range_hint() -> str:
@@ -108,57 +144,24 @@ def read_source_info(run_dir: Path) -> dict[str, Any]:
 
 def render_stage(cfg: RunConfig, run_dir: Path, result: JobResult) -> None:
     """Render every planned frame whose key is not already in the manifest."""
+    from pipeline.frame_producer import FrameProducer, render_frames, render_loopback
     from pipeline.model_loader import load_model  # torch/diffusers import only when rendering
-    from pipeline.render import Renderer
 
     rows = read_plan(run_dir)
-    manifest = Manifest(run_dir)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)
     started = time.monotonic()
     log.info("loading model %s", cfg.model.path)
     model = load_model(cfg.model, cfg.runtime)
-    renderer = Renderer(model)
     log.info(
         "model %s on %s (%s)", model.name, model.device, str(model.dtype).removeprefix("torch.")
     )
+    producer = FrameProducer(run_dir, Manifest(run_dir), model, progress)
     with open_source(cfg.input) as source:
-        for frame in source:
-            if frame.index >= len(rows):
-                break
-            job = rows[frame.index]
-            _check_size(job, frame.image.shape, run_dir)
-            key = frame_key(job, frame.image, model.identity)
-            if manifest.current(frame.index, key):
-                progress.advance(reused=True)
-                continue
-            image = renderer.render(job, frame.image)
-            details = {
-                "rotoscope": __version__,
-                "key": key,
-                "plan": asdict(job),
-                "source": {
-                    "path": str(source.info.path),
-                    "index": frame.source_index,
-                    "time": frame.time,
-                    "name": frame.name,
-                },
-                "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
-            }
-            parameters = a1111_parameters(job, model.name, model.model_hash)
-            write_png(run_dir / frame_file(frame.index), image, parameters, details)
-            manifest.add(
-                FrameRecord(
-                    index=frame.index,
-                    file=frame_file(frame.index),
-                    key=key,
-                    source_index=frame.source_index,
-                    source_name=frame.name,
-                    time=frame.time,
-                )
-            )
-            progress.advance()
-        progress.close()
-        _report_short_source(source, len(rows))
+        if cfg.animation.mode is AnimationMode.loopback:
+            render_loopback(producer, rows, source, cfg.animation)
+        else:
+            render_frames(producer, rows, source)
+    progress.close()
     result.rendered, result.reused = progress.rendered, progress.reused
     elapsed = time.monotonic() - started
     per_frame = f", {elapsed / progress.rendered:.2f} s/frame" if progress.rendered else ""
@@ -166,23 +169,6 @@ def render_stage(cfg: RunConfig, run_dir: Path, result: JobResult) -> None:
         "render: %d rendered, %d reused, in %s%s",
         progress.rendered, progress.reused, format_duration(elapsed), per_frame,
     )  # fmt: skip
-
-
-def _check_size(job: FrameJob, shape: tuple[int, ...], run_dir: Path) -> None:
-    if (shape[1], shape[0]) != (job.width, job.height):
-        raise RotoscopeError(
-            f"frame {job.index} is {shape[1]}x{shape[0]} but the plan in {run_dir} "
-            f"says {job.width}x{job.height}",
-            "the input or its size changed: rerun with the plan stage",
-        )
-
-
-def _report_short_source(source: Source, planned: int) -> None:
-    if source.frames_read < planned:
-        log.warning(
-            "input %s ended after %d of %d planned frames; rendered the frames it has",
-            source.info.path, source.frames_read, planned,
-        )  # fmt: skip
 
 
 def assemble_stage(cfg: RunConfig, run_dir: Path) -> Path:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The example job, from nothing: set up .venv, build the offline random-weight demo
-# model, make a sample clip with sound, render it and print where the video is.
+# model, make a sample clip with sound, render a keyframed animation of it and print
+# where the video is.
 # Extra arguments are passed to rotoscope (e.g. output=webm steps=4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ bash scripts/setup_env.sh
 export TRANSFORMERS_VERBOSITY=error DIFFUSERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1
 .venv/bin/python scripts/make_tiny_models.py --out models/tiny >/dev/null
 .venv/bin/python scripts/make_sample_clip.py samples/clip.mp4 >/dev/null
+# a keyframed prompt animation (winter -> spring -> summer, strength easing 0.65 -> 0.45)
 video=$(.venv/bin/rotoscope model=tiny input.path=samples/clip.mp4 name=demo \
-  prompt="watercolor painting of a test card, soft light" negative_prompt="blurry" \
-  strength=0.6 steps=8 seed=7 "$@")
+  keyframes=keyframes/seasons.yaml steps=8 seed=7 "$@")
 echo "demo video: $video"

@@ -197,3 +197,66 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, clip: Path) -> None:
         ):
             failures.append(f"{case}: rc={result.returncode} stderr={result.stderr[-400:]!r}")
     assert not failures, "\n".join(failures)
+
+
+KEYFRAMES = ROOT / "keyframes"
+
+
+def test_keyframed_loopback_animation_from_a_still(tiny_models, tmp_path: Path) -> None:
+    gradient = np.linspace(0, 255, 64 * 48 * 3).reshape(48, 64, 3).astype(np.uint8)
+    write_image(tmp_path / "still.png", gradient)
+    args = (
+        f"input.path={tmp_path / 'still.png'}", "input.repeat=6", "input.fps=1",
+        f"keyframes={KEYFRAMES / 'lighthouse_zoom.yaml'}", f"model.path={tiny_models.sd15}",
+        "runtime=cpu", "steps=4", "output=gif",
+    )  # fmt: skip
+    result = rotoscope(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "6 frames" in result.stderr and "loopback" in result.stderr
+    assert "3 prompt keyframe(s)" in result.stderr
+    run_dir = tmp_path / "outputs/still"
+    assert (run_dir / "plan.png").is_file()
+    header = (run_dir / "plan.csv").read_text().splitlines()[0]
+    assert "zoom" in header and "prompt_to" in header
+    frames = frames_of(run_dir)
+    assert len(frames) == 6 and count_frames(run_dir / "still.gif") == 6
+    assert not np.array_equal(frames[2], frames[3])
+    details = read_png_metadata(run_dir / "frames/000004.png")["rotoscope"]
+    plan = details["plan"]
+    assert plan["seed"] == 46  # seed_behavior iter from the file: 42 + 4
+    # keys at 0, 3s and 6s at 1 fps: frame 4 is a third of the way from dawn to night
+    assert plan["prompt"].startswith("a lighthouse at dawn")
+    assert plan["prompt_to"].startswith("a lighthouse under the northern lights")
+    assert plan["blend"] == pytest.approx(1 / 3, abs=1e-6)
+    assert details["source"]["loopback_from"] == 3
+    config = (run_dir / "config.yaml").read_text()
+    assert "mode: loopback" in config and "a lighthouse at dawn" in config  # recorded in full
+    again = rotoscope(*args, "name=again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(frames, frames_of(tmp_path / "outputs/again"), strict=True)
+    )
+
+
+def test_plan_stage_with_keyframes_and_schedule_on_command_line(clip: Path, tmp_path: Path) -> None:
+    result = rotoscope(
+        f"input.path={clip}", f"keyframes={KEYFRAMES / 'seasons.yaml'}", "stages=[plan]",
+        "guidance_scale=0:(5), 7:(9)", "seed_behavior=alternate", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(x) for x in (tmp_path / "outputs/dance/plan.jsonl").read_text().splitlines()]
+    assert [r["guidance_scale"] for r in rows] == pytest.approx([5 + 4 * k / 7 for k in range(8)])
+    assert [r["seed"] for r in rows[:3]] == [42, 43, 42]
+    assert rows[0]["strength"] == pytest.approx(0.65) and rows[7]["strength"] == pytest.approx(0.45)
+    assert rows[0]["prompt"].startswith("winter forest") and rows[0]["negative_prompt"].startswith(
+        "people, text, blurry"
+    )
+
+
+def test_bad_schedule_fails_before_model_load_with_caret(clip: Path, tmp_path: Path) -> None:
+    result = rotoscope(f"input.path={clip}", "strength=0:(0.5), 10:(sqr(t))",
+                       "model.path=/no/model", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "strength" in result.stderr and "sqr" in result.stderr and "^" in result.stderr
+    assert "loading model" not in result.stderr and "Traceback" not in result.stderr

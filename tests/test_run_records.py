@@ -34,10 +34,11 @@ def job(**changes: object) -> FrameJob:
 
 
 def test_plan_rows_round_trip(tmp_path: Path) -> None:
-    rows = build_plan(make_cfg(sampler="dpmpp_2m_karras", prompt="x"), 5, 64, 48)
+    plan = build_plan(make_cfg(sampler="dpmpp_2m_karras", prompt="x"), 5, 64, 48, 12.0)
+    rows = plan.rows
     assert [r.index for r in rows] == [0, 1, 2, 3, 4]
     assert rows[0].sampler == "DPM++ 2M Karras"
-    write_plan(rows, tmp_path)
+    write_plan(plan, tmp_path)
     assert read_plan(tmp_path) == rows
     csv_lines = (tmp_path / "plan.csv").read_text().splitlines()
     assert len(csv_lines) == 6 and csv_lines[0].startswith("index,")
@@ -46,17 +47,19 @@ def test_plan_rows_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "needle"),
     [
-        ({"strength": 1.5}, "strength=1.5"),
-        ({"steps": 0}, "steps=0"),
-        ({"steps": 2, "strength": 0.3}, "runs no denoising step"),
-        ({"guidance_scale": -1.0}, "guidance_scale"),
+        ({"strength": "1.5"}, "strength at frame 0: 1.5 is outside 0..1"),
+        ({"strength": "0:(0.5), 2:(1.5)"}, "strength at frame 2: 1.5 is outside"),
+        ({"steps": "0"}, "steps at frame 0: 0 steps"),
+        ({"steps": "2", "strength": "0.3"}, "runs no denoising step"),
+        ({"guidance_scale": "-1"}, "guidance_scale at frame 0"),
         ({"seed": -5}, "seed=-5"),
         ({"sampler": "Eulr a"}, "Eulr a"),
+        ({"strength": "0:(0.5"}, "strength"),
     ],
 )
 def test_plan_rejects_bad_values(values: dict[str, object], needle: str) -> None:
     with pytest.raises(RotoscopeError) as info:
-        build_plan(make_cfg(**values), 3, 64, 48)
+        build_plan(make_cfg(**values), 3, 64, 48, 12.0)
     assert needle in str(info.value)
 
 

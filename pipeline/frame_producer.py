@@ -1,0 +1,167 @@
+"""Where each frame's input comes from, and the one rule for reusing finished frames.
+
+Two input strategies share one producer: ``render_frames`` takes every frame from the
+source (stylizing a clip or a folder); ``render_loopback`` takes only the first one and
+builds every later input from the previous output, moved by the row's motion values
+(Deforum's 2D mode). Either way the producer hashes the row, the exact input pixels and
+the model into the frame's key, so a frame whose key is in the manifest is reused, not
+rendered. In loopback the input pixels come from the previous output, so a change to
+one frame changes the keys of every frame after it, and only those re-render.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline import __version__
+from pipeline.color_match import match_colors_lab
+from pipeline.config import AnimationConfig, ColorCoherence
+from pipeline.errors import RotoscopeError
+from pipeline.manifest import FrameRecord, Manifest, frame_file, frame_key
+from pipeline.model_loader import LoadedModel
+from pipeline.motion import add_noise, warp_2d
+from pipeline.plan import FrameJob
+from pipeline.pngmeta import a1111_parameters, write_png
+from pipeline.progress import Progress
+from pipeline.render import Renderer
+from pipeline.sources import Source
+
+log = logging.getLogger("rotoscope")
+
+
+class FrameProducer:
+    """Renders a row on an input image unless the manifest already has that frame."""
+
+    def __init__(
+        self, run_dir: Path, manifest: Manifest, model: LoadedModel, progress: Progress
+    ) -> None:
+        self.run_dir = run_dir
+        self.manifest = manifest
+        self.model = model
+        self.renderer = Renderer(model)
+        self.progress = progress
+
+    def produce(
+        self,
+        job: FrameJob,
+        image: np.ndarray,
+        source: dict[str, object],
+        need_output: bool = False,
+    ) -> np.ndarray | None:
+        """The frame for ``job`` (rendered, or reused from disk); pixels if asked for."""
+        key = frame_key(job, image, self.model.identity)
+        record = self.manifest.current(job.index, key)
+        if record is not None:
+            self.progress.advance(reused=True)
+            if need_output:
+                return np.asarray(Image.open(self.run_dir / record.file).convert("RGB"))
+            return None
+        output = self.renderer.render(job, image)
+        details = {
+            "rotoscope": __version__,
+            "key": key,
+            "plan": asdict(job),
+            "source": source,
+            "model": {
+                "name": self.model.name,
+                "identity": self.model.identity,
+                "hash": self.model.model_hash,
+            },
+        }
+        parameters = a1111_parameters(job, self.model.name, self.model.model_hash)
+        write_png(self.run_dir / frame_file(job.index), output, parameters, details)
+        self.manifest.add(
+            FrameRecord(
+                index=job.index,
+                file=frame_file(job.index),
+                key=key,
+                source_index=int(source["index"]),  # type: ignore[call-overload]
+                source_name=source["name"],  # type: ignore[arg-type]
+                time=float(source["time"]),  # type: ignore[arg-type]
+            )
+        )
+        self.progress.advance()
+        return output
+
+
+def render_frames(producer: FrameProducer, rows: list[FrameJob], source: Source) -> None:
+    """Each planned frame from its own source frame."""
+    for frame in source:
+        if frame.index >= len(rows):
+            break
+        job = rows[frame.index]
+        _check_size(job, frame.image.shape)
+        origin = {
+            "path": str(source.info.path),
+            "index": frame.source_index,
+            "time": frame.time,
+            "name": frame.name,
+        }
+        producer.produce(job, frame.image, origin)
+    if source.frames_read < len(rows):
+        log.warning(
+            "input %s ended after %d of %d planned frames; rendered the frames it has",
+            source.info.path, source.frames_read, len(rows),
+        )  # fmt: skip
+
+
+def render_loopback(
+    producer: FrameProducer, rows: list[FrameJob], source: Source, animation: AnimationConfig
+) -> None:
+    """Frame 0 from the first source frame, every later frame from the one before.
+
+    Each later input is the previous output warped by the row's motion, colour-matched
+    to frame 0's output (with ``color_coherence: lab``) against loopback's drift, and
+    given the row's noise, seeded by the row's seed.
+    """
+    first = next(iter(source), None)
+    if first is None:
+        raise RotoscopeError(f"input.path '{source.info.path}' has no frame to start from")
+    _check_size(rows[0], first.image.shape)
+    previous: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    for job in rows:
+        if previous is None:
+            image = first.image
+        else:
+            image = warp_2d(
+                previous,
+                zoom=_motion(job.zoom, 1.0),
+                angle=_motion(job.angle, 0.0),
+                translation_x=_motion(job.translation_x, 0.0),
+                translation_y=_motion(job.translation_y, 0.0),
+                center_x=_motion(job.transform_center_x, 0.5),
+                center_y=_motion(job.transform_center_y, 0.5),
+                border=animation.border.value,
+            )
+            if animation.color_coherence is ColorCoherence.lab and reference is not None:
+                image = match_colors_lab(image, reference)
+            image = add_noise(image, _motion(job.noise, 0.0), job.seed)
+        origin = {
+            "path": str(source.info.path),
+            "index": first.source_index if job.index == 0 else -1,
+            "time": job.index / source.info.fps if source.info.fps else 0.0,
+            "name": first.name,
+            "loopback_from": None if job.index == 0 else job.index - 1,
+        }
+        previous = producer.produce(job, image, origin, need_output=True)
+        if reference is None:
+            reference = previous
+
+
+def _motion(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _check_size(job: FrameJob, shape: tuple[int, ...]) -> None:
+    if (shape[1], shape[0]) != (job.width, job.height):
+        raise RotoscopeError(
+            f"frame {job.index} is {shape[1]}x{shape[0]} but the plan says "
+            f"{job.width}x{job.height}",
+            "the input or its size changed: rerun with the plan stage",
+        )
