@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipeline.cli_args import quote_text_values
 from pipeline.config import register, to_run_config
 from pipeline.config_errors import compose_checked
 from pipeline.errors import RotoscopeError
+from pipeline.interrupts import StopRequested
 from pipeline.keyframes import explicit_keys
 from pipeline.logs import quiet_libraries
 from pipeline.run import LOG_NAME, run_job
@@ -40,7 +42,8 @@ HYDRA_INSPECT_FLAGS = (
 def main() -> None:
     """Entry point of the ``rotoscope`` command and ``python -m pipeline``."""
     register()
-    args = quote_text_values(sys.argv[1:])
+    original = sys.argv[1:]
+    args = quote_text_values(original)
     sys.argv[1:] = args  # Hydra reads sys.argv itself
     if not any(arg.split("=")[0] in HYDRA_INSPECT_FLAGS for arg in args):
         overrides = [arg for arg in args if not arg.startswith("-")]
@@ -51,6 +54,7 @@ def main() -> None:
             sys.exit(2)
         if not checked.runtime.verbose:
             quiet_library_imports()
+    os.environ[RESUME_ENV] = shlex.join(["rotoscope", *original])
     hydra_entry()
 
 
@@ -61,32 +65,52 @@ def quiet_library_imports() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 
+# The command line as the user typed it, so an interrupted job can print the exact
+# command that resumes it (Hydra only keeps its own re-quoted overrides).
+RESUME_ENV = "ROTOSCOPE_COMMAND"
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def hydra_entry(cfg: DictConfig) -> None:
-    """Run one job (one combination, under multirun) in its run folder."""
+def hydra_entry(cfg: DictConfig) -> dict[str, object]:
+    """Run one job (one combination, under multirun) in its run folder.
+
+    Returns a short status for the multirun summary. In a single run a failure exits
+    non-zero here; under multirun it is logged and the next job starts.
+    """
     run_cfg = to_run_config(cfg)
     quiet_libraries(run_cfg.runtime.verbose)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    command = os.environ.get(RESUME_ENV)
+    explicit = frozenset(explicit_keys(hydra_cfg.overrides.task))
+    status: dict[str, object] = {"run_dir": str(run_dir), "status": "failed"}
     try:
-        run_job(run_cfg, run_dir, frozenset(explicit_keys(hydra_cfg.overrides.task)))
+        report = run_job(run_cfg, run_dir, explicit, command)
+        return {**status, "status": report.status, "outputs": report.outputs}
+    except StopRequested as stop:
+        log.warning(
+            "stopped by %s after the current frame; finished frames are kept. Resume with:\n  %s",
+            stop.signal_name, command,
+        )  # fmt: skip
+        sys.exit(stop.exit_code)
     except RotoscopeError as exc:
         if run_cfg.runtime.verbose:
             raise
         log.error("%s", exc)
         if not multirun:
             sys.exit(2)
+        return {**status, "error": str(exc)}
     except Exception as exc:
         if run_cfg.runtime.verbose:
             raise
-        with (run_dir / LOG_NAME).open("a", encoding="utf-8") as fh:
-            fh.write(traceback.format_exc())
+        if run_dir.is_dir():
+            with (run_dir / LOG_NAME).open("a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
         log.error(
             "unexpected failure: %s: %s (traceback in %s; rerun with runtime.verbose=true)",
-            type(exc).__name__,
-            exc,
-            run_dir / LOG_NAME,
-        )
+            type(exc).__name__, exc, run_dir / LOG_NAME,
+        )  # fmt: skip
         if not multirun:
             sys.exit(1)
+        return {**status, "error": f"{type(exc).__name__}: {exc}"}

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 
-TEXT_KEYS = frozenset(
-    {
-        "prompt", "negative_prompt", "prompt_prefix", "prompt_suffix", "name", "keyframes",
-        "input.path", "model.path", "model.config", "model.vae",
-    }
-)  # fmt: skip
+TEXT_KEYS = frozenset({"prompt", "negative_prompt", "prompt_prefix", "prompt_suffix"})
+# Paths may hold spaces and brackets, but under multirun a comma lists several jobs
+# (-m input.path=a.mp4,b.mp4): then each element is quoted on its own.
+PATH_KEYS = frozenset(
+    {"name", "keyframes", "input.path", "model.path", "model.config", "model.vae"}
+)
 # Schedules are quoted only when they use schedule syntax (a colon or parentheses), so
 # a plain number or a numeric sweep (-m strength=0.4,0.5) keeps Hydra's meaning.
 SCHEDULE_KEYS = frozenset(
@@ -42,18 +42,21 @@ def hydra_quote(value: str) -> str:
 
 
 def quote_text_values(args: list[str]) -> list[str]:
-    """Quote the values of TEXT_KEYS overrides; other arguments pass through."""
-    return [_quote_arg(arg) for arg in args]
+    """Quote the values of TEXT_KEYS, PATH_KEYS and schedule overrides."""
+    multirun = any(arg in ("-m", "--multirun") for arg in args)
+    return [_quote_arg(arg, multirun) for arg in args]
 
 
-def _quote_arg(arg: str) -> str:
+def _quote_arg(arg: str, multirun: bool) -> str:
     if arg.startswith("-") or "=" not in arg:
         return arg
     key, value = arg.split("=", 1)
     name = key.lstrip("+~")
     is_schedule = name in SCHEDULE_KEYS and any(ch in value for ch in ":()")
-    if not (name in TEXT_KEYS or is_schedule) or _already_hydra_syntax(value):
+    if not (name in TEXT_KEYS or name in PATH_KEYS or is_schedule) or _already_hydra_syntax(value):
         return arg
+    if name in PATH_KEYS and multirun and "," in value:
+        return f"{key}=" + ",".join(hydra_quote(part) for part in value.split(","))
     return f"{key}={hydra_quote(value)}"
 
 

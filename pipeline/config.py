@@ -7,6 +7,7 @@ model loaded. Field comments are the reference for the README's configuration ta
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -24,6 +25,14 @@ class ResizeMode(Enum):
     crop = "crop"  # scale to cover the target, cut the overflow (centred)
     fit = "fit"  # scale to fit inside the target, pad with input.background
     stretch = "stretch"  # scale each axis independently
+
+
+class BadFramePolicy(Enum):
+    """What to do with an input frame that cannot be decoded (a corrupt image)."""
+
+    skip = "skip"  # leave that output frame out (reported)
+    repeat = "repeat"  # use the previous good input frame in its place (reported)
+    stop = "stop"  # fail, keeping the frames already rendered
 
 
 class OutputFormat(Enum):
@@ -127,6 +136,8 @@ class InputConfig:
     resize_mode: ResizeMode = ResizeMode.crop
     # Colour that transparent pixels are flattened onto (and the pad colour of ``fit``).
     background: str = "#ffffff"
+    # An image that cannot be decoded (after the first, which sets the size).
+    on_bad_frame: BadFramePolicy = BadFramePolicy.skip
 
 
 @dataclass
@@ -218,10 +229,18 @@ def run_name(input_path: str) -> str:
     return path.stem or "run"
 
 
+def job_folder(name: str, overrides: str) -> str:
+    """Run folder of one multirun job: the run name, plus its own overrides if any."""
+    safe = re.sub(r"[^\w.,=+-]+", "_", str(overrides)).strip("_")[:120]
+    return f"{name}--{safe}" if safe else str(name)
+
+
 def register() -> None:
-    """Register the schema and the ``run_name`` resolver (idempotent)."""
+    """Register the schema and the resolvers (idempotent)."""
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("job_folder"):
+        OmegaConf.register_new_resolver("job_folder", job_folder)
     ConfigStore.instance().store(name="rotoscope_schema", node=RunConfig)
 
 

@@ -21,14 +21,24 @@ from PIL import Image
 from pipeline import __version__
 from pipeline.color_match import match_colors_lab
 from pipeline.config import AnimationConfig, ColorCoherence
+from pipeline.disk import is_disk_full
 from pipeline.errors import RotoscopeError
-from pipeline.manifest import FrameRecord, Manifest, frame_file, frame_key
+from pipeline.interrupts import GracefulStop
+from pipeline.manifest import (
+    FrameRecord,
+    Manifest,
+    frame_file,
+    frame_key,
+    image_digest,
+    rerender_reason,
+)
 from pipeline.model_loader import LoadedModel
 from pipeline.motion import add_noise, warp_2d
 from pipeline.plan import FrameJob
 from pipeline.pngmeta import a1111_parameters, write_png
 from pipeline.progress import Progress
 from pipeline.render import Renderer
+from pipeline.report import JobReport
 from pipeline.sources import Source
 
 log = logging.getLogger("rotoscope")
@@ -38,13 +48,21 @@ class FrameProducer:
     """Renders a row on an input image unless the manifest already has that frame."""
 
     def __init__(
-        self, run_dir: Path, manifest: Manifest, model: LoadedModel, progress: Progress
+        self,
+        run_dir: Path,
+        manifest: Manifest,
+        model: LoadedModel,
+        progress: Progress,
+        report: JobReport,
+        stop: GracefulStop | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.manifest = manifest
         self.model = model
         self.renderer = Renderer(model)
         self.progress = progress
+        self.report = report
+        self.stop = stop
 
     def produce(
         self,
@@ -53,15 +71,37 @@ class FrameProducer:
         source: dict[str, object],
         need_output: bool = False,
     ) -> np.ndarray | None:
-        """The frame for ``job`` (rendered, or reused from disk); pixels if asked for."""
-        key = frame_key(job, image, self.model.identity)
+        """The frame for ``job`` (rendered, or reused from disk); pixels if asked for.
+
+        Checks for a stop request after the frame is safely recorded, never before.
+        """
+        digest = image_digest(image)
+        key = frame_key(job, digest, self.model.identity)
         record = self.manifest.current(job.index, key)
         if record is not None:
             self.progress.advance(reused=True)
-            if need_output:
-                return np.asarray(Image.open(self.run_dir / record.file).convert("RGB"))
-            return None
-        output = self.renderer.render(job, image)
+            self.report.reused += 1
+            output = (
+                np.asarray(Image.open(self.run_dir / record.file).convert("RGB"))
+                if need_output
+                else None
+            )
+        else:
+            reason = rerender_reason(
+                self.manifest.records.get(job.index), job, digest, self.model.identity
+            )
+            output = self.renderer.render(job, image)
+            self._save(job, output, key, digest, source)
+            self.report.count_render(job.index, reason)
+            self.progress.advance()
+        if self.stop is not None:
+            self.stop.check()
+        return output
+
+    def _save(
+        self, job: FrameJob, output: np.ndarray, key: str, digest: str, source: dict[str, object]
+    ) -> None:
+        """Write the PNG, then its manifest line; a full disk stops the job cleanly."""
         details = {
             "rotoscope": __version__,
             "key": key,
@@ -74,19 +114,27 @@ class FrameProducer:
             },
         }
         parameters = a1111_parameters(job, self.model.name, self.model.model_hash)
-        write_png(self.run_dir / frame_file(job.index), output, parameters, details)
-        self.manifest.add(
-            FrameRecord(
-                index=job.index,
-                file=frame_file(job.index),
-                key=key,
-                source_index=int(source["index"]),  # type: ignore[call-overload]
-                source_name=source["name"],  # type: ignore[arg-type]
-                time=float(source["time"]),  # type: ignore[arg-type]
-            )
+        record = FrameRecord(
+            index=job.index,
+            file=frame_file(job.index),
+            key=key,
+            source_index=int(source["index"]),  # type: ignore[call-overload]
+            source_name=source["name"],  # type: ignore[arg-type]
+            time=float(source["time"]),  # type: ignore[arg-type]
+            row=asdict(job),
+            input=digest,
+            model=self.model.identity,
         )
-        self.progress.advance()
-        return output
+        try:
+            write_png(self.run_dir / record.file, output, parameters, details)
+            self.manifest.add(record)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise RotoscopeError(
+                f"disk full while writing frame {job.index} in {self.run_dir}",
+                "the frames before it are safe; free some space and run the same command to resume",
+            ) from exc
 
 
 def render_frames(producer: FrameProducer, rows: list[FrameJob], source: Source) -> None:
@@ -103,7 +151,11 @@ def render_frames(producer: FrameProducer, rows: list[FrameJob], source: Source)
             "name": frame.name,
         }
         producer.produce(job, frame.image, origin)
-    if source.frames_read < len(rows):
+    for index, problem in source.failures:
+        producer.report.skipped_frames.append(f"{index}: {problem}")
+    producer.report.skipped = len(source.failures)
+    read = source.frames_read + len(source.failures)
+    if read < len(rows) and not source.failures:
         log.warning(
             "input %s ended after %d of %d planned frames; rendered the frames it has",
             source.info.path, source.frames_read, len(rows),

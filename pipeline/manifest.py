@@ -1,10 +1,12 @@
 """The run's record of finished frames, and the key that decides whether one is current.
 
 A frame's output depends only on its plan row, its input frame and the model, so a hash
-of those three is its key. ``manifest.jsonl`` gets one appended, fsynced line per
-finished frame (after the PNG itself is safely renamed into place); on a re-run a frame
-whose key matches the last line recorded for its index, and whose file exists, is
-reused instead of rendered. A torn last line from a crash is skipped with a warning.
+of those three is its key (in loopback the input frame is the previous output, so a
+change ripples forward through exactly the frames it affects). ``manifest.jsonl`` gets
+one appended, fsynced line per finished frame (after the PNG itself is safely renamed
+into place); on a re-run a frame whose key matches the last line recorded for its
+index, and whose file exists, is reused instead of rendered. A torn line from a crash
+is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +31,11 @@ FRAMES_DIR = "frames"
 
 @dataclass(frozen=True)
 class FrameRecord:
-    """One finished frame: where it is, what made it, and where it came from."""
+    """One finished frame: where it is, what made it, and where it came from.
+
+    ``row``, ``input`` and ``model`` are the parts of the key, kept so a re-run can say
+    why a frame is rendered again (which plan fields changed, or the input, or the model).
+    """
 
     index: int
     file: str  # relative to the run folder
@@ -36,16 +43,43 @@ class FrameRecord:
     source_index: int
     source_name: str | None
     time: float
+    row: dict[str, Any] = field(default_factory=dict)
+    input: str = ""
+    model: str = ""
 
 
-def frame_key(job: FrameJob, image: np.ndarray, model_identity: str) -> str:
-    """Hash of everything that shapes the frame: plan row, input pixels, model."""
-    digest = hashlib.sha256()
-    digest.update(job.to_json().encode("utf-8"))
-    digest.update(model_identity.encode("utf-8"))
-    digest.update(str(image.shape).encode("ascii"))
+def image_digest(image: np.ndarray) -> str:
+    """Hash of a frame's exact pixels (and shape)."""
+    digest = hashlib.sha256(str(image.shape).encode("ascii"))
     digest.update(np.ascontiguousarray(image).tobytes())
     return digest.hexdigest()
+
+
+def frame_key(job: FrameJob, input_digest: str, model_identity: str) -> str:
+    """Hash of everything that shapes the frame: plan row, input pixels, model."""
+    digest = hashlib.sha256()
+    for part in (job.to_json(), input_digest, model_identity):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def rerender_reason(
+    record: FrameRecord | None, job: FrameJob, input_digest: str, model_identity: str
+) -> str:
+    """Why a frame whose key is not current must be rendered, in a few words."""
+    if record is None:
+        return "new"
+    if record.key == frame_key(job, input_digest, model_identity):
+        return "file missing"
+    changed = [name for name, value in asdict(job).items() if record.row.get(name) != value]
+    if changed and record.row:
+        return "changed " + ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
+    if record.model and record.model != model_identity:
+        return "model changed"
+    if record.input and record.input != input_digest:
+        return "input changed"
+    return "changed"
 
 
 def frame_file(index: int) -> str:

@@ -61,10 +61,14 @@ def write_png(path: Path, image: np.ndarray, parameters: str, details: dict[str,
     info.add_itxt(JSON_KEY, json.dumps(details, sort_keys=True, ensure_ascii=False))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="PNG", pnginfo=info, compress_level=4)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(image).save(tmp, format="PNG", pnginfo=info, compress_level=4)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a frame behind (full disk, kill)
+        raise
 
 
 def read_png_metadata(path: Path) -> dict[str, Any]:

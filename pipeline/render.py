@@ -10,14 +10,20 @@ different one.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from PIL import Image
 
 from pipeline.conditioning import Conditioning, PromptEncoder, blend
+from pipeline.errors import RotoscopeError
 from pipeline.model_loader import LoadedModel
 from pipeline.plan import FrameJob
 from pipeline.samplers import make_scheduler, seed_scheduler
+
+log = logging.getLogger("rotoscope")
 
 
 class Renderer:
@@ -29,11 +35,32 @@ class Renderer:
         self._base_scheduler_config = dict(self.pipe.scheduler.config)
         self._sampler: str | None = None
         self.prompts = PromptEncoder(model.pipe, model.family, model.device)
+        self.savers = MemorySavers(model)
 
     def render(self, job: FrameJob, image: np.ndarray) -> np.ndarray:
-        """The output frame (RGB uint8, same size as ``image``) for ``job``."""
+        """The output frame (RGB uint8, same size as ``image``) for ``job``.
+
+        Out of GPU memory, the frame is retried with the next memory saver switched on
+        (they stay on for the rest of the run); when none is left the error says so,
+        and every frame rendered before stays on disk.
+        """
         if job.strength == 0:
             return image.copy()  # diffusers' strength 0 keeps the input: no step runs
+        while True:
+            try:
+                return self._render(job, image)
+            except torch.cuda.OutOfMemoryError as exc:
+                saver = self.savers.next_saver()
+                if saver is None:
+                    raise RotoscopeError(
+                        f"out of GPU memory on frame {job.index} even with "
+                        f"{', '.join(self.savers.enabled) or 'every memory saver'}",
+                        "lower input.width/input.height or runtime.dtype, or use a bigger GPU; "
+                        "finished frames are kept",
+                    ) from exc
+                log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
+
+    def _render(self, job: FrameJob, image: np.ndarray) -> np.ndarray:
         self._use_sampler(job.sampler)
         seed_scheduler(self.pipe.scheduler, job.seed)
         generator = torch.Generator(device="cpu").manual_seed(job.seed)
@@ -63,3 +90,31 @@ class Renderer:
         if name != self._sampler:
             self.pipe.scheduler = make_scheduler(name, self._base_scheduler_config)
             self._sampler = name
+
+
+class MemorySavers:
+    """diffusers' memory savers, switched on one at a time, cheapest first."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.enabled: list[str] = []
+        pipe = model.pipe
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("VAE slicing", pipe.vae.enable_slicing),
+            ("VAE tiling", pipe.vae.enable_tiling),
+            ("attention slicing", pipe.enable_attention_slicing),
+        ]
+        if model.device.type == "cuda":  # offload moves weights to the CPU between uses
+            steps.append(("model CPU offload", pipe.enable_model_cpu_offload))
+        self._pending = steps
+
+    def next_saver(self) -> str | None:
+        """Switch on the next saver and free cached memory; None when all are on."""
+        if not self._pending:
+            return None
+        name, enable = self._pending.pop(0)
+        enable()
+        self.enabled.append(name)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return name

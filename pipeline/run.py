@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,16 @@ from omegaconf import OmegaConf
 
 from pipeline.assemble import AudioSpec, encode_video, output_path, write_image_folder
 from pipeline.config import STAGES, AnimationMode, OutputFormat, RunConfig
+from pipeline.disk import check_free_space
 from pipeline.errors import RotoscopeError
+from pipeline.interrupts import GracefulStop, StopRequested
 from pipeline.keyframes import apply_keyframes
-from pipeline.manifest import Manifest
+from pipeline.manifest import FRAMES_DIR, Manifest
 from pipeline.plan import Plan, build_plan, read_plan, write_plan
 from pipeline.plan_chart import write_plan_chart
 from pipeline.progress import Progress, format_duration
+from pipeline.report import JobReport
+from pipeline.run_lock import RunLock
 from pipeline.sources import SourceInfo, open_source
 
 log = logging.getLogger("rotoscope")
@@ -35,36 +39,45 @@ PLAN_CHART = "plan.png"
 IMAGES_DIR = "images"
 
 
-@dataclass
-class JobResult:
-    """What a job did, for the closing summary (and for queues of jobs)."""
-
-    run_dir: Path
-    planned: int = 0
-    rendered: int = 0
-    reused: int = 0
-    output: Path | None = None
-
-
-def run_job(cfg: RunConfig, run_dir: Path, explicit: frozenset[str] = frozenset()) -> JobResult:
-    """Run the configured stages in order inside ``run_dir``.
+def run_job(
+    cfg: RunConfig,
+    run_dir: Path,
+    explicit: frozenset[str] = frozenset(),
+    command: str | None = None,
+) -> JobReport:
+    """Run the configured stages in order inside ``run_dir``, holding its lock.
 
     ``explicit`` names the config keys given on the command line: they win over a
-    keyframe file's values (which win over presets and defaults).
+    keyframe file's values (which win over presets and defaults). ``command`` is what
+    resumes this job; it goes into the report. The report is written whatever happens.
     """
     stages = check_stages(cfg.stages)
     cfg, origins = apply_keyframes(cfg, explicit)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_NAME).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    log.info("run folder: %s", run_dir)
-    result = JobResult(run_dir=run_dir)
-    if "plan" in stages:
-        result.planned = plan_stage(cfg, run_dir, origins)
-    if "render" in stages:
-        render_stage(cfg, run_dir, result)
-    if "assemble" in stages:
-        result.output = assemble_stage(cfg, run_dir)
-    return result
+    started = time.monotonic()
+    with RunLock(run_dir):
+        report = JobReport(run_dir=str(run_dir), resume_command=command)
+        try:
+            (run_dir / CONFIG_NAME).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+            log.info("run folder: %s", run_dir)
+            if "plan" in stages:
+                report.planned = plan_stage(cfg, run_dir, origins)
+            if "render" in stages:
+                render_stage(cfg, run_dir, report)
+            if "assemble" in stages:
+                report.outputs.append(str(assemble_stage(cfg, run_dir)))
+            report.status = "done"
+        except StopRequested:
+            report.status = "interrupted"
+            raise
+        except BaseException as exc:
+            report.status = "failed"
+            report.error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            report.finish(time.monotonic() - started)
+            report.write(run_dir)
+            log.info("%s", report.line())
+    return report
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -142,33 +155,44 @@ def read_source_info(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def render_stage(cfg: RunConfig, run_dir: Path, result: JobResult) -> None:
+def render_stage(cfg: RunConfig, run_dir: Path, report: JobReport) -> None:
     """Render every planned frame whose key is not already in the manifest."""
     from pipeline.frame_producer import FrameProducer, render_frames, render_loopback
     from pipeline.model_loader import load_model  # torch/diffusers import only when rendering
 
     rows = read_plan(run_dir)
+    report.planned = report.planned or len(rows)
+    remove_partial_frames(run_dir)
+    manifest = Manifest(run_dir)
+    pending = len(rows) - len(manifest.finished(len(rows)))
+    check_free_space(run_dir, pending, rows[0].width, rows[0].height)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)
     started = time.monotonic()
     log.info("loading model %s", cfg.model.path)
     model = load_model(cfg.model, cfg.runtime)
-    log.info(
-        "model %s on %s (%s)", model.name, model.device, str(model.dtype).removeprefix("torch.")
-    )
-    producer = FrameProducer(run_dir, Manifest(run_dir), model, progress)
-    with open_source(cfg.input) as source:
-        if cfg.animation.mode is AnimationMode.loopback:
-            render_loopback(producer, rows, source, cfg.animation)
-        else:
-            render_frames(producer, rows, source)
-    progress.close()
-    result.rendered, result.reused = progress.rendered, progress.reused
-    elapsed = time.monotonic() - started
-    per_frame = f", {elapsed / progress.rendered:.2f} s/frame" if progress.rendered else ""
-    log.info(
-        "render: %d rendered, %d reused, in %s%s",
-        progress.rendered, progress.reused, format_duration(elapsed), per_frame,
-    )  # fmt: skip
+    dtype = str(model.dtype).removeprefix("torch.")
+    log.info("model %s on %s (%s)", model.name, model.device, dtype)
+    try:
+        with GracefulStop() as stop, open_source(cfg.input) as source:
+            producer = FrameProducer(run_dir, manifest, model, progress, report, stop)
+            if cfg.animation.mode is AnimationMode.loopback:
+                render_loopback(producer, rows, source, cfg.animation)
+            else:
+                render_frames(producer, rows, source)
+    finally:
+        progress.close()
+        elapsed = time.monotonic() - started
+        per_frame = f", {elapsed / progress.rendered:.2f} s/frame" if progress.rendered else ""
+        log.info(
+            "render: %d rendered, %d reused, in %s%s",
+            progress.rendered, progress.reused, format_duration(elapsed), per_frame,
+        )  # fmt: skip
+
+
+def remove_partial_frames(run_dir: Path) -> None:
+    """Delete temp files a killed process left mid-write (never a finished frame)."""
+    for partial in (run_dir / FRAMES_DIR).glob(".*.tmp"):
+        partial.unlink(missing_ok=True)
 
 
 def assemble_stage(cfg: RunConfig, run_dir: Path) -> Path:

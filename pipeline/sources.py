@@ -29,7 +29,7 @@ from types import TracebackType
 
 import numpy as np
 
-from pipeline.config import InputConfig
+from pipeline.config import BadFramePolicy, InputConfig
 from pipeline.errors import RotoscopeError
 from pipeline.frames import Frame
 from pipeline.image_source import IMAGE_EXTENSIONS, is_image, list_images, load_image
@@ -100,12 +100,14 @@ class Source(ABC):
         self.selection = selection
         self.frames_read = 0
         self.ended_early = False
+        self.failures: list[tuple[int, str]] = []  # (frame index, what was wrong) this pass
         self._pass: Generator[Frame, None, None] | None = None
 
     def __iter__(self) -> Iterator[Frame]:
         self.close()
         self.frames_read = 0
         self.ended_early = False
+        self.failures = []
         self._pass = self._frames()
         return self._pass
 
@@ -214,12 +216,17 @@ class ImageSource(Source):
 
     def _frames(self) -> Generator[Frame, None, None]:
         previous: tuple[Path, np.ndarray] | None = None
-        for source_index in self.selection.indices(len(self._files)):
+        for index, source_index in enumerate(self.selection.indices(len(self._files))):
             path = self._files[source_index]
             if previous is None or previous[0] != path:  # decode a repeated image once
-                previous = (path, self._render(path))
+                try:
+                    previous = (path, self._render(path))
+                except RotoscopeError as exc:
+                    if not self._bad_frame(index, path, exc, previous is not None):
+                        continue
+                    assert previous is not None  # repeat: keep the last good image
             frame = Frame(
-                index=self.frames_read,
+                index=index,
                 source_index=source_index,
                 time=source_index / self._cfg.fps,
                 name=path.name,
@@ -227,6 +234,21 @@ class ImageSource(Source):
             )
             self.frames_read += 1
             yield frame
+
+    def _bad_frame(self, index: int, path: Path, exc: RotoscopeError, can_repeat: bool) -> bool:
+        """Apply input.on_bad_frame to an unreadable image; True means repeat the last one."""
+        policy = self._cfg.on_bad_frame
+        if policy is BadFramePolicy.stop:
+            raise RotoscopeError(
+                f"frame {index}: {exc.message}",
+                "finished frames are kept; fix or remove the file, or set "
+                "input.on_bad_frame=skip / repeat",
+            ) from exc
+        repeat = policy is BadFramePolicy.repeat and can_repeat
+        action = "repeating the previous frame" if repeat else "skipping it"
+        logger.warning("frame %d: %s; %s (input.on_bad_frame)", index, exc.message, action)
+        self.failures.append((index, f"{path.name}: {exc.message}"))
+        return repeat
 
     def _render(self, path: Path) -> np.ndarray:
         info = self.info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,14 @@ import pytest
 
 from pipeline.config import InputConfig, ModelConfig, RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.manifest import FrameRecord, Manifest, frame_file, frame_key
+from pipeline.manifest import (
+    FrameRecord,
+    Manifest,
+    frame_file,
+    frame_key,
+    image_digest,
+    rerender_reason,
+)
 from pipeline.plan import FrameJob, build_plan, read_plan, write_plan
 from pipeline.pngmeta import a1111_parameters, read_png_metadata, write_png
 from pipeline.progress import Progress
@@ -94,21 +102,29 @@ def test_png_keeps_both_chunks_and_pixels(tmp_path: Path) -> None:
 
 def test_frame_key_changes_with_each_input() -> None:
     image = np.zeros((48, 64, 3), np.uint8)
-    base = frame_key(job(), image, "model-a")
-    assert base == frame_key(job(), image.copy(), "model-a")
+    digest = image_digest(image)
+    base = frame_key(job(), digest, "model-a")
+    assert base == frame_key(job(), image_digest(image.copy()), "model-a")
     other = image.copy()
     other[0, 0, 0] = 1
-    assert (
-        len(
-            {
-                base,
-                frame_key(job(seed=43), image, "model-a"),
-                frame_key(job(), image, "model-b"),
-                frame_key(job(), other, "model-a"),
-            }
-        )
-        == 4
-    )
+    keys = {
+        base,
+        frame_key(job(seed=43), digest, "model-a"),
+        frame_key(job(), digest, "model-b"),
+        frame_key(job(), image_digest(other), "model-a"),
+    }
+    assert len(keys) == 4
+
+
+def test_rerender_reasons_name_what_changed() -> None:
+    digest = image_digest(np.zeros((4, 4, 3), np.uint8))
+    old = FrameRecord(0, "f", frame_key(job(), digest, "m"), 0, None, 0.0,
+                      row=asdict(job()), input=digest, model="m")  # fmt: skip
+    assert rerender_reason(None, job(), digest, "m") == "new"
+    assert rerender_reason(old, job(), digest, "m") == "file missing"
+    assert rerender_reason(old, job(prompt="a dog"), digest, "m") == "changed prompt"
+    assert rerender_reason(old, job(), digest, "m2") == "model changed"
+    assert rerender_reason(old, job(), "other", "m") == "input changed"
 
 
 def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from media import (
 )
 from PIL import Image, ImageOps
 
-from pipeline.config import InputConfig, ResizeMode
+from pipeline.config import BadFramePolicy, InputConfig, ResizeMode
 from pipeline.errors import RotoscopeError
 from pipeline.image_source import load_image, natural_key
 from pipeline.probe import probe_video
@@ -503,10 +503,28 @@ def test_image_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     make_image_folder(bad, ["1.png"])
     (bad / "2.png").write_bytes(b"not a png at all")
-    with source(bad) as src, pytest.raises(RotoscopeError, match=r"cannot decode image '.*2\.png'"):
+    with (
+        source(bad, on_bad_frame=BadFramePolicy.stop) as src,
+        pytest.raises(RotoscopeError, match=r"frame 1: cannot decode image '.*2\.png'"),
+    ):
         list(src)
     with pytest.raises(RotoscopeError, match=r"cannot decode image '.*2\.png'"):
         source(bad / "2.png")
+
+
+def test_bad_frame_policies_skip_or_repeat_and_report(tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    make_image_folder(folder, ["1.png", "3.png"])
+    (folder / "2.png").write_bytes(b"not a png at all")
+    with source(folder) as src:  # default: skip
+        frames = list(src)
+        assert [f.index for f in frames] == [0, 2]
+        assert src.failures == [(1, "2.png: cannot decode image '" + str(folder / "2.png") + "'")]
+    with source(folder, on_bad_frame=BadFramePolicy.repeat) as src:
+        frames = list(src)
+        assert [f.index for f in frames] == [0, 1, 2]
+        assert np.array_equal(frames[1].image, frames[0].image)
+        assert [index for index, _ in src.failures] == [1]
 
 
 # --- resize and colours -------------------------------------------------------------------

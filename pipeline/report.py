@@ -1,0 +1,104 @@
+"""The final report of a job: what it did, how long it took, what it cost, where it put it.
+
+Written as ``report.json`` in the run folder whether the job finished, was interrupted
+or failed, so an overnight queue can be checked in the morning without reading logs,
+and printed as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPORT_NAME = "report.json"
+
+
+@dataclass
+class JobReport:
+    """Counts, timings and outputs of one job (one run folder)."""
+
+    run_dir: str
+    status: str = "running"  # done | interrupted | failed
+    error: str | None = None
+    planned: int = 0
+    rendered: int = 0
+    reused: int = 0
+    skipped: int = 0  # input frames that could not be decoded (input.on_bad_frame)
+    reasons: dict[str, int] = field(default_factory=dict)  # why frames were rendered
+    rendered_frames: str = ""  # e.g. "0-3,7"
+    skipped_frames: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    seconds_per_frame: float | None = None
+    peak_rss_mib: float = 0.0
+    peak_gpu_mib: float | None = None
+    outputs: list[str] = field(default_factory=list)
+    resume_command: str | None = None
+    _rendered: list[int] = field(default_factory=list, repr=False)
+    _reasons: Counter[str] = field(default_factory=Counter, repr=False)
+
+    def count_render(self, index: int, reason: str) -> None:
+        self._rendered.append(index)
+        self._reasons[reason] += 1
+
+    def finish(self, seconds: float) -> None:
+        """Fill in the derived fields: ranges, reasons, timing and peak memory."""
+        self.rendered = len(self._rendered)
+        self.rendered_frames = frame_ranges(self._rendered)
+        self.reasons = dict(self._reasons.most_common())
+        self.seconds = round(seconds, 3)
+        self.seconds_per_frame = round(seconds / self.rendered, 3) if self.rendered else None
+        self.peak_rss_mib = round(peak_rss_bytes() / 2**20, 1)
+        self.peak_gpu_mib = peak_gpu_mib()
+
+    def write(self, run_dir: Path) -> Path:
+        data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        path = run_dir / REPORT_NAME
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    def line(self) -> str:
+        why = ", ".join(f"{count} {reason}" for reason, count in self.reasons.items())
+        parts = [
+            f"{self.status}: {self.rendered} rendered" + (f" ({why})" if why else ""),
+            f"{self.reused} reused",
+        ]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (bad input)")
+        if self.seconds_per_frame:
+            parts.append(f"{self.seconds_per_frame:.2f} s/frame")
+        parts.append(f"peak RAM {self.peak_rss_mib:.0f} MiB")
+        if self.peak_gpu_mib is not None:
+            parts.append(f"peak GPU {self.peak_gpu_mib:.0f} MiB")
+        return "; ".join(parts)
+
+
+def frame_ranges(indices: list[int]) -> str:
+    """Compact ranges: [0, 1, 2, 5, 7, 8] -> "0-2,5,7-8"."""
+    ranges: list[str] = []
+    ordered = sorted(set(indices))
+    start = previous = None
+    for index in [*ordered, None]:
+        if index is not None and previous is not None and index == previous + 1:
+            previous = index
+            continue
+        if start is not None:
+            ranges.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = index
+    return ",".join(ranges)
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def peak_gpu_mib() -> float | None:
+    torch = sys.modules.get("torch")  # only if rendering imported it: never import it here
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)

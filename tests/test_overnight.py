@@ -1,0 +1,278 @@
+"""Overnight-job safety with real processes: kill -9, resume, edits, locks, signals, queues."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from media import make_video
+from PIL import Image
+
+from pipeline.config import ModelConfig, RuntimeConfig
+from pipeline.errors import RotoscopeError
+from pipeline.frame_producer import FrameProducer
+from pipeline.manifest import Manifest
+from pipeline.model_loader import load_model
+from pipeline.plan import FrameJob
+from pipeline.progress import Progress
+from pipeline.render import Renderer
+from pipeline.report import JobReport, frame_ranges
+from pipeline.run_lock import RunLock
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 40
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command(*args), cwd=cwd, env=env(), capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(command(*args), cwd=cwd, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for_frames(run_dir: Path, count: int, proc: subprocess.Popen[str]) -> None:
+    """Block until the manifest records ``count`` frames (the process must still run)."""
+    manifest = run_dir / "manifest.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if manifest.exists() and len(manifest.read_text().splitlines()) >= count:
+            return
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.05)
+    raise AssertionError("no frames rendered in time")
+
+
+def frames_of(run_dir: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p)) for p in sorted((run_dir / "frames").glob("*.png"))]
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def job_args(tiny_models, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    clip = make_video(tmp_path_factory.mktemp("clip") / "walk.mp4", frames=FRAMES, fps=12,
+                      size=(128, 96))  # fmt: skip
+    return (
+        f"input.path={clip}", f"model.path={tiny_models.sd15}", "runtime=cpu", "steps=8",
+        "strength=0.75", "prompt=a watercolor street", "stages=[plan,render]",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(job_args: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory) -> list:
+    """The frames of an uninterrupted run."""
+    work = tmp_path_factory.mktemp("reference")
+    result = run(*job_args, "name=reference", cwd=work)
+    assert result.returncode == 0, result.stderr
+    return frames_of(work / "outputs/reference")
+
+
+def assert_same_frames(run_dir: Path, reference: list) -> None:
+    frames = frames_of(run_dir)
+    assert len(frames) == len(reference) == FRAMES
+    for index, (got, want) in enumerate(zip(frames, reference, strict=True)):
+        assert np.array_equal(got, want), f"frame {index} differs"
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tmp_path) -> None:
+    proc = start(*job_args, "name=killed", cwd=tmp_path)
+    run_dir = tmp_path / "outputs/killed"
+    wait_for_frames(run_dir, 5, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(Manifest(run_dir).finished(FRAMES))
+    assert 5 <= done < FRAMES
+    resumed = run(*job_args, "name=killed", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    report = report_of(run_dir)
+    assert report["reused"] == done and report["rendered"] == FRAMES - done
+    assert report["reasons"] == {"new": FRAMES - done}
+    assert not list((run_dir / "frames").glob(".*.tmp"))
+    assert_same_frames(run_dir, reference)
+
+
+def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
+    job_args, reference, tmp_path
+) -> None:
+    proc = start(*job_args, "name=stopped", cwd=tmp_path)
+    run_dir = tmp_path / "outputs/stopped"
+    wait_for_frames(run_dir, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "stopped by SIGINT" in stderr and "Resume with:" in stderr
+    resume_line = stderr.split("Resume with:")[1].strip().splitlines()[0]
+    assert resume_line.startswith("rotoscope ") and "name=stopped" in resume_line
+    report = report_of(run_dir)
+    assert report["status"] == "interrupted" and report["resume_command"] == resume_line
+    manifest = (run_dir / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == report["rendered"] < FRAMES  # every finished frame recorded
+    resumed = run(*job_args, "name=stopped", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_frames(run_dir, reference)
+
+
+def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> None:
+    first = start(*job_args, "name=busy", cwd=tmp_path)
+    try:
+        wait_for_frames(tmp_path / "outputs/busy", 1, first)
+        second = run(*job_args, "name=busy", cwd=tmp_path)
+        assert second.returncode == 2
+        assert f"is in use by process {first.pid}" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path, caplog) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (tmp_path / ".lock").write_text(json.dumps({"pid": int(dead.stdout), "host": "h"}))
+    with caplog.at_level("WARNING", logger="rotoscope"), RunLock(tmp_path):
+        pass
+    assert f"left by process {int(dead.stdout)}" in caplog.text
+    with RunLock(tmp_path), pytest.raises(RotoscopeError, match="in use by process"):
+        RunLock(tmp_path).__enter__()
+
+
+def test_editing_one_keyframe_rerenders_exactly_the_frames_it_changes(tiny_models, tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", frames=12, fps=12)
+    keyframes = tmp_path / "anim.yaml"
+    text = "prompts:\n  0: 'a forest'\n  6: 'a desert'\n  9: 'a sea'\n"
+    keyframes.write_text(text)
+    args = (f"input.path={clip}", f"model.path={tiny_models.sd15}", "runtime=cpu", "steps=2",
+            f"keyframes={keyframes}", "stages=[plan,render]")  # fmt: skip
+    assert run(*args, cwd=tmp_path).returncode == 0
+    before = {i: json.loads(line) for i, line in enumerate(
+        (tmp_path / "outputs/clip/plan.jsonl").read_text().splitlines())}  # fmt: skip
+    keyframes.write_text(text.replace("a desert", "a red desert"))
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    after = [json.loads(line) for line in (tmp_path / "outputs/clip/plan.jsonl").open()]
+    changed = [i for i, row in enumerate(after) if row != before[i]]
+    assert changed == [1, 2, 3, 4, 5, 6, 7, 8]  # blending toward, at and away from frame 6
+    report = report_of(tmp_path / "outputs/clip")
+    assert report["rendered_frames"] == frame_ranges(changed) == "1-8"
+    assert report["reused"] == 4
+    assert set(report["reasons"]) <= {
+        "changed prompt",
+        "changed prompt_to",
+        "changed prompt_to, blend",
+    }
+    assert "8 rendered" in result.stderr and "4 reused" in result.stderr
+
+
+def test_damaged_manifest_line_is_skipped_not_fatal(job_args, tmp_path) -> None:
+    assert run(*job_args, "name=damaged", "input.max_frames=4", cwd=tmp_path).returncode == 0
+    manifest = tmp_path / "outputs/damaged/manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    lines.insert(2, '{"index": 2, "fi')  # a torn line in the middle
+    manifest.write_text("\n".join(lines) + "\n")
+    result = run(*job_args, "name=damaged", "input.max_frames=4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "skipping damaged line 3" in result.stderr
+    assert report_of(tmp_path / "outputs/damaged")["reused"] == 4
+
+
+def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "good.mp4", frames=2, fps=12)
+    missing = tmp_path / "missing.mp4"
+    result = run("-m", f"input.path={clip},{missing}", f"model.path={tiny_models.sd15}",
+                 "runtime=cpu", "steps=2", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    queue = json.loads((tmp_path / "outputs/queue.json").read_text())
+    assert [job["status"] for job in queue] == ["done", "failed"]
+    assert Path(queue[0]["outputs"][0]).is_file()
+    assert "missing.mp4" in queue[1]["error"]
+    assert "queue: 2 jobs, 1 done, 1 failed" in result.stderr
+
+
+# -- simulated resource faults (in process) ------------------------------------------------
+
+
+def job(index: int = 0) -> FrameJob:
+    return FrameJob(index=index, prompt="a cat", negative_prompt="", strength=0.5,
+                    guidance_scale=7.0, steps=2, sampler="Euler a", seed=1, width=64,
+                    height=64)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models):
+    return load_model(ModelConfig(path=str(tiny_models.sd15)), RuntimeConfig(device="cpu"))
+
+
+def test_out_of_memory_retries_with_memory_savers(model, monkeypatch) -> None:
+    renderer = Renderer(model)
+    real = renderer._render
+    failures = iter([True, True, False])
+
+    def flaky(job_: FrameJob, image: np.ndarray) -> np.ndarray:
+        if next(failures):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(job_, image)
+
+    monkeypatch.setattr(renderer, "_render", flaky)
+    out = renderer.render(job(), np.full((64, 64, 3), 100, np.uint8))
+    assert out.shape == (64, 64, 3)
+    assert renderer.savers.enabled == ["VAE slicing", "VAE tiling"]
+
+
+def test_out_of_memory_with_every_saver_on_is_a_clear_error(model, monkeypatch) -> None:
+    renderer = Renderer(model)
+
+    def always(job_: FrameJob, image: np.ndarray) -> np.ndarray:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(renderer, "_render", always)
+    with pytest.raises(RotoscopeError, match="out of GPU memory on frame 3 even with"):
+        renderer.render(job(3), np.full((64, 64, 3), 100, np.uint8))
+
+
+def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> None:
+    manifest = Manifest(tmp_path)
+    producer = FrameProducer(tmp_path, manifest, model, Progress(2), JobReport(str(tmp_path)))
+    image = np.full((64, 64, 3), 100, np.uint8)
+    producer.produce(job(0), image, {"index": 0, "name": None, "time": 0.0})
+    real_save = Image.Image.save
+
+    def full(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)  # a partial file exists, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    with pytest.raises(RotoscopeError, match="disk full while writing frame 1"):
+        producer.produce(job(1), image, {"index": 1, "name": None, "time": 0.1})
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000000.png"]
+    assert list(Manifest(tmp_path).records) == [0]
+
+
+def test_free_disk_is_checked_before_rendering(tmp_path: Path, monkeypatch) -> None:
+    from pipeline import disk
+
+    monkeypatch.setattr(disk.shutil, "disk_usage", lambda _: SimpleNamespace(free=10 * 2**20))
+    with pytest.raises(RotoscopeError, match="not enough free disk for 500 frames"):
+        disk.check_free_space(tmp_path, 500, 512, 512)
+    disk.check_free_space(tmp_path, 0, 512, 512)  # nothing left to render: no check
