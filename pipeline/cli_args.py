@@ -27,6 +27,8 @@ SCHEDULE_KEYS = frozenset(
         "animation.transform_center_x", "animation.transform_center_y", "animation.noise",
     }
 )  # fmt: skip
+CONTROL_SCHEDULE = re.compile(r"controlnet\.units\.\w+\.(weight|guidance_start|guidance_end)")
+CONTROL_PATH = re.compile(r"controlnet\.(annotators|units\.\w+\.(model|source))")
 SWEEP_FUNCTIONS = ("choice(", "range(", "interval(", "glob(", "shuffle(", "sort(", "tag(")
 
 
@@ -52,10 +54,13 @@ def _quote_arg(arg: str, multirun: bool) -> str:
         return arg
     key, value = arg.split("=", 1)
     name = key.lstrip("+~")
-    is_schedule = name in SCHEDULE_KEYS and any(ch in value for ch in ":()")
-    if not (name in TEXT_KEYS or name in PATH_KEYS or is_schedule) or _already_hydra_syntax(value):
+    is_path = name in PATH_KEYS or bool(CONTROL_PATH.fullmatch(name))
+    is_schedule = (name in SCHEDULE_KEYS or bool(CONTROL_SCHEDULE.fullmatch(name))) and any(
+        ch in value for ch in ":()"
+    )
+    if not (name in TEXT_KEYS or is_path or is_schedule) or _already_hydra_syntax(value):
         return arg
-    if name in PATH_KEYS and multirun and "," in value:
+    if is_path and multirun and "," in value:
         return f"{key}=" + ",".join(hydra_quote(part) for part in value.split(","))
     return f"{key}={hydra_quote(value)}"
 

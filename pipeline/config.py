@@ -112,6 +112,52 @@ class AnimationConfig:
     color_coherence: ColorCoherence = ColorCoherence.none
 
 
+class ControlMode(Enum):
+    """How ControlNet units shape each frame."""
+
+    img2img = "img2img"  # the input frame is the init image; the maps guide structure
+    txt2img = "txt2img"  # each frame from noise, guided only by the maps
+
+
+class ControlMismatch(Enum):
+    """A control source with fewer frames than the plan."""
+
+    error = "error"  # fail at plan time, naming the unit and both counts
+    hold = "hold"  # reuse its last frame for the rest
+    loop = "loop"  # start it again from its first frame
+
+
+@dataclass
+class ControlUnitConfig:
+    # ControlNet weights: a hub id, a local diffusers folder or a single file.
+    model: str = MISSING
+    # canny, shuffle, tile, blur, grayscale, none (use the source frames as maps), or a
+    # weight-based detector: hed/softedge, pidinet, lineart, lineart_anime, depth_midas,
+    # depth_zoe, openpose, normal_bae, mlsd.
+    preprocessor: str = "none"
+    # Preprocessor parameters, e.g. {low_threshold: 100, high_threshold: 200}.
+    params: dict[str, Any] = field(default_factory=dict)
+    # Schedules: conditioning scale, and the fraction of steps the unit acts in.
+    weight: str = "1.0"
+    guidance_start: str = "0.0"
+    guidance_end: str = "1.0"
+    # Where control frames come from: "input" (the input frames), or a video / image
+    # folder aligned with the input by frame number (same selection and size).
+    source: str = "input"
+
+
+@dataclass
+class ControlNetConfig:
+    # Units by name; several units make a multi-ControlNet. Presets: controlnet=[canny,depth],
+    # or a new unit: +controlnet.units.NAME.model=... (each is checked as a ControlUnitConfig
+    # by to_run_config: an untyped dict here is what lets the command line add units).
+    units: dict[str, Any] = field(default_factory=dict)
+    mode: ControlMode = ControlMode.img2img
+    # Local folder with the weight-based detectors' weight files (lllyasviel/Annotators).
+    annotators: str = "models/annotators"
+    on_mismatch: ControlMismatch = ControlMismatch.error
+
+
 @dataclass
 class InputConfig:
     # A video file, a folder of images, or one image.
@@ -189,7 +235,7 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # Run folder name under output.root; by default the input's file or folder name.
     name: str = "${run_name:${input.path}}"
-    # Stages to run, in order: plan, render, assemble.
+    # Stages to run, in order: plan, control (maps + preview only), render, assemble.
     stages: list[str] = field(default_factory=lambda: ["plan", "render", "assemble"])
     # A keyframe file (keyframes/*.yaml, a Deforum prompt object or settings file).
     # Its values apply to every key not given on the command line.
@@ -218,9 +264,10 @@ class RunConfig:
     interpolation: Interpolation = Interpolation.linear
     schedule_interpolation: dict[str, Interpolation] = field(default_factory=dict)
     animation: AnimationConfig = field(default_factory=AnimationConfig)
+    controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
 
 
-STAGES = ("plan", "render", "assemble")
+STAGES = ("plan", "control", "render", "assemble")
 
 
 def run_name(input_path: str) -> str:
@@ -242,6 +289,8 @@ def register() -> None:
     if not OmegaConf.has_resolver("job_folder"):
         OmegaConf.register_new_resolver("job_folder", job_folder)
     ConfigStore.instance().store(name="rotoscope_schema", node=RunConfig)
+    # controlnet/ presets start from this, so their units have every field, typed
+    ConfigStore.instance().store(name="controlnet_unit", node=ControlUnitConfig)
 
 
 def to_run_config(cfg: Any) -> RunConfig:
@@ -249,4 +298,24 @@ def to_run_config(cfg: Any) -> RunConfig:
     register()  # the run_name resolver must exist to resolve the default name
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, RunConfig)
+    obj.controlnet.units = {
+        name: _control_unit(name, value) for name, value in obj.controlnet.units.items()
+    }
     return obj
+
+
+def _control_unit(name: str, value: Any) -> ControlUnitConfig:
+    """One ``controlnet.units`` entry, checked against ControlUnitConfig."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from pipeline.errors import RotoscopeError
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ControlUnitConfig), value)
+        unit = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        from pipeline.config_errors import explain
+
+        raise RotoscopeError(f"controlnet.units.{name}: {explain(exc)}") from exc
+    assert isinstance(unit, ControlUnitConfig)
+    return unit

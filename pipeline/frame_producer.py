@@ -20,7 +20,8 @@ from PIL import Image
 
 from pipeline import __version__
 from pipeline.color_match import match_colors_lab
-from pipeline.config import AnimationConfig, ColorCoherence
+from pipeline.config import AnimationConfig, ColorCoherence, ControlMode
+from pipeline.control import ControlMaps
 from pipeline.disk import is_disk_full
 from pipeline.errors import RotoscopeError
 from pipeline.interrupts import GracefulStop
@@ -37,7 +38,7 @@ from pipeline.motion import add_noise, warp_2d
 from pipeline.plan import FrameJob
 from pipeline.pngmeta import a1111_parameters, write_png
 from pipeline.progress import Progress
-from pipeline.render import Renderer
+from pipeline.render import LoadedControlNet, Renderer
 from pipeline.report import JobReport
 from pipeline.sources import Source
 
@@ -55,11 +56,17 @@ class FrameProducer:
         progress: Progress,
         report: JobReport,
         stop: GracefulStop | None = None,
+        control: ControlMaps | None = None,
+        controlnets: list[LoadedControlNet] | None = None,
+        control_mode: ControlMode = ControlMode.img2img,
     ) -> None:
         self.run_dir = run_dir
         self.manifest = manifest
         self.model = model
-        self.renderer = Renderer(model)
+        self.control = control
+        self.renderer = Renderer(model, controlnets, control_mode)
+        # the ControlNets' weights shape the frame as much as the base model's
+        self.identity = "\n".join([model.identity, *(net.identity for net in controlnets or [])])
         self.progress = progress
         self.report = report
         self.stop = stop
@@ -76,7 +83,9 @@ class FrameProducer:
         Checks for a stop request after the frame is safely recorded, never before.
         """
         digest = image_digest(image)
-        key = frame_key(job, digest, self.model.identity)
+        maps = self.control.maps(job.index, image) if self.control else []
+        control = ",".join(unit_map.key for unit_map in maps)
+        key = frame_key(job, digest, self.identity, control)
         record = self.manifest.current(job.index, key)
         if record is not None:
             self.progress.advance(reused=True)
@@ -88,10 +97,11 @@ class FrameProducer:
             )
         else:
             reason = rerender_reason(
-                self.manifest.records.get(job.index), job, digest, self.model.identity
+                self.manifest.records.get(job.index), job, digest, self.identity, control
             )
-            output = self.renderer.render(job, image)
-            self._save(job, output, key, digest, source)
+            control_maps = [unit_map.load() for unit_map in maps] or None
+            output = self.renderer.render(job, image, control_maps)
+            self._save(job, output, key, digest, control, source)
             self.report.count_render(job.index, reason)
             self.progress.advance()
         if self.stop is not None:
@@ -99,7 +109,13 @@ class FrameProducer:
         return output
 
     def _save(
-        self, job: FrameJob, output: np.ndarray, key: str, digest: str, source: dict[str, object]
+        self,
+        job: FrameJob,
+        output: np.ndarray,
+        key: str,
+        digest: str,
+        control: str,
+        source: dict[str, object],
     ) -> None:
         """Write the PNG, then its manifest line; a full disk stops the job cleanly."""
         details = {
@@ -112,8 +128,11 @@ class FrameProducer:
                 "identity": self.model.identity,
                 "hash": self.model.model_hash,
             },
+            "controlnet": self.renderer.control_details(),
         }
-        parameters = a1111_parameters(job, self.model.name, self.model.model_hash)
+        parameters = a1111_parameters(
+            job, self.model.name, self.model.model_hash, self.renderer.control_details()
+        )
         record = FrameRecord(
             index=job.index,
             file=frame_file(job.index),
@@ -123,7 +142,8 @@ class FrameProducer:
             time=float(source["time"]),  # type: ignore[arg-type]
             row=asdict(job),
             input=digest,
-            model=self.model.identity,
+            model=self.identity,
+            control=control,
         )
         try:
             write_png(self.run_dir / record.file, output, parameters, details)

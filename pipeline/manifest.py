@@ -46,6 +46,7 @@ class FrameRecord:
     row: dict[str, Any] = field(default_factory=dict)
     input: str = ""
     model: str = ""
+    control: str = ""
 
 
 def image_digest(image: np.ndarray) -> str:
@@ -55,22 +56,27 @@ def image_digest(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def frame_key(job: FrameJob, input_digest: str, model_identity: str) -> str:
-    """Hash of everything that shapes the frame: plan row, input pixels, model."""
+def frame_key(job: FrameJob, input_digest: str, model_identity: str, control: str = "") -> str:
+    """Hash of everything that shapes the frame: plan row, input pixels, model (with its
+    ControlNets) and the keys of its control maps."""
     digest = hashlib.sha256()
-    for part in (job.to_json(), input_digest, model_identity):
+    for part in (job.to_json(), input_digest, model_identity, control):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
 
 
 def rerender_reason(
-    record: FrameRecord | None, job: FrameJob, input_digest: str, model_identity: str
+    record: FrameRecord | None,
+    job: FrameJob,
+    input_digest: str,
+    model_identity: str,
+    control: str = "",
 ) -> str:
     """Why a frame whose key is not current must be rendered, in a few words."""
     if record is None:
         return "new"
-    if record.key == frame_key(job, input_digest, model_identity):
+    if record.key == frame_key(job, input_digest, model_identity, control):
         return "file missing"
     changed = [name for name, value in asdict(job).items() if record.row.get(name) != value]
     if changed and record.row:
@@ -79,6 +85,8 @@ def rerender_reason(
         return "model changed"
     if record.input and record.input != input_digest:
         return "input changed"
+    if record.control != control:
+        return "control map changed"
     return "changed"
 
 

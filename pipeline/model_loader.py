@@ -367,10 +367,12 @@ def _load_pipeline(
 ) -> StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline:
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
     # "Loading pipeline components" bars would break the one-line progress display;
     # hub download bars (huggingface_hub's own) stay, they are worth seeing.
     diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # the text encoders' "Loading weights" bar
 
     cls = StableDiffusionXLImg2ImgPipeline if family == "sdxl" else StableDiffusionImg2ImgPipeline
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": offline}

@@ -13,12 +13,12 @@ import csv
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from functools import reduce
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipeline.config import AnimationMode, PromptBlend, RunConfig
+from pipeline.config import AnimationMode, ControlMode, PromptBlend, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.keyframes import SCHEDULE_KEYS
 from pipeline.plan_chart import Series
@@ -31,6 +31,7 @@ PLAN_JSONL = "plan.jsonl"
 PLAN_CSV = "plan.csv"
 NEG_SEPARATOR = "--neg"
 GENERATION_SCHEDULES = ("strength", "guidance_scale", "steps")
+CONTROL_FIELDS = {"weight": "weight", "start": "guidance_start", "end": "guidance_end"}
 MOTION_SCHEDULES = (
     "zoom", "angle", "translation_x", "translation_y",
     "transform_center_x", "transform_center_y", "noise",
@@ -67,6 +68,8 @@ class FrameJob:
     transform_center_x: float | None = None
     transform_center_y: float | None = None
     noise: float | None = None
+    # ControlNet units by name: {"canny": {"weight": 1.0, "start": 0.0, "end": 1.0}}
+    controls: dict[str, dict[str, float]] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
@@ -111,7 +114,18 @@ def build_plan(
         names.append("seed")
     if cfg.animation.mode is AnimationMode.loopback:
         names += MOTION_SCHEDULES
-    series = {name: _schedule(cfg, name, frame_count, fps, origins) for name in names}
+    series = {
+        name: _schedule(cfg, SCHEDULE_KEYS[name], name, frame_count, fps, origins) for name in names
+    }
+    control_series = {
+        (unit, part): _schedule(
+            cfg, f"controlnet.units.{unit}.{CONTROL_FIELDS[part]}", f"{unit}.{part}",
+            frame_count, fps, origins,
+        )
+        for unit in cfg.controlnet.units
+        for part in CONTROL_FIELDS
+    }  # fmt: skip
+    generate = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
     steps = [round_half_up(value) for value in series["steps"].values]
     seed_values = series["seed"].values if "seed" in series else None
     seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
@@ -121,9 +135,14 @@ def build_plan(
         motion = {
             name: float(series[name].values[index]) for name in MOTION_SCHEDULES if name in series
         }
+        controls = {
+            unit: {part: float(control_series[unit, part].values[index]) for part in CONTROL_FIELDS}
+            for unit in cfg.controlnet.units
+        }
         row = FrameJob(
             index=index,
-            strength=float(series["strength"].values[index]),
+            # txt2img ControlNet generates from noise: the whole schedule runs
+            strength=1.0 if generate else float(series["strength"].values[index]),
             guidance_scale=float(series["guidance_scale"].values[index]),
             steps=steps[index],
             sampler=sampler,
@@ -131,6 +150,7 @@ def build_plan(
             width=width,
             height=height,
             blend_mode=cfg.prompt_blend.value,
+            controls=controls or None,
             **_prompt_at(keys, index, cfg.prompt_blend),
             **motion,
         )
@@ -140,6 +160,11 @@ def build_plan(
     seed_keys = series["seed"].keys if "seed" in series else [0]
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
     chart += [series[name] for name in MOTION_SCHEDULES if name in series]
+    chart += [
+        item
+        for (_, part), item in control_series.items()
+        if part == "weight" or np.ptp(item.values) > 0
+    ]
     return Plan(rows, chart, keys)
 
 
@@ -149,12 +174,19 @@ def round_half_up(value: float) -> int:
 
 
 def _config_value(cfg: RunConfig, key: str) -> object:
-    return reduce(getattr, key.split("."), cfg)
+    """``cfg`` at a dotted key; dict entries (controlnet.units.NAME) by item."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
 
 
-def _schedule(cfg: RunConfig, name: str, count: int, fps: float, origins: dict[str, str]) -> Series:
-    key = SCHEDULE_KEYS[name]
-    interpolation = cfg.schedule_interpolation.get(name, cfg.interpolation)
+def _schedule(
+    cfg: RunConfig, key: str, label: str, count: int, fps: float, origins: dict[str, str]
+) -> Series:
+    """Parse and evaluate the schedule at config key ``key``; ``label`` names it in charts
+    and in ``schedule_interpolation``."""
+    interpolation = cfg.schedule_interpolation.get(label, cfg.interpolation)
     schedule = parse_schedule(
         str(_config_value(cfg, key)), key, origins.get(key, "command line"),
         fps=fps, max_f=max(count - 1, 0), seed=cfg.seed,
@@ -162,7 +194,7 @@ def _schedule(cfg: RunConfig, name: str, count: int, fps: float, origins: dict[s
     values = evaluate_schedule(
         schedule, count, fps=fps, seed=cfg.seed, interpolation=interpolation.value
     )
-    return Series(name, values, [key.frame for key in schedule.keyframes])
+    return Series(label, values, [key.frame for key in schedule.keyframes])
 
 
 def join_prompt(*parts: str) -> str:
@@ -286,6 +318,17 @@ def check_row(row: FrameJob, origins: dict[str, str]) -> None:
         fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
     if row.zoom is not None and row.zoom <= 0:
         fail("animation.zoom", f"{row.zoom:g} is not positive", "1 means no zoom")
+    for unit, values in (row.controls or {}).items():
+        if values["weight"] < 0:
+            fail(
+                f"controlnet.units.{unit}.weight",
+                f"{values['weight']:g} is negative",
+                "use 0 or more",
+            )
+        for part in ("start", "end"):
+            if not 0.0 <= values[part] <= 1.0:
+                key = f"controlnet.units.{unit}.{CONTROL_FIELDS[part]}"
+                fail(key, f"{values[part]:g} is outside 0..1", "a fraction of the steps")
 
 
 def write_plan(plan: Plan, run_dir: Path) -> None:
@@ -299,7 +342,9 @@ def write_plan(plan: Plan, run_dir: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=names)
         writer.writeheader()
         for row in plan.rows:
-            writer.writerow(asdict(row))
+            values = asdict(row)
+            values["controls"] = json.dumps(row.controls) if row.controls else ""
+            writer.writerow(values)
 
 
 def read_plan(run_dir: Path) -> list[FrameJob]:

@@ -23,8 +23,14 @@ PARAMETERS_KEY = "parameters"
 JSON_KEY = "rotoscope"
 
 
-def a1111_parameters(job: FrameJob, model_name: str, model_hash: str | None) -> str:
-    """The ``parameters`` text in A1111's layout (prompt, negative line, settings line)."""
+def a1111_parameters(
+    job: FrameJob,
+    model_name: str,
+    model_hash: str | None,
+    controlnets: list[dict[str, str]] | None = None,
+) -> str:
+    """The ``parameters`` text in A1111's layout (prompt, negative line, settings line),
+    with one ``ControlNet N`` entry per unit as A1111's ControlNet extension writes it."""
     lines = [job.prompt]
     if job.negative_prompt:
         lines.append(f"Negative prompt: {job.negative_prompt}")
@@ -38,6 +44,16 @@ def a1111_parameters(job: FrameJob, model_name: str, model_hash: str | None) -> 
     if model_hash:
         settings.append(("Model hash", model_hash))
     settings += [("Model", model_name), ("Denoising strength", _number(job.strength))]
+    for number, unit in enumerate(controlnets or []):
+        values = (job.controls or {}).get(unit["unit"], {})
+        fields = [
+            ("Module", unit["preprocessor"]),
+            ("Model", unit["model"]),
+            ("Weight", _number(values.get("weight", 1.0))),
+            ("Guidance Start", _number(values.get("start", 0.0))),
+            ("Guidance End", _number(values.get("end", 1.0))),
+        ]
+        settings.append((f"ControlNet {number}", ", ".join(f"{k}: {v}" for k, v in fields)))
     lines.append(", ".join(f"{key}: {_quote(str(value))}" for key, value in settings))
     return "\n".join(lines)
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from pipeline.conditioning import Conditioning, PromptEncoder, blend
+from pipeline.config import ControlMode
+from pipeline.controlnet_models import control_kwargs, control_pipeline
 from pipeline.errors import RotoscopeError
 from pipeline.model_loader import LoadedModel
 from pipeline.plan import FrameJob
@@ -26,18 +30,49 @@ from pipeline.samplers import make_scheduler, seed_scheduler
 log = logging.getLogger("rotoscope")
 
 
-class Renderer:
-    """Turns (row, input frame) into an output frame; holds the per-run caches."""
+@dataclass(frozen=True)
+class LoadedControlNet:
+    """A ControlNet unit's loaded weights, with what the frame metadata reports."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    unit: str
+    path: str
+    preprocessor: str
+    net: Any
+    identity: str
+
+
+class Renderer:
+    """Turns (row, input frame[, control maps]) into an output frame; holds the caches."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        controlnets: list[LoadedControlNet] | None = None,
+        control_mode: ControlMode = ControlMode.img2img,
+    ) -> None:
         self.model = model
         self.pipe = model.pipe
         self._base_scheduler_config = dict(self.pipe.scheduler.config)
         self._sampler: str | None = None
         self.prompts = PromptEncoder(model.pipe, model.family, model.device)
         self.savers = MemorySavers(model)
+        self.controlnets = controlnets or []
+        self.control_img2img = control_mode is ControlMode.img2img
+        self.control_pipe = (
+            control_pipeline(model, [c.net for c in self.controlnets], self.control_img2img)
+            if self.controlnets
+            else None
+        )
 
-    def render(self, job: FrameJob, image: np.ndarray) -> np.ndarray:
+    def control_details(self) -> list[dict[str, str]]:
+        return [
+            {"unit": c.unit, "model": c.path, "preprocessor": c.preprocessor}
+            for c in self.controlnets
+        ]
+
+    def render(
+        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None = None
+    ) -> np.ndarray:
         """The output frame (RGB uint8, same size as ``image``) for ``job``.
 
         Out of GPU memory, the frame is retried with the next memory saver switched on
@@ -48,7 +83,7 @@ class Renderer:
             return image.copy()  # diffusers' strength 0 keeps the input: no step runs
         while True:
             try:
-                return self._render(job, image)
+                return self._render(job, image, maps)
             except torch.cuda.OutOfMemoryError as exc:
                 saver = self.savers.next_saver()
                 if saver is None:
@@ -60,22 +95,49 @@ class Renderer:
                     ) from exc
                 log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
 
-    def _render(self, job: FrameJob, image: np.ndarray) -> np.ndarray:
+    def _render(
+        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None
+    ) -> np.ndarray:
         self._use_sampler(job.sampler)
-        seed_scheduler(self.pipe.scheduler, job.seed)
+        pipe, arguments = self._call_arguments(job, image, maps)
+        seed_scheduler(pipe.scheduler, job.seed)
         generator = torch.Generator(device="cpu").manual_seed(job.seed)
         with torch.inference_mode():
-            result = self.pipe(
-                image=Image.fromarray(image),
-                strength=job.strength,
+            result = pipe(
                 guidance_scale=job.guidance_scale,
                 num_inference_steps=job.steps,
                 generator=generator,
                 output_type="np",
+                **arguments,
                 **self.conditioning(job).pipeline_kwargs(),
             )
         frame = np.asarray(result.images[0])
         return (np.clip(frame, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+    def _call_arguments(
+        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """The pipeline for this frame and its image arguments (plain or ControlNet)."""
+        init = Image.fromarray(image)
+        if self.control_pipe is None:
+            return self.pipe, {"image": init, "strength": job.strength}
+        if maps is None or len(maps) != len(self.controlnets):
+            raise ValueError("a control map is needed for every ControlNet unit")
+        self.control_pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
+        values = [(job.controls or {})[c.unit] for c in self.controlnets]
+        arguments = control_kwargs(
+            self.control_img2img,
+            init if self.control_img2img else None,
+            [Image.fromarray(m) for m in maps],
+            [v["weight"] for v in values],
+            [v["start"] for v in values],
+            [v["end"] for v in values],
+            job.width,
+            job.height,
+        )
+        if self.control_img2img:
+            arguments["strength"] = job.strength
+        return self.control_pipe, arguments
 
     def conditioning(self, job: FrameJob) -> Conditioning:
         """The row's prompt embeddings: its keyframe's, or a blend toward the next one."""

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
+from PIL import Image
 
 from pipeline.assemble import AudioSpec, encode_video, output_path, write_image_folder
 from pipeline.config import STAGES, AnimationMode, OutputFormat, RunConfig
+from pipeline.control import CONTROL_DIR, ControlMaps, check_units, preview_frame
 from pipeline.disk import check_free_space
 from pipeline.errors import RotoscopeError
 from pipeline.interrupts import GracefulStop, StopRequested
@@ -29,6 +32,10 @@ from pipeline.progress import Progress, format_duration
 from pipeline.report import JobReport
 from pipeline.run_lock import RunLock
 from pipeline.sources import SourceInfo, open_source
+
+if TYPE_CHECKING:  # torch and diffusers load only when a stage renders
+    from pipeline.model_loader import LoadedModel
+    from pipeline.render import LoadedControlNet
 
 log = logging.getLogger("rotoscope")
 
@@ -61,6 +68,8 @@ def run_job(
             log.info("run folder: %s", run_dir)
             if "plan" in stages:
                 report.planned = plan_stage(cfg, run_dir, origins)
+            if "control" in stages:
+                report.outputs.append(str(control_stage(cfg, run_dir)))
             if "render" in stages:
                 render_stage(cfg, run_dir, report)
             if "assemble" in stages:
@@ -99,6 +108,13 @@ def plan_stage(cfg: RunConfig, run_dir: Path, origins: dict[str, str]) -> int:
         count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(f"input.path '{cfg.input.path}' selects no frames", _range_hint())
+    if cfg.controlnet.units:
+        if cfg.animation.mode is AnimationMode.loopback:
+            raise RotoscopeError(
+                "controlnet units with animation.mode=loopback are not supported",
+                "use controlnet with animation=none, or loopback without controlnet",
+            )
+        check_units(cfg, count, info.width, info.height)
     plan = build_plan(cfg, count, info.width, info.height, info.fps, origins)
     write_plan(plan, run_dir)
     write_plan_chart(
@@ -172,9 +188,19 @@ def render_stage(cfg: RunConfig, run_dir: Path, report: JobReport) -> None:
     model = load_model(cfg.model, cfg.runtime)
     dtype = str(model.dtype).removeprefix("torch.")
     log.info("model %s on %s (%s)", model.name, model.device, dtype)
+    controlnets = load_units(cfg, model)
     try:
-        with GracefulStop() as stop, open_source(cfg.input) as source:
-            producer = FrameProducer(run_dir, manifest, model, progress, report, stop)
+        with (
+            GracefulStop() as stop,
+            open_source(cfg.input) as source,
+            ControlMaps(cfg, run_dir, rows[0].width, rows[0].height) as maps,
+        ):
+            producer = FrameProducer(
+                run_dir, manifest, model, progress, report, stop,
+                control=maps if controlnets else None,
+                controlnets=controlnets,
+                control_mode=cfg.controlnet.mode,
+            )  # fmt: skip
             if cfg.animation.mode is AnimationMode.loopback:
                 render_loopback(producer, rows, source, cfg.animation)
             else:
@@ -187,6 +213,63 @@ def render_stage(cfg: RunConfig, run_dir: Path, report: JobReport) -> None:
             "render: %d rendered, %d reused, in %s%s",
             progress.rendered, progress.reused, format_duration(elapsed), per_frame,
         )  # fmt: skip
+
+
+def load_units(cfg: RunConfig, model: LoadedModel) -> list[LoadedControlNet]:
+    """Load each ControlNet unit's weights next to the base model."""
+    from pipeline.controlnet_models import controlnet_identity, load_controlnet
+    from pipeline.render import LoadedControlNet
+
+    units = []
+    for name, unit in cfg.controlnet.units.items():
+        log.info("loading controlnet %s: %s", name, unit.model)
+        units.append(
+            LoadedControlNet(
+                unit=name,
+                path=unit.model,
+                preprocessor=unit.preprocessor,
+                net=load_controlnet(unit.model, model, cfg.runtime.offline),
+                identity=controlnet_identity(unit.model),
+            )
+        )
+    return units
+
+
+def control_stage(cfg: RunConfig, run_dir: Path) -> Path:
+    """Compute (or reuse) every control map and write a side-by-side preview video.
+
+    Runs the preprocessors only, no diffusion model, so maps can be checked before
+    spending GPU hours; the render stage then reuses the cached maps.
+    """
+    if not cfg.controlnet.units:
+        raise RotoscopeError("stages includes control but no controlnet units are set",
+                             "add units, e.g. controlnet=canny")  # fmt: skip
+    rows = read_plan(run_dir)
+    info = read_source_info(run_dir)
+    preview_dir = run_dir / CONTROL_DIR / "preview"
+    preview_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(rows), label="control maps", log_every=cfg.runtime.log_every)
+    frames = []
+    with (
+        open_source(cfg.input) as source,
+        ControlMaps(cfg, run_dir, rows[0].width, rows[0].height) as maps,
+    ):
+        for frame in source:
+            if frame.index >= len(rows):
+                break
+            unit_maps = maps.maps(frame.index, frame.image)
+            reused = all(unit_map.cached for unit_map in unit_maps)
+            composite = preview_frame(frame.image, [unit_map.load() for unit_map in unit_maps])
+            path = preview_dir / f"{frame.index:06d}.png"
+            Image.fromarray(composite).save(path, compress_level=1)
+            frames.append(path)
+            progress.advance(reused=reused)
+    progress.close()
+    out = run_dir / CONTROL_DIR / "preview.mp4"
+    encode_video(frames, out, OutputFormat.mp4, info["fps"], crf=cfg.output.crf)
+    shutil.rmtree(preview_dir)  # the composites only feed the preview video
+    log.info("control preview: %s (input | %s)", out, " | ".join(cfg.controlnet.units))
+    return out
 
 
 def remove_partial_frames(run_dir: Path) -> None:

@@ -3,8 +3,10 @@
     python scripts/make_tiny_models.py [--out models/tiny]
 
 Writes <out>/sd15/ and <out>/sdxl/ (diffusers folders) and <out>/sd15.safetensors,
-<out>/sdxl.safetensors (the same models as A1111-style single-file checkpoints), then
-prints their paths. A complete earlier build is reused, so running it again is instant.
+<out>/sdxl.safetensors (the same models as A1111-style single-file checkpoints), plus
+ControlNets for both (<out>/controlnet_sd15/, <out>/controlnet_sd15.safetensors,
+<out>/controlnet_sdxl/), then prints their paths. A complete earlier build is reused,
+so running it again is instant.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 from dataclasses import astuple
 from pathlib import Path
 
+from pipeline.tiny_controlnet import build_tiny_controlnets
 from pipeline.tiny_models import DEFAULT_DIR, build_tiny_models
 
 
@@ -23,7 +26,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     models = build_tiny_models(args.out)
-    for path in astuple(models):
+    controlnets = build_tiny_controlnets(args.out, models)
+    for path in (*astuple(models), *astuple(controlnets)):
         print(path)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -42,3 +44,46 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     from pipeline.tiny_models import build_tiny_models  # torch only for tests that need it
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+if TYPE_CHECKING:
+    from pipeline.tiny_controlnet import TinyControlNets
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnets(
+    tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels
+) -> TinyControlNets:
+    """Tiny random-weight ControlNets for the tiny models, built once per test session.
+
+    Paths: ``.sd15`` and ``.sdxl`` (diffusers folders), ``.sd15_single`` (the SD 1.x one
+    as an A1111-style .safetensors; its config comes from the base model's UNet).
+    """
+    from pipeline.tiny_controlnet import build_tiny_controlnets
+
+    return build_tiny_controlnets(tmp_path_factory.mktemp("tiny_controlnets"), tiny_models)
+
+
+@pytest.fixture(scope="session")
+def annotators(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An annotator folder with random-init HED, PiDiNet and lineart weights (~90 MB).
+
+    Each network is controlnet_aux's own class at its real size, saved in the layout its
+    ``from_pretrained`` reads (PiDiNet wraps its state dict in ``{"state_dict": ...}``).
+    Building and saving all four takes about a second and under 1 GB of memory.
+    """
+    import torch
+
+    with warnings.catch_warnings():  # controlnet_aux's import warns about optional extras
+        warnings.simplefilter("ignore")
+        from controlnet_aux.hed import ControlNetHED_Apache2
+        from controlnet_aux.lineart import Generator
+        from controlnet_aux.pidi.model import pidinet
+
+    folder = tmp_path_factory.mktemp("annotators")
+    torch.manual_seed(0)
+    torch.save(ControlNetHED_Apache2().state_dict(), folder / "ControlNetHED.pth")
+    torch.save({"state_dict": pidinet().state_dict()}, folder / "table5_pidinet.pth")
+    torch.save(Generator(3, 1, 3).state_dict(), folder / "sk_model.pth")
+    torch.save(Generator(3, 1, 3).state_dict(), folder / "sk_model2.pth")
+    return folder
