@@ -2,16 +2,29 @@
 
 Schedules with expressions are hard to read as text; a chart shows at a glance whether
 strength really eases from 0.65 to 0.45 or a zoom expression runs away, before any GPU
-time is spent. Written by the plan stage as ``plan.png``.
+time is spent. Written by the plan stage as ``plan.png``: one panel per value, its
+keyframes as dots, prompt keyframes as dotted lines labelled at the top.
+
+Drawn with Pillow (already needed for frames) rather than a plotting library: the plan
+stage runs on every job, and importing a full plotting stack would cost more than the
+rest of planning together; simple stacked line panels need none of its machinery.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+WIDTH = 1000
+PANEL = 104  # height of one panel, gap included
+GAP = 14
+LEFT, RIGHT, TOP, BOTTOM = 150, 24, 30, 34
+LINE, KEY, GRID, PROMPT, TEXT = "#1f5f99", "#d9480f", "#e4e4e4", "#9a9a9a", "#333333"
 
 
 @dataclass(frozen=True)
@@ -26,33 +39,79 @@ class Series:
 def write_plan_chart(
     series: Sequence[Series], prompt_keys: Sequence[tuple[int, str]], path: Path
 ) -> Path:
-    """Draw one panel per series, prompt keyframes as labelled vertical lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed, safe on servers
-    import matplotlib.pyplot as plt
-
-    count = len(series)
-    fig, axes = plt.subplots(count, 1, figsize=(10, 1.6 * count + 0.8), sharex=True, squeeze=False)
-    frames = np.arange(len(series[0].values)) if series else np.arange(1)
-    for ax, item in zip(axes[:, 0], series, strict=True):
-        ax.plot(frames, item.values, linewidth=1.4, color="#1f5f99")
-        keys = [k for k in item.keys if 0 <= k < len(item.values)]
-        ax.plot(keys, item.values[keys], "o", markersize=4, color="#d9480f", label="keyframe")
-        for frame, _ in prompt_keys:
-            ax.axvline(frame, color="#888888", linewidth=0.6, linestyle=":")
-        ax.set_ylabel(item.name, rotation=0, ha="right", va="center", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.25)
-    top = axes[0, 0]
+    """Draw one panel per series; prompt keyframes as labelled dotted lines."""
+    frames = max((len(item.values) for item in series), default=1)
+    height = TOP + PANEL * max(len(series), 1) + BOTTOM
+    image = Image.new("RGB", (WIDTH, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=11)
+    x_of = _x_scale(frames)
+    for number, item in enumerate(series):
+        top = TOP + number * PANEL
+        _panel(draw, font, item, top, top + PANEL - GAP, x_of)
+    bottom = TOP + PANEL * len(series) - GAP
     for frame, label in prompt_keys:
-        top.annotate(
-            label[:28], (frame, 1.0), xycoords=("data", "axes fraction"),
-            rotation=0, fontsize=6, va="bottom", color="#555555",
-        )  # fmt: skip
-    axes[-1, 0].set_xlabel("frame")
-    fig.tight_layout()
+        if 0 <= frame < frames:
+            x = x_of(frame)
+            _dotted(draw, x, TOP, bottom)
+            text = label[:32]
+            if x + draw.textlength(text, font=font) + 3 > WIDTH:  # keep it inside the image
+                draw.text((x - 3, 4), text, fill=PROMPT, font=font, anchor="ra")
+            else:
+                draw.text((x + 3, 4), text, fill=PROMPT, font=font)
+    for tick in _ticks(0, frames - 1, 8):
+        x = x_of(tick)
+        draw.line([(x, bottom), (x, bottom + 4)], fill=TEXT)
+        draw.text((x, bottom + 6), f"{tick:g}", fill=TEXT, font=font, anchor="ma")
+    draw.text((WIDTH - RIGHT, height - 4), "frame", fill=TEXT, font=font, anchor="rd")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    image.save(path, format="PNG")
     return path
+
+
+def _x_scale(frames: int):
+    span = max(frames - 1, 1)
+    return lambda frame: LEFT + (WIDTH - LEFT - RIGHT) * frame / span
+
+
+def _panel(draw: ImageDraw.ImageDraw, font, item: Series, top: int, bottom: int, x_of) -> None:
+    values = np.asarray(item.values, dtype=float)
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-12:  # a flat line sits in the middle of its panel
+        pad = max(abs(low) * 0.1, 0.5)
+        low, high = low - pad, high + pad
+
+    def y_of(value: float) -> float:
+        return bottom - (bottom - top) * (value - low) / (high - low)
+
+    draw.rectangle([LEFT, top, WIDTH - RIGHT, bottom], outline="#bbbbbb")
+    for tick in _ticks(low, high, 3):
+        y = y_of(tick)
+        if top <= y <= bottom:
+            draw.line([(LEFT, y), (WIDTH - RIGHT, y)], fill=GRID)
+            draw.text((LEFT - 6, y), f"{tick:g}", fill=TEXT, font=font, anchor="rm")
+    draw.text((8, (top + bottom) / 2), item.name, fill=TEXT, font=font, anchor="lm")
+    points = [(x_of(frame), y_of(value)) for frame, value in enumerate(values)]
+    if len(points) == 1:
+        points.append((WIDTH - RIGHT, points[0][1]))
+    draw.line(points, fill=LINE, width=2)
+    for frame in item.keys:
+        if 0 <= frame < len(values):
+            x, y = x_of(frame), y_of(values[frame])
+            draw.ellipse([x - 3.5, y - 3.5, x + 3.5, y + 3.5], fill=KEY)
+
+
+def _dotted(draw: ImageDraw.ImageDraw, x: float, top: int, bottom: int) -> None:
+    for y in range(top, bottom, 6):
+        draw.line([(x, y), (x, min(y + 2, bottom))], fill=PROMPT)
+
+
+def _ticks(low: float, high: float, count: int) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten) covering [low, high]."""
+    if high <= low:
+        return [low]
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step) * step
+    return [round(first + i * step, 10) for i in range(int((high - first) / step) + 1)]
