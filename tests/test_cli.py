@@ -122,6 +122,22 @@ def test_assemble_alone_reencodes_without_model(video_run) -> None:
     assert count_frames(work / "outputs/dance/dance.gif") == 8
 
 
+def test_assemble_options_fps_and_no_audio(video_run) -> None:
+    work, args, _ = video_run
+    result = rotoscope(*args, "stages=[assemble]", "output.audio=false", "output.fps=4",
+                       "output.crf=30", "name=dance", cwd=work)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = probe_output(work / "outputs/dance/dance.mp4")
+    assert "Audio:" not in info and "4 fps" in info
+
+
+def test_verbose_shows_the_traceback(tmp_path: Path) -> None:
+    quiet = rotoscope("input.path=nope.mp4", cwd=tmp_path)
+    loud = rotoscope("input.path=nope.mp4", "runtime.verbose=true", cwd=tmp_path)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "nope.mp4" in loud.stderr
+
+
 def test_folder_to_images_keeps_names(tiny_models, tmp_path: Path) -> None:
     make_image_folder(tmp_path / "photos", ["shot_10.jpg", "shot_2.png", "notes.txt"][:2])
     (tmp_path / "photos" / "notes.txt").write_text("not an image")
