@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -242,3 +244,18 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return "-" if value != value else f"{value:.2f}"  # NaN: not measured
     return str(value)
+
+
+def run_in_tempdir(
+    prefix: str, keep: bool, body: Callable[[argparse.Namespace, Path], bool], args
+) -> None:
+    """Run ``body(args, tmp)`` in a fresh temp folder (kept with --keep); exit 1 on FAIL."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        ok = body(args, tmp)
+    finally:
+        if keep:
+            print(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(0 if ok else 1)

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from bench_common import (
     log_events,
     make_clip,
     print_table,
+    run_in_tempdir,
     tiny_sd15,
 )
 
@@ -97,15 +96,7 @@ def main() -> None:
     add_common_options(parser)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_memory_"))
-    try:
-        ok = run(args, tmp)
-    finally:
-        if args.keep:
-            print(f"kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    sys.exit(0 if ok else 1)
+    run_in_tempdir("bench_memory_", args.keep, run, args)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> bool:

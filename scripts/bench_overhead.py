@@ -41,10 +41,8 @@ from __future__ import annotations
 import argparse
 import json
 import pstats
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +60,7 @@ from bench_common import (
     make_clip,
     median,
     print_table,
+    run_in_tempdir,
     timed_run,
     tiny_sd15,
     wait_for_quiet,
@@ -180,15 +179,7 @@ def main() -> None:
     if args.width % 8 or args.height % 8:
         parser.error("--width and --height must be multiples of 8 (the CLI would resize)")
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_overhead_"))
-    try:
-        ok = run(args, tmp)
-    finally:
-        if args.keep:
-            print(f"kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    sys.exit(0 if ok else 1)
+    run_in_tempdir("bench_overhead_", args.keep, run, args)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> bool:
