@@ -12,6 +12,7 @@ one frame changes the keys of every frame after it, and only those re-render.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from PIL import Image
 
 from pipeline import __version__
 from pipeline.color_match import match_colors_lab
-from pipeline.config import AnimationConfig, ColorCoherence, ControlMode
+from pipeline.config import AnimationConfig, ColorCoherence
 from pipeline.control import ControlMaps
 from pipeline.disk import is_disk_full
 from pipeline.errors import RotoscopeError
@@ -33,12 +34,11 @@ from pipeline.manifest import (
     image_digest,
     rerender_reason,
 )
-from pipeline.model_loader import LoadedModel
 from pipeline.motion import add_noise, warp_2d
 from pipeline.plan import FrameJob
 from pipeline.pngmeta import a1111_parameters, write_png
 from pipeline.progress import Progress
-from pipeline.render import LoadedControlNet, Renderer
+from pipeline.render import Renderer
 from pipeline.report import JobReport
 from pipeline.sources import Source
 
@@ -52,24 +52,31 @@ class FrameProducer:
         self,
         run_dir: Path,
         manifest: Manifest,
-        model: LoadedModel,
+        identity: str,
+        make_renderer: Callable[[], Renderer],
         progress: Progress,
         report: JobReport,
         stop: GracefulStop | None = None,
         control: ControlMaps | None = None,
-        controlnets: list[LoadedControlNet] | None = None,
-        control_mode: ControlMode = ControlMode.img2img,
     ) -> None:
+        """``identity`` names the weights (base model and ControlNets) for frame keys;
+        ``make_renderer`` loads them, and is only called once a frame needs rendering,
+        so a re-run that finds every frame current never loads a model."""
         self.run_dir = run_dir
         self.manifest = manifest
-        self.model = model
+        self.identity = identity
+        self._make_renderer = make_renderer
+        self._renderer: Renderer | None = None
         self.control = control
-        self.renderer = Renderer(model, controlnets, control_mode)
-        # the ControlNets' weights shape the frame as much as the base model's
-        self.identity = "\n".join([model.identity, *(net.identity for net in controlnets or [])])
         self.progress = progress
         self.report = report
         self.stop = stop
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = self._make_renderer()
+        return self._renderer
 
     def produce(
         self,
@@ -118,20 +125,17 @@ class FrameProducer:
         source: dict[str, object],
     ) -> None:
         """Write the PNG, then its manifest line; a full disk stops the job cleanly."""
+        model = self.renderer.model
         details = {
             "rotoscope": __version__,
             "key": key,
             "plan": asdict(job),
             "source": source,
-            "model": {
-                "name": self.model.name,
-                "identity": self.model.identity,
-                "hash": self.model.model_hash,
-            },
+            "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
             "controlnet": self.renderer.control_details(),
         }
         parameters = a1111_parameters(
-            job, self.model.name, self.model.model_hash, self.renderer.control_details()
+            job, model.name, model.model_hash, self.renderer.control_details()
         )
         record = FrameRecord(
             index=job.index,

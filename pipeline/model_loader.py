@@ -79,14 +79,25 @@ class _Source:
     fingerprint: str  # changes whenever the weights do; cheap to compute
 
 
-def load_model(cfg: ModelConfig, runtime: RuntimeConfig) -> LoadedModel:
-    """Load ``cfg`` on ``runtime.device`` as an img2img pipeline (safety checker off)."""
+@dataclass(frozen=True)
+class _Resolved:
+    """Everything known about a model before its weights are read."""
+
+    source: _Source
+    family: str
+    config: _Source | None
+    device: torch.device
+    dtype: torch.dtype
+    offline: bool
+    identity: str
+
+
+def _resolve(cfg: ModelConfig, runtime: RuntimeConfig) -> _Resolved:
     if runtime.offline:
         _enable_offline_mode()
     offline = _offline()
     device = resolve_device(runtime.device)
     dtype = resolve_dtype(runtime.dtype, device)
-
     source = _inspect_model("model.path", cfg.path, offline)
     family = source.family if cfg.family is ModelFamily.auto else cfg.family.value
     if family is None:
@@ -95,37 +106,53 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig) -> LoadedModel:
             "set model.family=sd15 or model.family=sdxl if it is one",
         )
     config = _config_source(cfg, family, offline) if source.kind == "file" else None
-    # the VAE's own config comes from the pipeline's configs when the VAE is a single file
-    pipeline_configs = config.location if config else source.location
-    vae, vae_fingerprint = (
-        _load_vae(cfg.vae, pipeline_configs, offline, dtype) if cfg.vae else (None, "")
-    )
-
-    file_hash = _FileHash(Path(source.location)) if source.kind == "file" else None
-    try:
-        pipe = _load_pipeline(cfg, source, family, config, vae, offline, dtype)
-    except BaseException:
-        if file_hash:
-            file_hash.cancel()
-        raise
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-
     parts = (
         f"family={family}",
         f"model={source.fingerprint}",
         f"config={config.fingerprint if config else ''}",
-        f"vae={vae_fingerprint}",
+        f"vae={_vae_fingerprint(cfg.vae, offline) if cfg.vae else ''}",
         f"variant={cfg.variant or ''}",
         f"dtype={dtype}",
     )
+    identity = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+    return _Resolved(source, family, config, device, dtype, offline, identity)
+
+
+def model_identity(cfg: ModelConfig, runtime: RuntimeConfig) -> str:
+    """The identity ``load_model`` would report, without reading any weights.
+
+    Cheap (file sizes and mtimes, hub commits): it lets a re-run decide that every
+    frame is current, and skip loading gigabytes of weights for nothing.
+    """
+    return _resolve(cfg, runtime).identity
+
+
+def load_model(cfg: ModelConfig, runtime: RuntimeConfig) -> LoadedModel:
+    """Load ``cfg`` on ``runtime.device`` as an img2img pipeline (safety checker off)."""
+    resolved = _resolve(cfg, runtime)
+    source, config, offline, dtype = (
+        resolved.source, resolved.config, resolved.offline, resolved.dtype,
+    )  # fmt: skip
+    # the VAE's own config comes from the pipeline's configs when the VAE is a single file
+    pipeline_configs = config.location if config else source.location
+    vae = _load_vae(cfg.vae, pipeline_configs, offline, dtype) if cfg.vae else None
+
+    file_hash = _FileHash(Path(source.location)) if source.kind == "file" else None
+    try:
+        pipe = _load_pipeline(cfg, source, resolved.family, config, vae, offline, dtype)
+    except BaseException:
+        if file_hash:
+            file_hash.cancel()
+        raise
+    pipe.to(resolved.device)
+    pipe.set_progress_bar_config(disable=True)
     return LoadedModel(
         pipe=pipe,
-        family=family,
+        family=resolved.family,
         name=_display_name(cfg.path),
-        identity=hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest(),
+        identity=resolved.identity,
         model_hash=file_hash.result() if file_hash else None,
-        device=device,
+        device=resolved.device,
         dtype=dtype,
     )
 
@@ -389,8 +416,8 @@ def _load_pipeline(
 
 def _load_vae(
     value: str, pipeline_configs: str, offline: bool, dtype: torch.dtype
-) -> tuple[AutoencoderKL, str]:
-    """An ``AutoencoderKL`` from ``model.vae`` and its fingerprint.
+) -> AutoencoderKL:
+    """An ``AutoencoderKL`` from ``model.vae``.
 
     A single-file VAE (as A1111 users have them) takes its config from the pipeline's
     own ``vae/`` config; a folder may be a VAE folder or a whole pipeline folder.
@@ -413,7 +440,7 @@ def _load_vae(
                 torch_dtype=dtype,
                 local_files_only=offline,
             )
-            return vae, _file_fingerprint(path)
+            return vae
         if path.is_dir():
             subfolder = None if (path / "config.json").is_file() else "vae"
             if subfolder and not (path / subfolder / "config.json").is_file():
@@ -421,13 +448,22 @@ def _load_vae(
                     f"{field} '{value}' is a folder without config.json or vae/config.json",
                     "point it at a diffusers VAE folder or a .safetensors VAE file",
                 )
-            vae = AutoencoderKL.from_pretrained(str(path), subfolder=subfolder, torch_dtype=dtype)
-            return vae, _folder_fingerprint(path)
+            return AutoencoderKL.from_pretrained(str(path), subfolder=subfolder, torch_dtype=dtype)
         if not _is_hub_id(value):
             raise _not_found(field, value)
-        commit = _hub_file(field, value, "config.json", offline).parent.name
-        vae = AutoencoderKL.from_pretrained(value, torch_dtype=dtype, local_files_only=offline)
-        return vae, f"hub:{value}@{commit}"
+        return AutoencoderKL.from_pretrained(value, torch_dtype=dtype, local_files_only=offline)
+
+
+def _vae_fingerprint(value: str, offline: bool) -> str:
+    """What identifies ``model.vae``'s weights: file stats, or the hub commit."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return _file_fingerprint(path)
+    if path.is_dir():
+        return _folder_fingerprint(path)
+    if not _is_hub_id(value):
+        raise _not_found("model.vae", value)
+    return f"hub:{value}@{_hub_file('model.vae', value, 'config.json', offline).parent.name}"
 
 
 class _FileHash:

@@ -35,7 +35,7 @@ from pipeline.sources import SourceInfo, open_source
 
 if TYPE_CHECKING:  # torch and diffusers load only when a stage renders
     from pipeline.model_loader import LoadedModel
-    from pipeline.render import LoadedControlNet
+    from pipeline.render import LoadedControlNet, Renderer
 
 log = logging.getLogger("rotoscope")
 
@@ -173,8 +173,9 @@ def read_source_info(run_dir: Path) -> dict[str, Any]:
 
 def render_stage(cfg: RunConfig, run_dir: Path, report: JobReport) -> None:
     """Render every planned frame whose key is not already in the manifest."""
+    from pipeline.controlnet_models import controlnet_identity
     from pipeline.frame_producer import FrameProducer, render_frames, render_loopback
-    from pipeline.model_loader import load_model  # torch/diffusers import only when rendering
+    from pipeline.model_loader import model_identity
 
     rows = read_plan(run_dir)
     report.planned = report.planned or len(rows)
@@ -184,11 +185,14 @@ def render_stage(cfg: RunConfig, run_dir: Path, report: JobReport) -> None:
     check_free_space(run_dir, pending, rows[0].width, rows[0].height)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)
     started = time.monotonic()
-    log.info("loading model %s", cfg.model.path)
-    model = load_model(cfg.model, cfg.runtime)
-    dtype = str(model.dtype).removeprefix("torch.")
-    log.info("model %s on %s (%s)", model.name, model.device, dtype)
-    controlnets = load_units(cfg, model)
+    units = cfg.controlnet.units
+    # the ControlNets' weights shape the frame as much as the base model's
+    identity = "\n".join(
+        [
+            model_identity(cfg.model, cfg.runtime),
+            *(controlnet_identity(unit.model) for unit in units.values()),
+        ]
+    )
     try:
         with (
             GracefulStop() as stop,
@@ -196,10 +200,8 @@ def render_stage(cfg: RunConfig, run_dir: Path, report: JobReport) -> None:
             ControlMaps(cfg, run_dir, rows[0].width, rows[0].height) as maps,
         ):
             producer = FrameProducer(
-                run_dir, manifest, model, progress, report, stop,
-                control=maps if controlnets else None,
-                controlnets=controlnets,
-                control_mode=cfg.controlnet.mode,
+                run_dir, manifest, identity, lambda: load_renderer(cfg), progress, report,
+                stop, control=maps if units else None,
             )  # fmt: skip
             if cfg.animation.mode is AnimationMode.loopback:
                 render_loopback(producer, rows, source, cfg.animation)
@@ -213,6 +215,18 @@ def render_stage(cfg: RunConfig, run_dir: Path, report: JobReport) -> None:
             "render: %d rendered, %d reused, in %s%s",
             progress.rendered, progress.reused, format_duration(elapsed), per_frame,
         )  # fmt: skip
+
+
+def load_renderer(cfg: RunConfig) -> Renderer:
+    """Load the model (and ControlNets): called when the first frame needs rendering."""
+    from pipeline.model_loader import load_model
+    from pipeline.render import Renderer
+
+    log.info("loading model %s", cfg.model.path)
+    model = load_model(cfg.model, cfg.runtime)
+    dtype = str(model.dtype).removeprefix("torch.")
+    log.info("model %s on %s (%s)", model.name, model.device, dtype)
+    return Renderer(model, load_units(cfg, model), cfg.controlnet.mode)
 
 
 def load_units(cfg: RunConfig, model: LoadedModel) -> list[LoadedControlNet]:

@@ -98,6 +98,7 @@ def test_rerun_reuses_every_frame_and_same_config_gives_same_frames(video_run) -
     again = rotoscope(*args, cwd=work)
     assert again.returncode == 0, again.stderr
     assert "0 rendered, 8 reused" in again.stderr
+    assert "loading model" not in again.stderr  # nothing to render: no weights loaded
     fresh = rotoscope(*args, "name=fresh", cwd=work)
     assert fresh.returncode == 0, fresh.stderr
     after = frames_of(work / "outputs/fresh")

@@ -253,7 +253,8 @@ def test_out_of_memory_with_every_saver_on_is_a_clear_error(model, monkeypatch) 
 
 def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> None:
     manifest = Manifest(tmp_path)
-    producer = FrameProducer(tmp_path, manifest, model, Progress(2), JobReport(str(tmp_path)))
+    producer = FrameProducer(tmp_path, manifest, model.identity, lambda: Renderer(model),
+                             Progress(2), JobReport(str(tmp_path)))  # fmt: skip
     image = np.full((64, 64, 3), 100, np.uint8)
     producer.produce(job(0), image, {"index": 0, "name": None, "time": 0.0})
     real_save = Image.Image.save
