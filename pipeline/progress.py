@@ -66,15 +66,14 @@ class Progress:
 
     def line(self, now: float) -> str:
         elapsed = now - self.started
-        rate = self.rendered / elapsed if elapsed > 0 and self.rendered else 0.0
-        remaining = self.total - self.done
-        eta = format_duration(remaining / rate) if rate else "?"
         percent = 100.0 * self.done / self.total if self.total else 100.0
         reused = f", {self.reused} reused" if self.reused else ""
-        return (
-            f"{self.label} {self.done}/{self.total} frames ({percent:.0f}%{reused}) "
-            f"{rate:.2f} frames/s, elapsed {format_duration(elapsed)}, ETA {eta}"
-        )
+        head = f"{self.label} {self.done}/{self.total} frames ({percent:.0f}%{reused})"
+        if not self.rendered:  # only reused frames so far: no rate to extrapolate from
+            return f"{head}, elapsed {format_duration(elapsed)}"
+        rate = self.rendered / elapsed if elapsed > 0 else 0.0
+        eta = format_duration((self.total - self.done) / rate) if rate else "?"
+        return f"{head} {rate:.2f} frames/s, elapsed {format_duration(elapsed)}, ETA {eta}"
 
     def close(self) -> None:
         if self.interactive and self.done:

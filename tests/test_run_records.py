@@ -168,3 +168,10 @@ def test_progress_logs_rate_and_eta_when_not_a_terminal(caplog: pytest.LogCaptur
     last = caplog.records[-1].getMessage()
     assert "render 3/4 frames (75%, 1 reused)" in last
     assert "0.67 frames/s" in last and "ETA 0:00:02" in last
+
+
+def test_progress_without_rendered_frames_promises_no_rate() -> None:
+    ticks = iter([0.0, 3.0, 3.0])
+    progress = Progress(2, log_every=100.0, stream=io.StringIO(), clock=lambda: next(ticks))
+    progress.advance(reused=True)
+    assert progress.line(3.0) == "render 1/2 frames (50%, 1 reused), elapsed 0:00:03"
