@@ -1,6 +1,6 @@
 """``python -m pipeline`` runs the same CLI as the ``rotoscope`` command."""
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -15,8 +15,8 @@ import argparse
 from dataclasses import astuple
 from pathlib import Path
 
-from pipeline.tiny_controlnet import build_tiny_controlnets
-from pipeline.tiny_models import DEFAULT_DIR, build_tiny_models
+from pipeline.testing.tiny_controlnet import build_tiny_controlnets
+from pipeline.testing.tiny_models import DEFAULT_DIR, build_tiny_models
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pipeline.tiny_models import TinyModels
+    from pipeline.testing.tiny_models import TinyModels
 
 # Before anything imports huggingface_hub (or torch), which read these once, at import.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -41,13 +41,13 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     Paths: ``.sd15`` and ``.sdxl`` (diffusers folders), ``.sd15_single`` (the SD 1.x
     model as an A1111-style .safetensors; load it with ``config=.sd15``).
     """
-    from pipeline.tiny_models import build_tiny_models  # torch only for tests that need it
+    from pipeline.testing.tiny_models import build_tiny_models  # torch only for tests that need it
 
     return build_tiny_models(tmp_path_factory.mktemp("tiny_models"))
 
 
 if TYPE_CHECKING:
-    from pipeline.tiny_controlnet import TinyControlNets
+    from pipeline.testing.tiny_controlnet import TinyControlNets
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +59,7 @@ def tiny_controlnets(
     Paths: ``.sd15`` and ``.sdxl`` (diffusers folders), ``.sd15_single`` (the SD 1.x one
     as an A1111-style .safetensors; its config comes from the base model's UNet).
     """
-    from pipeline.tiny_controlnet import build_tiny_controlnets
+    from pipeline.testing.tiny_controlnet import build_tiny_controlnets
 
     return build_tiny_controlnets(tmp_path_factory.mktemp("tiny_controlnets"), tiny_models)
 

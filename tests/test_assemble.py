@@ -19,7 +19,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from pipeline import assemble
-from pipeline.assemble import (
+from pipeline.assemble.encode import (
     AudioSpec,
     encode_video,
     exact_rate,
@@ -30,7 +30,7 @@ from pipeline.assemble import (
     webm_audio_encoder,
     write_image_folder,
 )
-from pipeline.config import OutputFormat
+from pipeline.config.schema import OutputFormat
 from pipeline.errors import RotoscopeError
 from pipeline.ffmpeg_exe import ffmpeg_exe
 

@@ -13,7 +13,7 @@ import pytest
 from media import make_image_folder, make_video, write_image
 from PIL import Image
 
-from pipeline.pngmeta import read_png_metadata
+from pipeline.render.pngmeta import read_png_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 

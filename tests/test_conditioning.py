@@ -13,10 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.conditioning import COMMA_BACKTRACK, Conditioning, PromptEncoder, blend, split_chunks
-from pipeline.config import ModelConfig, RuntimeConfig
-from pipeline.model_loader import LoadedModel, load_model
-from pipeline.tiny_models import TinyModels
+from pipeline.config.schema import ModelConfig, RuntimeConfig
+from pipeline.models.loader import LoadedModel, load_model
+from pipeline.render.conditioning import (
+    COMMA_BACKTRACK,
+    Conditioning,
+    PromptEncoder,
+    blend,
+    split_chunks,
+)
+from pipeline.testing.tiny_models import TinyModels
 
 FAMILIES = ["sd15", "sdxl"]
 CHUNK = 77

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli_args import quote_text_values
-from pipeline.config import OutputFormat, ResizeMode, RunConfig, run_name
-from pipeline.config_errors import compose_checked
+from pipeline.cli.overrides import quote_text_values
+from pipeline.config.compose import compose_checked
+from pipeline.config.schema import OutputFormat, ResizeMode, RunConfig, run_name
 from pipeline.errors import RotoscopeError
 
 CONF = Path(__file__).resolve().parents[1] / "pipeline" / "conf"

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.control_maps import (
+from pipeline.control.preprocessors import (
     PREPROCESSORS,
     WEIGHT_FILES,
     check_preprocessor,
@@ -252,7 +252,7 @@ def test_opencv_maps_never_import_controlnet_aux() -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "import numpy as np\n"
-        "from pipeline.control_maps import check_preprocessor, make_preprocessor\n"
+        "from pipeline.control.preprocessors import check_preprocessor, make_preprocessor\n"
         "try:\n"
         "    check_preprocessor('hed', {}, Path('missing'))\n"
         "except Exception:\n"

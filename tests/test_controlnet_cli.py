@@ -11,7 +11,7 @@ from media import make_video
 from PIL import Image
 from test_cli import count_frames, frames_of, rotoscope
 
-from pipeline.pngmeta import read_png_metadata
+from pipeline.render.pngmeta import read_png_metadata
 
 
 def unit(name: str, model: Path, preprocessor: str, **fields: str) -> list[str]:

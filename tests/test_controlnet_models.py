@@ -20,16 +20,16 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.conditioning import PromptEncoder
-from pipeline.config import ModelConfig, RuntimeConfig
-from pipeline.controlnet_models import (
+from pipeline.config.schema import ModelConfig, RuntimeConfig
+from pipeline.errors import RotoscopeError
+from pipeline.models.controlnets import (
     control_kwargs,
     control_pipeline,
     controlnet_identity,
     load_controlnet,
 )
-from pipeline.errors import RotoscopeError
-from pipeline.model_loader import LoadedModel, load_model
+from pipeline.models.loader import LoadedModel, load_model
+from pipeline.render.conditioning import PromptEncoder
 
 SIZE = 64
 

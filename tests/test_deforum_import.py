@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.deforum_import import DeforumImport, import_deforum, keyframe_text, main
+from pipeline.config.deforum_import import DeforumImport, import_deforum, keyframe_text, main
 from pipeline.errors import RotoscopeError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "keyframes" / "deforum_example_settings.txt"
@@ -363,7 +363,7 @@ def test_cli_error_exits_2_with_one_line(
 
 
 def test_the_keyframe_loader_reads_the_import(tmp_path: Path) -> None:
-    from pipeline.keyframes import load_keyframes
+    from pipeline.config.keyframes import load_keyframes
 
     out = tmp_path / "forest.yaml"
     out.write_text(keyframe_text(import_deforum(EXAMPLE), EXAMPLE), encoding="utf-8")

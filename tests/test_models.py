@@ -20,12 +20,12 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pipeline.checkpoint_export import UNET_PREFIX, export_vae_checkpoint, unet_to_ldm
-from pipeline.config import Dtype, ModelConfig, ModelFamily, RuntimeConfig
-from pipeline.devices import resolve_device, resolve_dtype
+from pipeline.config.schema import Dtype, ModelConfig, ModelFamily, RuntimeConfig
 from pipeline.errors import RotoscopeError
-from pipeline.model_loader import LoadedModel, load_model
-from pipeline.tiny_models import TinyModels, build_tiny_models
+from pipeline.models.devices import resolve_device, resolve_dtype
+from pipeline.models.loader import LoadedModel, load_model
+from pipeline.testing.checkpoint_export import UNET_PREFIX, export_vae_checkpoint, unet_to_ldm
+from pipeline.testing.tiny_models import TinyModels, build_tiny_models
 
 CPU = RuntimeConfig(device="cpu", offline=True)
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -262,7 +262,7 @@ def test_vae_from_folder_and_from_a1111_single_file(
     ],
 )
 def test_family_from_checkpoint_keys(keys: set[str], family: str | None) -> None:
-    from pipeline.model_loader import _family_of_keys
+    from pipeline.models.loader import _family_of_keys
 
     assert _family_of_keys(keys) == family
 

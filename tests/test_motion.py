@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.color_match import match_colors_lab
+from pipeline.animation.color_match import match_colors_lab
+from pipeline.animation.motion import BORDERS, add_noise, warp_2d
 from pipeline.errors import RotoscopeError
-from pipeline.motion import BORDERS, add_noise, warp_2d
 
 SIZE = 33  # odd, so the centre (fraction 0.5) is exactly pixel 16
 MID = SIZE // 2

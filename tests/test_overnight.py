@@ -18,16 +18,16 @@ import torch
 from media import make_video
 from PIL import Image
 
-from pipeline.config import ModelConfig, RuntimeConfig
+from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
-from pipeline.frame_producer import FrameProducer
-from pipeline.manifest import Manifest
-from pipeline.model_loader import load_model
-from pipeline.plan import FrameJob
-from pipeline.progress import Progress
-from pipeline.render import Renderer
-from pipeline.report import JobReport, frame_ranges
-from pipeline.run_lock import RunLock
+from pipeline.jobs.lock import RunLock
+from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.progress import Progress
+from pipeline.jobs.report import JobReport, frame_ranges
+from pipeline.models.loader import load_model
+from pipeline.plan.build import FrameJob
+from pipeline.render.producer import FrameProducer
+from pipeline.render.renderer import Renderer
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 40

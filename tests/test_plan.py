@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import (
+from pipeline.config.keyframes import apply_keyframes, explicit_keys
+from pipeline.config.schema import (
     AnimationMode,
     InputConfig,
     Interpolation,
@@ -18,10 +19,9 @@ from pipeline.config import (
     RunConfig,
 )
 from pipeline.errors import RotoscopeError
-from pipeline.keyframes import apply_keyframes, explicit_keys
-from pipeline.plan import build_plan, join_prompt
-from pipeline.plan_chart import write_plan_chart
-from pipeline.seeds import SeedBehavior
+from pipeline.plan.build import build_plan, join_prompt
+from pipeline.plan.chart import write_plan_chart
+from pipeline.plan.seeds import SeedBehavior
 
 KEYFRAMES = Path(__file__).resolve().parents[1] / "keyframes"
 

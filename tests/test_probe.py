@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import RotoscopeError
-from pipeline.probe import parse_probe, parse_rate
+from pipeline.source.probe import parse_probe, parse_rate
 
 CLIP = Path("clip.mp4")
 

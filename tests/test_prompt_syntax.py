@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.errors import RotoscopeError
-from pipeline.prompt_syntax import BREAK, PromptSyntaxError, parse_attention
+from pipeline.plan.prompt_syntax import BREAK, PromptSyntaxError, parse_attention
 
 A1111_DOC_EXAMPLES = [
     ("normal text", [("normal text", 1.0)]),

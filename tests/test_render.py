@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import ModelConfig, RuntimeConfig
-from pipeline.model_loader import load_model
-from pipeline.plan import FrameJob
-from pipeline.render import Renderer
+from pipeline.config.schema import ModelConfig, RuntimeConfig
+from pipeline.models.loader import load_model
+from pipeline.plan.build import FrameJob
+from pipeline.render.renderer import Renderer
 
 
 def job(**changes: object) -> FrameJob:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import InputConfig, ModelConfig, RunConfig
+from pipeline.config.schema import InputConfig, ModelConfig, RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.manifest import (
+from pipeline.jobs.manifest import (
     FrameRecord,
     Manifest,
     frame_file,
@@ -20,9 +20,9 @@ from pipeline.manifest import (
     image_digest,
     rerender_reason,
 )
-from pipeline.plan import FrameJob, build_plan, read_plan, write_plan
-from pipeline.pngmeta import a1111_parameters, read_png_metadata, write_png
-from pipeline.progress import Progress
+from pipeline.jobs.progress import Progress
+from pipeline.plan.build import FrameJob, build_plan, read_plan, write_plan
+from pipeline.render.pngmeta import a1111_parameters, read_png_metadata, write_png
 
 
 def make_cfg(**values: object) -> RunConfig:

@@ -10,11 +10,16 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from PIL import Image
 
-from pipeline.config import ModelConfig, RuntimeConfig
+from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
-from pipeline.model_loader import LoadedModel, load_model
-from pipeline.samplers import SAMPLER_NAMES, canonical_sampler, make_scheduler, seed_scheduler
-from pipeline.tiny_models import TinyModels
+from pipeline.models.loader import LoadedModel, load_model
+from pipeline.models.samplers import (
+    SAMPLER_NAMES,
+    canonical_sampler,
+    make_scheduler,
+    seed_scheduler,
+)
+from pipeline.testing.tiny_models import TinyModels
 
 HAS_TORCHSDE = importlib.util.find_spec("torchsde") is not None
 TORCHSDE_SAMPLERS = {"DPM++ SDE", "DPM++ SDE Karras"}
@@ -89,7 +94,7 @@ def test_scheduler_keeps_the_model_settings_and_sets_the_sampler_ones() -> None:
 
 
 def test_missing_optional_package_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.samplers as samplers
+    import pipeline.models.samplers as samplers
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(

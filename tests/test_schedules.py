@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import RotoscopeError
-from pipeline.expressions import ExpressionError
-from pipeline.schedules import (
+from pipeline.plan.expressions import ExpressionError
+from pipeline.plan.schedules import (
     INTERPOLATIONS,
     Keyframe,
     Schedule,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.seeds import SeedBehavior, frame_seeds
+from pipeline.plan.seeds import SeedBehavior, frame_seeds
 
 
 @pytest.mark.parametrize(

@@ -28,13 +28,13 @@ from media import (
 )
 from PIL import Image, ImageOps
 
-from pipeline.config import BadFramePolicy, InputConfig, ResizeMode
+from pipeline.config.schema import BadFramePolicy, InputConfig, ResizeMode
 from pipeline.errors import RotoscopeError
-from pipeline.image_source import load_image, natural_key
-from pipeline.probe import probe_video
-from pipeline.resize import flatten_alpha, parse_color, resize_frame, target_size
-from pipeline.sources import Source, VideoSource, open_source
-from pipeline.video_source import VideoReader
+from pipeline.source.images import load_image, natural_key
+from pipeline.source.open import Source, VideoSource, open_source
+from pipeline.source.probe import probe_video
+from pipeline.source.resize import flatten_alpha, parse_color, resize_frame, target_size
+from pipeline.source.video import VideoReader
 
 FPS = 12
 FRAMES = 48

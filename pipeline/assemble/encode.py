@@ -1,0 +1,448 @@
+"""Assemble stage: turn the rendered PNG frames of a run into the deliverable.
+
+Inputs are an ordered list of frame paths (numbering may have gaps; the list order is
+the output order and every listed frame becomes exactly one output frame). Outputs:
+
+- ``mp4``: H.264 yuv420p, converted *and* tagged BT.709, ``+faststart``, AAC audio;
+- ``webm``: VP9 yuv420p, BT.709, Opus audio (Vorbis when the ffmpeg lacks libopus);
+- ``gif``: one global palette (palettegen/paletteuse in one graph), loops forever,
+  no audio;
+- ``images``: a folder of PNG copies (:func:`write_image_folder`).
+
+How frames reach ffmpeg: Python decodes one PNG at a time and pipes raw ``rgb24`` to
+ffmpeg's stdin (never the whole clip in memory). Piping was chosen over an ffconcat
+list because (1) a rawvideo input at an exact rational ``-framerate`` gives every frame
+the timestamp ``k / fps`` by construction, whereas ffconcat needs a per-file decimal
+``duration`` that drifts for rates like 30000/1001; (2) the frame count out equals the
+number of frames written, whatever the file names or gaps; (3) no list file to escape
+paths into; and (4) every frame's size is checked here, with an error naming the file.
+
+Every file is written atomically: ffmpeg writes a hidden temporary sibling, which is
+renamed over the final name only after ffmpeg succeeded, so a crash or a failed encode
+never leaves a truncated video under the name a user (or a resume) would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path, PurePath
+from typing import IO, Any
+
+import ffmpeg
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.config.schema import OutputFormat
+from pipeline.errors import RotoscopeError
+from pipeline.ffmpeg_exe import ffmpeg_exe
+
+# A double holding p/q is recovered exactly for any q up to this bound (NTSC rates have
+# q = 1001, and ``input.every`` multiplies q by at most a small factor), while a rate
+# typed as a decimal (24.5) stays that decimal.
+MAX_FPS_DENOMINATOR = 100_000
+
+AAC_BITRATE = "192k"
+WEBM_AUDIO_BITRATE = "128k"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+_VIDEO_FORMATS = (OutputFormat.mp4, OutputFormat.webm, OutputFormat.gif)
+_BT709 = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709"}
+# Lines ffmpeg prints as *consequences* of an error (thread shutdown, summaries): they
+# say that something failed but not what, so they are skipped when reporting.
+_CONSEQUENCES = (
+    "Conversion failed!",
+    "Error opening output files",
+    "Error opening input files",
+    "Error splitting the argument list",
+    "Error while filtering",
+    "Error while opening encoder - maybe incorrect parameters",
+    "Error sending frames to consumers",
+    "Could not open encoder before EOF",
+    "Task finished with error code",
+    "Terminating thread with return code",
+    "Nothing was written into output file",
+)
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """Where the soundtrack comes from: a range of the source video's audio."""
+
+    path: Path  # the source video
+    start: float  # seconds into the source where the selected range starts
+    duration: float  # seconds of the selected range
+
+
+def output_path(run_dir: Path, name: str, fmt: OutputFormat) -> Path:
+    """Where a run's deliverable goes: ``run_dir/name.mp4``; a folder for ``images``."""
+    if fmt is OutputFormat.images:
+        return run_dir / name
+    return run_dir / f"{name}.{fmt.value}"
+
+
+def exact_rate(fps: float) -> Fraction:
+    """The frame rate as an exact fraction, so 29.97002997 becomes 30000/1001.
+
+    ffmpeg is given ``num/den`` instead of a rounded decimal: the timestamps are then
+    exact multiples of ``den/num`` and a long clip does not drift against its audio.
+    """
+    if not (math.isfinite(fps) and fps > 0):
+        raise RotoscopeError(f"invalid output frame rate {fps!r}", "set output.fps > 0")
+    return Fraction(fps).limit_denominator(MAX_FPS_DENOMINATOR)
+
+
+def encode_video(
+    frames: Sequence[Path],
+    out_path: Path,
+    fmt: OutputFormat,
+    fps: float,
+    crf: int = 18,
+    preset: str = "medium",
+    audio: AudioSpec | None = None,
+) -> Path:
+    """Encode ``frames`` in order into ``out_path`` and return ``out_path``.
+
+    The video has exactly ``len(frames)`` frames at ``fps``. With ``audio``, the source's
+    first audio stream is cut to the selected range and muxed if it exists (a source
+    without audio still encodes, silently); gif never carries audio. ``crf`` applies to
+    mp4 and webm, ``preset`` to mp4 only (x264). Raises :class:`RotoscopeError` for an
+    empty list, an unreadable or mis-sized frame, a missing encoder, or an ffmpeg error.
+    """
+    if fmt not in _VIDEO_FORMATS:
+        raise ValueError(f"encode_video writes mp4, webm or gif, not {fmt.value}")
+    _require_frames(frames)
+    rate = exact_rate(fps)
+    size = _png_size(frames[0])
+    with _temporary_sibling(out_path) as tmp:
+        args = ffmpeg_command(tmp, fmt, size, rate, len(frames), crf, preset, audio)
+        _run_ffmpeg(args, frames, size, out_path)
+        _move_into_place(tmp, out_path)
+    return out_path
+
+
+def ffmpeg_command(
+    out_file: Path,
+    fmt: OutputFormat,
+    size: tuple[int, int],
+    rate: Fraction,
+    frame_count: int,
+    crf: int,
+    preset: str,
+    audio: AudioSpec | None,
+) -> list[str]:
+    """The full ffmpeg argument list (binary first) reading rgb24 frames from stdin.
+
+    The audio input is cut by *input* options (``-ss`` seeks before decoding, ``-t``
+    bounds the read) to at most the video's length. ``-shortest`` is deliberately not
+    used: when the source's audio ends before the last frame it would cut the video
+    short; capping the audio instead lets the video alone govern the length.
+    """
+    width, height = size
+    video = ffmpeg.input(
+        "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=str(rate)
+    )
+    streams = [_video_graph(video, fmt)]
+    # The muxer is named because the temporary file name has no telling extension.
+    options = {"f": fmt.value, **_video_options(fmt, crf, preset)}
+    if audio is not None and fmt is not OutputFormat.gif:
+        _require_source(audio.path)
+        seconds = min(audio.duration, float(frame_count / rate))
+        source = ffmpeg.input(str(audio.path), ss=f"{audio.start:.6f}", t=f"{seconds:.6f}")
+        streams.append(source["a:0?"])  # optional: a source without audio still encodes
+        options.update(_audio_options(fmt))
+    node = ffmpeg.output(*streams, str(out_file), **options)
+    node = node.global_args("-hide_banner", "-nostats", "-loglevel", "error")
+    return node.overwrite_output().compile(cmd=ffmpeg_exe())
+
+
+def _video_graph(video: Any, fmt: OutputFormat) -> Any:
+    """The filter graph from rgb24 to what the encoder takes.
+
+    For mp4/webm the RGB->YUV conversion is done explicitly with the BT.709 matrix in
+    limited (tv) range: swscale's default is BT.601, and players decode HD-style
+    content as BT.709, so an untagged or 601-converted file shows shifted colours.
+    ``setparams`` stamps primaries and transfer on the frames too: recent ffmpeg takes
+    the stream's colour tags from the frames and would otherwise write "unknown" for
+    them despite the ``-color_primaries``/``-color_trc`` options (kept for older builds).
+    For gif, one palette is computed over the whole clip (``split`` feeds both
+    palettegen and paletteuse), which avoids per-frame palette flicker; ffmpeg holds
+    the frames until the palette is known, which is acceptable at gif lengths.
+    """
+    if fmt is OutputFormat.gif:
+        branches = video.filter_multi_output("split")
+        palette = branches[0].filter("palettegen")
+        return ffmpeg.filter([branches[1], palette], "paletteuse")
+    yuv = video.filter("scale", out_color_matrix="bt709", out_range="tv").filter(
+        "format", "yuv420p"
+    )
+    return yuv.filter("setparams", range="tv", **_BT709)
+
+
+def _video_options(fmt: OutputFormat, crf: int, preset: str) -> dict[str, Any]:
+    """Encoder options: x264 for mp4, VP9 in constant-quality mode for webm."""
+    if fmt is OutputFormat.gif:
+        return {"loop": 0}  # 0 = loop forever
+    tags = {**_BT709, "color_range": "tv"}
+    if fmt is OutputFormat.mp4:
+        _require_encoder("libx264")
+        return {"c:v": "libx264", "crf": crf, "preset": preset, "movflags": "+faststart", **tags}
+    _require_encoder("libvpx-vp9")
+    # -b:v 0 makes -crf a pure quality target (otherwise VP9 caps it at a bitrate).
+    return {"c:v": "libvpx-vp9", "crf": crf, "b:v": 0, "row-mt": 1, **tags}
+
+
+def _audio_options(fmt: OutputFormat) -> dict[str, Any]:
+    """Audio codec per container: AAC in mp4, Opus (or Vorbis) in webm."""
+    if fmt is OutputFormat.mp4:
+        return {"c:a": "aac", "b:a": AAC_BITRATE}
+    return {"c:a": webm_audio_encoder(_encoders()), "b:a": WEBM_AUDIO_BITRATE}
+
+
+def webm_audio_encoder(encoders: frozenset[str]) -> str:
+    """libopus when the ffmpeg has it, else libvorbis (both are valid in webm).
+
+    ffmpeg's native ``opus``/``vorbis`` encoders are experimental, so they are not used.
+    """
+    for name in ("libopus", "libvorbis"):
+        if name in encoders:
+            return name
+    raise RotoscopeError(
+        "this ffmpeg has neither libopus nor libvorbis for webm audio",
+        "set output.audio=false, use output.format=mp4, or point IMAGEIO_FFMPEG_EXE "
+        "at a full ffmpeg build",
+    )
+
+
+def _require_encoder(name: str) -> None:
+    """Fail before encoding when a user-supplied ffmpeg lacks a needed encoder."""
+    if name not in _encoders():
+        raise RotoscopeError(
+            f"this ffmpeg ({ffmpeg_exe()}) has no {name} encoder",
+            "point IMAGEIO_FFMPEG_EXE at a full ffmpeg build or pick another output.format",
+        )
+
+
+@lru_cache(maxsize=1)
+def _encoders() -> frozenset[str]:
+    """Encoder names the ffmpeg binary reports (``ffmpeg -encoders``), read once."""
+    listing = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-encoders"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return frozenset(m.group(1) for m in re.finditer(r"^ [VAS][\w.]{5} (\S+)", listing, re.M))
+
+
+def _require_source(path: Path) -> None:
+    """A missing audio source is named here; ffmpeg's own message omits the path."""
+    if not Path(path).is_file():
+        raise RotoscopeError(
+            f"audio source {path} not found", "restore the input video or set output.audio=false"
+        )
+
+
+def _require_frames(frames: Sequence[Path]) -> None:
+    """Nothing to encode is a user-visible state (render skipped or failed), not a bug."""
+    if not frames:
+        raise RotoscopeError(
+            "no rendered frames to assemble",
+            "run the render stage first (stages=[render,assemble]) or check the run folder",
+        )
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RotoscopeError(f"cannot read rendered frame {path}: {exc}") from exc
+
+
+def _rgb_bytes(path: Path, size: tuple[int, int]) -> bytes:
+    """One frame as packed rgb24, checked to be the clip's size."""
+    try:
+        with Image.open(path) as image:
+            if image.size != size:
+                raise RotoscopeError(
+                    f"rendered frame {path} is {image.size[0]}x{image.size[1]}, "
+                    f"expected {size[0]}x{size[1]} like the first frame",
+                    "re-render it (all frames of a clip share one size)",
+                )
+            return image.convert("RGB").tobytes()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RotoscopeError(f"cannot read rendered frame {path}: {exc}") from exc
+
+
+def _run_ffmpeg(
+    args: list[str], frames: Sequence[Path], size: tuple[int, int], out_path: Path
+) -> None:
+    """Run ffmpeg, stream the frames to it, and turn a failure into one clear line.
+
+    stderr goes to a temporary file rather than a pipe: nobody reads a pipe while
+    frames are being written, and a full stderr pipe would deadlock both processes.
+    """
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log
+        )
+        stdin = process.stdin
+        assert stdin is not None
+        try:
+            _feed(stdin, frames, size)
+        except BaseException:
+            process.kill()  # a bad frame: stop ffmpeg before EOF lets it finish a file
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()  # EOF tells ffmpeg the clip is complete
+            process.wait()
+        if process.returncode != 0:
+            log.seek(0)
+            message = last_error_line(log.read().decode("utf-8", "replace"))
+            raise RotoscopeError(f"ffmpeg failed writing {out_path}: {message}")
+
+
+def _feed(stdin: IO[bytes], frames: Sequence[Path], size: tuple[int, int]) -> None:
+    """Write every frame to ffmpeg's stdin, one decoded PNG in memory at a time.
+
+    A broken pipe means ffmpeg has already exited; its exit status and stderr say
+    why, so writing simply stops.
+    """
+    with contextlib.suppress(BrokenPipeError):
+        for path in frames:
+            stdin.write(_rgb_bytes(path, size))
+
+
+def last_error_line(stderr: str) -> str:
+    """ffmpeg's last stderr line that says *what* failed, without pointer noise.
+
+    After the cause, ffmpeg prints a cascade of consequences (threads terminating,
+    "Conversion failed!"); those are skipped. ``[vost#0:0/libx264 @ 0x55d0...]``
+    style prefixes are reduced to the innermost component name (``libx264: ...``).
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    causes = [line for line in lines if not any(c in line for c in _CONSEQUENCES)]
+    line = (causes or lines or ["no error message (exit status only)"])[-1]
+    return re.sub(r"^(?:\[([^\]]+?) @ 0x[0-9a-fA-F]+\]\s*)+", r"\1: ", line)
+
+
+@contextlib.contextmanager
+def _temporary_sibling(final: Path) -> Iterator[Path]:
+    """A unique hidden path next to ``final``, removed unless moved into place.
+
+    Same folder, hence same filesystem, so the final rename is atomic. The file is
+    not pre-created (as ``mkstemp`` would, with mode 0600): whoever writes it creates
+    it with the user's umask, so the delivered file has normal permissions.
+    """
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RotoscopeError(f"cannot create folder {final.parent}: {exc}") from exc
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """The atomic step: the final name appears only with complete content."""
+    try:
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise RotoscopeError(f"cannot write {final}: {exc}") from exc
+
+
+def write_image_folder(
+    frames: Sequence[Path], names: Sequence[str] | None, out_dir: Path
+) -> list[Path]:
+    """Copy the PNG frames into ``out_dir`` byte for byte; return the written paths.
+
+    Bytes are copied, not re-encoded, so PNG text chunks (the generation
+    ``parameters``) survive. Names: with ``names`` (source file names from an image
+    folder) each frame keeps its source stem with a ``.png`` extension
+    (``photo_01.jpg`` -> ``photo_01.png``); without, frames are numbered by their
+    position in ``frames`` (``000000.png``, ...), a gap-free sequence like the video.
+    Collisions are resolved by :func:`png_names`. Each file is written atomically.
+    """
+    _require_frames(frames)
+    if names is not None and len(names) != len(frames):
+        raise ValueError(f"{len(names)} names for {len(frames)} frames")
+    if out_dir.resolve() in {Path(p).resolve().parent for p in frames}:
+        raise RotoscopeError(
+            f"image output folder {out_dir} is the folder holding the rendered frames",
+            "choose another run name or output folder",
+        )
+    if names is None:
+        width = max(6, len(str(len(frames) - 1)))
+        targets = [f"{i:0{width}d}.png" for i in range(len(frames))]
+    else:
+        targets = png_names(names)
+    pairs = zip(frames, targets, strict=True)
+    return [_copy_png(Path(src), out_dir / target) for src, target in pairs]
+
+
+def png_names(names: Sequence[str]) -> list[str]:
+    """Output PNG names for source names: stem + ``.png``, unique, deterministic.
+
+    Rule: every source whose ``stem.png`` is not already taken keeps it, first in
+    list order winning (``a.jpg`` before ``a.png`` gets ``a.png``). A later source
+    whose name collides gets its original extension folded into the stem
+    (``a.png`` -> ``a_png.png``), then a counter if that is taken too
+    (``a_png_2.png``, ...). A source never loses its natural name to a renamed one.
+    Comparison ignores case, so case-insensitive filesystems (macOS, Windows) cannot
+    overwrite either. Directory parts of a name are dropped.
+    """
+    paths = [PurePath(name) for name in names]
+    natural = [f"{path.stem}.png" for path in paths]
+    owner: dict[str, int] = {}
+    for index, name in enumerate(natural):
+        owner.setdefault(name.casefold(), index)
+    taken = set(owner)
+    result = []
+    for index, (path, name) in enumerate(zip(paths, natural, strict=True)):
+        if owner[name.casefold()] != index:
+            name = next(c for c in _alternatives(path) if c.casefold() not in taken)
+            taken.add(name.casefold())
+        result.append(name)
+    return result
+
+
+def _alternatives(path: PurePath) -> Iterator[str]:
+    """Candidate names for a colliding source, in order of preference."""
+    base = f"{path.stem}_{path.suffix[1:].lower()}" if path.suffix else path.stem
+    yield f"{base}.png"
+    counter = 2
+    while True:
+        yield f"{base}_{counter}.png"
+        counter += 1
+
+
+def _copy_png(src: Path, dst: Path) -> Path:
+    """Copy one PNG's bytes to ``dst`` through a temporary sibling and a rename."""
+    try:
+        with src.open("rb") as handle:
+            is_png = handle.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+    except OSError as exc:
+        raise RotoscopeError(f"cannot read rendered frame {src}: {exc}") from exc
+    if not is_png:
+        raise RotoscopeError(f"rendered frame {src} is not a PNG file", "re-render it")
+    with _temporary_sibling(dst) as tmp:
+        try:
+            shutil.copyfile(src, tmp)
+        except OSError as exc:
+            raise RotoscopeError(f"cannot copy {src} to {dst}: {exc}") from exc
+        _move_into_place(tmp, dst)
+    return dst

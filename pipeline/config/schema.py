@@ -1,0 +1,321 @@
+"""Structured config: the schema every Hydra config group is checked against.
+
+The dataclasses are registered in Hydra's ConfigStore, so an unknown key or a value of
+the wrong type fails when the config is composed, before any frame is decoded or any
+model loaded. Field comments are the reference for the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from pipeline.plan.seeds import SeedBehavior
+
+
+class ResizeMode(Enum):
+    """How a frame is brought to the target size when the aspect ratio differs."""
+
+    crop = "crop"  # scale to cover the target, cut the overflow (centred)
+    fit = "fit"  # scale to fit inside the target, pad with input.background
+    stretch = "stretch"  # scale each axis independently
+
+
+class BadFramePolicy(Enum):
+    """What to do with an input frame that cannot be decoded (a corrupt image)."""
+
+    skip = "skip"  # leave that output frame out (reported)
+    repeat = "repeat"  # use the previous good input frame in its place (reported)
+    stop = "stop"  # fail, keeping the frames already rendered
+
+
+class OutputFormat(Enum):
+    """What the assemble stage writes."""
+
+    mp4 = "mp4"  # H.264 yuv420p, BT.709 tagged, audio as AAC
+    webm = "webm"  # VP9, audio as Opus
+    gif = "gif"  # palette-optimised GIF, no audio
+    images = "images"  # a folder of PNGs (source file names kept for folder input)
+
+
+class Dtype(Enum):
+    """Torch dtype of the model weights; ``auto`` is fp16 on CUDA, fp32 elsewhere."""
+
+    auto = "auto"
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+class ModelFamily(Enum):
+    """Architecture family; ``auto`` reads it from the folder or checkpoint."""
+
+    auto = "auto"
+    sd15 = "sd15"
+    sdxl = "sdxl"
+
+
+class Interpolation(Enum):
+    """How numeric schedules move between keyframes."""
+
+    linear = "linear"
+    hold = "hold"  # step: the last key's value until the next key
+    cubic = "cubic"  # smooth Hermite curve through the keys (eases at the ends)
+
+
+class PromptBlend(Enum):
+    """How the conditioning moves from one prompt keyframe to the next."""
+
+    linear = "linear"
+    slerp = "slerp"  # spherical, per token vector
+    none = "none"  # hard cut at each keyframe
+
+
+class AnimationMode(Enum):
+    none = "none"  # each frame from its own input frame
+    loopback = "loopback"  # each frame from the previous output, moved (Deforum "2D")
+
+
+class Border(Enum):
+    """What fills the area a loopback camera move uncovers."""
+
+    replicate = "replicate"
+    reflect = "reflect"
+    wrap = "wrap"
+
+
+class ColorCoherence(Enum):
+    none = "none"
+    lab = "lab"  # match each loopback input's LAB histogram to frame 0's output
+
+
+@dataclass
+class AnimationConfig:
+    mode: AnimationMode = AnimationMode.none
+    # Loopback motion schedules (Deforum 2D): per-frame zoom factor, rotation in
+    # degrees (counter-clockwise), translation in pixels, centre as fractions of the size.
+    zoom: str = "1.0"
+    angle: str = "0"
+    translation_x: str = "0"
+    translation_y: str = "0"
+    transform_center_x: str = "0.5"
+    transform_center_y: str = "0.5"
+    # Gaussian noise added to each loopback input, in 0..1 image units.
+    noise: str = "0"
+    border: Border = Border.replicate
+    color_coherence: ColorCoherence = ColorCoherence.none
+
+
+class ControlMode(Enum):
+    """How ControlNet units shape each frame."""
+
+    img2img = "img2img"  # the input frame is the init image; the maps guide structure
+    txt2img = "txt2img"  # each frame from noise, guided only by the maps
+
+
+class ControlMismatch(Enum):
+    """A control source with fewer frames than the plan."""
+
+    error = "error"  # fail at plan time, naming the unit and both counts
+    hold = "hold"  # reuse its last frame for the rest
+    loop = "loop"  # start it again from its first frame
+
+
+@dataclass
+class ControlUnitConfig:
+    # ControlNet weights: a hub id, a local diffusers folder or a single file.
+    model: str = MISSING
+    # canny, shuffle, tile, blur, grayscale, none (use the source frames as maps), or a
+    # weight-based detector: hed/softedge, pidinet, lineart, lineart_anime, depth_midas,
+    # depth_zoe, openpose, normal_bae, mlsd.
+    preprocessor: str = "none"
+    # Preprocessor parameters, e.g. {low_threshold: 100, high_threshold: 200}.
+    params: dict[str, Any] = field(default_factory=dict)
+    # Schedules: conditioning scale, and the fraction of steps the unit acts in.
+    weight: str = "1.0"
+    guidance_start: str = "0.0"
+    guidance_end: str = "1.0"
+    # Where control frames come from: "input" (the input frames), or a video / image
+    # folder aligned with the input by frame number (same selection and size).
+    source: str = "input"
+
+
+@dataclass
+class ControlNetConfig:
+    # Units by name; several units make a multi-ControlNet. Presets: controlnet=[canny,depth],
+    # or a new unit: +controlnet.units.NAME.model=... (each is checked as a ControlUnitConfig
+    # by to_run_config: an untyped dict here is what lets the command line add units).
+    units: dict[str, Any] = field(default_factory=dict)
+    mode: ControlMode = ControlMode.img2img
+    # Local folder with the weight-based detectors' weight files (lllyasviel/Annotators).
+    annotators: str = "models/annotators"
+    on_mismatch: ControlMismatch = ControlMismatch.error
+
+
+@dataclass
+class InputConfig:
+    # A video file, a folder of images, or one image.
+    path: str = MISSING
+    # First frame to use: a frame number (``12``) or a time (``2.5s``, ``00:01:02.5``).
+    start: str | None = None
+    # Stop before this frame number or time (exclusive); ``None`` reads to the end.
+    end: str | None = None
+    # Keep every n-th frame of the selected range (1 keeps all).
+    every: int = 1
+    # Stop after this many selected frames.
+    max_frames: int | None = None
+    # A single image is repeated this many frames.
+    repeat: int = 1
+    # Frame rate given to image folders and single images (videos use their own).
+    fps: float = 24.0
+    # Target size in pixels; one of them alone keeps the aspect ratio. Rounded to 8.
+    width: int | None = None
+    height: int | None = None
+    # Scale factor applied to the source size when width/height are not set.
+    scale: float | None = None
+    resize_mode: ResizeMode = ResizeMode.crop
+    # Colour that transparent pixels are flattened onto (and the pad colour of ``fit``).
+    background: str = "#ffffff"
+    # An image that cannot be decoded (after the first, which sets the size).
+    on_bad_frame: BadFramePolicy = BadFramePolicy.skip
+
+
+@dataclass
+class ModelConfig:
+    # A hub id, a local diffusers folder, or a single-file .safetensors/.ckpt checkpoint.
+    path: str = MISSING
+    family: ModelFamily = ModelFamily.auto
+    # For single-file checkpoints: a local diffusers-format folder holding the configs
+    # (and tokenizer) of the same architecture, so loading needs no network.
+    config: str | None = None
+    # Optional separate VAE (hub id, folder or single file).
+    vae: str | None = None
+    # Weight variant to load from a diffusers folder (for example ``fp16``).
+    variant: str | None = None
+
+
+@dataclass
+class OutputConfig:
+    format: OutputFormat = OutputFormat.mp4
+    # Parent folder of run folders.
+    root: str = "outputs"
+    # Output frame rate; ``None`` is the source rate divided by ``input.every``.
+    fps: float | None = None
+    # H.264/VP9 quality (lower is better) and the x264 preset.
+    crf: int = 18
+    preset: str = "medium"
+    # Keep the source video's audio, cut to the selected range.
+    audio: bool = True
+
+
+@dataclass
+class RuntimeConfig:
+    # ``auto`` picks cuda when available, then mps, then cpu; or name one (``cuda:1``).
+    device: str = "auto"
+    dtype: Dtype = Dtype.auto
+    # Refuse any network access for model files (sets HF_HUB_OFFLINE).
+    offline: bool = False
+    # Show full tracebacks instead of one-line errors.
+    verbose: bool = False
+    # Seconds between progress log lines when stderr is not a terminal.
+    log_every: float = 10.0
+
+
+@dataclass
+class RunConfig:
+    input: InputConfig = field(default_factory=InputConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # Run folder name under output.root; by default the input's file or folder name.
+    name: str = "${run_name:${input.path}}"
+    # Stages to run, in order: plan, control (maps + preview only), render, assemble.
+    stages: list[str] = field(default_factory=lambda: ["plan", "render", "assemble"])
+    # A keyframe file (keyframes/*.yaml, a Deforum prompt object or settings file).
+    # Its values apply to every key not given on the command line.
+    keyframes: str | None = None
+    # One prompt for every frame; or keyframed prompts {frame or "2.5s": text}.
+    prompt: str = ""
+    prompts: dict[str, str] = field(default_factory=dict)
+    # Added to every frame's negative prompt.
+    negative_prompt: str = ""
+    prompt_prefix: str = ""
+    prompt_suffix: str = ""
+    prompt_blend: PromptBlend = PromptBlend.linear
+    # Numbers or Deforum schedules ("0:(0.65), 60:(0.45)").
+    # strength is diffusers' strength: 0 keeps the input frame, 1 ignores it.
+    strength: str = "0.5"
+    guidance_scale: str = "7"
+    steps: str = "20"
+    # A1111 sampler name ("Euler a", "DPM++ 2M Karras") or its slug (euler_a).
+    sampler: str = "Euler a"
+    # Base seed and how frames derive theirs; fixed (locked) is the default.
+    seed: int = 42
+    seed_behavior: SeedBehavior = SeedBehavior.fixed
+    seed_iter_n: int = 1
+    seed_schedule: str = "0:(s)"
+    # Interpolation of every schedule, and per schedule name (strength: cubic).
+    interpolation: Interpolation = Interpolation.linear
+    schedule_interpolation: dict[str, Interpolation] = field(default_factory=dict)
+    animation: AnimationConfig = field(default_factory=AnimationConfig)
+    controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
+
+
+STAGES = ("plan", "control", "render", "assemble")
+
+
+def run_name(input_path: str) -> str:
+    """Default run name: the input's stem (``dance.mp4`` -> ``dance``)."""
+    path = Path(str(input_path).rstrip("/\\"))
+    return path.stem or "run"
+
+
+def job_folder(name: str, overrides: str) -> str:
+    """Run folder of one multirun job: the run name, plus its own overrides if any."""
+    safe = re.sub(r"[^\w.,=+-]+", "_", str(overrides)).strip("_")[:120]
+    return f"{name}--{safe}" if safe else str(name)
+
+
+def register() -> None:
+    """Register the schema and the resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("job_folder"):
+        OmegaConf.register_new_resolver("job_folder", job_folder)
+    ConfigStore.instance().store(name="rotoscope_schema", node=RunConfig)
+    # controlnet/ presets start from this, so their units have every field, typed
+    ConfigStore.instance().store(name="controlnet_unit", node=ControlUnitConfig)
+
+
+def to_run_config(cfg: Any) -> RunConfig:
+    """Turn a composed DictConfig into the typed dataclass tree."""
+    register()  # the run_name resolver must exist to resolve the default name
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, RunConfig)
+    obj.controlnet.units = {
+        name: _control_unit(name, value) for name, value in obj.controlnet.units.items()
+    }
+    return obj
+
+
+def _control_unit(name: str, value: Any) -> ControlUnitConfig:
+    """One ``controlnet.units`` entry, checked against ControlUnitConfig."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from pipeline.errors import RotoscopeError
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ControlUnitConfig), value)
+        unit = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        from pipeline.config.compose import explain
+
+        raise RotoscopeError(f"controlnet.units.{name}: {explain(exc)}") from exc
+    assert isinstance(unit, ControlUnitConfig)
+    return unit

@@ -1,0 +1,150 @@
+"""The run's record of finished frames, and the key that decides whether one is current.
+
+A frame's output depends only on its plan row, its input frame and the model, so a hash
+of those three is its key (in loopback the input frame is the previous output, so a
+change ripples forward through exactly the frames it affects). ``manifest.jsonl`` gets
+one appended, fsynced line per finished frame (after the PNG itself is safely renamed
+into place); on a re-run a frame whose key matches the last line recorded for its
+index, and whose file exists, is reused instead of rendered. A torn line from a crash
+is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.plan.build import FrameJob
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+FRAMES_DIR = "frames"
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One finished frame: where it is, what made it, and where it came from.
+
+    ``row``, ``input`` and ``model`` are the parts of the key, kept so a re-run can say
+    why a frame is rendered again (which plan fields changed, or the input, or the model).
+    """
+
+    index: int
+    file: str  # relative to the run folder
+    key: str
+    source_index: int
+    source_name: str | None
+    time: float
+    row: dict[str, Any] = field(default_factory=dict)
+    input: str = ""
+    model: str = ""
+    control: str = ""
+
+
+def image_digest(image: np.ndarray) -> str:
+    """Hash of a frame's exact pixels (and shape)."""
+    digest = hashlib.sha256(str(image.shape).encode("ascii"))
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def frame_key(job: FrameJob, input_digest: str, model_identity: str, control: str = "") -> str:
+    """Hash of everything that shapes the frame: plan row, input pixels, model (with its
+    ControlNets) and the keys of its control maps."""
+    digest = hashlib.sha256()
+    for part in (job.to_json(), input_digest, model_identity, control):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def rerender_reason(
+    record: FrameRecord | None,
+    job: FrameJob,
+    input_digest: str,
+    model_identity: str,
+    control: str = "",
+) -> str:
+    """Why a frame whose key is not current must be rendered, in a few words."""
+    if record is None:
+        return "new"
+    if record.key == frame_key(job, input_digest, model_identity, control):
+        return "file missing"
+    changed = [name for name, value in asdict(job).items() if record.row.get(name) != value]
+    if changed and record.row:
+        return "changed " + ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
+    if record.model and record.model != model_identity:
+        return "model changed"
+    if record.input and record.input != input_digest:
+        return "input changed"
+    if record.control != control:
+        return "control map changed"
+    return "changed"
+
+
+def frame_file(index: int) -> str:
+    return f"{FRAMES_DIR}/{index:06d}.png"
+
+
+class Manifest:
+    """Append-only JSON lines; the last line for an index wins."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / MANIFEST
+        self.records: dict[int, FrameRecord] = self._load()
+
+    def _load(self) -> dict[int, FrameRecord]:
+        records: dict[int, FrameRecord] = {}
+        if not self.path.exists():
+            return records
+        with self.path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = FrameRecord(**json.loads(line))
+                except (json.JSONDecodeError, TypeError):
+                    log.warning("skipping damaged line %d of %s", number, self.path)
+                    continue
+                records[record.index] = record
+        return records
+
+    def current(self, index: int, key: str) -> FrameRecord | None:
+        """The record for ``index`` if it was made with ``key`` and its file exists."""
+        record = self.records.get(index)
+        if record and record.key == key and (self.run_dir / record.file).is_file():
+            return record
+        return None
+
+    def add(self, record: FrameRecord) -> None:
+        """Record a finished frame durably (the line is fsynced before returning)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            if fh.tell() and not self._ends_with_newline():
+                fh.write("\n")  # a torn line from a crash must not swallow this one
+            fh.write(json.dumps(asdict(record), sort_keys=True, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.records[record.index] = record
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"\n"
+
+    def finished(self, count: int) -> list[FrameRecord]:
+        """Records of frames 0..count-1 that exist on disk, in order."""
+        return [
+            record
+            for index in range(count)
+            if (record := self.records.get(index)) and (self.run_dir / record.file).is_file()
+        ]

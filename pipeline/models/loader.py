@@ -1,0 +1,496 @@
+"""Load the img2img pipeline a run renders with, from a hub id, a folder or a single file.
+
+All loading goes through diffusers' own ``from_pretrained`` / ``from_single_file``, so a
+model that works in diffusers works here. What this module adds is what a batch tool
+needs around that: the architecture read from the files before anything heavy happens,
+one-line errors that name the setting and the fix for every mistake a user can make
+(instead of a library traceback minutes into a job), strict offline behaviour, and a
+cheap ``identity`` that changes whenever the weights do, so cached frames made with other
+weights are never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pipeline.config.schema import ModelConfig, ModelFamily, RuntimeConfig
+from pipeline.models.devices import resolve_device, resolve_dtype
+from pipeline.errors import RotoscopeError
+from pipeline.testing.tiny_models import DEFAULT_DIR as TINY_DIR
+
+if TYPE_CHECKING:  # diffusers itself is imported when a model is loaded
+    from diffusers import (
+        AutoencoderKL,
+        StableDiffusionImg2ImgPipeline,
+        StableDiffusionXLImg2ImgPipeline,
+    )
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+# Where diffusers itself takes the configs of a single file that comes without them.
+DEFAULT_CONFIG_REPOS = {
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+}
+_FAMILY_NAMES = {"sd15": "SD 1.x/2.x", "sdxl": "SDXL"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+_VERBOSE_HINT = "run with runtime.verbose=true for the full traceback"
+_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # as huggingface_hub reads HF_HUB_OFFLINE
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-call img2img pipeline and what the rest of a run needs to know about it.
+
+    ``identity`` covers the weights as loaded (files, config, VAE, variant and dtype, but
+    not the device) and goes into every frame's cache key. ``model_hash`` is A1111's
+    short hash (first 10 hex digits of the file's sha256) for single-file checkpoints,
+    so PNG metadata matches what A1111 shows for the same file; folders and hub models
+    have none.
+    """
+
+    pipe: StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline
+    family: str  # "sd15" | "sdxl"
+    name: str
+    identity: str
+    model_hash: str | None
+    device: torch.device
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where some weights live, inspected without loading them."""
+
+    kind: str  # "folder" | "file" | "hub"
+    location: str  # resolved local path, or hub id
+    family: str | None
+    fingerprint: str  # changes whenever the weights do; cheap to compute
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """Everything known about a model before its weights are read."""
+
+    source: _Source
+    family: str
+    config: _Source | None
+    device: torch.device
+    dtype: torch.dtype
+    offline: bool
+    identity: str
+
+
+def _resolve(cfg: ModelConfig, runtime: RuntimeConfig) -> _Resolved:
+    if runtime.offline:
+        _enable_offline_mode()
+    offline = _offline()
+    device = resolve_device(runtime.device)
+    dtype = resolve_dtype(runtime.dtype, device)
+    source = _inspect_model("model.path", cfg.path, offline)
+    family = source.family if cfg.family is ModelFamily.auto else cfg.family.value
+    if family is None:
+        raise RotoscopeError(
+            f"model.path '{cfg.path}' is not a Stable Diffusion 1.x/2.x or SDXL model",
+            "set model.family=sd15 or model.family=sdxl if it is one",
+        )
+    config = _config_source(cfg, family, offline) if source.kind == "file" else None
+    parts = (
+        f"family={family}",
+        f"model={source.fingerprint}",
+        f"config={config.fingerprint if config else ''}",
+        f"vae={_vae_fingerprint(cfg.vae, offline) if cfg.vae else ''}",
+        f"variant={cfg.variant or ''}",
+        f"dtype={dtype}",
+    )
+    identity = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+    return _Resolved(source, family, config, device, dtype, offline, identity)
+
+
+def model_identity(cfg: ModelConfig, runtime: RuntimeConfig) -> str:
+    """The identity ``load_model`` would report, without reading any weights.
+
+    Cheap (file sizes and mtimes, hub commits): it lets a re-run decide that every
+    frame is current, and skip loading gigabytes of weights for nothing.
+    """
+    return _resolve(cfg, runtime).identity
+
+
+def load_model(cfg: ModelConfig, runtime: RuntimeConfig) -> LoadedModel:
+    """Load ``cfg`` on ``runtime.device`` as an img2img pipeline (safety checker off)."""
+    resolved = _resolve(cfg, runtime)
+    source, config, offline, dtype = (
+        resolved.source, resolved.config, resolved.offline, resolved.dtype,
+    )  # fmt: skip
+    # the VAE's own config comes from the pipeline's configs when the VAE is a single file
+    pipeline_configs = config.location if config else source.location
+    vae = _load_vae(cfg.vae, pipeline_configs, offline, dtype) if cfg.vae else None
+
+    file_hash = _FileHash(Path(source.location)) if source.kind == "file" else None
+    try:
+        pipe = _load_pipeline(cfg, source, resolved.family, config, vae, offline, dtype)
+    except BaseException:
+        if file_hash:
+            file_hash.cancel()
+        raise
+    pipe.to(resolved.device)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(
+        pipe=pipe,
+        family=resolved.family,
+        name=_display_name(cfg.path),
+        identity=resolved.identity,
+        model_hash=file_hash.result() if file_hash else None,
+        device=resolved.device,
+        dtype=dtype,
+    )
+
+
+# --- offline ---
+
+
+def _enable_offline_mode() -> None:
+    """Refuse network access for the rest of the process.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` once, at import, and torch/diffusers are
+    imported before the config is read, so the module constant is set as well as the
+    variable (which covers subprocesses).
+    """
+    import huggingface_hub.constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
+def _offline() -> bool:
+    """Offline by ``runtime.offline`` or by ``HF_HUB_OFFLINE`` set in the environment."""
+    from huggingface_hub import is_offline_mode
+
+    return is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_VALUES
+
+
+# --- inspecting sources ---
+
+
+def _not_found(field: str, value: str) -> RotoscopeError:
+    path = Path(value).expanduser().absolute()
+    if path.is_relative_to(TINY_DIR.absolute()):
+        hint = "build the offline demo models with: python scripts/make_tiny_models.py"
+    else:
+        hint = f"check the path; relative paths are read from {Path.cwd()}"
+    return RotoscopeError(f"{field} '{value}' not found", hint)
+
+
+def _is_hub_id(value: str) -> bool:
+    return (
+        bool(_HUB_ID.match(value)) and ".." not in value and not value.endswith(CHECKPOINT_SUFFIXES)
+    )
+
+
+def _inspect_model(field: str, value: str, offline: bool) -> _Source:
+    path = Path(value).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise RotoscopeError(
+                f"{field} '{value}' is a folder without model_index.json (no diffusers pipeline)",
+                "point it at the folder that holds model_index.json, or at a .safetensors file",
+            )
+        return _Source(
+            "folder", str(path.resolve()), _family_of_index(index), _folder_fingerprint(path)
+        )
+    if path.is_file():
+        if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise RotoscopeError(
+                f"{field} '{value}' is not a checkpoint file",
+                f"use a {'/'.join(CHECKPOINT_SUFFIXES)} file, a diffusers folder or a hub id",
+            )
+        keys = _checkpoint_keys(field, path)
+        return _Source("file", str(path.resolve()), _family_of_keys(keys), _file_fingerprint(path))
+    if _is_hub_id(value):
+        index = _hub_file(field, value, "model_index.json", offline)
+        commit = index.parent.name  # the cache keeps files under snapshots/<commit>/
+        return _Source("hub", value, _family_of_index(index), f"hub:{value}@{commit}")
+    raise _not_found(field, value)
+
+
+def _family_of_index(index: Path) -> str | None:
+    """``sd15`` for StableDiffusion*Pipeline (1.x and 2.x), ``sdxl`` for the XL ones."""
+    name = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
+    if name.startswith("StableDiffusionXL"):
+        return "sdxl"
+    if name.startswith("StableDiffusion") and not name.startswith("StableDiffusion3"):
+        return "sd15"
+    return None
+
+
+def _family_of_keys(keys: set[str]) -> str | None:
+    """Read the architecture from an original-layout checkpoint's tensor names.
+
+    SDXL files hold their text encoders under ``conditioner.embedders.*`` and the
+    size/crop conditioning under the UNet's ``label_emb``; SD 1.x/2.x files under
+    ``cond_stage_model.*``.
+    """
+    if any(key.startswith(("conditioner.", "model.diffusion_model.label_emb.")) for key in keys):
+        return "sdxl"
+    if any(key.startswith(("cond_stage_model.", "model.diffusion_model.")) for key in keys):
+        return "sd15"
+    return None
+
+
+def _checkpoint_keys(field: str, path: Path) -> set[str]:
+    """Tensor names of a checkpoint; reading them also proves the file is intact.
+
+    For safetensors only the header is read (and checked against the file size, which
+    catches truncated downloads); pickled checkpoints are memory-mapped.
+    """
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                return set(handle.keys())
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        while isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        return set(state) if isinstance(state, dict) else set()
+    except Exception as exc:  # safetensors/pickle/zip errors have no common base class
+        raise RotoscopeError(
+            f"{field} '{path}' is not a readable checkpoint ({_first_line(exc)})",
+            "the file is probably truncated or corrupt: download it again",
+        ) from exc
+
+
+def _hub_file(field: str, repo_id: str, filename: str, offline: bool) -> Path:
+    """A file of a hub repo from the local cache (offline) or the hub; errors explained."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, local_files_only=offline))
+    except LocalEntryNotFoundError as exc:
+        if not offline:
+            raise RotoscopeError(
+                f"{field} '{repo_id}' is not a local path, and the Hugging Face hub is unreachable",
+                "check the network and the path, or download the model and point at its folder",
+            ) from exc
+        raise RotoscopeError(
+            f"{field} '{repo_id}' is not a local path, and as a hub id it is not in the local "
+            "Hugging Face cache (offline mode)",
+            f"download it once with network access: hf download {repo_id}; or give a local folder",
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise RotoscopeError(
+            f"{field} '{repo_id}' is neither a local path nor a model on the Hugging Face hub",
+            "check the spelling; gated models also need `hf auth login`",
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise RotoscopeError(
+            f"{field} '{repo_id}': could not fetch {filename} ({_first_line(exc)})",
+            "check the network, or use a local folder with runtime.offline=true",
+        ) from exc
+
+
+def _config_source(cfg: ModelConfig, family: str, offline: bool) -> _Source:
+    """The diffusers-format configs (and tokenizers) a single-file checkpoint loads with."""
+    if cfg.config:
+        config = _inspect_model("model.config", cfg.config, offline)
+        if config.kind == "file":
+            raise RotoscopeError(
+                f"model.config '{cfg.config}' is a checkpoint file",
+                "model.config takes a diffusers folder (with model_index.json) or a hub id",
+            )
+        if config.family is not None and config.family != family:
+            raise RotoscopeError(
+                f"model.config '{cfg.config}' holds an {_FAMILY_NAMES[config.family]} pipeline but "
+                f"model.path '{cfg.path}' is an {_FAMILY_NAMES[family]} checkpoint",
+                "point model.config at a diffusers folder of the same architecture",
+            )
+        return config
+    repo = DEFAULT_CONFIG_REPOS[family]
+    try:
+        return _inspect_model("model.config", repo, offline)
+    except RotoscopeError:
+        if not offline:
+            raise
+        raise RotoscopeError(
+            f"model.path '{cfg.path}' is a single-file checkpoint and model.config is not set, "
+            "so its configs and tokenizer cannot be found offline",
+            f"set model.config to a local diffusers folder of the same architecture, "
+            f"for {_FAMILY_NAMES[family]} e.g. a download of {repo}",
+        ) from None
+
+
+def _file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _folder_fingerprint(path: Path) -> str:
+    """Every file's name, size and mtime: no file content is read (folders hold gigabytes)."""
+    root = path.resolve()
+    lines = [f"folder:{root}"]
+    for file in sorted(root.rglob("*")):
+        relative = file.relative_to(root)
+        if file.is_file() and not any(part.startswith(".") for part in relative.parts):
+            stat = file.stat()
+            lines.append(f"{relative.as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "\n".join(lines)
+
+
+def _display_name(value: str) -> str:
+    """Short name for A1111's "Model:" field: file stem, folder name or repo name."""
+    path = Path(value.rstrip("/\\"))
+    return path.stem if path.suffix.lower() in CHECKPOINT_SUFFIXES else path.name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+# --- loading ---
+
+
+@contextmanager
+def _loading(what: str) -> Iterator[None]:
+    """Around diffusers load calls: whatever they raise becomes one line naming ``what``.
+
+    Also hides diffusers' deprecation warning for ``torch_dtype``: it is the argument
+    every diffusers release since our floor (0.30) accepts; only newer ones prefer
+    ``dtype``.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        try:
+            yield
+        except RotoscopeError:
+            raise
+        except Exception as exc:
+            raise RotoscopeError(
+                f"could not load {what}: {_first_line(exc)}", _VERBOSE_HINT
+            ) from exc
+
+
+def _load_pipeline(
+    cfg: ModelConfig,
+    source: _Source,
+    family: str,
+    config: _Source | None,
+    vae: AutoencoderKL | None,
+    offline: bool,
+    dtype: torch.dtype,
+) -> StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline:
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # "Loading pipeline components" bars would break the one-line progress display;
+    # hub download bars (huggingface_hub's own) stay, they are worth seeing.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # the text encoders' "Loading weights" bar
+
+    cls = StableDiffusionXLImg2ImgPipeline if family == "sdxl" else StableDiffusionImg2ImgPipeline
+    kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": offline}
+    if vae is not None:
+        kwargs["vae"] = vae
+    if family == "sd15":  # the NSFW checker (and its image processor) is not loaded at all
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    with _loading(f"model.path '{cfg.path}'"):
+        if source.kind == "file":
+            assert config is not None
+            return cls.from_single_file(source.location, config=config.location, **kwargs)
+        return cls.from_pretrained(source.location, variant=cfg.variant, **kwargs)
+
+
+def _load_vae(
+    value: str, pipeline_configs: str, offline: bool, dtype: torch.dtype
+) -> AutoencoderKL:
+    """An ``AutoencoderKL`` from ``model.vae``.
+
+    A single-file VAE (as A1111 users have them) takes its config from the pipeline's
+    own ``vae/`` config; a folder may be a VAE folder or a whole pipeline folder.
+    """
+    from diffusers import AutoencoderKL
+
+    field = "model.vae"
+    path = Path(value).expanduser()
+    with _loading(f"{field} '{value}'"):
+        if path.is_file():
+            if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+                raise RotoscopeError(
+                    f"{field} '{value}' is not a checkpoint file", "use a .safetensors VAE"
+                )
+            _checkpoint_keys(field, path)
+            vae = AutoencoderKL.from_single_file(
+                str(path),
+                config=pipeline_configs,
+                subfolder="vae",
+                torch_dtype=dtype,
+                local_files_only=offline,
+            )
+            return vae
+        if path.is_dir():
+            subfolder = None if (path / "config.json").is_file() else "vae"
+            if subfolder and not (path / subfolder / "config.json").is_file():
+                raise RotoscopeError(
+                    f"{field} '{value}' is a folder without config.json or vae/config.json",
+                    "point it at a diffusers VAE folder or a .safetensors VAE file",
+                )
+            return AutoencoderKL.from_pretrained(str(path), subfolder=subfolder, torch_dtype=dtype)
+        if not _is_hub_id(value):
+            raise _not_found(field, value)
+        return AutoencoderKL.from_pretrained(value, torch_dtype=dtype, local_files_only=offline)
+
+
+def _vae_fingerprint(value: str, offline: bool) -> str:
+    """What identifies ``model.vae``'s weights: file stats, or the hub commit."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return _file_fingerprint(path)
+    if path.is_dir():
+        return _folder_fingerprint(path)
+    if not _is_hub_id(value):
+        raise _not_found("model.vae", value)
+    return f"hub:{value}@{_hub_file('model.vae', value, 'config.json', offline).parent.name}"
+
+
+class _FileHash:
+    """A1111's short model hash (sha256, first 10 hex digits), computed while the model loads.
+
+    Hashing a multi-gigabyte checkpoint takes seconds; on a worker thread it overlaps
+    the load, which reads the same file anyway.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._stop = threading.Event()
+        self._value: str | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                if self._stop.is_set():
+                    return
+                digest.update(chunk)
+        self._value = digest.hexdigest()[:10]
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def result(self) -> str | None:
+        self._thread.join()
+        return self._value

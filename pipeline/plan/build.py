@@ -1,0 +1,365 @@
+"""The plan: one row of generation parameters per output frame, as plain data.
+
+Schedules, prompt keyframes and seed behaviours are resolved here, once, into rows;
+everything downstream reads the rows and nothing recomputes a schedule. So what a
+frame will get is inspectable before a model loads (``stages=[plan]`` writes
+``plan.csv``, ``plan.jsonl`` and the chart ``plan.png``), and a frame's cache key can be
+computed from its row alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config.keyframes import SCHEDULE_KEYS
+from pipeline.config.schema import AnimationMode, ControlMode, PromptBlend, RunConfig
+from pipeline.errors import RotoscopeError
+from pipeline.models.samplers import canonical_sampler
+from pipeline.plan.chart import Series
+from pipeline.plan.prompt_syntax import parse_attention
+from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
+from pipeline.plan.seeds import SeedBehavior, frame_seeds
+
+PLAN_JSONL = "plan.jsonl"
+PLAN_CSV = "plan.csv"
+NEG_SEPARATOR = "--neg"
+GENERATION_SCHEDULES = ("strength", "guidance_scale", "steps")
+CONTROL_FIELDS = {"weight": "weight", "start": "guidance_start", "end": "guidance_end"}
+MOTION_SCHEDULES = (
+    "zoom", "angle", "translation_x", "translation_y",
+    "transform_center_x", "transform_center_y", "noise",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    """What one output frame is generated with; ``index`` is the output frame number.
+
+    Between two prompt keyframes the frame's conditioning lies ``blend`` of the way from
+    (prompt, negative_prompt) to (prompt_to, negative_prompt_to). Motion values are set
+    only in loopback mode.
+    """
+
+    index: int
+    prompt: str
+    negative_prompt: str
+    strength: float
+    guidance_scale: float
+    steps: int
+    sampler: str
+    seed: int
+    width: int
+    height: int
+    prompt_to: str | None = None
+    negative_prompt_to: str | None = None
+    blend: float = 0.0
+    blend_mode: str = "linear"
+    zoom: float | None = None
+    angle: float | None = None
+    translation_x: float | None = None
+    translation_y: float | None = None
+    transform_center_x: float | None = None
+    transform_center_y: float | None = None
+    noise: float | None = None
+    # ControlNet units by name: {"canny": {"weight": 1.0, "start": 0.0, "end": 1.0}}
+    controls: dict[str, dict[str, float]] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class PromptKey:
+    """A prompt keyframe, resolved: frame, full positive text, full negative text."""
+
+    frame: int
+    prompt: str
+    negative: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The rows, plus what the chart and the summary show about how they came about."""
+
+    rows: list[FrameJob]
+    series: list[Series]
+    prompt_keys: list[PromptKey]
+
+
+def build_plan(
+    cfg: RunConfig,
+    frame_count: int,
+    width: int,
+    height: int,
+    fps: float,
+    origins: dict[str, str] | None = None,
+) -> Plan:
+    """Resolve every schedule, prompt and seed for ``frame_count`` frames.
+
+    ``origins`` maps config keys to the keyframe file their value came from, so errors
+    name that file; other values are reported as coming from the command line.
+    """
+    origins = origins or {}
+    check_seed(cfg)
+    sampler = canonical_sampler(cfg.sampler)
+    names = list(GENERATION_SCHEDULES)
+    if cfg.seed_behavior is SeedBehavior.schedule:
+        names.append("seed")
+    if cfg.animation.mode is AnimationMode.loopback:
+        names += MOTION_SCHEDULES
+    series = {
+        name: _schedule(cfg, SCHEDULE_KEYS[name], name, frame_count, fps, origins) for name in names
+    }
+    control_series = {
+        (unit, part): _schedule(
+            cfg, f"controlnet.units.{unit}.{CONTROL_FIELDS[part]}", f"{unit}.{part}",
+            frame_count, fps, origins,
+        )
+        for unit in cfg.controlnet.units
+        for part in CONTROL_FIELDS
+    }  # fmt: skip
+    generate = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
+    steps = [round_half_up(value) for value in series["steps"].values]
+    seed_values = series["seed"].values if "seed" in series else None
+    seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
+    keys = prompt_keys(cfg, frame_count, fps, origins)
+    rows = []
+    for index in range(frame_count):
+        motion = {
+            name: float(series[name].values[index]) for name in MOTION_SCHEDULES if name in series
+        }
+        controls = {
+            unit: {part: float(control_series[unit, part].values[index]) for part in CONTROL_FIELDS}
+            for unit in cfg.controlnet.units
+        }
+        row = FrameJob(
+            index=index,
+            # txt2img ControlNet generates from noise: the whole schedule runs
+            strength=1.0 if generate else float(series["strength"].values[index]),
+            guidance_scale=float(series["guidance_scale"].values[index]),
+            steps=steps[index],
+            sampler=sampler,
+            seed=seeds[index],
+            width=width,
+            height=height,
+            blend_mode=cfg.prompt_blend.value,
+            controls=controls or None,
+            **_prompt_at(keys, index, cfg.prompt_blend),
+            **motion,
+        )
+        check_row(row, origins)
+        rows.append(row)
+    chart = [series[name] for name in GENERATION_SCHEDULES]
+    seed_keys = series["seed"].keys if "seed" in series else [0]
+    chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
+    chart += [series[name] for name in MOTION_SCHEDULES if name in series]
+    chart += [
+        item
+        for (_, part), item in control_series.items()
+        if part == "weight" or np.ptp(item.values) > 0
+    ]
+    return Plan(rows, chart, keys)
+
+
+def round_half_up(value: float) -> int:
+    """Integer schedules (steps, seeds) round halves up, the same way everywhere."""
+    return math.floor(value + 0.5)
+
+
+def _config_value(cfg: RunConfig, key: str) -> object:
+    """``cfg`` at a dotted key; dict entries (controlnet.units.NAME) by item."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def _schedule(
+    cfg: RunConfig, key: str, label: str, count: int, fps: float, origins: dict[str, str]
+) -> Series:
+    """Parse and evaluate the schedule at config key ``key``; ``label`` names it in charts
+    and in ``schedule_interpolation``."""
+    interpolation = cfg.schedule_interpolation.get(label, cfg.interpolation)
+    schedule = parse_schedule(
+        str(_config_value(cfg, key)), key, origins.get(key, "command line"),
+        fps=fps, max_f=max(count - 1, 0), seed=cfg.seed,
+    )  # fmt: skip
+    values = evaluate_schedule(
+        schedule, count, fps=fps, seed=cfg.seed, interpolation=interpolation.value
+    )
+    return Series(label, values, [key.frame for key in schedule.keyframes])
+
+
+def join_prompt(*parts: str) -> str:
+    """Join prompt parts with ", ", dropping empty ones and doubled separators."""
+    cleaned = [part.strip().strip(",").strip() for part in parts]
+    return ", ".join(part for part in cleaned if part)
+
+
+def prompt_keys(
+    cfg: RunConfig, frame_count: int, fps: float, origins: dict[str, str]
+) -> list[PromptKey]:
+    """The prompt keyframes in frame order, prefix/suffix and global negative applied."""
+    texts = cfg.prompts or {"0": cfg.prompt}
+    where = origins.get("prompts", "command line")
+    by_frame: dict[int, str] = {}
+    for key, text in texts.items():
+        by_frame[_prompt_frame(key, fps, frame_count, cfg.seed, where)] = text
+    keys = []
+    for frame in sorted(by_frame):
+        positive, _, negative = by_frame[frame].partition(NEG_SEPARATOR)
+        for text in (positive, negative, cfg.negative_prompt):
+            _check_attention(text, where)
+        keys.append(
+            PromptKey(
+                frame=frame,
+                prompt=join_prompt(cfg.prompt_prefix, positive, cfg.prompt_suffix),
+                negative=join_prompt(negative, cfg.negative_prompt),
+            )
+        )
+    return keys
+
+
+def _check_attention(text: str, where: str) -> None:
+    """A malformed weight such as ``(cat:1.2.3)`` fails now, not after the model loads."""
+    try:
+        parse_attention(text)
+    except RotoscopeError as exc:
+        raise RotoscopeError(f"{where}: prompt '{text.strip()[:60]}': {exc}") from exc
+
+
+def _prompt_frame(key: str, fps: float, frame_count: int, seed: int, where: str) -> int:
+    """A prompt key: a frame number, a time (``2.5s``) or an expression of max_f/fps/s."""
+    text = str(key).strip()
+    try:
+        if text.endswith("s") and _is_number(text[:-1]):
+            return round_half_up(float(text[:-1]) * fps)
+        value = parse_expression(text).evaluate(
+            {"t": 0.0, "max_f": float(max(frame_count - 1, 0)), "fps": fps, "s": float(seed)}
+        )
+        return round_half_up(float(value))
+    except RotoscopeError as exc:
+        raise RotoscopeError(
+            f"{where}: prompt key '{text}' is not a frame number or a time",
+            "use 12, 2.5s or an expression such as max_f/2",
+        ) from exc
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _prompt_at(keys: list[PromptKey], index: int, mode: PromptBlend) -> dict[str, object]:
+    """The prompt fields of frame ``index``: its keyframe, and the blend to the next."""
+    current = 0
+    for position, key in enumerate(keys):
+        if key.frame <= index:
+            current = position
+    key = keys[current]
+    fields_ = {"prompt": key.prompt, "negative_prompt": key.negative}
+    following = keys[current + 1] if current + 1 < len(keys) else None
+    if (
+        mode is PromptBlend.none
+        or following is None
+        or index <= key.frame
+        or (following.prompt, following.negative) == (key.prompt, key.negative)
+    ):
+        return fields_
+    weight = (index - key.frame) / (following.frame - key.frame)
+    return {
+        **fields_,
+        "prompt_to": following.prompt,
+        "negative_prompt_to": following.negative,
+        "blend": round(weight, 6),
+    }
+
+
+def check_seed(cfg: RunConfig) -> None:
+    if cfg.seed < 0:
+        raise RotoscopeError(
+            f"seed={cfg.seed} must not be negative",
+            "for a different seed per frame use seed_behavior=random (drawn from the seed)",
+        )
+    if cfg.seed_iter_n < 1:
+        raise RotoscopeError(f"seed_iter_n={cfg.seed_iter_n} must be at least 1")
+
+
+def check_row(row: FrameJob, origins: dict[str, str]) -> None:
+    """Reject values diffusers would fail on mid-run, naming the frame and schedule."""
+
+    def fail(key: str, problem: str, hint: str) -> None:
+        where = origins.get(key, "command line")
+        raise RotoscopeError(f"{where}: {key} at frame {row.index}: {problem}", hint)
+
+    if not 0.0 <= row.strength <= 1.0:
+        fail(
+            "strength", f"{row.strength:g} is outside 0..1", "0 keeps the input frame, 1 ignores it"
+        )
+    if row.steps < 1:
+        fail("steps", f"{row.steps} steps", "steps must be at least 1")
+    if 0 < row.strength * row.steps < 1:
+        fail(
+            "steps",
+            f"{row.steps} steps x strength {row.strength:g} runs no denoising step",
+            f"raise steps to at least {math.ceil(1 / row.strength)} or raise strength",
+        )
+    if row.guidance_scale < 0:
+        fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
+    if row.zoom is not None and row.zoom <= 0:
+        fail("animation.zoom", f"{row.zoom:g} is not positive", "1 means no zoom")
+    for unit, values in (row.controls or {}).items():
+        if values["weight"] < 0:
+            fail(
+                f"controlnet.units.{unit}.weight",
+                f"{values['weight']:g} is negative",
+                "use 0 or more",
+            )
+        for part in ("start", "end"):
+            if not 0.0 <= values[part] <= 1.0:
+                key = f"controlnet.units.{unit}.{CONTROL_FIELDS[part]}"
+                fail(key, f"{values[part]:g} is outside 0..1", "a fraction of the steps")
+
+
+def write_plan(plan: Plan, run_dir: Path) -> None:
+    """Write the rows as JSON lines (for the renderer) and CSV (for people)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / PLAN_JSONL).write_text(
+        "".join(row.to_json() + "\n" for row in plan.rows), encoding="utf-8"
+    )
+    names = [f.name for f in fields(FrameJob)]
+    with (run_dir / PLAN_CSV).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        for row in plan.rows:
+            values = asdict(row)
+            values["controls"] = json.dumps(row.controls) if row.controls else ""
+            writer.writerow(values)
+
+
+def read_plan(run_dir: Path) -> list[FrameJob]:
+    """Load the rows the plan stage wrote; a missing plan means the stage did not run."""
+    path = run_dir / PLAN_JSONL
+    if not path.exists():
+        raise RotoscopeError(
+            f"no plan in {run_dir}", "run the plan stage first: stages=[plan,render,assemble]"
+        )
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            rows.append(FrameJob(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RotoscopeError(
+                f"{path} line {number} is not a plan row", "rerun the plan stage"
+            ) from exc
+    return rows

@@ -1,0 +1,98 @@
+"""PNG frames with the parameters that made them.
+
+Each frame carries A1111's ``parameters`` text chunk, so dropping it on A1111's or
+ComfyUI's PNG-info reader shows prompt, sampler, seed and strength, and a ``rotoscope``
+JSON chunk with the full plan row and source position, so any frame can be reproduced
+exactly. Writes are atomic (temp file + rename): a crash never leaves half a PNG under a
+frame's final name, which is what lets resume trust every file it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from pipeline.plan.build import FrameJob
+
+PARAMETERS_KEY = "parameters"
+JSON_KEY = "rotoscope"
+
+
+def a1111_parameters(
+    job: FrameJob,
+    model_name: str,
+    model_hash: str | None,
+    controlnets: list[dict[str, str]] | None = None,
+) -> str:
+    """The ``parameters`` text in A1111's layout (prompt, negative line, settings line),
+    with one ``ControlNet N`` entry per unit as A1111's ControlNet extension writes it."""
+    lines = [job.prompt]
+    if job.negative_prompt:
+        lines.append(f"Negative prompt: {job.negative_prompt}")
+    settings: list[tuple[str, Any]] = [
+        ("Steps", job.steps),
+        ("Sampler", job.sampler),
+        ("CFG scale", _number(job.guidance_scale)),
+        ("Seed", job.seed),
+        ("Size", f"{job.width}x{job.height}"),
+    ]
+    if model_hash:
+        settings.append(("Model hash", model_hash))
+    settings += [("Model", model_name), ("Denoising strength", _number(job.strength))]
+    for number, unit in enumerate(controlnets or []):
+        values = (job.controls or {}).get(unit["unit"], {})
+        fields = [
+            ("Module", unit["preprocessor"]),
+            ("Model", unit["model"]),
+            ("Weight", _number(values.get("weight", 1.0))),
+            ("Guidance Start", _number(values.get("start", 0.0))),
+            ("Guidance End", _number(values.get("end", 1.0))),
+        ]
+        settings.append((f"ControlNet {number}", ", ".join(f"{k}: {v}" for k, v in fields)))
+    lines.append(", ".join(f"{key}: {_quote(str(value))}" for key, value in settings))
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """A1111 prints 7.0 as 7 and 0.45 as 0.45."""
+    return f"{value:g}"
+
+
+def _quote(value: str) -> str:
+    """Quote a value the way A1111's infotext parser expects when it has , : or quotes."""
+    if any(ch in value for ch in ',:"\n'):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def write_png(path: Path, image: np.ndarray, parameters: str, details: dict[str, Any]) -> None:
+    """Write ``image`` (RGB uint8) with both chunks, atomically."""
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(PARAMETERS_KEY, parameters)
+    info.add_itxt(JSON_KEY, json.dumps(details, sort_keys=True, ensure_ascii=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        Image.fromarray(image).save(tmp, format="PNG", pnginfo=info, compress_level=4)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a frame behind (full disk, kill)
+        raise
+
+
+def read_png_metadata(path: Path) -> dict[str, Any]:
+    """Both chunks of a frame: ``{"parameters": str, "rotoscope": dict}``."""
+    with Image.open(path) as img:
+        text = dict(getattr(img, "text", {}) or {})
+    details = text.get(JSON_KEY)
+    return {
+        PARAMETERS_KEY: text.get(PARAMETERS_KEY),
+        JSON_KEY: json.loads(details) if details else None,
+    }

@@ -1,0 +1,243 @@
+"""Where each frame's input comes from, and the one rule for reusing finished frames.
+
+Two input strategies share one producer: ``render_frames`` takes every frame from the
+source (stylizing a clip or a folder); ``render_loopback`` takes only the first one and
+builds every later input from the previous output, moved by the row's motion values
+(Deforum's 2D mode). Either way the producer hashes the row, the exact input pixels and
+the model into the frame's key, so a frame whose key is in the manifest is reused, not
+rendered. In loopback the input pixels come from the previous output, so a change to
+one frame changes the keys of every frame after it, and only those re-render.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline import __version__
+from pipeline.animation.color_match import match_colors_lab
+from pipeline.animation.motion import add_noise, warp_2d
+from pipeline.config.schema import AnimationConfig, ColorCoherence
+from pipeline.control.maps import ControlMaps
+from pipeline.errors import RotoscopeError
+from pipeline.jobs.disk import is_disk_full
+from pipeline.jobs.interrupts import GracefulStop
+from pipeline.jobs.manifest import (
+    FrameRecord,
+    Manifest,
+    frame_file,
+    frame_key,
+    image_digest,
+    rerender_reason,
+)
+from pipeline.jobs.progress import Progress
+from pipeline.jobs.report import JobReport
+from pipeline.plan.build import FrameJob
+from pipeline.render.pngmeta import a1111_parameters, write_png
+from pipeline.render.renderer import Renderer
+from pipeline.source.open import Source
+
+log = logging.getLogger("rotoscope")
+
+
+class FrameProducer:
+    """Renders a row on an input image unless the manifest already has that frame."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        manifest: Manifest,
+        identity: str,
+        make_renderer: Callable[[], Renderer],
+        progress: Progress,
+        report: JobReport,
+        stop: GracefulStop | None = None,
+        control: ControlMaps | None = None,
+    ) -> None:
+        """``identity`` names the weights (base model and ControlNets) for frame keys;
+        ``make_renderer`` loads them, and is only called once a frame needs rendering,
+        so a re-run that finds every frame current never loads a model."""
+        self.run_dir = run_dir
+        self.manifest = manifest
+        self.identity = identity
+        self._make_renderer = make_renderer
+        self._renderer: Renderer | None = None
+        self.control = control
+        self.progress = progress
+        self.report = report
+        self.stop = stop
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = self._make_renderer()
+        return self._renderer
+
+    def produce(
+        self,
+        job: FrameJob,
+        image: np.ndarray,
+        source: dict[str, object],
+        need_output: bool = False,
+    ) -> np.ndarray | None:
+        """The frame for ``job`` (rendered, or reused from disk); pixels if asked for.
+
+        Checks for a stop request after the frame is safely recorded, never before.
+        """
+        digest = image_digest(image)
+        maps = self.control.maps(job.index, image) if self.control else []
+        control = ",".join(unit_map.key for unit_map in maps)
+        key = frame_key(job, digest, self.identity, control)
+        record = self.manifest.current(job.index, key)
+        if record is not None:
+            self.progress.advance(reused=True)
+            self.report.reused += 1
+            output = (
+                np.asarray(Image.open(self.run_dir / record.file).convert("RGB"))
+                if need_output
+                else None
+            )
+        else:
+            reason = rerender_reason(
+                self.manifest.records.get(job.index), job, digest, self.identity, control
+            )
+            control_maps = [unit_map.load() for unit_map in maps] or None
+            output = self.renderer.render(job, image, control_maps)
+            self._save(job, output, key, digest, control, source)
+            self.report.count_render(job.index, reason)
+            self.progress.advance()
+        if self.stop is not None:
+            self.stop.check()
+        return output
+
+    def _save(
+        self,
+        job: FrameJob,
+        output: np.ndarray,
+        key: str,
+        digest: str,
+        control: str,
+        source: dict[str, object],
+    ) -> None:
+        """Write the PNG, then its manifest line; a full disk stops the job cleanly."""
+        model = self.renderer.model
+        details = {
+            "rotoscope": __version__,
+            "key": key,
+            "plan": asdict(job),
+            "source": source,
+            "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
+            "controlnet": self.renderer.control_details(),
+        }
+        parameters = a1111_parameters(
+            job, model.name, model.model_hash, self.renderer.control_details()
+        )
+        record = FrameRecord(
+            index=job.index,
+            file=frame_file(job.index),
+            key=key,
+            source_index=int(source["index"]),  # type: ignore[call-overload]
+            source_name=source["name"],  # type: ignore[arg-type]
+            time=float(source["time"]),  # type: ignore[arg-type]
+            row=asdict(job),
+            input=digest,
+            model=self.identity,
+            control=control,
+        )
+        try:
+            write_png(self.run_dir / record.file, output, parameters, details)
+            self.manifest.add(record)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise RotoscopeError(
+                f"disk full while writing frame {job.index} in {self.run_dir}",
+                "the frames before it are safe; free some space and run the same command to resume",
+            ) from exc
+
+
+def render_frames(producer: FrameProducer, rows: list[FrameJob], source: Source) -> None:
+    """Each planned frame from its own source frame."""
+    for frame in source:
+        if frame.index >= len(rows):
+            break
+        job = rows[frame.index]
+        _check_size(job, frame.image.shape)
+        origin = {
+            "path": str(source.info.path),
+            "index": frame.source_index,
+            "time": frame.time,
+            "name": frame.name,
+        }
+        producer.produce(job, frame.image, origin)
+    for index, problem in source.failures:
+        producer.report.skipped_frames.append(f"{index}: {problem}")
+    producer.report.skipped = len(source.failures)
+    read = source.frames_read + len(source.failures)
+    if read < len(rows) and not source.failures:
+        log.warning(
+            "input %s ended after %d of %d planned frames; rendered the frames it has",
+            source.info.path, source.frames_read, len(rows),
+        )  # fmt: skip
+
+
+def render_loopback(
+    producer: FrameProducer, rows: list[FrameJob], source: Source, animation: AnimationConfig
+) -> None:
+    """Frame 0 from the first source frame, every later frame from the one before.
+
+    Each later input is the previous output warped by the row's motion, colour-matched
+    to frame 0's output (with ``color_coherence: lab``) against loopback's drift, and
+    given the row's noise, seeded by the row's seed.
+    """
+    first = next(iter(source), None)
+    if first is None:
+        raise RotoscopeError(f"input.path '{source.info.path}' has no frame to start from")
+    _check_size(rows[0], first.image.shape)
+    previous: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    for job in rows:
+        if previous is None:
+            image = first.image
+        else:
+            image = warp_2d(
+                previous,
+                zoom=_motion(job.zoom, 1.0),
+                angle=_motion(job.angle, 0.0),
+                translation_x=_motion(job.translation_x, 0.0),
+                translation_y=_motion(job.translation_y, 0.0),
+                center_x=_motion(job.transform_center_x, 0.5),
+                center_y=_motion(job.transform_center_y, 0.5),
+                border=animation.border.value,
+            )
+            if animation.color_coherence is ColorCoherence.lab and reference is not None:
+                image = match_colors_lab(image, reference)
+            image = add_noise(image, _motion(job.noise, 0.0), job.seed)
+        origin = {
+            "path": str(source.info.path),
+            "index": first.source_index if job.index == 0 else -1,
+            "time": job.index / source.info.fps if source.info.fps else 0.0,
+            "name": first.name,
+            "loopback_from": None if job.index == 0 else job.index - 1,
+        }
+        previous = producer.produce(job, image, origin, need_output=True)
+        if reference is None:
+            reference = previous
+
+
+def _motion(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _check_size(job: FrameJob, shape: tuple[int, ...]) -> None:
+    if (shape[1], shape[0]) != (job.width, job.height):
+        raise RotoscopeError(
+            f"frame {job.index} is {shape[1]}x{shape[0]} but the plan says "
+            f"{job.width}x{job.height}",
+            "the input or its size changed: rerun with the plan stage",
+        )

@@ -1,0 +1,116 @@
+"""Image files: which files in a folder are frames, in what order, and how to decode one.
+
+Decoding uses OpenCV with ``IMREAD_UNCHANGED`` so 16-bit, grayscale and alpha images
+arrive as they are stored (the default flags would drop alpha and cut 16-bit to
+8-bit by truncation). That flag also skips the EXIF orientation, which phone photos
+rely on, so the orientation tag is read separately (with Pillow, header only) and
+applied here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from pipeline.errors import RotoscopeError
+from pipeline.source.resize import flatten_alpha
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+_EXIF_ORIENTATION = 0x0112
+_DIGITS = re.compile(r"(\d+)")
+
+# EXIF orientation value -> the numpy view that shows the picture upright.
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def is_image(path: Path) -> bool:
+    """Whether the file name has one of the supported image extensions (any case)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders digit runs by value: ``frame_2`` before ``frame_10``.
+
+    Each part is tagged (0 for numbers, 1 for text) so that a number is never compared
+    with text, and numbers sort before letters as they do in file managers.
+    """
+    parts = _DIGITS.split(name.casefold())  # odd positions hold the digit runs
+    return tuple((0, int(p)) if i % 2 else (1, p) for i, p in enumerate(parts) if p)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files in ``folder`` in natural order; other files are logged and skipped.
+
+    Hidden files (``.DS_Store``) and subfolders are skipped silently: they are never
+    meant as frames and warning about them would be noise.
+    """
+    images, skipped = [], []
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") or entry.is_dir():
+            continue
+        (images if is_image(entry) else skipped).append(entry)
+    if skipped:
+        names = ", ".join(sorted(p.name for p in skipped))
+        logger.warning("skipping %d non-image file(s) in '%s': %s", len(skipped), folder, names)
+    return sorted(images, key=lambda p: (natural_key(p.name), p.name))
+
+
+def load_image(path: Path, background_rgb: tuple[int, int, int]) -> np.ndarray:
+    """Decode an image file to upright RGB uint8, alpha flattened onto the background."""
+    data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode: non-ASCII paths work
+    if data.size == 0:
+        raise RotoscopeError(f"image '{path}' is empty (0 bytes)", "re-copy or remove the file")
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise RotoscopeError(
+            f"cannot decode image '{path}'", "check that it opens in an image viewer, or remove it"
+        )
+    rgb = _to_rgb8(_to_uint8(decoded, path), background_rgb)
+    orient = _ORIENT.get(_exif_orientation(path))
+    return np.ascontiguousarray(orient(rgb)) if orient else rgb
+
+
+def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
+    """Scale 16-bit images to 8 bits (65535 -> 255); reject other sample types."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return np.rint(img / 257.0).astype(np.uint8)
+    raise RotoscopeError(
+        f"image '{path}' has {img.dtype} samples, which are not supported",
+        "convert it to an 8- or 16-bit PNG",
+    )
+
+
+def _to_rgb8(img: np.ndarray, background_rgb: tuple[int, int, int]) -> np.ndarray:
+    """OpenCV's gray, BGR or BGRA layout to RGB, flattening alpha onto the background."""
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return flatten_alpha(cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA), background_rgb)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _exif_orientation(path: Path) -> int:
+    """The EXIF orientation tag (1 = upright), read from the header only."""
+    try:
+        with Image.open(path) as img:
+            return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except (OSError, ValueError):  # Pillow cannot parse it: cv2 still decoded it
+        return 1
