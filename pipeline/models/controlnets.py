@@ -26,18 +26,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pipeline.errors import RotoscopeError
-from pipeline.models.loader import (
-    _FAMILY_NAMES,
+from pipeline.models.loader import LoadedModel
+from pipeline.models.weights import (
     CHECKPOINT_SUFFIXES,
-    LoadedModel,
-    _file_fingerprint,
-    _first_line,
-    _folder_fingerprint,
-    _hub_file,
-    _is_hub_id,
-    _loading,
-    _not_found,
-    _offline,
+    FAMILY_NAMES,
+    file_fingerprint,
+    first_line,
+    folder_fingerprint,
+    hub_file,
+    is_hub_id,
+    is_offline,
+    loading,
+    not_found,
+    own_aligned_memory,
 )
 
 if TYPE_CHECKING:  # diffusers itself is imported when a ControlNet is loaded
@@ -57,10 +58,10 @@ def load_controlnet(path: str, base: LoadedModel, offline: bool) -> ControlNetMo
     from diffusers import ControlNetModel
 
     # HF_HUB_OFFLINE in the environment is as binding as runtime.offline
-    offline = offline or _offline()
+    offline = offline or is_offline()
     location = Path(path).expanduser()
     kwargs: dict[str, Any] = {"torch_dtype": base.dtype}
-    with _loading(f"{_FIELD} '{path}'"):
+    with loading(f"{_FIELD} '{path}'"):
         if location.is_dir():
             config_file = location / "config.json"
             if not config_file.is_file():
@@ -78,13 +79,15 @@ def load_controlnet(path: str, base: LoadedModel, offline: bool) -> ControlNetMo
                 )
             _check_family(path, _file_signature(location), base)
             controlnet = _load_single_file(location, base, offline, kwargs)
-        elif _is_hub_id(path):
-            config_file = _hub_file(_FIELD, path, "config.json", offline)
+        elif is_hub_id(path):
+            config_file = hub_file(_FIELD, path, "config.json", offline)
             _check_family(path, _read_config(config_file), base)
             controlnet = ControlNetModel.from_pretrained(path, local_files_only=offline, **kwargs)
         else:
-            raise _not_found(_FIELD, path)
-    return controlnet.to(base.device)
+            raise not_found(_FIELD, path)
+    controlnet.to(base.device)
+    own_aligned_memory([controlnet])
+    return controlnet
 
 
 def controlnet_identity(path: str) -> str:
@@ -97,14 +100,14 @@ def controlnet_identity(path: str) -> str:
     """
     location = Path(path).expanduser()
     if location.is_dir():
-        fingerprint = _folder_fingerprint(location)
+        fingerprint = folder_fingerprint(location)
     elif location.is_file():
-        fingerprint = _file_fingerprint(location)
-    elif _is_hub_id(path):
-        commit = _hub_file(_FIELD, path, "config.json", _offline()).parent.name
+        fingerprint = file_fingerprint(location)
+    elif is_hub_id(path):
+        commit = hub_file(_FIELD, path, "config.json", is_offline()).parent.name
         fingerprint = f"hub:{path}@{commit}"
     else:
-        raise _not_found(_FIELD, path)
+        raise not_found(_FIELD, path)
     return hashlib.sha256(f"controlnet\n{fingerprint}".encode()).hexdigest()
 
 
@@ -140,7 +143,7 @@ def control_pipeline(
     }
     cls = classes[(base.family, img2img)]
     controlnet = controlnets[0] if len(controlnets) == 1 else list(controlnets)
-    with _loading("the ControlNet pipeline"):
+    with loading("the ControlNet pipeline"):
         pipe = cls.from_pipe(base.pipe, controlnet=controlnet, torch_dtype=base.dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -208,7 +211,7 @@ def _read_config(config_file: Path) -> dict[str, Any]:
         return json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RotoscopeError(
-            f"{_FIELD} config '{config_file}' is unreadable ({_first_line(exc)})",
+            f"{_FIELD} config '{config_file}' is unreadable ({first_line(exc)})",
             "download the ControlNet again",
         ) from exc
 
@@ -238,7 +241,7 @@ def _file_signature(path: Path) -> dict[str, Any]:
             }
     except Exception as exc:  # safetensors/pickle/zip errors have no common base class
         raise RotoscopeError(
-            f"{_FIELD} '{path}' is not a readable checkpoint ({_first_line(exc)})",
+            f"{_FIELD} '{path}' is not a readable checkpoint ({first_line(exc)})",
             "the file is probably truncated or corrupt: download it again",
         ) from exc
     widths = [shape[1] for key, shape in shapes.items() if key.endswith("attn2.to_k.weight")]
@@ -263,8 +266,8 @@ def _check_family(path: str, config: dict[str, Any], base: LoadedModel) -> None:
     if family == base.family and width in (None, base_width):
         return
     raise RotoscopeError(
-        f"{_FIELD} '{path}' is an {_FAMILY_NAMES[family]} ControlNet (text width {width}) but "
-        f"the model is {_FAMILY_NAMES[base.family]} (text width {base_width})",
+        f"{_FIELD} '{path}' is an {FAMILY_NAMES[family]} ControlNet (text width {width}) but "
+        f"the model is {FAMILY_NAMES[base.family]} (text width {base_width})",
         "use a ControlNet trained for the model's architecture",
     )
 

@@ -73,6 +73,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def describe_device(device: torch.device) -> str:
+    """The device for reports: ``cpu``, ``mps``, or ``cuda:0 (NVIDIA H200)``."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
 def resolve_dtype(dtype: Dtype, device: torch.device) -> torch.dtype:
     """The weight dtype for ``runtime.dtype`` on ``device``.
 

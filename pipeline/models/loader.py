@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import threading
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +21,22 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pipeline.config.schema import ModelConfig, ModelFamily, RuntimeConfig
-from pipeline.models.devices import resolve_device, resolve_dtype
 from pipeline.errors import RotoscopeError
-from pipeline.testing.tiny_models import DEFAULT_DIR as TINY_DIR
+from pipeline.models.devices import resolve_device, resolve_dtype
+from pipeline.models.weights import (
+    CHECKPOINT_SUFFIXES,
+    FAMILY_NAMES,
+    enable_offline_mode,
+    file_fingerprint,
+    first_line,
+    folder_fingerprint,
+    hub_file,
+    is_hub_id,
+    is_offline,
+    loading,
+    not_found,
+    own_aligned_memory,
+)
 
 if TYPE_CHECKING:  # diffusers itself is imported when a model is loaded
     from diffusers import (
@@ -37,16 +45,10 @@ if TYPE_CHECKING:  # diffusers itself is imported when a model is loaded
         StableDiffusionXLImg2ImgPipeline,
     )
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-# Where diffusers itself takes the configs of a single file that comes without them.
 DEFAULT_CONFIG_REPOS = {
     "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
-_FAMILY_NAMES = {"sd15": "SD 1.x/2.x", "sdxl": "SDXL"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
-_VERBOSE_HINT = "run with runtime.verbose=true for the full traceback"
-_TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # as huggingface_hub reads HF_HUB_OFFLINE
 
 
 @dataclass
@@ -94,8 +96,8 @@ class _Resolved:
 
 def _resolve(cfg: ModelConfig, runtime: RuntimeConfig) -> _Resolved:
     if runtime.offline:
-        _enable_offline_mode()
-    offline = _offline()
+        enable_offline_mode()
+    offline = is_offline()
     device = resolve_device(runtime.device)
     dtype = resolve_dtype(runtime.dtype, device)
     source = _inspect_model("model.path", cfg.path, offline)
@@ -145,6 +147,7 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig) -> LoadedModel:
             file_hash.cancel()
         raise
     pipe.to(resolved.device)
+    own_aligned_memory(pipe.components.values())
     pipe.set_progress_bar_config(disable=True)
     return LoadedModel(
         pipe=pipe,
@@ -157,45 +160,7 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig) -> LoadedModel:
     )
 
 
-# --- offline ---
-
-
-def _enable_offline_mode() -> None:
-    """Refuse network access for the rest of the process.
-
-    huggingface_hub reads ``HF_HUB_OFFLINE`` once, at import, and torch/diffusers are
-    imported before the config is read, so the module constant is set as well as the
-    variable (which covers subprocesses).
-    """
-    import huggingface_hub.constants
-
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    huggingface_hub.constants.HF_HUB_OFFLINE = True
-
-
-def _offline() -> bool:
-    """Offline by ``runtime.offline`` or by ``HF_HUB_OFFLINE`` set in the environment."""
-    from huggingface_hub import is_offline_mode
-
-    return is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_VALUES
-
-
 # --- inspecting sources ---
-
-
-def _not_found(field: str, value: str) -> RotoscopeError:
-    path = Path(value).expanduser().absolute()
-    if path.is_relative_to(TINY_DIR.absolute()):
-        hint = "build the offline demo models with: python scripts/make_tiny_models.py"
-    else:
-        hint = f"check the path; relative paths are read from {Path.cwd()}"
-    return RotoscopeError(f"{field} '{value}' not found", hint)
-
-
-def _is_hub_id(value: str) -> bool:
-    return (
-        bool(_HUB_ID.match(value)) and ".." not in value and not value.endswith(CHECKPOINT_SUFFIXES)
-    )
 
 
 def _inspect_model(field: str, value: str, offline: bool) -> _Source:
@@ -208,7 +173,7 @@ def _inspect_model(field: str, value: str, offline: bool) -> _Source:
                 "point it at the folder that holds model_index.json, or at a .safetensors file",
             )
         return _Source(
-            "folder", str(path.resolve()), _family_of_index(index), _folder_fingerprint(path)
+            "folder", str(path.resolve()), _family_of_index(index), folder_fingerprint(path)
         )
     if path.is_file():
         if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
@@ -217,12 +182,12 @@ def _inspect_model(field: str, value: str, offline: bool) -> _Source:
                 f"use a {'/'.join(CHECKPOINT_SUFFIXES)} file, a diffusers folder or a hub id",
             )
         keys = _checkpoint_keys(field, path)
-        return _Source("file", str(path.resolve()), _family_of_keys(keys), _file_fingerprint(path))
-    if _is_hub_id(value):
-        index = _hub_file(field, value, "model_index.json", offline)
+        return _Source("file", str(path.resolve()), _family_of_keys(keys), file_fingerprint(path))
+    if is_hub_id(value):
+        index = hub_file(field, value, "model_index.json", offline)
         commit = index.parent.name  # the cache keeps files under snapshots/<commit>/
         return _Source("hub", value, _family_of_index(index), f"hub:{value}@{commit}")
-    raise _not_found(field, value)
+    raise not_found(field, value)
 
 
 def _family_of_index(index: Path) -> str | None:
@@ -267,38 +232,8 @@ def _checkpoint_keys(field: str, path: Path) -> set[str]:
         return set(state) if isinstance(state, dict) else set()
     except Exception as exc:  # safetensors/pickle/zip errors have no common base class
         raise RotoscopeError(
-            f"{field} '{path}' is not a readable checkpoint ({_first_line(exc)})",
+            f"{field} '{path}' is not a readable checkpoint ({first_line(exc)})",
             "the file is probably truncated or corrupt: download it again",
-        ) from exc
-
-
-def _hub_file(field: str, repo_id: str, filename: str, offline: bool) -> Path:
-    """A file of a hub repo from the local cache (offline) or the hub; errors explained."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        return Path(hf_hub_download(repo_id, filename, local_files_only=offline))
-    except LocalEntryNotFoundError as exc:
-        if not offline:
-            raise RotoscopeError(
-                f"{field} '{repo_id}' is not a local path, and the Hugging Face hub is unreachable",
-                "check the network and the path, or download the model and point at its folder",
-            ) from exc
-        raise RotoscopeError(
-            f"{field} '{repo_id}' is not a local path, and as a hub id it is not in the local "
-            "Hugging Face cache (offline mode)",
-            f"download it once with network access: hf download {repo_id}; or give a local folder",
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise RotoscopeError(
-            f"{field} '{repo_id}' is neither a local path nor a model on the Hugging Face hub",
-            "check the spelling; gated models also need `hf auth login`",
-        ) from exc
-    except (OSError, ValueError) as exc:
-        raise RotoscopeError(
-            f"{field} '{repo_id}': could not fetch {filename} ({_first_line(exc)})",
-            "check the network, or use a local folder with runtime.offline=true",
         ) from exc
 
 
@@ -313,8 +248,8 @@ def _config_source(cfg: ModelConfig, family: str, offline: bool) -> _Source:
             )
         if config.family is not None and config.family != family:
             raise RotoscopeError(
-                f"model.config '{cfg.config}' holds an {_FAMILY_NAMES[config.family]} pipeline but "
-                f"model.path '{cfg.path}' is an {_FAMILY_NAMES[family]} checkpoint",
+                f"model.config '{cfg.config}' holds an {FAMILY_NAMES[config.family]} pipeline but "
+                f"model.path '{cfg.path}' is an {FAMILY_NAMES[family]} checkpoint",
                 "point model.config at a diffusers folder of the same architecture",
             )
         return config
@@ -328,25 +263,8 @@ def _config_source(cfg: ModelConfig, family: str, offline: bool) -> _Source:
             f"model.path '{cfg.path}' is a single-file checkpoint and model.config is not set, "
             "so its configs and tokenizer cannot be found offline",
             f"set model.config to a local diffusers folder of the same architecture, "
-            f"for {_FAMILY_NAMES[family]} e.g. a download of {repo}",
+            f"for {FAMILY_NAMES[family]} e.g. a download of {repo}",
         ) from None
-
-
-def _file_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def _folder_fingerprint(path: Path) -> str:
-    """Every file's name, size and mtime: no file content is read (folders hold gigabytes)."""
-    root = path.resolve()
-    lines = [f"folder:{root}"]
-    for file in sorted(root.rglob("*")):
-        relative = file.relative_to(root)
-        if file.is_file() and not any(part.startswith(".") for part in relative.parts):
-            stat = file.stat()
-            lines.append(f"{relative.as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
-    return "\n".join(lines)
 
 
 def _display_name(value: str) -> str:
@@ -355,32 +273,7 @@ def _display_name(value: str) -> str:
     return path.stem if path.suffix.lower() in CHECKPOINT_SUFFIXES else path.name
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
 # --- loading ---
-
-
-@contextmanager
-def _loading(what: str) -> Iterator[None]:
-    """Around diffusers load calls: whatever they raise becomes one line naming ``what``.
-
-    Also hides diffusers' deprecation warning for ``torch_dtype``: it is the argument
-    every diffusers release since our floor (0.30) accepts; only newer ones prefer
-    ``dtype``.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-        try:
-            yield
-        except RotoscopeError:
-            raise
-        except Exception as exc:
-            raise RotoscopeError(
-                f"could not load {what}: {_first_line(exc)}", _VERBOSE_HINT
-            ) from exc
 
 
 def _load_pipeline(
@@ -407,7 +300,7 @@ def _load_pipeline(
         kwargs["vae"] = vae
     if family == "sd15":  # the NSFW checker (and its image processor) is not loaded at all
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    with _loading(f"model.path '{cfg.path}'"):
+    with loading(f"model.path '{cfg.path}'"):
         if source.kind == "file":
             assert config is not None
             return cls.from_single_file(source.location, config=config.location, **kwargs)
@@ -426,7 +319,7 @@ def _load_vae(
 
     field = "model.vae"
     path = Path(value).expanduser()
-    with _loading(f"{field} '{value}'"):
+    with loading(f"{field} '{value}'"):
         if path.is_file():
             if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
                 raise RotoscopeError(
@@ -449,8 +342,8 @@ def _load_vae(
                     "point it at a diffusers VAE folder or a .safetensors VAE file",
                 )
             return AutoencoderKL.from_pretrained(str(path), subfolder=subfolder, torch_dtype=dtype)
-        if not _is_hub_id(value):
-            raise _not_found(field, value)
+        if not is_hub_id(value):
+            raise not_found(field, value)
         return AutoencoderKL.from_pretrained(value, torch_dtype=dtype, local_files_only=offline)
 
 
@@ -458,12 +351,12 @@ def _vae_fingerprint(value: str, offline: bool) -> str:
     """What identifies ``model.vae``'s weights: file stats, or the hub commit."""
     path = Path(value).expanduser()
     if path.is_file():
-        return _file_fingerprint(path)
+        return file_fingerprint(path)
     if path.is_dir():
-        return _folder_fingerprint(path)
-    if not _is_hub_id(value):
-        raise _not_found("model.vae", value)
-    return f"hub:{value}@{_hub_file('model.vae', value, 'config.json', offline).parent.name}"
+        return folder_fingerprint(path)
+    if not is_hub_id(value):
+        raise not_found("model.vae", value)
+    return f"hub:{value}@{hub_file('model.vae', value, 'config.json', offline).parent.name}"
 
 
 class _FileHash:

@@ -1,0 +1,6 @@
+"""Weights in: the base model (hub id, diffusers folder, single file), ControlNets,
+samplers and devices, each with one-line errors and a cheap identity for frame keys.
+
+``weights`` is what the loaders share (fingerprints, hub cache, load errors). Imports
+torch and diffusers (lazily where it can). May import ``config`` and ``pipeline.errors``.
+"""
