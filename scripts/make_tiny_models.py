@@ -1,6 +1,10 @@
 """Build the tiny random-weight models used by the offline demo and the tests.
 
-    python scripts/make_tiny_models.py [--out models/tiny]
+    python scripts/make_tiny_models.py [--out FOLDER]
+
+The default folder is the ``tiny`` folder of rotoscope's models folder (``paths.models``:
+the checkout's ``models/`` when run from a checkout, see pipeline/config/paths.py), where
+the ``model=tiny*`` and ``controlnet=tiny_*`` presets look.
 
 Writes <out>/sd15/ and <out>/sdxl/ (diffusers folders) and <out>/sd15.safetensors,
 <out>/sdxl.safetensors (the same models as A1111-style single-file checkpoints), plus
@@ -15,14 +19,17 @@ import argparse
 from dataclasses import astuple
 from pathlib import Path
 
+from pipeline.config.paths import rotoscope_home
+from pipeline.models.weights import TINY_MODELS_FOLDER
 from pipeline.testing.tiny_controlnet import build_tiny_controlnets
-from pipeline.testing.tiny_models import DEFAULT_DIR, build_tiny_models
+from pipeline.testing.tiny_models import build_tiny_models
 
 
 def main() -> None:
+    default = rotoscope_home() / "models" / TINY_MODELS_FOLDER
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_DIR, help=f"output folder (default: {DEFAULT_DIR})"
+        "--out", type=Path, default=default, help=f"output folder (default: {default})"
     )
     args = parser.parse_args()
     models = build_tiny_models(args.out)

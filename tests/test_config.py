@@ -12,7 +12,7 @@ from pipeline.config.schema import OutputFormat, ResizeMode, RunConfig, run_name
 from pipeline.errors import RotoscopeError
 
 CONF = Path(__file__).resolve().parents[1] / "pipeline" / "conf"
-GROUPS = ["input", "model", "render", "output", "runtime"]
+GROUPS = ["paths", "input", "model", "render", "output", "runtime", "animation", "controlnet"]
 
 
 def presets(group: str) -> list[str]:
@@ -92,3 +92,51 @@ def test_prompts_pass_through_hydra_verbatim(prompt: str) -> None:
 def test_quoting_leaves_other_syntax_alone() -> None:
     args = ["-m", "steps=2,4", "prompt='already'", "prompt=choice(a,b)", "seed=1"]
     assert quote_text_values(args) == args
+
+
+# --- paths: one home for models and outputs, whatever folder the command runs from ---
+
+
+def test_home_is_the_environment_variable_then_the_checkout_then_a_user_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pipeline.config import paths
+
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "studio"))
+    assert paths.rotoscope_home() == tmp_path / "studio"
+    monkeypatch.delenv(paths.HOME_ENV)
+    checkout = Path(__file__).resolve().parents[1]
+    assert paths.rotoscope_home() == checkout  # the tests run from a checkout
+    monkeypatch.setattr(paths, "source_checkout", lambda: None)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr(paths.sys, "platform", "linux")
+    assert paths.rotoscope_home() == tmp_path / "data" / "rotoscope"
+
+
+def test_every_path_and_preset_follows_the_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROTOSCOPE_HOME", "/studio")
+    cfg = compose_checked(["input.path=a.mp4", "model=tiny_single", "controlnet=tiny_canny"])
+    assert (cfg.paths.models, cfg.paths.loras, cfg.paths.embeddings) == (
+        "/studio/models", "/studio/models/Lora", "/studio/models/embeddings",
+    )  # fmt: skip
+    assert cfg.model.path == "/studio/models/tiny/sd15.safetensors"
+    assert cfg.model.config == "/studio/models/tiny/sd15"
+    assert cfg.controlnet.units["tiny_canny"].model == "/studio/models/tiny/controlnet_sd15"
+    assert cfg.controlnet.annotators == "/studio/models/annotators"
+    assert cfg.output.root == "/studio/outputs"
+    moved = compose_checked(["input.path=a.mp4", "model=tiny", "paths.models=/data/sd"])
+    assert (moved.model.path, moved.output.root) == ("/data/sd/tiny/sd15", "/studio/outputs")
+
+
+def test_bundled_keyframe_files_are_found_from_any_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pipeline.config.paths import BUNDLED_KEYFRAMES, find_keyframes
+
+    monkeypatch.chdir(tmp_path)
+    bundled = BUNDLED_KEYFRAMES / "seasons.yaml"
+    assert find_keyframes("keyframes/seasons.yaml") == bundled
+    assert find_keyframes("seasons.yaml") == bundled
+    (tmp_path / "seasons.yaml").write_text("prompts: {0: mine}")
+    assert find_keyframes("seasons.yaml") == Path("seasons.yaml")  # the user's own file wins
+    assert find_keyframes("missing.yaml") == Path("missing.yaml")  # left for the usual error

@@ -17,11 +17,11 @@ from pipeline.config.schema import (
     ModelConfig,
     PromptBlend,
     RunConfig,
+    SeedBehavior,
 )
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan, join_prompt
 from pipeline.plan.chart import write_plan_chart
-from pipeline.plan.seeds import SeedBehavior
 
 KEYFRAMES = Path(__file__).resolve().parents[1] / "keyframes"
 

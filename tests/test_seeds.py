@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.plan.seeds import SeedBehavior, frame_seeds
+from pipeline.config.schema import SeedBehavior
+from pipeline.plan.seeds import frame_seeds
 
 
 @pytest.mark.parametrize(

@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import re
 
+from pipeline.config.schedulable import is_schedule_key
+
 TEXT_KEYS = frozenset({"prompt", "negative_prompt", "prompt_prefix", "prompt_suffix"})
 # Paths may hold spaces and brackets, but under multirun a comma lists several jobs
 # (-m input.path=a.mp4,b.mp4): then each element is quoted on its own.
 PATH_KEYS = frozenset(
     {"name", "keyframes", "input.path", "model.path", "model.config", "model.vae"}
 )
-# Schedules are quoted only when they use schedule syntax (a colon or parentheses), so
-# a plain number or a numeric sweep (-m strength=0.4,0.5) keeps Hydra's meaning.
-SCHEDULE_KEYS = frozenset(
-    {
-        "strength", "guidance_scale", "steps", "seed_schedule", "animation.zoom",
-        "animation.angle", "animation.translation_x", "animation.translation_y",
-        "animation.transform_center_x", "animation.transform_center_y", "animation.noise",
-    }
-)  # fmt: skip
-CONTROL_SCHEDULE = re.compile(r"controlnet\.units\.\w+\.(weight|guidance_start|guidance_end)")
+# Schedules (pipeline.config.schedulable) are quoted only when they use schedule syntax
+# (a colon or parentheses), so a plain number or a numeric sweep (-m strength=0.4,0.5)
+# keeps Hydra's meaning.
 CONTROL_PATH = re.compile(r"controlnet\.(annotators|units\.\w+\.(model|source))")
 SWEEP_FUNCTIONS = ("choice(", "range(", "interval(", "glob(", "shuffle(", "sort(", "tag(")
 
@@ -55,9 +50,7 @@ def _quote_arg(arg: str, multirun: bool) -> str:
     key, value = arg.split("=", 1)
     name = key.lstrip("+~")
     is_path = name in PATH_KEYS or bool(CONTROL_PATH.fullmatch(name))
-    is_schedule = (name in SCHEDULE_KEYS or bool(CONTROL_SCHEDULE.fullmatch(name))) and any(
-        ch in value for ch in ":()"
-    )
+    is_schedule = is_schedule_key(name) and any(ch in value for ch in ":()")
     if not (name in TEXT_KEYS or is_path or is_schedule) or _already_hydra_syntax(value):
         return arg
     if is_path and multirun and "," in value:

@@ -1,1 +1,7 @@
-"""config."""
+"""The configuration: schema dataclasses, composition with one-line errors, paths,
+keyframe files, the Deforum importer, and the registry of schedulable values.
+
+The bottom layer next to ``pipeline.errors``: every stage reads it. May import only
+``pipeline.errors``, ``pipeline.atomic`` and the light sampler-name table of
+``pipeline.models.samplers``; never torch.
+"""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -22,7 +23,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from pipeline.config.schema import RunConfig, register, to_run_config
+from pipeline.config.schema import ControlUnitConfig, RunConfig, register
 from pipeline.errors import RotoscopeError
 
 REQUIRED_HINTS = {
@@ -115,3 +116,25 @@ def _all_keys(node: DictConfig, prefix: str = "") -> Iterable[str]:
         child = node._get_node(key)
         if isinstance(child, DictConfig):
             yield from _all_keys(child, f"{full}.")
+
+
+def to_run_config(cfg: Any) -> RunConfig:
+    """Turn a composed DictConfig into the typed dataclass tree."""
+    register()  # the run_name resolver must exist to resolve the default name
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, RunConfig)
+    obj.controlnet.units = {
+        name: _control_unit(name, value) for name, value in obj.controlnet.units.items()
+    }
+    return obj
+
+
+def _control_unit(name: str, value: Any) -> ControlUnitConfig:
+    """One ``controlnet.units`` entry, checked against ControlUnitConfig."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ControlUnitConfig), value)
+        unit = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise RotoscopeError(f"controlnet.units.{name}: {explain(exc)}") from exc
+    assert isinstance(unit, ControlUnitConfig)
+    return unit

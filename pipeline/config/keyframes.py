@@ -38,25 +38,14 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.config.schema import RunConfig, to_run_config
+from pipeline.config.compose import explain, to_run_config
+from pipeline.config.paths import find_keyframes
+from pipeline.config.schedulable import SCHEDULE_KEYS
+from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
 
 log = logging.getLogger("rotoscope")
 
-# keyframe-file schedule name -> config key
-SCHEDULE_KEYS = {
-    "strength": "strength",
-    "guidance_scale": "guidance_scale",
-    "steps": "steps",
-    "seed": "seed_schedule",
-    "zoom": "animation.zoom",
-    "angle": "animation.angle",
-    "translation_x": "animation.translation_x",
-    "translation_y": "animation.translation_y",
-    "transform_center_x": "animation.transform_center_x",
-    "transform_center_y": "animation.transform_center_y",
-    "noise": "animation.noise",
-}
 TEXT_ENTRIES = ("negative_prompt", "prompt_prefix", "prompt_suffix", "prompt_blend")
 TOP_LEVEL = ("prompts", *TEXT_ENTRIES, "schedules", "interpolation", "settings")
 
@@ -178,7 +167,7 @@ def apply_keyframes(cfg: RunConfig, explicit: Iterable[str]) -> tuple[RunConfig,
     """
     if not cfg.keyframes:
         return cfg, {}
-    keyframes = load_keyframes(Path(cfg.keyframes))
+    keyframes = load_keyframes(find_keyframes(cfg.keyframes))
     explicit_keys = {key.lstrip("+~") for key in explicit}
     node = OmegaConf.structured(cfg)
     origins: dict[str, str] = {}
@@ -192,8 +181,6 @@ def apply_keyframes(cfg: RunConfig, explicit: Iterable[str]) -> tuple[RunConfig,
         try:
             OmegaConf.update(node, key, value, merge=False)
         except OmegaConfBaseException as exc:
-            from pipeline.config.compose import explain
-
             raise RotoscopeError(f"keyframes file '{cfg.keyframes}': {explain(exc)}") from exc
         origins[key] = str(cfg.keyframes)
     return to_run_config(node), origins

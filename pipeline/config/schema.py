@@ -16,7 +16,16 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from pipeline.plan.seeds import SeedBehavior
+from pipeline.config.paths import rotoscope_home
+
+
+class SeedBehavior(Enum):
+    fixed = "fixed"  # every frame uses the base seed (locked: the default)
+    iter = "iter"  # +1 every seed_iter_n frames
+    ladder = "ladder"  # +2, -1, +2, -1, ... : s, s+2, s+1, s+3, s+2, ...
+    alternate = "alternate"  # +1, -1, ... : s, s+1, s, s+1, ...
+    random = "random"  # drawn per frame from the base seed (still reproducible)
+    schedule = "schedule"  # the seed_schedule's value, rounded
 
 
 class ResizeMode(Enum):
@@ -154,7 +163,7 @@ class ControlNetConfig:
     units: dict[str, Any] = field(default_factory=dict)
     mode: ControlMode = ControlMode.img2img
     # Local folder with the weight-based detectors' weight files (lllyasviel/Annotators).
-    annotators: str = "models/annotators"
+    annotators: str = "${paths.annotators}"
     on_mismatch: ControlMismatch = ControlMismatch.error
 
 
@@ -204,7 +213,7 @@ class ModelConfig:
 class OutputConfig:
     format: OutputFormat = OutputFormat.mp4
     # Parent folder of run folders.
-    root: str = "outputs"
+    root: str = "${paths.outputs}"
     # Output frame rate; ``None`` is the source rate divided by ``input.every``.
     fps: float | None = None
     # H.264/VP9 quality (lower is better) and the x264 preset.
@@ -228,7 +237,20 @@ class RuntimeConfig:
 
 
 @dataclass
+class PathsConfig:
+    """Where models and outputs live (pipeline.config.paths explains the home folder)."""
+
+    home: str = "${rotoscope_home:}"
+    models: str = "${.home}/models"
+    annotators: str = "${.models}/annotators"
+    loras: str = "${.models}/Lora"
+    embeddings: str = "${.models}/embeddings"
+    outputs: str = "${.home}/outputs"
+
+
+@dataclass
 class RunConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
     input: InputConfig = field(default_factory=InputConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -286,36 +308,10 @@ def register() -> None:
     """Register the schema and the resolvers (idempotent)."""
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("rotoscope_home"):
+        OmegaConf.register_new_resolver("rotoscope_home", lambda: str(rotoscope_home()))
     if not OmegaConf.has_resolver("job_folder"):
         OmegaConf.register_new_resolver("job_folder", job_folder)
     ConfigStore.instance().store(name="rotoscope_schema", node=RunConfig)
     # controlnet/ presets start from this, so their units have every field, typed
     ConfigStore.instance().store(name="controlnet_unit", node=ControlUnitConfig)
-
-
-def to_run_config(cfg: Any) -> RunConfig:
-    """Turn a composed DictConfig into the typed dataclass tree."""
-    register()  # the run_name resolver must exist to resolve the default name
-    obj = OmegaConf.to_object(cfg)
-    assert isinstance(obj, RunConfig)
-    obj.controlnet.units = {
-        name: _control_unit(name, value) for name, value in obj.controlnet.units.items()
-    }
-    return obj
-
-
-def _control_unit(name: str, value: Any) -> ControlUnitConfig:
-    """One ``controlnet.units`` entry, checked against ControlUnitConfig."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    from pipeline.errors import RotoscopeError
-
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(ControlUnitConfig), value)
-        unit = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        from pipeline.config.compose import explain
-
-        raise RotoscopeError(f"controlnet.units.{name}: {explain(exc)}") from exc
-    assert isinstance(unit, ControlUnitConfig)
-    return unit

@@ -9,70 +9,29 @@ computed from its row alone.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.config.keyframes import SCHEDULE_KEYS
-from pipeline.config.schema import AnimationMode, ControlMode, PromptBlend, RunConfig
+from pipeline.config.schedulable import (
+    CONTROL_UNIT_SCHEDULES,
+    SCHEDULES,
+    Schedulable,
+    ScheduleGroup,
+    schedules_in,
+)
+from pipeline.config.schema import AnimationMode, ControlMode, PromptBlend, RunConfig, SeedBehavior
 from pipeline.errors import RotoscopeError
 from pipeline.models.samplers import canonical_sampler
 from pipeline.plan.chart import Series
 from pipeline.plan.prompt_syntax import parse_attention
+from pipeline.plan.rows import FrameJob
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
-from pipeline.plan.seeds import SeedBehavior, frame_seeds
+from pipeline.plan.seeds import frame_seeds
 
-PLAN_JSONL = "plan.jsonl"
-PLAN_CSV = "plan.csv"
 NEG_SEPARATOR = "--neg"
-GENERATION_SCHEDULES = ("strength", "guidance_scale", "steps")
-CONTROL_FIELDS = {"weight": "weight", "start": "guidance_start", "end": "guidance_end"}
-MOTION_SCHEDULES = (
-    "zoom", "angle", "translation_x", "translation_y",
-    "transform_center_x", "transform_center_y", "noise",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FrameJob:
-    """What one output frame is generated with; ``index`` is the output frame number.
-
-    Between two prompt keyframes the frame's conditioning lies ``blend`` of the way from
-    (prompt, negative_prompt) to (prompt_to, negative_prompt_to). Motion values are set
-    only in loopback mode.
-    """
-
-    index: int
-    prompt: str
-    negative_prompt: str
-    strength: float
-    guidance_scale: float
-    steps: int
-    sampler: str
-    seed: int
-    width: int
-    height: int
-    prompt_to: str | None = None
-    negative_prompt_to: str | None = None
-    blend: float = 0.0
-    blend_mode: str = "linear"
-    zoom: float | None = None
-    angle: float | None = None
-    translation_x: float | None = None
-    translation_y: float | None = None
-    transform_center_x: float | None = None
-    transform_center_y: float | None = None
-    noise: float | None = None
-    # ControlNet units by name: {"canny": {"weight": 1.0, "start": 0.0, "end": 1.0}}
-    controls: dict[str, dict[str, float]] | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -109,22 +68,18 @@ def build_plan(
     origins = origins or {}
     check_seed(cfg)
     sampler = canonical_sampler(cfg.sampler)
-    names = list(GENERATION_SCHEDULES)
-    if cfg.seed_behavior is SeedBehavior.schedule:
-        names.append("seed")
-    if cfg.animation.mode is AnimationMode.loopback:
-        names += MOTION_SCHEDULES
+    active = active_schedules(cfg)
     series = {
-        name: _schedule(cfg, SCHEDULE_KEYS[name], name, frame_count, fps, origins) for name in names
+        item.name: _schedule(cfg, item.key, item.name, frame_count, fps, origins) for item in active
     }
     control_series = {
         (unit, part): _schedule(
-            cfg, f"controlnet.units.{unit}.{CONTROL_FIELDS[part]}", f"{unit}.{part}",
-            frame_count, fps, origins,
+            cfg, f"controlnet.units.{unit}.{field}", f"{unit}.{part}", frame_count, fps, origins,
         )
         for unit in cfg.controlnet.units
-        for part in CONTROL_FIELDS
+        for part, field in CONTROL_UNIT_SCHEDULES.items()
     }  # fmt: skip
+    motion_names = [item.name for item in active if item.group is ScheduleGroup.motion]
     generate = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
     steps = [round_half_up(value) for value in series["steps"].values]
     seed_values = series["seed"].values if "seed" in series else None
@@ -132,11 +87,12 @@ def build_plan(
     keys = prompt_keys(cfg, frame_count, fps, origins)
     rows = []
     for index in range(frame_count):
-        motion = {
-            name: float(series[name].values[index]) for name in MOTION_SCHEDULES if name in series
-        }
+        motion = {name: float(series[name].values[index]) for name in motion_names}
         controls = {
-            unit: {part: float(control_series[unit, part].values[index]) for part in CONTROL_FIELDS}
+            unit: {
+                part: float(control_series[unit, part].values[index])
+                for part in CONTROL_UNIT_SCHEDULES
+            }
             for unit in cfg.controlnet.units
         }
         row = FrameJob(
@@ -156,16 +112,27 @@ def build_plan(
         )
         check_row(row, origins)
         rows.append(row)
-    chart = [series[name] for name in GENERATION_SCHEDULES]
+    chart = [series[item.name] for item in schedules_in(ScheduleGroup.generation)]
     seed_keys = series["seed"].keys if "seed" in series else [0]
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
-    chart += [series[name] for name in MOTION_SCHEDULES if name in series]
+    chart += [series[name] for name in motion_names]
     chart += [
         item
         for (_, part), item in control_series.items()
         if part == "weight" or np.ptp(item.values) > 0
     ]
     return Plan(rows, chart, keys)
+
+
+def active_schedules(cfg: RunConfig) -> list[Schedulable]:
+    """The schedules this config evaluates: generation always, the seed schedule with
+    ``seed_behavior=schedule``, motion in loopback."""
+    groups = {ScheduleGroup.generation}
+    if cfg.seed_behavior is SeedBehavior.schedule:
+        groups.add(ScheduleGroup.seed)
+    if cfg.animation.mode is AnimationMode.loopback:
+        groups.add(ScheduleGroup.motion)
+    return [item for item in SCHEDULES if item.group in groups]
 
 
 def round_half_up(value: float) -> int:
@@ -327,39 +294,5 @@ def check_row(row: FrameJob, origins: dict[str, str]) -> None:
             )
         for part in ("start", "end"):
             if not 0.0 <= values[part] <= 1.0:
-                key = f"controlnet.units.{unit}.{CONTROL_FIELDS[part]}"
+                key = f"controlnet.units.{unit}.{CONTROL_UNIT_SCHEDULES[part]}"
                 fail(key, f"{values[part]:g} is outside 0..1", "a fraction of the steps")
-
-
-def write_plan(plan: Plan, run_dir: Path) -> None:
-    """Write the rows as JSON lines (for the renderer) and CSV (for people)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PLAN_JSONL).write_text(
-        "".join(row.to_json() + "\n" for row in plan.rows), encoding="utf-8"
-    )
-    names = [f.name for f in fields(FrameJob)]
-    with (run_dir / PLAN_CSV).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=names)
-        writer.writeheader()
-        for row in plan.rows:
-            values = asdict(row)
-            values["controls"] = json.dumps(row.controls) if row.controls else ""
-            writer.writerow(values)
-
-
-def read_plan(run_dir: Path) -> list[FrameJob]:
-    """Load the rows the plan stage wrote; a missing plan means the stage did not run."""
-    path = run_dir / PLAN_JSONL
-    if not path.exists():
-        raise RotoscopeError(
-            f"no plan in {run_dir}", "run the plan stage first: stages=[plan,render,assemble]"
-        )
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            rows.append(FrameJob(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise RotoscopeError(
-                f"{path} line {number} is not a plan row", "rerun the plan stage"
-            ) from exc
-    return rows

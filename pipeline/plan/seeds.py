@@ -8,21 +8,12 @@ rendered first, last, alone, in a batch, after a resume, or on another machine.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import numpy as np
+
+from pipeline.config.schema import SeedBehavior
 
 SEED_LIMIT = 2**64  # torch generators take seeds below 2**64; larger values wrap
 RANDOM_SEED_RANGE = 2**32  # drawn seeds stay 32-bit, the range A1111 and Deforum use
-
-
-class SeedBehavior(Enum):
-    fixed = "fixed"  # every frame uses the base seed (locked: the default)
-    iter = "iter"  # +1 every seed_iter_n frames
-    ladder = "ladder"  # +2, -1, +2, -1, ... : s, s+2, s+1, s+3, s+2, ...
-    alternate = "alternate"  # +1, -1, ... : s, s+1, s, s+1, ...
-    random = "random"  # drawn per frame from the base seed (still reproducible)
-    schedule = "schedule"  # the seed_schedule's value, rounded
 
 
 def frame_seeds(
