@@ -18,18 +18,17 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from pipeline import assemble
+from pipeline.assemble import encode
 from pipeline.assemble.encode import (
     AudioSpec,
     encode_video,
     exact_rate,
     ffmpeg_command,
     last_error_line,
-    output_path,
-    png_names,
+    video_extension,
     webm_audio_encoder,
-    write_image_folder,
 )
+from pipeline.assemble.images import png_names, write_image_folder
 from pipeline.config.schema import OutputFormat
 from pipeline.errors import RotoscopeError
 from pipeline.ffmpeg_exe import ffmpeg_exe
@@ -128,11 +127,10 @@ def silent_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- small pure pieces -----------------------------------------------------------------
 
 
-def test_output_path_names_the_deliverable(tmp_path: Path) -> None:
-    assert output_path(tmp_path, "dance", mp4) == tmp_path / "dance.mp4"
-    assert output_path(tmp_path, "dance", webm) == tmp_path / "dance.webm"
-    assert output_path(tmp_path, "dance", gif) == tmp_path / "dance.gif"
-    assert output_path(tmp_path, "photos", OutputFormat.images) == tmp_path / "photos"
+def test_video_extension_names_the_container() -> None:
+    assert [video_extension(fmt) for fmt in (mp4, webm, gif)] == ["mp4", "webm", "gif"]
+    with pytest.raises(ValueError, match="not a video format"):
+        video_extension(OutputFormat.images)
 
 
 def test_exact_rate_recovers_rational_frame_rates() -> None:
@@ -165,7 +163,7 @@ def test_webm_audio_encoder_falls_back_to_vorbis() -> None:
 
 
 def test_missing_video_encoder_is_reported(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(assemble, "_encoders", frozenset)
+    monkeypatch.setattr(encode, "_encoders", frozenset)
     frames = make_frames(tmp_path / "frames", grays(2))
     with pytest.raises(RotoscopeError, match="no libx264 encoder"):
         encode_video(frames, tmp_path / "out.mp4", mp4, 12)

@@ -13,14 +13,22 @@ import pytest
 from media import make_image_folder, make_video, write_image
 from PIL import Image
 
+from pipeline.config.paths import HOME_ENV
 from pipeline.render.pngmeta import read_png_metadata
+
+# End to end through the command line: each test renders in a subprocess.
+pytestmark = pytest.mark.slow
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rotoscope(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pipeline`` like a user would, offline, from ``cwd``."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+def rotoscope(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pipeline`` like a user would, offline, from ``cwd``, with ``home``
+    (by default ``cwd``) as rotoscope's home, so run folders land in ``home/outputs``."""
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home or cwd),
+    }  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
@@ -277,3 +285,20 @@ def test_bad_schedule_fails_before_model_load_with_caret(clip: Path, tmp_path: P
     assert result.returncode == 2
     assert "strength" in result.stderr and "sqr" in result.stderr and "^" in result.stderr
     assert "loading model" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_presets_and_bundled_keyframes_work_from_any_folder(
+    tiny_models, clip: Path, tmp_path: Path
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny").symlink_to(tiny_models.sd15.parent)
+    elsewhere.mkdir()
+    result = rotoscope(
+        f"input.path={clip}", "model=tiny", "keyframes=keyframes/seasons.yaml", "steps=4",
+        "input.max_frames=2", "stages=[plan,render]", "name=anywhere", cwd=elsewhere,
+        home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(list((home / "outputs/anywhere/frames").glob("*.png"))) == 2
+    assert not (elsewhere / "outputs").exists()

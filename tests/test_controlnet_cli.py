@@ -13,6 +13,9 @@ from test_cli import count_frames, frames_of, rotoscope
 
 from pipeline.render.pngmeta import read_png_metadata
 
+# End to end through the command line: each test renders in a subprocess.
+pytestmark = pytest.mark.slow
+
 
 def unit(name: str, model: Path, preprocessor: str, **fields: str) -> list[str]:
     prefix = f"+controlnet.units.{name}"

@@ -18,14 +18,16 @@ import torch
 from media import make_video
 from PIL import Image
 
+from pipeline.config.paths import HOME_ENV
 from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.lock import RunLock
 from pipeline.jobs.manifest import Manifest
 from pipeline.jobs.progress import Progress
 from pipeline.jobs.report import JobReport, frame_ranges
+from pipeline.jobs.run_folder import RunFolder
 from pipeline.models.loader import load_model
-from pipeline.plan.build import FrameJob
+from pipeline.plan.rows import FrameJob
 from pipeline.render.producer import FrameProducer
 from pipeline.render.renderer import Renderer
 
@@ -37,17 +39,17 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+def env(home: Path) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home)}
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command(*args), cwd=cwd, env=env(), capture_output=True, text=True,
+    return subprocess.run(command(*args), cwd=cwd, env=env(cwd), capture_output=True, text=True,
                           timeout=300, check=False)  # fmt: skip
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(command(*args), cwd=cwd, env=env(), stdout=subprocess.PIPE,
+    return subprocess.Popen(command(*args), cwd=cwd, env=env(cwd), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -97,13 +99,14 @@ def assert_same_frames(run_dir: Path, reference: list) -> None:
         assert np.array_equal(got, want), f"frame {index} differs"
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tmp_path) -> None:
     proc = start(*job_args, "name=killed", cwd=tmp_path)
     run_dir = tmp_path / "outputs/killed"
     wait_for_frames(run_dir, 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(Manifest(run_dir).finished(FRAMES))
+    done = len(Manifest(RunFolder(run_dir)).finished(FRAMES))
     assert 5 <= done < FRAMES
     resumed = run(*job_args, "name=killed", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -114,6 +117,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tm
     assert_same_frames(run_dir, reference)
 
 
+@pytest.mark.slow
 def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
     job_args, reference, tmp_path
 ) -> None:
@@ -135,6 +139,7 @@ def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
     assert_same_frames(run_dir, reference)
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> None:
     first = start(*job_args, "name=busy", cwd=tmp_path)
     try:
@@ -147,17 +152,22 @@ def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> N
         first.wait()
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path, caplog) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     (tmp_path / ".lock").write_text(json.dumps({"pid": int(dead.stdout), "host": "h"}))
-    with caplog.at_level("WARNING", logger="rotoscope"), RunLock(tmp_path):
+    with caplog.at_level("WARNING", logger="rotoscope"), RunLock(RunFolder(tmp_path).lock):
         pass
     assert f"left by process {int(dead.stdout)}" in caplog.text
-    with RunLock(tmp_path), pytest.raises(RotoscopeError, match="in use by process"):
-        RunLock(tmp_path).__enter__()
+    with (
+        RunLock(RunFolder(tmp_path).lock),
+        pytest.raises(RotoscopeError, match="in use by process"),
+    ):
+        RunLock(RunFolder(tmp_path).lock).__enter__()
 
 
+@pytest.mark.slow
 def test_editing_one_keyframe_rerenders_exactly_the_frames_it_changes(tiny_models, tmp_path):
     clip = make_video(tmp_path / "clip.mp4", frames=12, fps=12)
     keyframes = tmp_path / "anim.yaml"
@@ -185,6 +195,7 @@ def test_editing_one_keyframe_rerenders_exactly_the_frames_it_changes(tiny_model
     assert "8 rendered" in result.stderr and "4 reused" in result.stderr
 
 
+@pytest.mark.slow
 def test_damaged_manifest_line_is_skipped_not_fatal(job_args, tmp_path) -> None:
     assert run(*job_args, "name=damaged", "input.max_frames=4", cwd=tmp_path).returncode == 0
     manifest = tmp_path / "outputs/damaged/manifest.jsonl"
@@ -197,6 +208,7 @@ def test_damaged_manifest_line_is_skipped_not_fatal(job_args, tmp_path) -> None:
     assert report_of(tmp_path / "outputs/damaged")["reused"] == 4
 
 
+@pytest.mark.slow
 def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "good.mp4", frames=2, fps=12)
     missing = tmp_path / "missing.mp4"
@@ -252,8 +264,8 @@ def test_out_of_memory_with_every_saver_on_is_a_clear_error(model, monkeypatch) 
 
 
 def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> None:
-    manifest = Manifest(tmp_path)
-    producer = FrameProducer(tmp_path, manifest, model.identity, lambda: Renderer(model),
+    manifest = Manifest(RunFolder(tmp_path))
+    producer = FrameProducer(RunFolder(tmp_path), manifest, model.identity, lambda: Renderer(model),
                              Progress(2), JobReport(str(tmp_path)))  # fmt: skip
     image = np.full((64, 64, 3), 100, np.uint8)
     producer.produce(job(0), image, {"index": 0, "name": None, "time": 0.0})
@@ -267,11 +279,11 @@ def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> 
     with pytest.raises(RotoscopeError, match="disk full while writing frame 1"):
         producer.produce(job(1), image, {"index": 1, "name": None, "time": 0.1})
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000000.png"]
-    assert list(Manifest(tmp_path).records) == [0]
+    assert list(Manifest(RunFolder(tmp_path)).records) == [0]
 
 
 def test_free_disk_is_checked_before_rendering(tmp_path: Path, monkeypatch) -> None:
-    from pipeline import disk
+    from pipeline.jobs import disk
 
     monkeypatch.setattr(disk.shutil, "disk_usage", lambda _: SimpleNamespace(free=10 * 2**20))
     with pytest.raises(RotoscopeError, match="not enough free disk for 500 frames"):

@@ -172,3 +172,10 @@ def test_any_text_parses(text: str) -> None:
         return
     assert pieces
     assert all(isinstance(piece, str) and isinstance(weight, float) for piece, weight in pieces)
+
+
+def test_spaces_around_a_weights_colon_weigh_like_a1111() -> None:
+    # A1111's attention pattern reads ":\s*([+-]?[.\d]+)\s*\)" as the weight, so the
+    # space before the colon stays in the text and the weight still applies.
+    assert parse_attention("(word : 1.3)") == [("word ", 1.3)]
+    assert parse_attention("(word: 1.3 )") == [("word", 1.3)]

@@ -8,7 +8,7 @@ import torch
 
 from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.models.loader import load_model
-from pipeline.plan.build import FrameJob
+from pipeline.plan.rows import FrameJob
 from pipeline.render.renderer import Renderer
 
 

@@ -15,13 +15,14 @@ from pipeline.errors import RotoscopeError
 from pipeline.jobs.manifest import (
     FrameRecord,
     Manifest,
-    frame_file,
     frame_key,
     image_digest,
     rerender_reason,
 )
 from pipeline.jobs.progress import Progress
-from pipeline.plan.build import FrameJob, build_plan, read_plan, write_plan
+from pipeline.jobs.run_folder import RunFolder
+from pipeline.plan.build import build_plan
+from pipeline.plan.rows import FrameJob, read_plan, write_plan
 from pipeline.render.pngmeta import a1111_parameters, read_png_metadata, write_png
 
 
@@ -46,8 +47,8 @@ def test_plan_rows_round_trip(tmp_path: Path) -> None:
     rows = plan.rows
     assert [r.index for r in rows] == [0, 1, 2, 3, 4]
     assert rows[0].sampler == "DPM++ 2M Karras"
-    write_plan(plan, tmp_path)
-    assert read_plan(tmp_path) == rows
+    write_plan(plan.rows, RunFolder(tmp_path))
+    assert read_plan(RunFolder(tmp_path)) == rows
     csv_lines = (tmp_path / "plan.csv").read_text().splitlines()
     assert len(csv_lines) == 6 and csv_lines[0].startswith("index,")
 
@@ -73,7 +74,7 @@ def test_plan_rejects_bad_values(values: dict[str, object], needle: str) -> None
 
 def test_missing_plan_names_the_stage(tmp_path: Path) -> None:
     with pytest.raises(RotoscopeError, match="plan stage"):
-        read_plan(tmp_path)
+        read_plan(RunFolder(tmp_path))
 
 
 def test_a1111_parameters_layout() -> None:
@@ -128,13 +129,13 @@ def test_rerender_reasons_name_what_changed() -> None:
 
 
 def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
-    manifest = Manifest(tmp_path)
+    manifest = Manifest(RunFolder(tmp_path))
     (tmp_path / "frames").mkdir()
     for index in range(3):
-        (tmp_path / frame_file(index)).write_bytes(b"png")
-        manifest.add(FrameRecord(index, frame_file(index), f"k{index}", index, None, 0.0))
-    (tmp_path / frame_file(2)).unlink()
-    reloaded = Manifest(tmp_path)
+        (tmp_path / RunFolder.frame_name(index)).write_bytes(b"png")
+        manifest.add(FrameRecord(index, RunFolder.frame_name(index), f"k{index}", index, None, 0.0))
+    (tmp_path / RunFolder.frame_name(2)).unlink()
+    reloaded = Manifest(RunFolder(tmp_path))
     assert reloaded.current(0, "k0") is not None
     assert reloaded.current(1, "other") is None
     assert reloaded.current(2, "k2") is None  # file gone
@@ -142,16 +143,16 @@ def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
 
 
 def test_manifest_survives_a_torn_last_line(tmp_path: Path) -> None:
-    manifest = Manifest(tmp_path)
+    manifest = Manifest(RunFolder(tmp_path))
     (tmp_path / "frames").mkdir()
-    (tmp_path / frame_file(0)).write_bytes(b"png")
-    (tmp_path / frame_file(1)).write_bytes(b"png")
-    manifest.add(FrameRecord(0, frame_file(0), "k0", 0, None, 0.0))
+    (tmp_path / RunFolder.frame_name(0)).write_bytes(b"png")
+    (tmp_path / RunFolder.frame_name(1)).write_bytes(b"png")
+    manifest.add(FrameRecord(0, RunFolder.frame_name(0), "k0", 0, None, 0.0))
     with (tmp_path / "manifest.jsonl").open("a") as fh:
         fh.write('{"index": 5, "fi')  # killed mid-write
-    recovered = Manifest(tmp_path)
-    recovered.add(FrameRecord(1, frame_file(1), "k1", 1, None, 0.0))
-    assert sorted(Manifest(tmp_path).records) == [0, 1]
+    recovered = Manifest(RunFolder(tmp_path))
+    recovered.add(FrameRecord(1, RunFolder.frame_name(1), "k1", 1, None, 0.0))
+    assert sorted(Manifest(RunFolder(tmp_path)).records) == [0, 1]
     last = (tmp_path / "manifest.jsonl").read_text().splitlines()[-1]
     assert json.loads(last)["index"] == 1
 

@@ -30,11 +30,12 @@ from PIL import Image, ImageOps
 
 from pipeline.config.schema import BadFramePolicy, InputConfig, ResizeMode
 from pipeline.errors import RotoscopeError
+from pipeline.source.base import Source
 from pipeline.source.images import load_image, natural_key
-from pipeline.source.open import Source, VideoSource, open_source
+from pipeline.source.open import open_source
 from pipeline.source.probe import probe_video
 from pipeline.source.resize import flatten_alpha, parse_color, resize_frame, target_size
-from pipeline.source.video import VideoReader
+from pipeline.source.video import VideoReader, VideoSource
 
 FPS = 12
 FRAMES = 48

@@ -7,7 +7,7 @@ the output order and every listed frame becomes exactly one output frame). Outpu
 - ``webm``: VP9 yuv420p, BT.709, Opus audio (Vorbis when the ffmpeg lacks libopus);
 - ``gif``: one global palette (palettegen/paletteuse in one graph), loops forever,
   no audio;
-- ``images``: a folder of PNG copies (:func:`write_image_folder`).
+- ``images``: a folder of PNG copies (:mod:`pipeline.assemble.images`).
 
 How frames reach ffmpeg: Python decodes one PNG at a time and pipes raw ``rgb24`` to
 ffmpeg's stdin (never the whole clip in memory). Piping was chosen over an ffconcat
@@ -26,22 +26,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
-import shutil
 import subprocess
 import tempfile
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import IO, Any
 
 import ffmpeg
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.atomic import atomic_path
 from pipeline.config.schema import OutputFormat
 from pipeline.errors import RotoscopeError
 from pipeline.ffmpeg_exe import ffmpeg_exe
@@ -53,7 +51,6 @@ MAX_FPS_DENOMINATOR = 100_000
 
 AAC_BITRATE = "192k"
 WEBM_AUDIO_BITRATE = "128k"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _VIDEO_FORMATS = (OutputFormat.mp4, OutputFormat.webm, OutputFormat.gif)
 _BT709 = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709"}
@@ -83,11 +80,11 @@ class AudioSpec:
     duration: float  # seconds of the selected range
 
 
-def output_path(run_dir: Path, name: str, fmt: OutputFormat) -> Path:
-    """Where a run's deliverable goes: ``run_dir/name.mp4``; a folder for ``images``."""
-    if fmt is OutputFormat.images:
-        return run_dir / name
-    return run_dir / f"{name}.{fmt.value}"
+def video_extension(fmt: OutputFormat) -> str:
+    """The file extension of a video format (``mp4``, ``webm``, ``gif``)."""
+    if fmt not in _VIDEO_FORMATS:
+        raise ValueError(f"{fmt.value} is not a video format")
+    return fmt.value
 
 
 def exact_rate(fps: float) -> Fraction:
@@ -120,13 +117,15 @@ def encode_video(
     """
     if fmt not in _VIDEO_FORMATS:
         raise ValueError(f"encode_video writes mp4, webm or gif, not {fmt.value}")
-    _require_frames(frames)
+    require_frames(frames)
     rate = exact_rate(fps)
     size = _png_size(frames[0])
-    with _temporary_sibling(out_path) as tmp:
-        args = ffmpeg_command(tmp, fmt, size, rate, len(frames), crf, preset, audio)
-        _run_ffmpeg(args, frames, size, out_path)
-        _move_into_place(tmp, out_path)
+    try:
+        with atomic_path(out_path) as tmp:
+            args = ffmpeg_command(tmp, fmt, size, rate, len(frames), crf, preset, audio)
+            _run_ffmpeg(args, frames, size, out_path)
+    except OSError as exc:
+        raise RotoscopeError(f"cannot write {out_path}: {exc}") from exc
     return out_path
 
 
@@ -252,7 +251,7 @@ def _require_source(path: Path) -> None:
         )
 
 
-def _require_frames(frames: Sequence[Path]) -> None:
+def require_frames(frames: Sequence[Path]) -> None:
     """Nothing to encode is a user-visible state (render skipped or failed), not a bug."""
     if not frames:
         raise RotoscopeError(
@@ -336,113 +335,3 @@ def last_error_line(stderr: str) -> str:
     causes = [line for line in lines if not any(c in line for c in _CONSEQUENCES)]
     line = (causes or lines or ["no error message (exit status only)"])[-1]
     return re.sub(r"^(?:\[([^\]]+?) @ 0x[0-9a-fA-F]+\]\s*)+", r"\1: ", line)
-
-
-@contextlib.contextmanager
-def _temporary_sibling(final: Path) -> Iterator[Path]:
-    """A unique hidden path next to ``final``, removed unless moved into place.
-
-    Same folder, hence same filesystem, so the final rename is atomic. The file is
-    not pre-created (as ``mkstemp`` would, with mode 0600): whoever writes it creates
-    it with the user's umask, so the delivered file has normal permissions.
-    """
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RotoscopeError(f"cannot create folder {final.parent}: {exc}") from exc
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.part")
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """The atomic step: the final name appears only with complete content."""
-    try:
-        os.replace(tmp, final)
-    except OSError as exc:
-        raise RotoscopeError(f"cannot write {final}: {exc}") from exc
-
-
-def write_image_folder(
-    frames: Sequence[Path], names: Sequence[str] | None, out_dir: Path
-) -> list[Path]:
-    """Copy the PNG frames into ``out_dir`` byte for byte; return the written paths.
-
-    Bytes are copied, not re-encoded, so PNG text chunks (the generation
-    ``parameters``) survive. Names: with ``names`` (source file names from an image
-    folder) each frame keeps its source stem with a ``.png`` extension
-    (``photo_01.jpg`` -> ``photo_01.png``); without, frames are numbered by their
-    position in ``frames`` (``000000.png``, ...), a gap-free sequence like the video.
-    Collisions are resolved by :func:`png_names`. Each file is written atomically.
-    """
-    _require_frames(frames)
-    if names is not None and len(names) != len(frames):
-        raise ValueError(f"{len(names)} names for {len(frames)} frames")
-    if out_dir.resolve() in {Path(p).resolve().parent for p in frames}:
-        raise RotoscopeError(
-            f"image output folder {out_dir} is the folder holding the rendered frames",
-            "choose another run name or output folder",
-        )
-    if names is None:
-        width = max(6, len(str(len(frames) - 1)))
-        targets = [f"{i:0{width}d}.png" for i in range(len(frames))]
-    else:
-        targets = png_names(names)
-    pairs = zip(frames, targets, strict=True)
-    return [_copy_png(Path(src), out_dir / target) for src, target in pairs]
-
-
-def png_names(names: Sequence[str]) -> list[str]:
-    """Output PNG names for source names: stem + ``.png``, unique, deterministic.
-
-    Rule: every source whose ``stem.png`` is not already taken keeps it, first in
-    list order winning (``a.jpg`` before ``a.png`` gets ``a.png``). A later source
-    whose name collides gets its original extension folded into the stem
-    (``a.png`` -> ``a_png.png``), then a counter if that is taken too
-    (``a_png_2.png``, ...). A source never loses its natural name to a renamed one.
-    Comparison ignores case, so case-insensitive filesystems (macOS, Windows) cannot
-    overwrite either. Directory parts of a name are dropped.
-    """
-    paths = [PurePath(name) for name in names]
-    natural = [f"{path.stem}.png" for path in paths]
-    owner: dict[str, int] = {}
-    for index, name in enumerate(natural):
-        owner.setdefault(name.casefold(), index)
-    taken = set(owner)
-    result = []
-    for index, (path, name) in enumerate(zip(paths, natural, strict=True)):
-        if owner[name.casefold()] != index:
-            name = next(c for c in _alternatives(path) if c.casefold() not in taken)
-            taken.add(name.casefold())
-        result.append(name)
-    return result
-
-
-def _alternatives(path: PurePath) -> Iterator[str]:
-    """Candidate names for a colliding source, in order of preference."""
-    base = f"{path.stem}_{path.suffix[1:].lower()}" if path.suffix else path.stem
-    yield f"{base}.png"
-    counter = 2
-    while True:
-        yield f"{base}_{counter}.png"
-        counter += 1
-
-
-def _copy_png(src: Path, dst: Path) -> Path:
-    """Copy one PNG's bytes to ``dst`` through a temporary sibling and a rename."""
-    try:
-        with src.open("rb") as handle:
-            is_png = handle.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
-    except OSError as exc:
-        raise RotoscopeError(f"cannot read rendered frame {src}: {exc}") from exc
-    if not is_png:
-        raise RotoscopeError(f"rendered frame {src} is not a PNG file", "re-render it")
-    with _temporary_sibling(dst) as tmp:
-        try:
-            shutil.copyfile(src, tmp)
-        except OSError as exc:
-            raise RotoscopeError(f"cannot copy {src} to {dst}: {exc}") from exc
-        _move_into_place(tmp, dst)
-    return dst

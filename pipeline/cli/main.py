@@ -22,12 +22,13 @@ from omegaconf import DictConfig
 
 from pipeline.cli.logs import quiet_libraries
 from pipeline.cli.overrides import quote_text_values
-from pipeline.config.compose import compose_checked
+from pipeline.config.compose import compose_checked, to_run_config
 from pipeline.config.keyframes import explicit_keys
-from pipeline.config.schema import register, to_run_config
+from pipeline.config.schema import register
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.interrupts import StopRequested
-from pipeline.jobs.run import LOG_NAME, run_job
+from pipeline.jobs.run import run_job
+from pipeline.jobs.run_folder import RunFolder
 
 log = logging.getLogger("rotoscope")
 
@@ -70,7 +71,7 @@ def quiet_library_imports() -> None:
 RESUME_ENV = "ROTOSCOPE_COMMAND"
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://pipeline.conf", config_name="config")
 def hydra_entry(cfg: DictConfig) -> dict[str, object]:
     """Run one job (one combination, under multirun) in its run folder.
 
@@ -105,11 +106,11 @@ def hydra_entry(cfg: DictConfig) -> dict[str, object]:
         if run_cfg.runtime.verbose:
             raise
         if run_dir.is_dir():
-            with (run_dir / LOG_NAME).open("a", encoding="utf-8") as fh:
+            with RunFolder(run_dir).log.open("a", encoding="utf-8") as fh:
                 fh.write(traceback.format_exc())
         log.error(
             "unexpected failure: %s: %s (traceback in %s; rerun with runtime.verbose=true)",
-            type(exc).__name__, exc, run_dir / LOG_NAME,
+            type(exc).__name__, exc, RunFolder(run_dir).log,
         )  # fmt: skip
         if not multirun:
             sys.exit(1)

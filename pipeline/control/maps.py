@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.atomic import atomic_path
 from pipeline.config.schema import ControlMismatch, InputConfig, RunConfig
 from pipeline.control.preprocessors import (
     check_preprocessor,
@@ -30,13 +30,11 @@ from pipeline.control.preprocessors import (
 )
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.manifest import image_digest
-from pipeline.source.frames import Frame
-from pipeline.source.open import Source, open_source
+from pipeline.jobs.run_folder import RunFolder
+from pipeline.source.base import Frame, Source
+from pipeline.source.open import open_source
 
 log = logging.getLogger("rotoscope")
-
-CONTROL_DIR = "control"
-MAPS_INDEX = "maps.jsonl"
 
 
 def control_input(cfg: RunConfig, source: str, width: int, height: int) -> InputConfig:
@@ -122,9 +120,9 @@ class UnitMap:
 class ControlMaps:
     """Every unit's maps for the frames of one run; a context manager (it opens sources)."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, width: int, height: int) -> None:
+    def __init__(self, cfg: RunConfig, folder: RunFolder, width: int, height: int) -> None:
         self.cfg = cfg
-        self.run_dir = run_dir
+        self.folder = folder
         self.width, self.height = width, height
         self.annotators = Path(cfg.controlnet.annotators)
         self.names = list(cfg.controlnet.units)
@@ -157,7 +155,7 @@ class ControlMaps:
             key = hashlib.sha256(
                 f"{self._signatures[name]}\0{image_digest(frame)}".encode()
             ).hexdigest()
-            path = self.run_dir / CONTROL_DIR / name / f"{index:06d}.png"
+            path = self.folder.control_map(name, index)
             cached = self._index[name].get(index) == key and path.is_file()
             result.append(UnitMap(key, path, cached, self._maker(name, index, frame, key)))
         return result
@@ -178,18 +176,14 @@ class ControlMaps:
         return make
 
     def _store(self, name: str, index: int, key: str, control_map: np.ndarray) -> None:
-        folder = self.run_dir / CONTROL_DIR / name
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{index:06d}.png"
-        tmp = folder / f".{index:06d}.png.tmp"
-        Image.fromarray(control_map).save(tmp, format="PNG", compress_level=3)
-        os.replace(tmp, path)
-        with (folder / MAPS_INDEX).open("a", encoding="utf-8") as fh:
+        with atomic_path(self.folder.control_map(name, index), durable=False) as tmp:
+            Image.fromarray(control_map).save(tmp, format="PNG", compress_level=3)
+        with self.folder.control_index(name).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"index": index, "key": key}) + "\n")
         self._index[name][index] = key
 
     def _load_index(self, name: str) -> dict[int, str]:
-        path = self.run_dir / CONTROL_DIR / name / MAPS_INDEX
+        path = self.folder.control_index(name)
         entries: dict[int, str] = {}
         if path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():

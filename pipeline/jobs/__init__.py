@@ -1,1 +1,8 @@
-"""jobs."""
+"""One job over one run folder: the stages in order, and the run folder's records.
+
+``run`` is the orchestrator and the only module here that imports the stages. The
+others are the records every stage shares and may import: ``run_folder`` (every file's
+name), ``manifest`` (finished frames and their keys), ``report``, ``progress``,
+``interrupts`` (graceful stop), ``lock`` and ``disk``. May import ``config``, the
+stages (``run`` only) and ``pipeline.errors``/``pipeline.atomic``; never torch.
+"""

@@ -23,14 +23,13 @@ from pipeline.errors import RotoscopeError
 
 log = logging.getLogger("rotoscope")
 
-LOCK_NAME = ".lock"
-
 
 class RunLock:
     """Exclusive lock on a run folder; use as a context manager."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_NAME
+    def __init__(self, path: Path) -> None:
+        """``path`` is the lock file, ``RunFolder.lock``; its folder is the run folder."""
+        self.path = path
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:

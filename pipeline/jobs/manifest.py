@@ -16,17 +16,14 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.plan.build import FrameJob
+from pipeline.jobs.run_folder import RunFolder
+from pipeline.plan.rows import FrameJob
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.jsonl"
-FRAMES_DIR = "frames"
 
 
 @dataclass(frozen=True)
@@ -90,16 +87,12 @@ def rerender_reason(
     return "changed"
 
 
-def frame_file(index: int) -> str:
-    return f"{FRAMES_DIR}/{index:06d}.png"
-
-
 class Manifest:
     """Append-only JSON lines; the last line for an index wins."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self.path = run_dir / MANIFEST
+    def __init__(self, folder: RunFolder) -> None:
+        self.run_dir = folder.path
+        self.path = folder.manifest
         self.records: dict[int, FrameRecord] = self._load()
 
     def _load(self) -> dict[int, FrameRecord]:

@@ -8,13 +8,18 @@ and printed as one line.
 from __future__ import annotations
 
 import json
+import platform
 import resource
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
-REPORT_NAME = "report.json"
+from pipeline.atomic import write_text
+
+# Whose versions every report records: what a frame's pixels depend on.
+VERSIONED_PACKAGES = ("torch", "diffusers", "transformers")
 
 
 @dataclass
@@ -37,6 +42,9 @@ class JobReport:
     peak_gpu_mib: float | None = None
     outputs: list[str] = field(default_factory=list)
     resume_command: str | None = None
+    # what rendered: the device (set by the render stage) and the library versions
+    device: str | None = None
+    versions: dict[str, str | None] = field(default_factory=lambda: library_versions())
     _rendered: list[int] = field(default_factory=list, repr=False)
     _reasons: Counter[str] = field(default_factory=Counter, repr=False)
 
@@ -54,11 +62,10 @@ class JobReport:
         self.peak_rss_mib = round(peak_rss_bytes() / 2**20, 1)
         self.peak_gpu_mib = peak_gpu_mib()
 
-    def write(self, run_dir: Path) -> Path:
+    def write(self, path: Path) -> Path:
+        """Write the report as JSON to ``path`` (the run folder's ``report.json``)."""
         data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        path = run_dir / REPORT_NAME
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_text(path, json.dumps(data, indent=2) + "\n")
 
     def line(self) -> str:
         why = ", ".join(f"{count} {reason}" for reason, count in self.reasons.items())
@@ -74,6 +81,18 @@ class JobReport:
         if self.peak_gpu_mib is not None:
             parts.append(f"peak GPU {self.peak_gpu_mib:.0f} MiB")
         return "; ".join(parts)
+
+
+def library_versions() -> dict[str, str | None]:
+    """Python's and the rendering libraries' versions, read from package metadata (no
+    import, so a dry run stays light); None for a package that is not installed."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def frame_ranges(indices: list[int]) -> str:

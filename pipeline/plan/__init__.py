@@ -1,1 +1,8 @@
-"""plan."""
+"""Rows out: every schedule, prompt keyframe and seed resolved into one row per frame.
+
+``build`` makes the rows (``rows.FrameJob``) from the config, ``schedules`` and
+``expressions`` parse Deforum's schedule language with a safe evaluator, ``seeds`` the
+seed behaviours, ``prompt_syntax`` A1111's attention syntax, ``chart`` draws plan.png,
+``stage`` is the plan stage. May import ``config``, ``source``, ``control`` (checks),
+``jobs.run_folder`` and ``pipeline.errors``/``pipeline.atomic``; never torch.
+"""

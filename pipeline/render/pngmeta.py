@@ -10,14 +10,14 @@ frame's final name, which is what lets resume trust every file it finds.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from pipeline.plan.build import FrameJob
+from pipeline.atomic import atomic_path
+from pipeline.plan.rows import FrameJob
 
 PARAMETERS_KEY = "parameters"
 JSON_KEY = "rotoscope"
@@ -75,16 +75,8 @@ def write_png(path: Path, image: np.ndarray, parameters: str, details: dict[str,
     info = PngImagePlugin.PngInfo()
     info.add_itxt(PARAMETERS_KEY, parameters)
     info.add_itxt(JSON_KEY, json.dumps(details, sort_keys=True, ensure_ascii=False))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # never half a frame under its name (full disk, kill)
         Image.fromarray(image).save(tmp, format="PNG", pnginfo=info, compress_level=4)
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave half a frame behind (full disk, kill)
-        raise
 
 
 def read_png_metadata(path: Path) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -30,14 +29,14 @@ from pipeline.jobs.interrupts import GracefulStop
 from pipeline.jobs.manifest import (
     FrameRecord,
     Manifest,
-    frame_file,
     frame_key,
     image_digest,
     rerender_reason,
 )
 from pipeline.jobs.progress import Progress
 from pipeline.jobs.report import JobReport
-from pipeline.plan.build import FrameJob
+from pipeline.jobs.run_folder import RunFolder
+from pipeline.plan.rows import FrameJob
 from pipeline.render.pngmeta import a1111_parameters, write_png
 from pipeline.render.renderer import Renderer
 from pipeline.source.open import Source
@@ -50,7 +49,7 @@ class FrameProducer:
 
     def __init__(
         self,
-        run_dir: Path,
+        folder: RunFolder,
         manifest: Manifest,
         identity: str,
         make_renderer: Callable[[], Renderer],
@@ -62,7 +61,7 @@ class FrameProducer:
         """``identity`` names the weights (base model and ControlNets) for frame keys;
         ``make_renderer`` loads them, and is only called once a frame needs rendering,
         so a re-run that finds every frame current never loads a model."""
-        self.run_dir = run_dir
+        self.folder = folder
         self.manifest = manifest
         self.identity = identity
         self._make_renderer = make_renderer
@@ -98,7 +97,7 @@ class FrameProducer:
             self.progress.advance(reused=True)
             self.report.reused += 1
             output = (
-                np.asarray(Image.open(self.run_dir / record.file).convert("RGB"))
+                np.asarray(Image.open(self.folder.path / record.file).convert("RGB"))
                 if need_output
                 else None
             )
@@ -139,7 +138,7 @@ class FrameProducer:
         )
         record = FrameRecord(
             index=job.index,
-            file=frame_file(job.index),
+            file=RunFolder.frame_name(job.index),
             key=key,
             source_index=int(source["index"]),  # type: ignore[call-overload]
             source_name=source["name"],  # type: ignore[arg-type]
@@ -150,13 +149,13 @@ class FrameProducer:
             control=control,
         )
         try:
-            write_png(self.run_dir / record.file, output, parameters, details)
+            write_png(self.folder.path / record.file, output, parameters, details)
             self.manifest.add(record)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
             raise RotoscopeError(
-                f"disk full while writing frame {job.index} in {self.run_dir}",
+                f"disk full while writing frame {job.index} in {self.folder}",
                 "the frames before it are safe; free some space and run the same command to resume",
             ) from exc
 

@@ -24,7 +24,7 @@ from pipeline.errors import RotoscopeError
 from pipeline.models.controlnets import control_kwargs, control_pipeline
 from pipeline.models.loader import LoadedModel
 from pipeline.models.samplers import make_scheduler, seed_scheduler
-from pipeline.plan.build import FrameJob
+from pipeline.plan.rows import FrameJob
 from pipeline.render.conditioning import Conditioning, PromptEncoder, blend
 
 log = logging.getLogger("rotoscope")

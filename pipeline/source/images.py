@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from pipeline.config.schema import BadFramePolicy, InputConfig
 from pipeline.errors import RotoscopeError
-from pipeline.source.resize import flatten_alpha
+from pipeline.source.base import Frame, Selection, Source, SourceInfo
+from pipeline.source.resize import flatten_alpha, parse_color, resize_frame
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +116,56 @@ def _exif_orientation(path: Path) -> int:
             return int(img.getexif().get(_EXIF_ORIENTATION, 1))
     except (OSError, ValueError):  # Pillow cannot parse it: cv2 still decoded it
         return 1
+
+
+class ImageSource(Source):
+    """Frames from image files: a folder's images, or one image repeated."""
+
+    def __init__(
+        self, info: SourceInfo, selection: Selection, files: list[Path], cfg: InputConfig
+    ) -> None:
+        super().__init__(info, selection)
+        self._files = files  # one entry per source frame (a single image appears n times)
+        self._cfg = cfg
+        self._background = parse_color(cfg.background)
+
+    def _frames(self) -> Generator[Frame, None, None]:
+        previous: tuple[Path, np.ndarray] | None = None
+        for index, source_index in enumerate(self.selection.indices(len(self._files))):
+            path = self._files[source_index]
+            if previous is None or previous[0] != path:  # decode a repeated image once
+                try:
+                    previous = (path, self._render(path))
+                except RotoscopeError as exc:
+                    if not self._bad_frame(index, path, exc, previous is not None):
+                        continue
+                    assert previous is not None  # repeat: keep the last good image
+            frame = Frame(
+                index=index,
+                source_index=source_index,
+                time=source_index / self._cfg.fps,
+                name=path.name,
+                image=previous[1].copy(),
+            )
+            self.frames_read += 1
+            yield frame
+
+    def _bad_frame(self, index: int, path: Path, exc: RotoscopeError, can_repeat: bool) -> bool:
+        """Apply input.on_bad_frame to an unreadable image; True means repeat the last one."""
+        policy = self._cfg.on_bad_frame
+        if policy is BadFramePolicy.stop:
+            raise RotoscopeError(
+                f"frame {index}: {exc.message}",
+                "finished frames are kept; fix or remove the file, or set "
+                "input.on_bad_frame=skip / repeat",
+            ) from exc
+        repeat = policy is BadFramePolicy.repeat and can_repeat
+        action = "repeating the previous frame" if repeat else "skipping it"
+        logger.warning("frame %d: %s; %s (input.on_bad_frame)", index, exc.message, action)
+        self.failures.append((index, f"{path.name}: {exc.message}"))
+        return repeat
+
+    def _render(self, path: Path) -> np.ndarray:
+        info = self.info
+        image = load_image(path, self._background)
+        return resize_frame(image, info.width, info.height, self._cfg.resize_mode, self._background)

@@ -23,19 +23,29 @@ share one resize path. RGBA is requested only when the stream has alpha.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO
 
 import ffmpeg
 import numpy as np
 
+from pipeline.config.schema import InputConfig
+from pipeline.errors import RotoscopeError
 from pipeline.ffmpeg_exe import ffmpeg_exe
+from pipeline.source.base import Frame, Selection, Source, SourceInfo
 from pipeline.source.probe import VideoProbe
+from pipeline.source.resize import flatten_alpha, parse_color, resize_frame
+
+logger = logging.getLogger(__name__)
 
 # ffmpeg's first error lines (they name the cause) are kept; later ones are read and dropped.
 _STDERR_LINES = 3
+# A clip one frame shorter than its container duration promises is normal (rounding,
+# audio that outlasts the video by a few milliseconds); more than that is not.
+_SHORTFALL_SLACK = 1
 
 
 class VideoReader:
@@ -155,3 +165,58 @@ def _drain(stream: IO[bytes] | None, head: list[str]) -> None:
         text = line.decode(errors="replace").strip()
         if text and len(head) < _STDERR_LINES:
             head.append(text)
+
+
+class VideoSource(Source):
+    """Frames of a video file, decoded by one ffmpeg process per pass."""
+
+    def __init__(
+        self, info: SourceInfo, selection: Selection, probe: VideoProbe, cfg: InputConfig
+    ) -> None:
+        super().__init__(info, selection)
+        self.probe = probe
+        self._cfg = cfg
+        self._background = parse_color(cfg.background)
+
+    def _frames(self) -> Generator[Frame, None, None]:
+        sel = self.selection
+        reader = VideoReader(self.probe, sel.start, sel.stop, sel.every, sel.count(None))
+        try:
+            for raw in reader:
+                source_index = sel.start + self.frames_read * sel.every
+                frame = Frame(
+                    index=self.frames_read,
+                    source_index=source_index,
+                    time=float(source_index / self.probe.fps),
+                    name=None,
+                    image=self._to_render(raw),
+                )
+                self.frames_read += 1
+                yield frame
+            self._check_end(reader)
+        finally:
+            reader.close()
+
+    def _to_render(self, raw: np.ndarray) -> np.ndarray:
+        """Decoded pixels (RGB or RGBA at display size) to the render frame."""
+        rgb = flatten_alpha(raw, self._background) if raw.shape[2] == 4 else raw
+        info = self.info
+        return resize_frame(rgb, info.width, info.height, self._cfg.resize_mode, self._background)
+
+    def _check_end(self, reader: VideoReader) -> None:
+        """After ffmpeg's last frame: fail if it decoded nothing, warn if it stopped short."""
+        path = self.info.path
+        if self.frames_read == 0 and reader.returncode != 0:
+            raise RotoscopeError(
+                f"ffmpeg could not decode video '{path}': {reader.stderr_head or 'no output'}",
+                "check that the file plays in a video player; re-export or remux it",
+            )
+        expected = self.info.expected_frames
+        if expected is not None and self.frames_read < expected - _SHORTFALL_SLACK:
+            self.ended_early = True
+            logger.warning(
+                "video '%s' ended early: got %d of %d expected frames "
+                "(the file may be truncated); rendering the frames it has%s",
+                path, self.frames_read, expected,
+                f" [ffmpeg: {reader.stderr_head}]" if reader.stderr_head else "",
+            )  # fmt: skip

@@ -1,0 +1,83 @@
+"""The plan stage: probe the source, resolve every schedule, write the plan.
+
+No model is loaded, so ``stages=[plan]`` is a cheap dry run: ``plan.csv``, ``plan.jsonl``,
+the chart ``plan.png`` and ``source.json`` show what every frame will get.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.config.schema import AnimationMode, RunConfig
+from pipeline.control.maps import check_units
+from pipeline.errors import RotoscopeError
+from pipeline.jobs.run_folder import RunFolder
+from pipeline.plan.build import Plan, build_plan
+from pipeline.plan.chart import write_plan_chart
+from pipeline.plan.rows import write_plan
+from pipeline.source.base import SourceInfo
+from pipeline.source.open import open_source
+
+log = logging.getLogger("rotoscope")
+
+
+def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> int:
+    """Probe the source, resolve every schedule and write the plan; return the frame count.
+
+    ``origins`` maps config keys to the keyframe file their value came from, so errors
+    name that file.
+    """
+    with open_source(cfg.input) as source:
+        info = source.info
+        count = source.count_frames()
+    if cfg.animation.mode is AnimationMode.loopback and cfg.input.max_frames:
+        count = cfg.input.max_frames  # loopback needs only the first frame as its start
+    if count == 0:
+        raise RotoscopeError(
+            f"input.path '{cfg.input.path}' selects no frames",
+            "check input.start / input.end / input.max_frames",
+        )
+    if cfg.controlnet.units:
+        if cfg.animation.mode is AnimationMode.loopback:
+            raise RotoscopeError(
+                "controlnet units with animation.mode=loopback are not supported",
+                "use controlnet with animation=none, or loopback without controlnet",
+            )
+        check_units(cfg, count, info.width, info.height)
+    plan = build_plan(cfg, count, info.width, info.height, info.fps, origins)
+    write_plan(plan.rows, folder)
+    write_plan_chart(
+        plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
+    )
+    info.write(folder.source_json)
+    log.info("plan: %s", summarize(plan, info, cfg))
+    return count
+
+
+def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
+    """One line a user can check before rendering: size, frames, ranges, prompts."""
+
+    def span(values: list[float]) -> str:
+        low, high = min(values), max(values)
+        return (
+            f"{low:g}" if low == high else f"{values[0]:g}..{values[-1]:g} (range {low:g}-{high:g})"
+        )
+
+    rows = plan.rows
+    seeds = sorted({row.seed for row in rows})
+    seed_text = (
+        f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
+    )
+    mode = ", loopback" if cfg.animation.mode is AnimationMode.loopback else ""
+    size = f"{info.width}x{info.height} at {info.fps:g} fps{mode}"
+    return "; ".join(
+        [
+            f"{len(rows)} frames of {info.path} ({info.kind}, {size})",
+            f"{len(plan.prompt_keys)} prompt keyframe(s)",
+            f"strength {span([r.strength for r in rows])}",
+            f"guidance {span([r.guidance_scale for r in rows])}",
+            f"steps {span([float(r.steps) for r in rows])}",
+            rows[0].sampler,
+            seed_text,
+        ]
+    )
