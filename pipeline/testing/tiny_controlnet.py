@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import save_file
 
 from pipeline.testing.checkpoint_export import unet_to_ldm
-from pipeline.testing.tiny_models import TINY_FORMAT, TinyModels, _write
+from pipeline.testing.tiny_models import TINY_FORMAT, TinyModels, save_into_place
 
 if TYPE_CHECKING:
     from diffusers import ControlNetModel, UNet2DConditionModel
@@ -86,10 +86,12 @@ def build_tiny_controlnets(out_dir: Path, tiny: TinyModels) -> TinyControlNets:
         torch.manual_seed(SEED)
         sd15_unet = UNet2DConditionModel.from_pretrained(tiny.sd15, subfolder="unet")
         sd15 = _controlnet(sd15_unet)
-        _write(paths.sd15, sd15.save_pretrained)
-        _write(paths.sd15_single, lambda path: export_controlnet_ldm(sd15, sd15_unet, path))
+        save_into_place(paths.sd15, sd15.save_pretrained)
+        save_into_place(
+            paths.sd15_single, lambda path: export_controlnet_ldm(sd15, sd15_unet, path)
+        )
         sdxl = _controlnet(UNet2DConditionModel.from_pretrained(tiny.sdxl, subfolder="unet"))
-        _write(paths.sdxl, sdxl.save_pretrained)
+        save_into_place(paths.sdxl, sdxl.save_pretrained)
     stamp.write_text(json.dumps(version) + "\n")
     return paths
 

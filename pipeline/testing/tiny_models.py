@@ -28,7 +28,6 @@ from pipeline.testing.checkpoint_export import export_sd15_checkpoint, export_sd
 # Bump when the tiny architecture changes, so folders built by an older version are rebuilt.
 TINY_FORMAT = 2
 SEED = 0
-DEFAULT_DIR = Path("models/tiny")
 _STAMP = "tiny_models.json"
 
 _BOS = "<|startoftext|>"
@@ -99,14 +98,14 @@ def build_tiny_models(out_dir: Path) -> TinyModels:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         sd15 = _sd15_pipeline(out_dir)
-        _write(paths.sd15, sd15.save_pretrained)
-        _write(
+        save_into_place(paths.sd15, sd15.save_pretrained)
+        save_into_place(
             paths.sd15_single,
             lambda path: export_sd15_checkpoint(sd15.unet, sd15.vae, sd15.text_encoder, path),
         )
         sdxl = _sdxl_pipeline(out_dir)
-        _write(paths.sdxl, sdxl.save_pretrained)
-        _write(
+        save_into_place(paths.sdxl, sdxl.save_pretrained)
+        save_into_place(
             paths.sdxl_single,
             lambda path: export_sdxl_checkpoint(
                 sdxl.unet, sdxl.vae, sdxl.text_encoder, sdxl.text_encoder_2, path
@@ -124,7 +123,7 @@ def _is_complete(stamp: Path, paths: TinyModels) -> bool:
     return built == TINY_FORMAT and all(path.exists() for path in astuple(paths))
 
 
-def _write(target: Path, save: Callable[[Path], object]) -> None:
+def save_into_place(target: Path, save: Callable[[Path], object]) -> None:
     """Save to a temporary sibling, then move it over ``target``."""
     partial = target.with_name(target.name + ".partial")
     for leftover in (partial, target):
