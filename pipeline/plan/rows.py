@@ -15,6 +15,9 @@ from pipeline.atomic import write_text
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.run_folder import RunFolder
 
+# Row fields added after the first release: omitted from a row's JSON while None.
+LATER_FIELDS = frozenset({"segment_start", "attention_steps", "flow_weight"})
+
 
 @dataclass(frozen=True)
 class FrameJob:
@@ -48,9 +51,23 @@ class FrameJob:
     noise: float | None = None
     # ControlNet units by name: {"canny": {"weight": 1.0, "start": 0.0, "end": 1.0}}
     controls: dict[str, dict[str, float]] | None = None
+    # Temporal coherence (set only when it is on): the first frame of this frame's
+    # segment (its anchor; the frame itself for a segment's first frame), the fraction
+    # of steps with cross-frame attention, the weight of the flow-moved previous output.
+    segment_start: int | None = None
+    attention_steps: float | None = None
+    flow_weight: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+        """The row as JSON: what a frame's key hashes. Fields added after the first
+        release are left out while unset, so rows (and keys) of runs that do not use
+        them are what they always were."""
+        values = {
+            name: value
+            for name, value in asdict(self).items()
+            if value is not None or name not in LATER_FIELDS
+        }
+        return json.dumps(values, sort_keys=True, ensure_ascii=False)
 
 
 def write_plan(rows: list[FrameJob], folder: RunFolder) -> None:
