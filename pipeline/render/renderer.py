@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +40,14 @@ class LoadedControlNet:
     preprocessor: str
     net: Any
     identity: str
+
+
+class FrameHooks(Protocol):
+    """Something that acts inside one frame's pipeline call (temporal coherence)."""
+
+    def enter(self, stack: ExitStack, pipe: Any) -> dict[str, Any]:
+        """Enter its contexts on ``stack`` for this call; return extra call arguments."""
+        ...
 
 
 class Renderer:
@@ -71,19 +80,24 @@ class Renderer:
         ]
 
     def render(
-        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None = None
+        self,
+        job: FrameJob,
+        image: np.ndarray,
+        maps: list[np.ndarray] | None = None,
+        hooks: FrameHooks | None = None,
     ) -> np.ndarray:
         """The output frame (RGB uint8, same size as ``image``) for ``job``.
 
-        Out of GPU memory, the frame is retried with the next memory saver switched on
-        (they stay on for the rest of the run); when none is left the error says so,
-        and every frame rendered before stays on disk.
+        ``hooks`` (temporal coherence) act inside the pipeline call. Out of GPU memory,
+        the frame is retried with the next memory saver switched on (they stay on for
+        the rest of the run); when none is left the error says so, and every frame
+        rendered before stays on disk.
         """
         if job.strength == 0:
             return image.copy()  # diffusers' strength 0 keeps the input: no step runs
         while True:
             try:
-                return self._render(job, image, maps)
+                return self._render(job, image, maps, hooks)
             except torch.cuda.OutOfMemoryError as exc:
                 saver = self.savers.next_saver()
                 if saver is None:
@@ -96,13 +110,19 @@ class Renderer:
                 log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
 
     def _render(
-        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None
+        self,
+        job: FrameJob,
+        image: np.ndarray,
+        maps: list[np.ndarray] | None,
+        hooks: FrameHooks | None,
     ) -> np.ndarray:
         self._use_sampler(job.sampler)
         pipe, arguments = self._call_arguments(job, image, maps)
         seed_scheduler(pipe.scheduler, job.seed)
         generator = torch.Generator(device="cpu").manual_seed(job.seed)
-        with torch.inference_mode():
+        with torch.inference_mode(), ExitStack() as stack:
+            if hooks is not None:
+                arguments.update(hooks.enter(stack, pipe))
             result = pipe(
                 guidance_scale=job.guidance_scale,
                 num_inference_steps=job.steps,
