@@ -193,3 +193,15 @@ def test_a_plain_rows_key_is_unchanged_by_the_later_row_fields() -> None:
     assert frame_key(row, "digest", "identity", "") == expected
     with_lora = FrameJob(**{**asdict(row), "loras": {"ink": 0.5}})
     assert frame_key(with_lora, "digest", "identity", "") != expected
+
+
+def test_a1111_parameters_with_clip_skip_and_network_hashes() -> None:
+    text = a1111_parameters(
+        job(prompt="a cat <lora:ink:0.8>", clip_skip=2, loras={"ink": 0.8}),
+        "m", None, None, [("Lora hashes", "ink: 0123456789ab"), ("TI hashes", "bad: ba5e")],
+    )  # fmt: skip
+    assert text.splitlines()[0] == "a cat <lora:ink:0.8>"  # tags stay, as A1111 shows them
+    assert text.splitlines()[-1].endswith(
+        'Denoising strength: 0.45, Clip skip: 2, Lora hashes: "ink: 0123456789ab", '
+        'TI hashes: "bad: ba5e"'
+    )
