@@ -62,7 +62,11 @@ def build_tiny_adapters(out_dir: Path, tiny: TinyModels) -> TinyAdapters:
     Deterministic, drawn in a forked RNG; files go in under temporary names and the
     stamp is written last, so an interrupted build is redone.
     """
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar per encoder
 
     out_dir = Path(out_dir)
     loras, embeddings = out_dir / "loras", out_dir / "embeddings"
@@ -86,11 +90,11 @@ def build_tiny_adapters(out_dir: Path, tiny: TinyModels) -> TinyAdapters:
     stamp.unlink(missing_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
-        sd15 = StableDiffusionPipeline.from_pretrained(tiny.sd15)
-        sd15_encoders = {"te": sd15.text_encoder}
-        _save(paths.sd15_kohya, _kohya(sd15.unet, sd15_encoders, ldm_names=False))
-        _save(paths.sd15_diffusers, _diffusers(sd15.unet, {"text_encoder": sd15.text_encoder}))
-        width = sd15.text_encoder.config.hidden_size
+        unet = UNet2DConditionModel.from_pretrained(tiny.sd15, subfolder="unet")
+        text_encoder = CLIPTextModel.from_pretrained(tiny.sd15, subfolder="text_encoder")
+        _save(paths.sd15_kohya, _kohya(unet, {"te": text_encoder}, ldm_names=False))
+        _save(paths.sd15_diffusers, _diffusers(unet, {"text_encoder": text_encoder}))
+        width = text_encoder.config.hidden_size
         save_into_place(
             paths.sd15_embedding,
             lambda path: torch.save(_a1111_embedding("sd15_style", _vectors(2, width)), path),
@@ -99,21 +103,21 @@ def build_tiny_adapters(out_dir: Path, tiny: TinyModels) -> TinyAdapters:
             paths.sd15_learned,
             lambda path: torch.save({"<sd15-learned>": _vectors(1, width)[0]}, path),
         )
-        sdxl = StableDiffusionXLPipeline.from_pretrained(tiny.sdxl)
-        sdxl_encoders = {"te1": sdxl.text_encoder, "te2": sdxl.text_encoder_2}
-        _save(paths.sdxl_kohya, _kohya(sdxl.unet, sdxl_encoders, ldm_names=True))
-        _save(
-            paths.sdxl_diffusers,
-            _diffusers(
-                sdxl.unet,
-                {"text_encoder": sdxl.text_encoder, "text_encoder_2": sdxl.text_encoder_2},
+        unet = UNet2DConditionModel.from_pretrained(tiny.sdxl, subfolder="unet")
+        encoders = {
+            "text_encoder": CLIPTextModel.from_pretrained(tiny.sdxl, subfolder="text_encoder"),
+            "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(
+                tiny.sdxl, subfolder="text_encoder_2"
             ),
-        )
+        }
+        kohya_names = dict(zip(("te1", "te2"), encoders.values(), strict=True))
+        _save(paths.sdxl_kohya, _kohya(unet, kohya_names, ldm_names=True))
+        _save(paths.sdxl_diffusers, _diffusers(unet, encoders))
         _save(
             paths.sdxl_embedding,
             {
-                "clip_l": _vectors(2, sdxl.text_encoder.config.hidden_size),
-                "clip_g": _vectors(2, sdxl.text_encoder_2.config.hidden_size),
+                "clip_l": _vectors(2, encoders["text_encoder"].config.hidden_size),
+                "clip_g": _vectors(2, encoders["text_encoder_2"].config.hidden_size),
             },
         )
     stamp.write_text(json.dumps(version) + "\n")
