@@ -16,12 +16,13 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from pipeline.config.schema import ModelConfig, RuntimeConfig
+from pipeline.config.schema import ControlMode, ModelConfig, RuntimeConfig
+from pipeline.models.controlnets import load_controlnet
 from pipeline.models.loader import load_model
 from pipeline.models.samplers import SAMPLER_NAMES, denoising_steps, make_scheduler
 from pipeline.plan.rows import FrameJob
 from pipeline.render.conditioning import Conditioning, blend
-from pipeline.render.renderer import Renderer
+from pipeline.render.renderer import LoadedControlNet, Renderer
 from pipeline.testing.tiny_models import TinyModels
 
 IMAGE = np.full((64, 64, 3), 120, np.uint8)
@@ -191,3 +192,23 @@ def test_the_step_count_prompt_editing_uses_is_the_pipelines(
         renderer.render(job(sampler=sampler, prompt="[cat:dog:0.5]"), IMAGE)
     counted = denoising_steps(renderer.pipe.scheduler, 5, 0.6)
     assert counted == renderer.pipe.num_timesteps == len(calls)
+
+
+@pytest.mark.parametrize("mode", [ControlMode.img2img, ControlMode.txt2img])
+def test_prompt_editing_with_controlnet(
+    renderer: Renderer, tiny_controlnets, mode: ControlMode
+) -> None:
+    """The ControlNet pipelines take the same step callback."""
+    family = renderer.model.family
+    net = load_controlnet(str(getattr(tiny_controlnets, family)), renderer.model, offline=True)
+    unit = LoadedControlNet("edges", "tiny", "none", net, "tiny")
+    controlled = Renderer(renderer.model, [unit], mode)
+    strength = 0.6 if mode is ControlMode.img2img else 1.0
+    row = job(
+        prompt="[cat:dog:1]", strength=strength, steps=5 if strength < 1 else 3,
+        controls={"edges": {"weight": 1.0, "start": 0.0, "end": 1.0}},
+    )  # fmt: skip
+    cat, dog = encoded(controlled, "cat"), encoded(controlled, "dog")
+    with watched_unet(controlled) as calls:
+        controlled.render(row, IMAGE, [IMAGE[..., ::-1].copy()])
+    assert_steps(controlled, calls, [cat, cat, dog])

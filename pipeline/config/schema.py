@@ -207,8 +207,8 @@ class ModelConfig:
     vae: str | None = None
     # Weight variant to load from a diffusers folder (for example ``fp16``).
     variant: str | None = None
-    # LoRAs applied to every frame, name -> weight ({ink_style: 0.8}); prompts add more
-    # with <lora:name:weight>. Names are files in lora_dir (.safetensors, .pt, .ckpt, .bin).
+    # LoRAs applied to every frame, name -> weight (+model.loras.ink_style=0.8); prompts add
+    # more with <lora:name:weight>. Names are files in lora_dir (.safetensors, .pt, .ckpt, .bin).
     loras: dict[str, float] = field(default_factory=dict)
     lora_dir: str = "${paths.loras}"
     # Textual-inversion embeddings, used where a prompt names them (A1111 and diffusers files).

@@ -174,11 +174,12 @@ def find_file(
     folder = Path(folder).expanduser()
     if Path(relative).suffix.lower() in suffixes and (folder / relative).is_file():
         return folder / relative
-    direct = [folder / (relative + s) for s in suffixes if (folder / (relative + s)).is_file()]
+    found = [folder / (relative + s) for s in suffixes if (folder / (relative + s)).is_file()]
+    if len(found) == 1:
+        return found[0]
     files = _folder_files(folder, suffixes)
-    found = direct or (
-        [path for path in files if path.stem == relative] if "/" not in relative else []
-    )
+    if not found and "/" not in relative:
+        found = [path for path in files if path.stem == relative]
     if len(found) == 1:
         return found[0]
     if found:
@@ -225,6 +226,7 @@ class Networks:
         self.global_loras = dict(global_loras or {})
         self.where = where
         self._loras: dict[str, Path] = {}
+        self._embedding_paths: dict[str, Path] = {}
         self._embedding_files: list[Path] | None = None
         self._tags: dict[str, dict[str, float]] = {}
         self._embeddings: dict[str, dict[str, Path]] = {}
@@ -253,9 +255,11 @@ class Networks:
         return self._embedding_files
 
     def embedding_file(self, name: str) -> Path:
-        return find_file(
-            name, self.embeddings_dir, EMBEDDING_SUFFIXES, "embedding", "model.embeddings_dir"
-        )
+        if name not in self._embedding_paths:
+            self._embedding_paths[name] = find_file(
+                name, self.embeddings_dir, EMBEDDING_SUFFIXES, "embedding", "model.embeddings_dir"
+            )
+        return self._embedding_paths[name]
 
     def prompt_embeddings(self, text: str) -> dict[str, Path]:
         """The embeddings a prompt uses: explicit ``embedding:`` references, and files whose
