@@ -33,12 +33,12 @@ MAX_VECTORS = 75
 
 @dataclass(frozen=True)
 class EmbeddingFile:
-    """An embedding's vectors: one (count, width) tensor, or one per SDXL text encoder."""
+    """An embedding's vectors: one (count, width) tensor, or one per SDXL text encoder
+    (CLIP-L's, then OpenCLIP-G's)."""
 
     name: str
     path: Path
     vectors: tuple[torch.Tensor, ...]
-    per_encoder: bool  # True for SDXL files (clip_l, clip_g)
 
     @property
     def widths(self) -> list[int]:
@@ -50,8 +50,8 @@ def read_embedding(name: str, path: Path) -> EmbeddingFile:
     data, _ = load_weights(path, f"embedding '{name}'")
     if isinstance(data, dict) and all(key in data for key in SDXL_KEYS):
         vectors = tuple(_matrix(data[key], name, path) for key in SDXL_KEYS)
-        return EmbeddingFile(name, path, vectors, per_encoder=True)
-    return EmbeddingFile(name, path, (_single(data, name, path),), per_encoder=False)
+        return EmbeddingFile(name, path, vectors)
+    return EmbeddingFile(name, path, (_single(data, name, path),))
 
 
 def _single(data: Any, name: str, path: Path) -> torch.Tensor:
@@ -59,7 +59,7 @@ def _single(data: Any, name: str, path: Path) -> torch.Tensor:
         data = data["string_to_param"]
     elif isinstance(data, dict) and "emb_params" in data:
         data = {"emb_params": data["emb_params"]}
-    tensors = [value for value in data.values()] if isinstance(data, dict) else [data]
+    tensors = list(data.values()) if isinstance(data, dict) else [data]
     if len(tensors) != 1 or not isinstance(tensors[0], torch.Tensor):
         raise RotoscopeError(
             f"embedding '{name}' ('{path}') is not a textual-inversion embedding",

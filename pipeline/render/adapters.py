@@ -17,9 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import torch
-
-from pipeline.models.embeddings import EmbeddingFile, read_embedding, short_hash
+from pipeline.models.embeddings import read_embedding, short_hash
 from pipeline.models.loader import LoadedModel
 from pipeline.models.lora import LoraFile, LoraSet
 from pipeline.plan.networks import EMBEDDING_KEY, LORA_KEY, Networks, embedding_name
@@ -66,8 +64,8 @@ class Adapters:
     def install_embeddings(self, encoder: PromptEncoder) -> None:
         """Add every embedding that fits the model's text encoders to ``encoder``."""
         for embedding in self.embeddings:
-            vectors = _vectors_for(embedding, encoder.widths)
-            if vectors is None:
+            # an SDXL file has a tensor per encoder, a one-tensor file fits one-encoder models
+            if embedding.widths != encoder.widths:
                 log.warning(
                     "embedding '%s' (%s) has %s-wide vectors, which fit no text encoder of "
                     "this model (%s wide): it is skipped and its name read as words",
@@ -75,7 +73,7 @@ class Adapters:
                     "/".join(map(str, embedding.widths)), "/".join(map(str, encoder.widths)),
                 )  # fmt: skip
                 continue
-            encoder.add_embedding(embedding.name, vectors)
+            encoder.add_embedding(embedding.name, embedding.vectors)
             self._installed.add(embedding.name)
 
     def settings(self, job: FrameJob) -> TextSettings:
@@ -103,13 +101,3 @@ class Adapters:
             hashes = [f"{name}: {self._embedding_hashes[name]}" for name in embeddings]
             entries.append(("TI hashes", ", ".join(hashes)))
         return entries
-
-
-def _vectors_for(embedding: EmbeddingFile, widths: list[int]) -> list[torch.Tensor] | None:
-    """The embedding's vectors for each text encoder, or None if they do not fit.
-
-    An SDXL file has one tensor per encoder; a one-tensor file fits a one-encoder model.
-    """
-    if embedding.widths != widths:
-        return None
-    return list(embedding.vectors)

@@ -94,19 +94,19 @@ def step_conditionings(
     job: FrameJob,
     settings: TextSettings,
     do_cfg: bool,
-    denoising_steps: Callable[[], int],
+    count_steps: Callable[[], int],
 ) -> StepConditionings:
     """The row's conditioning for each denoising step.
 
-    ``denoising_steps`` gives the number of steps that actually run; it is asked only
-    when a text uses prompt editing.
+    ``count_steps`` gives the number of denoising steps that actually run; it is asked
+    only when a text uses prompt editing.
     """
     texts = [job.prompt, job.negative_prompt]
     if job.prompt_to is not None and job.blend > 0.0:
         texts += [job.prompt_to, job.negative_prompt_to or ""]
     texts = [strip_network_tags(text) for text in texts]
     if any(has_prompt_editing(text) for text in texts):
-        steps = denoising_steps()
+        steps = count_steps()
         schedules = [prompt_schedule(text, steps) for text in texts]
         last_steps = sorted({end for schedule in schedules for end, _ in schedule})
         runs = [[text_at_step(schedule, end) for schedule in schedules] for end in last_steps]

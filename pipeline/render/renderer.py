@@ -155,16 +155,16 @@ class Renderer:
             arguments["strength"] = job.strength
         return self.control_pipe, arguments
 
-    def conditionings(self, job: FrameJob, denoising_steps: Callable[[], int]) -> StepConditionings:
+    def conditionings(self, job: FrameJob, count_steps: Callable[[], int]) -> StepConditionings:
         """The row's prompt embeddings for each denoising step (its keyframe's, or a blend
         toward the next one, switched by prompt editing), with its LoRA weights set.
 
-        ``denoising_steps`` gives the number of steps that will run (prompt editing
+        ``count_steps`` gives the number of denoising steps that will run (prompt editing
         counts in them); it is called only for prompts that use prompt editing.
         """
         settings = self.adapters.settings(job)
         do_cfg = job.guidance_scale > 1.0
-        return step_conditionings(self.prompts, job, settings, do_cfg, denoising_steps)
+        return step_conditionings(self.prompts, job, settings, do_cfg, count_steps)
 
     def _use_sampler(self, name: str) -> None:
         if name != self._sampler:
