@@ -230,6 +230,13 @@ class Networks:
         self._embedding_files: list[Path] | None = None
         self._tags: dict[str, dict[str, float]] = {}
         self._embeddings: dict[str, dict[str, Path]] = {}
+        self._fingerprints: dict[Path, str] = {}
+
+    def fingerprint(self, path: Path) -> str:
+        """A file's identity (size and mtime), read once per Networks."""
+        if path not in self._fingerprints:
+            self._fingerprints[path] = file_fingerprint(path)
+        return self._fingerprints[path]
 
     def lora_file(self, name: str) -> Path:
         if name not in self._loras:
@@ -302,10 +309,10 @@ class Networks:
             }
         loras = {name: round(weight, 6) for name, weight in weights.items()}
         loras = {name: weight for name, weight in loras.items() if weight != 0.0}
-        files = {f"{LORA_KEY}{name}": file_fingerprint(self.lora_file(name)) for name in loras}
+        files = {f"{LORA_KEY}{name}": self.fingerprint(self.lora_file(name)) for name in loras}
         for text in (prompt, negative_prompt, prompt_to, negative_prompt_to):
             for key, path in self.prompt_embeddings(text or "").items():
-                files[f"{EMBEDDING_KEY}{key}"] = file_fingerprint(path)
+                files[f"{EMBEDDING_KEY}{key}"] = self.fingerprint(path)
         fields: dict[str, object] = {}
         if loras:
             fields["loras"] = loras
@@ -324,7 +331,7 @@ class Networks:
         return [
             replace(
                 row,
-                network_files={key: file_fingerprint(self.file_of(key)) for key in files},
+                network_files={key: self.fingerprint(self.file_of(key)) for key in files},
             )
             if (files := row.network_files)
             else row
