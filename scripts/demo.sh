@@ -11,6 +11,7 @@ export TRANSFORMERS_VERBOSITY=error DIFFUSERS_VERBOSITY=error HF_HUB_DISABLE_PRO
 .venv/bin/python scripts/make_tiny_models.py --out models/tiny >/dev/null
 .venv/bin/python scripts/make_sample_clip.py samples/clip.mp4 >/dev/null
 # a keyframed prompt animation (winter -> spring -> summer, strength easing 0.65 -> 0.45)
+# with the tiny kohya-format LoRA on every frame (constant, so fused into the model)
 video=$(.venv/bin/rotoscope model=tiny input.path=samples/clip.mp4 name=demo \
-  keyframes=keyframes/seasons.yaml steps=8 seed=7 "$@")
+  keyframes=keyframes/seasons.yaml +model.loras.sd15_kohya=0.6 steps=8 seed=7 "$@")
 echo "demo video: $video"

@@ -9,8 +9,9 @@ the ``model=tiny*`` and ``controlnet=tiny_*`` presets look.
 Writes <out>/sd15/ and <out>/sdxl/ (diffusers folders) and <out>/sd15.safetensors,
 <out>/sdxl.safetensors (the same models as A1111-style single-file checkpoints), plus
 ControlNets for both (<out>/controlnet_sd15/, <out>/controlnet_sd15.safetensors,
-<out>/controlnet_sdxl/), then prints their paths. A complete earlier build is reused,
-so running it again is instant.
+<out>/controlnet_sdxl/), LoRAs in kohya and diffusers format (<out>/loras/) and
+textual-inversion embeddings (<out>/embeddings/) for both, then prints their paths. A
+complete earlier build is reused, so running it again is instant.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pipeline.config.paths import rotoscope_home
 from pipeline.models.weights import TINY_MODELS_FOLDER
+from pipeline.testing.tiny_adapters import build_tiny_adapters
 from pipeline.testing.tiny_controlnet import build_tiny_controlnets
 from pipeline.testing.tiny_models import build_tiny_models
 
@@ -34,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     models = build_tiny_models(args.out)
     controlnets = build_tiny_controlnets(args.out, models)
-    for path in (*astuple(models), *astuple(controlnets)):
+    adapters = build_tiny_adapters(args.out, models)
+    for path in (*astuple(models), *astuple(controlnets), *astuple(adapters)):
         print(path)
 
 

@@ -64,6 +64,26 @@ def tiny_controlnets(
     return build_tiny_controlnets(tmp_path_factory.mktemp("tiny_controlnets"), tiny_models)
 
 
+if TYPE_CHECKING:
+    from pipeline.testing.tiny_adapters import TinyAdapters
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(
+    tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels
+) -> TinyAdapters:
+    """Tiny LoRAs (kohya and diffusers format) and embeddings for the tiny models.
+
+    ``.loras`` and ``.embeddings`` are the folders (``model.lora_dir``,
+    ``model.embeddings_dir``); the files are named ``sd15_kohya``, ``sd15_diffusers``,
+    ``sdxl_kohya``, ``sdxl_diffusers`` (LoRAs) and ``sd15_style``, ``sd15_learned``,
+    ``sdxl_style`` (embeddings, activated by those words).
+    """
+    from pipeline.testing.tiny_adapters import build_tiny_adapters
+
+    return build_tiny_adapters(tmp_path_factory.mktemp("tiny_adapters"), tiny_models)
+
+
 @pytest.fixture(scope="session")
 def annotators(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An annotator folder with random-init HED, PiDiNet and lineart weights (~90 MB).

@@ -128,24 +128,6 @@ def test_img2img_runs_on_conditionings(models: dict[str, LoadedModel], family: s
         assert np.isfinite(frame).all()
 
 
-def test_textual_inversion_tokens_expand_as_in_diffusers(tiny_models: TinyModels) -> None:
-    """A three-vector embedding loaded with diffusers' loader gives its three tokens."""
-    model = load_model(
-        ModelConfig(path=str(tiny_models.sd15)), RuntimeConfig(device="cpu", offline=True)
-    )
-    vectors = torch.randn(3, model.pipe.text_encoder.config.hidden_size)
-    model.pipe.load_textual_inversion({"<cat-toy>": vectors}, token="<cat-toy>")
-    ours = encoder_for(model).encode("a <cat-toy> b", "", do_cfg=False)
-    with torch.inference_mode():
-        theirs, _ = model.pipe.encode_prompt(
-            prompt="a <cat-toy> b",
-            device=model.device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=False,
-        )
-    torch.testing.assert_close(ours.prompt_embeds, theirs, rtol=0, atol=1e-6)
-
-
 # --- chunking ---
 
 
@@ -212,6 +194,15 @@ def test_split_chunks_comma_backtrack() -> None:
     assert moved[0].weights == [1.0] * 70 + [2.0]
     assert moved[1].tokens == [1, 2, 3, 4, 5, 6]
     assert moved[1].weights == [2.0] * 4 + [0.5] * 2
+
+
+def test_split_chunks_keep_an_embedding_whole() -> None:
+    """A tuple of ids (an embedding's vectors) that does not fit starts the next chunk."""
+    tokens: list[int | tuple[int, ...]] = [*range(100, 174), (7, 8, 9), 5]
+    chunked = split_chunks([(tokens, 1.5)], 75, None)
+    assert [len(chunk.tokens) for chunk in chunked] == [74, 4]
+    assert chunked[1].tokens == [7, 8, 9, 5]
+    assert chunked[1].weights == [1.5] * 4
 
 
 def test_split_chunks_break() -> None:

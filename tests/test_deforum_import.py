@@ -32,7 +32,7 @@ EXPECTED_KEYFRAMES = {
         "translation_y": "0: (-0.5)",
         "transform_center_x": "0: (0.5)",
         "transform_center_y": "0: (0.5)",
-        "noise": "0: (0.04)",
+        "noise": "0:(0.0144)",  # Deforum's 0.04 x 0.36
     },
     "settings": {
         "seed_behavior": "iter",
@@ -116,7 +116,7 @@ def test_strength_is_converted_from_keep_to_change(
     assert result.keyframes["schedules"]["strength"] == rotoscope
 
 
-@pytest.mark.parametrize("broken", ["0:(0.5", "0:(0.5))", "0.5", "0:(0.5), :(0.2)", ""])
+@pytest.mark.parametrize("broken", ["0:(0.5", "0:(0.5))", "0.5", ""])
 def test_a_broken_strength_schedule_is_an_error(tmp_path: Path, broken: str) -> None:
     with pytest.raises(RotoscopeError, match="strength_schedule") as info:
         imported(tmp_path, strength_schedule=broken)
@@ -195,12 +195,16 @@ def test_modes(tmp_path: Path) -> None:
     assert "input.max_frames" not in video.keyframes["settings"]  # the video's length counts
     assert video.keyframes["schedules"]["strength"] == EXPECTED_KEYFRAMES["schedules"]["strength"]
 
-    three_d = imported(tmp_path, animation_mode="3D", translation_z="0: (10)")
+    three_d = imported(tmp_path, animation_mode="3D", translation_z="0: (10)", zoom="0: (0)")
     assert mode_of(three_d) == "loopback"
     assert len(three_d.warnings) == 1
     assert "animation_mode '3D'" in three_d.warnings[0]
     assert 'translation_z="0: (10)"' in three_d.warnings[0]
-    assert three_d.keyframes["schedules"]["zoom"] == EXPECTED_KEYFRAMES["schedules"]["zoom"]
+    assert 'translation_y="0: (-0.5)"' in three_d.warnings[0]  # a 3D move there
+    # Deforum's 3D camera ignores the 2D zoom, angle and centre: none is imported
+    motion = {"zoom", "angle", "translation_x", "translation_y", "transform_center_x"}
+    assert not motion & set(three_d.keyframes["schedules"])
+    assert three_d.keyframes["schedules"]["noise"] == "0:(0.0144)"
 
     interpolation = imported(tmp_path, animation_mode="Interpolation")
     assert mode_of(interpolation) == "none"
@@ -233,7 +237,7 @@ def test_modes(tmp_path: Path) -> None:
         ({"seed_resize_from_w": 512}, "seed_resize_from_w=512"),
         ({"enable_sampler_scheduling": True}, "sampler_schedule="),
         ({"enable_checkpoint_scheduling": True}, "checkpoint_schedule="),
-        ({"enable_clipskip_scheduling": True}, 'clipskip_schedule="0: (2)"'),
+        ({"scheduler": "Exponential"}, 'scheduler="Exponential" is not available'),
         ({"noise_multiplier_schedule": "0: (1.05)"}, 'noise_multiplier_schedule="0: (1.05)"'),
         ({"enable_ancestral_eta_scheduling": True, "ancestral_eta_schedule": "0: (0.8)"}, "0.8"),
         ({"tiling": True}, "tiling=true"),
@@ -372,3 +376,100 @@ def test_the_keyframe_loader_reads_the_import(tmp_path: Path) -> None:
     assert values["animation.zoom"] == EXPECTED_KEYFRAMES["schedules"]["zoom"]
     assert values["seed_iter_n"] == 1
     assert load_keyframes(EXAMPLE).values == values  # the settings file given directly
+
+
+# --- files as Deforum reads them ---
+
+VERSIONS = Path(__file__).resolve().parent / "data" / "deforum"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "read"),
+    [
+        ("0:0: (7+sin(t/8))", "0:(7+sin(t/8))"),  # a stray "0:" between entries
+        ("0: (7), 10:(8.5),", "0:(7), 10:(8.5)"),
+        ("0:(0.5), :(0.2)", "0:(0.5)"),
+    ],
+)
+def test_schedules_are_read_the_way_deforum_reads_them(
+    tmp_path: Path, schedule: str, read: str
+) -> None:
+    result = imported(tmp_path, cfg_scale_schedule=schedule)
+    assert result.keyframes["schedules"]["guidance_scale"] == read
+    assert f"is imported as Deforum reads it: {json.dumps(read)}" in result.warnings[0]
+
+
+def test_noise_is_scaled_to_rotoscopes_gaussian_noise(tmp_path: Path) -> None:
+    schedules = imported(tmp_path, noise_schedule="0: (0.05), 10: (0.02+0.01*sin(t))")
+    assert schedules.keyframes["schedules"]["noise"] == ("0:(0.018), 10:(0.36*(0.02+0.01*sin(t)))")
+
+
+def test_a_2d_zoom_of_zero_becomes_no_zoom(tmp_path: Path) -> None:
+    result = imported(tmp_path, zoom="0: (1.01), 12: (0), 13: (-1)")
+    assert result.keyframes["schedules"]["zoom"] == "0:(1.01), 12:(1), 13:(1)"
+    assert "0 or less at frame 12, 13" in result.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("sampler", "scheduler", "expected"),
+    [
+        ("DPM++ 2M", "Karras", "DPM++ 2M Karras"),
+        ("DPM++ 2M", "Automatic", "DPM++ 2M Karras"),  # A1111 1.9's default for it
+        ("Euler a", "Automatic", "Euler a"),
+        ("Euler", "Uniform", "Euler"),
+        ("DPM++ SDE", "Karras", "DPM++ SDE Karras"),
+    ],
+)
+def test_newer_sampler_and_scheduler_keys(
+    tmp_path: Path, sampler: str, scheduler: str, expected: str
+) -> None:
+    result = imported(tmp_path, sampler=None, sampler_name=sampler, scheduler=scheduler)
+    assert result.keyframes["settings"]["sampler"] == expected
+    assert result.warnings == []
+
+
+def test_newer_size_keys(tmp_path: Path) -> None:
+    settings = imported(tmp_path, W=None, H=None, width=640, height=384).keyframes["settings"]
+    assert (settings["input.width"], settings["input.height"]) == (640, 384)
+
+
+def test_clip_skip_schedule(tmp_path: Path) -> None:
+    steady = imported(tmp_path, enable_clipskip_scheduling=True, clipskip_schedule="0: (2)")
+    assert steady.keyframes["settings"]["clip_skip"] == 2 and steady.warnings == []
+    off = imported(tmp_path, clipskip_schedule="0: (2)")
+    assert "clip_skip" not in off.keyframes["settings"]
+    changing = imported(
+        tmp_path, enable_clipskip_scheduling=True, clipskip_schedule="0: (1), 10: (2)"
+    )
+    assert changing.keyframes["settings"]["clip_skip"] == 1
+    assert "changes over time" in changing.warnings[0]
+
+
+@pytest.mark.parametrize("settings", sorted(VERSIONS.glob("*_settings.txt")), ids=lambda p: p.stem)
+def test_deforum_files_of_every_version_plan(settings: Path, tmp_path: Path) -> None:
+    """Settings files as the Colab notebook (2022), the A1111 extension (2023, a 3D run
+    and a Video Input run) and newer A1111 (2024) write them import into a plan that
+    renders: every row passes the plan's checks. LoRA tags and embedding names pass
+    through to rotoscope's prompts."""
+    from pipeline.config.compose import compose_checked
+    from pipeline.config.keyframes import apply_keyframes
+    from pipeline.plan.build import build_plan
+
+    loras, embeddings = tmp_path / "Lora", tmp_path / "embeddings"
+    loras.mkdir()
+    embeddings.mkdir()
+    for name in ("neon_style.safetensors", "papercut.safetensors"):
+        (loras / name).write_bytes(b"lora")
+    for name in ("bad-hands-5.pt", "EasyNegative.safetensors"):
+        (embeddings / name).write_bytes(b"embedding")
+    overrides = [
+        f"input.path={tmp_path / 'clip.mp4'}", f"keyframes={settings}", "model=tiny",
+        f"model.lora_dir={loras}", f"model.embeddings_dir={embeddings}",
+    ]  # fmt: skip
+    cfg, origins = apply_keyframes(compose_checked(overrides), overrides)
+    frames = cfg.input.max_frames or 24
+    rows = build_plan(cfg, frames, cfg.input.width or 512, cfg.input.height or 512, 12.0, origins)
+    assert len(rows.rows) == frames
+    tagged = [row for row in rows.rows if row.loras]
+    if "<lora:" in settings.read_text(encoding="utf-8"):
+        assert tagged and "<lora:" in tagged[0].prompt

@@ -9,6 +9,7 @@ import torch
 from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.models.loader import load_model
 from pipeline.plan.rows import FrameJob
+from pipeline.render.conditioning import Conditioning
 from pipeline.render.renderer import Renderer
 
 
@@ -21,6 +22,10 @@ def job(**changes: object) -> FrameJob:
     return FrameJob(**base)  # type: ignore[arg-type]
 
 
+def first_conditioning(renderer: Renderer, row: FrameJob) -> Conditioning:
+    return renderer.conditionings(row, lambda: row.steps).at(0)
+
+
 @pytest.fixture(scope="module", params=["sd15", "sdxl"])
 def renderer(request: pytest.FixtureRequest, tiny_models) -> Renderer:
     path = getattr(tiny_models, request.param)
@@ -28,10 +33,10 @@ def renderer(request: pytest.FixtureRequest, tiny_models) -> Renderer:
 
 
 def test_halfway_frame_lies_halfway_between_keyframe_embeddings(renderer: Renderer) -> None:
-    start = renderer.conditioning(job())
-    end = renderer.conditioning(job(prompt="summer forest, (sun:1.3)"))
-    middle = renderer.conditioning(
-        job(prompt_to="summer forest, (sun:1.3)", negative_prompt_to="", blend=0.5)
+    start = first_conditioning(renderer, job())
+    end = first_conditioning(renderer, job(prompt="summer forest, (sun:1.3)"))
+    middle = first_conditioning(
+        renderer, job(prompt_to="summer forest, (sun:1.3)", negative_prompt_to="", blend=0.5)
     )
     expected = (start.prompt_embeds + end.prompt_embeds) / 2
     assert torch.allclose(middle.prompt_embeds, expected, atol=1e-6)
@@ -41,10 +46,10 @@ def test_halfway_frame_lies_halfway_between_keyframe_embeddings(renderer: Render
 
 
 def test_identical_prompts_are_encoded_once(renderer: Renderer) -> None:
-    renderer.conditioning(job(prompt="a lighthouse"))
+    first_conditioning(renderer, job(prompt="a lighthouse"))
     calls = renderer.prompts.encode_calls
     for _ in range(3):
-        renderer.conditioning(job(prompt="a lighthouse"))
+        first_conditioning(renderer, job(prompt="a lighthouse"))
     assert renderer.prompts.encode_calls == calls
 
 

@@ -59,7 +59,9 @@ def test_plan_rows_round_trip(tmp_path: Path) -> None:
         ({"strength": "1.5"}, "strength at frame 0: 1.5 is outside 0..1"),
         ({"strength": "0:(0.5), 2:(1.5)"}, "strength at frame 2: 1.5 is outside"),
         ({"steps": "0"}, "steps at frame 0: 0 steps"),
-        ({"steps": "2", "strength": "0.3"}, "runs no denoising step"),
+        ({"steps": "60", "sampler": "LCM"}, "LCM runs at most 50 steps"),
+        ({"steps": "1", "strength": "0.01", "sampler": "LCM"}, "needs 100"),
+        ({"clip_skip": 0}, "clip_skip at frame 0: 0 is below 1"),
         ({"guidance_scale": "-1"}, "guidance_scale at frame 0"),
         ({"seed": -5}, "seed=-5"),
         ({"sampler": "Eulr a"}, "Eulr a"),
@@ -176,3 +178,30 @@ def test_progress_without_rendered_frames_promises_no_rate() -> None:
     progress = Progress(2, log_every=100.0, stream=io.StringIO(), clock=lambda: next(ticks))
     progress.advance(reused=True)
     assert progress.line(3.0) == "render 1/2 frames (50%, 1 reused), elapsed 0:00:03"
+
+
+def test_a_plain_rows_key_is_unchanged_by_the_later_row_fields() -> None:
+    """Rows that use no LoRA, embedding or CLIP skip hash exactly as before those fields
+    existed, so upgrading never re-renders finished frames (the key was computed by the
+    previous release for this row)."""
+    row = FrameJob(
+        index=3, prompt="winter forest, (snow:1.2)", negative_prompt="blurry", strength=0.5,
+        guidance_scale=7.0, steps=20, sampler="Euler a", seed=42, width=64, height=48,
+        prompt_to="spring", negative_prompt_to="", blend=0.25,
+    )  # fmt: skip
+    expected = "169b8fd1a2c27b5ef29268416d3386bfe4b992732e6edb565c14a721ec72ae96"
+    assert frame_key(row, "digest", "identity", "") == expected
+    with_lora = FrameJob(**{**asdict(row), "loras": {"ink": 0.5}})
+    assert frame_key(with_lora, "digest", "identity", "") != expected
+
+
+def test_a1111_parameters_with_clip_skip_and_network_hashes() -> None:
+    text = a1111_parameters(
+        job(prompt="a cat <lora:ink:0.8>", clip_skip=2, loras={"ink": 0.8}),
+        "m", None, None, [("Lora hashes", "ink: 0123456789ab"), ("TI hashes", "bad: ba5e")],
+    )  # fmt: skip
+    assert text.splitlines()[0] == "a cat <lora:ink:0.8>"  # tags stay, as A1111 shows them
+    assert text.splitlines()[-1].endswith(
+        'Denoising strength: 0.45, Clip skip: 2, Lora hashes: "ink: 0123456789ab", '
+        'TI hashes: "bad: ba5e"'
+    )

@@ -43,8 +43,22 @@ Facts about Deforum this relies on (checked against its ``args.py``, ``settings.
   act every frame.
 - ``noise_schedule``: Deforum blends the frame towards a noise image by that amount
   (the image's spread is about 0.36 of the range), rotoscope adds Gaussian noise of
-  that standard deviation. The number is kept, so the same value gives about 2.8 times
-  Deforum's noise, without Deforum's loss of contrast.
+  that standard deviation. So each value is multiplied by 0.36 (an expression ``e``
+  becomes ``0.36*(e)``): about the same amount of noise, without Deforum's loss of
+  contrast.
+- Deforum reads schedules leniently: ``re.finditer`` over ``frame: (value)`` entries,
+  skipping whatever lies between them, so ``0:0: (7)`` is ``0: (7)`` there. A schedule
+  rotoscope's stricter syntax would refuse is rewritten as Deforum reads it, with a
+  warning. ``zoom``, ``angle`` and the transform centre act in 2D mode only (3D mode
+  moves its camera with ``translation_x/y/z`` and ``rotation_3d_*``, which are
+  reported), so they are copied for 2D files alone; a 2D zoom keyframe that is not
+  positive (Deforum shrinks the frame to nothing) is imported as 1, with a warning.
+- Files from A1111 1.9 on store ``sampler_name`` and ``scheduler`` ("Karras",
+  "Automatic", ...) where older ones had ``sampler`` ("DPM++ 2M Karras"), and some
+  store ``width``/``height`` instead of ``W``/``H``; both spellings are read.
+  ``Automatic`` means the sampler's A1111 default (Karras for DPM++ 2M and DPM++ SDE).
+- ``clipskip_schedule`` (with ``enable_clipskip_scheduling``) becomes ``clip_skip``: its
+  value at frame 0, with a warning when it changes later.
 
 A setting is reported when it would change Deforum's picture for this file (its switch
 is on, its value is not the neutral one, it applies to the file's mode) and rotoscope
@@ -67,9 +81,9 @@ from typing import Any
 import yaml
 
 from pipeline.errors import RotoscopeError
-from pipeline.models.samplers import canonical_sampler
+from pipeline.models.samplers import SAMPLER_NAMES, canonical_sampler
 
-# rotoscope schedule name -> Deforum key; copied as written, in loopback (2D/3D) modes only
+# rotoscope schedule name -> Deforum key; copied in loopback modes (the camera in 2D only)
 _MOTION_SCHEDULES = {
     "zoom": "zoom",
     "angle": "angle",
@@ -80,9 +94,23 @@ _MOTION_SCHEDULES = {
     "noise": "noise_schedule",
 }
 _LOOPBACK_MODES = ("2D", "3D")
+# Deforum's 2D-only camera: its 3D mode ignores these (and moves by translation_x/y/z,
+# rotation_3d_*, which have no rotoscope equivalent).
+_2D_ONLY = ("zoom", "angle", "transform_center_x", "transform_center_y")
+_3D_MOVES = ("translation_x", "translation_y")
+# Deforum's noise image spreads over about 0.36 of the range; rotoscope adds Gaussian
+# noise with the schedule's value as its standard deviation.
+NOISE_SCALE = Decimal("0.36")
+# Deforum's own schedule reader (animation_key_frames.parse_key_frames): entries found
+# anywhere in the text, "frame: (value)" followed by a comma or the end.
+_DEFORUM_ENTRY = re.compile(r"(?P<frame>[0-9]+):\s*\((?P<param>[\S\s]*?)\)(,\s?|\s?$)")
+# A1111 1.9's "Automatic" scheduler for the samplers whose default is not uniform.
+_AUTOMATIC_KARRAS = ("DPM++ 2M", "DPM++ SDE")
+# Schedulers that are the sampler's own sigmas in diffusers terms.
+_PLAIN_SCHEDULERS = ("uniform", "normal", "")
 _ANIMATION_MODES = {
     "2D": "loopback",
-    "3D": "loopback",  # reported: imported as 2D motion
+    "3D": "loopback",  # reported: imported as loopback without its 3D camera
     "None": "none",
     "Video Input": "none",
     "Interpolation": "none",  # reported: txt2img per frame has no rotoscope mode
@@ -99,7 +127,8 @@ _MAPPED = frozenset(
         "animation_prompts_negative", "positive_prompts", "negative_prompts",
         "strength_schedule", "cfg_scale_schedule", "scale", "steps", "steps_schedule",
         "enable_steps_scheduling", "seed", "seed_behavior", "seed_iter_N", "seed_schedule",
-        "sampler", "fps", "max_frames", "W", "H", "animation_mode", "border",
+        "sampler", "sampler_name", "scheduler", "fps", "max_frames", "W", "H", "width",
+        "height", "enable_clipskip_scheduling", "clipskip_schedule", "animation_mode", "border",
         "color_coherence", "color_coherence_image_path",
         "color_coherence_video_every_N_frames", "video_init_path", "extract_nth_frame",
         "extract_from_frame", "extract_to_frame", "sd_model_name", "sd_model_hash",
@@ -128,6 +157,8 @@ IGNORED = frozenset(
         "prompt_weighting", "normalize_prompt_weights", "log_weighted_subprompts",
         # used only with an instruct-pix2pix checkpoint
         "pix2pix_img_cfg_scale_schedule",
+        # the Colab notebook's batch-mode prompt and grid, and its runtime placeholders
+        "prompt", "make_grid", "grid_rows", "init_latent", "init_sample", "init_c",
     }
 )  # fmt: skip
 
@@ -290,6 +321,30 @@ def _keep_to_strength(text: str) -> str:
     return ", ".join(converted)
 
 
+def _is_strict_schedule(text: str) -> bool:
+    """Whether every entry is ``frame:(value)`` with a value that has no stray colon, so
+    rotoscope reads the text exactly as Deforum does."""
+    try:
+        entries = _schedule_entries(text)
+    except ValueError:
+        return False
+    return all(":" not in value and value.count("(") == value.count(")") for _, value in entries)
+
+
+def _scaled(text: str, factor: Decimal) -> str:
+    """Every value of a schedule times ``factor`` (an expression ``e`` as ``factor*(e)``)."""
+    try:
+        entries = _schedule_entries(text)
+    except ValueError:
+        return text
+    return ", ".join(
+        f"{frame}:({_plain(Decimal(value) * factor)})"
+        if _NUMBER.fullmatch(value)
+        else f"{frame}:({_plain(factor)}*({value}))"
+        for frame, value in entries
+    )
+
+
 def _constant(text: Any) -> Decimal | None:
     """The value of a schedule that is one number on every keyframe, else None."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
@@ -369,7 +424,7 @@ def _switch_and_not(switch: str, key: str, neutral: str) -> Callable[[Mapping[st
     return lambda data: _on(data.get(switch, False)) and _not(key, neutral)(data)
 
 
-_3D_KEYS = ("translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
+_3D_KEYS = (*_3D_MOVES, "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
 _3D_COVERS = (
     "fov_schedule", "near_schedule", "far_schedule", "aspect_ratio_schedule",
     "aspect_ratio_use_old_formula", "use_depth_warping", "depth_algorithm", "midas_weight",
@@ -393,7 +448,7 @@ _LOOPER_COVERS = (
 UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
     UnsupportedFeature(
         "animation_mode '3D' (a depth-warped 3D camera) is not supported: imported as 2D "
-        "loopback with the 2D schedules, the 3D camera moves are dropped",
+        "loopback without camera motion (the 3D camera moves are dropped)",
         _3D_KEYS,
         lambda data: _mode(data) == "3D",
         _3D_COVERS,
@@ -501,11 +556,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         _switch("enable_checkpoint_scheduling"),
     ),
     UnsupportedFeature(
-        "CLIP skip scheduling is not supported",
-        ("enable_clipskip_scheduling", "clipskip_schedule"),
-        _switch("enable_clipskip_scheduling"),
-    ),
-    UnsupportedFeature(
         "the img2img noise multiplier is not supported (rotoscope uses 1)",
         ("enable_noise_multiplier_scheduling", "noise_multiplier_schedule"),
         _switch_and_not("enable_noise_multiplier_scheduling", "noise_multiplier_schedule", "1"),
@@ -521,6 +571,23 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         _switch_and_not("enable_ancestral_eta_scheduling", "ancestral_eta_schedule", "1"),
     ),
     UnsupportedFeature("tiling is not supported", ("tiling",), _switch("tiling")),
+    UnsupportedFeature(
+        "the Colab notebook's sample clamping (dynamic/static threshold) is not supported",
+        ("dynamic_threshold", "static_threshold"),
+        lambda data: (
+            not (_is_off(data.get("dynamic_threshold")) and _is_off(data.get("static_threshold")))
+        ),
+    ),
+    UnsupportedFeature(
+        "DDIM eta is not supported (rotoscope's DDIM runs at eta 0)",
+        ("ddim_eta",),
+        lambda data: _constant(data.get("ddim_eta", 0)) not in (None, 0),
+    ),
+    UnsupportedFeature(
+        "interpolating between keyframe images is not supported",
+        ("interpolate_key_frames", "interpolate_x_frames"),
+        _switch("interpolate_key_frames"),
+    ),
     UnsupportedFeature(
         "face restoration is not supported", ("restore_faces",), _switch("restore_faces")
     ),
@@ -702,25 +769,75 @@ class _Importer:
                     f"{', '.join(random_keys)}: rotoscope takes -1 as a seed value"
                 )
         self._sampler()
-        if "W" in data:
-            settings["input.width"] = _as_int(data["W"], 0)
-        if "H" in data:
-            settings["input.height"] = _as_int(data["H"], 0)
+        self._clip_skip()
+        for target, keys in (("input.width", ("W", "width")), ("input.height", ("H", "height"))):
+            present = [key for key in keys if key in data]
+            if present:
+                settings[target] = _as_int(data[present[0]], 0)
         settings["prompt_blend"] = "none"  # Deforum switches prompts at their keys
 
     def _sampler(self) -> None:
-        if "sampler" not in self.data:
+        key = "sampler" if "sampler" in self.data else "sampler_name"
+        if key not in self.data:
             return
-        name = self.data["sampler"]
+        name = self.data[key]
         if isinstance(name, str):
             try:
-                self.settings["sampler"] = canonical_sampler(_SAMPLER_ALIASES.get(name, name))
-                return
+                sampler = canonical_sampler(_SAMPLER_ALIASES.get(name, name))
             except RotoscopeError:
                 pass
+            else:
+                self.settings["sampler"] = self._with_scheduler(sampler)
+                return
         self.warnings.append(
-            f"sampler={_show(name)} is not available in rotoscope: the default sampler is used"
+            f"{key}={_show(name)} is not available in rotoscope: the default sampler is used"
         )
+
+    def _clip_skip(self) -> None:
+        if not _on(self.data.get("enable_clipskip_scheduling")):
+            return
+        text = self._schedule_text("clipskip_schedule") if "clipskip_schedule" in self.data else ""
+        try:
+            entries = _schedule_entries(text)
+        except ValueError:
+            entries = []
+        first = next((value for frame, value in entries if frame == "0"), None)
+        if first is None or not _NUMBER.fullmatch(first):
+            self.warnings.append(
+                f"clipskip_schedule={_show(text)} has no number at frame 0: clip_skip is left as is"
+            )
+            return
+        self.settings["clip_skip"] = _as_int(first, 1)
+        if _constant(text) is None:
+            self.warnings.append(
+                f"clipskip_schedule={_show(text)} changes over time, which rotoscope does not "
+                f"schedule: clip_skip {self.settings['clip_skip']} (frame 0's) is used throughout"
+            )
+
+    def _with_scheduler(self, sampler: str) -> str:
+        """A1111 1.9's sampler + ``scheduler`` pair as one of rotoscope's sampler names."""
+        if "scheduler" not in self.data:
+            return sampler
+        scheduler = str(self.data["scheduler"] or "").strip()
+        wanted = scheduler.lower()
+        if wanted == "automatic":
+            if sampler in _AUTOMATIC_KARRAS:
+                wanted = "karras"
+            elif "SDE" in sampler and "Karras" not in sampler:
+                wanted = "exponential"  # A1111's default for its SDE samplers
+            else:
+                return sampler
+        if wanted == "karras":
+            with_karras = sampler if sampler.endswith("Karras") else f"{sampler} Karras"
+            if with_karras in SAMPLER_NAMES:
+                return with_karras
+        elif wanted in _PLAIN_SCHEDULERS:
+            return sampler
+        self.warnings.append(
+            f"scheduler={_show(scheduler)} is not available for sampler {sampler!r} in "
+            "rotoscope: the sampler's own noise schedule is used"
+        )
+        return sampler
 
     # -- animation
 
@@ -740,8 +857,14 @@ class _Importer:
             )
         if mode in _LOOPBACK_MODES:
             for name, key in _MOTION_SCHEDULES.items():
-                if key in data:
-                    self.schedules[name] = self._schedule_text(key)
+                if key not in data or (mode != "2D" and name in (*_2D_ONLY, *_3D_MOVES)):
+                    continue
+                text = self._schedule_text(key)
+                if name == "noise":
+                    text = _scaled(text, NOISE_SCALE)
+                elif name == "zoom":
+                    text = self._positive_zoom(text)
+                self.schedules[name] = text
             border = str(data.get("border", "replicate"))
             if border not in _BORDERS:
                 self.warnings.append(
@@ -756,6 +879,24 @@ class _Importer:
             settings["output.fps"] = data["fps"]
         if "max_frames" in data and mode != "Video Input":  # video mode counts the video
             settings["input.max_frames"] = _as_int(data["max_frames"], 0)
+
+    def _positive_zoom(self, text: str) -> str:
+        """A 2D zoom with keyframes of 0 or less (Deforum shrinks the frame to nothing, and
+        rotoscope refuses it) with those keyframes at 1, no zoom."""
+        try:
+            entries = _schedule_entries(text)
+        except ValueError:
+            return text
+        bad = [f for f, value in entries if _NUMBER.fullmatch(value) and Decimal(value) <= 0]
+        if not bad:
+            return text
+        self.warnings.append(
+            f"zoom={_show(text)} is 0 or less at frame {', '.join(bad)}, which shrinks "
+            "Deforum's frame to nothing: imported as 1 (no zoom) there"
+        )
+        return ", ".join(
+            f"{frame}:(1)" if frame in bad else f"{frame}:({value})" for frame, value in entries
+        )
 
     def _video_input(self) -> None:
         data = self.data
@@ -826,12 +967,22 @@ class _Importer:
             )
 
     def _schedule_text(self, key: str) -> str:
+        """A schedule as Deforum reads it: as written when rotoscope reads it the same way,
+        else rewritten from the entries Deforum's lenient reader finds (with a warning)."""
         value = self.data[key]
-        if isinstance(value, str) and value.strip():
-            return value.strip()
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return f"0:({value})"
-        raise self._error(f"'{key}' must be a schedule like \"0:(0.5)\", not {_show(value)}")
+        if not (isinstance(value, str) and value.strip()):
+            raise self._error(f"'{key}' must be a schedule like \"0:(0.5)\", not {_show(value)}")
+        text = value.strip()
+        if _is_strict_schedule(text):
+            return text
+        entries = [(m.group("frame"), m.group("param")) for m in _DEFORUM_ENTRY.finditer(text)]
+        if not entries:
+            return text  # Deforum refuses it too; rotoscope's error shows where
+        read = ", ".join(f"{frame}:({param.strip()})" for frame, param in entries)
+        self.warnings.append(f"{key}={_show(text)} is imported as Deforum reads it: {_show(read)}")
+        return read
 
     def _error(self, message: str) -> RotoscopeError:
         return RotoscopeError(f"Deforum settings file '{self.path}': {message}")

@@ -253,6 +253,12 @@ class ModelConfig:
     vae: str | None = None
     # Weight variant to load from a diffusers folder (for example ``fp16``).
     variant: str | None = None
+    # LoRAs applied to every frame, name -> weight (+model.loras.ink_style=0.8); prompts add
+    # more with <lora:name:weight>. Names are files in lora_dir (.safetensors, .pt, .ckpt, .bin).
+    loras: dict[str, float] = field(default_factory=dict)
+    lora_dir: str = "${paths.loras}"
+    # Textual-inversion embeddings, used where a prompt names them (A1111 and diffusers files).
+    embeddings_dir: str = "${paths.embeddings}"
 
 
 @dataclass
@@ -317,6 +323,11 @@ class RunConfig:
     prompt_prefix: str = ""
     prompt_suffix: str = ""
     prompt_blend: PromptBlend = PromptBlend.linear
+    # A1111 styles applied to every prompt, in order, from styles_file (A1111's styles.csv).
+    styles: list[str] = field(default_factory=list)
+    styles_file: str = "${paths.home}/styles.csv"
+    # A1111's CLIP skip: 1 = the text encoder's last layer, 2 = the one before, ...
+    clip_skip: int = 1
     # Numbers or Deforum schedules ("0:(0.65), 60:(0.45)").
     # strength is diffusers' strength: 0 keeps the input frame, 1 ignores it.
     strength: str = "0.5"

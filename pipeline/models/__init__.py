@@ -1,6 +1,8 @@
 """Weights in: the base model (hub id, diffusers folder, single file), ControlNets,
-samplers and devices, each with one-line errors and a cheap identity for frame keys.
+LoRAs, textual-inversion embeddings, samplers and devices, each with one-line errors and
+a cheap identity for frame keys.
 
-``weights`` is what the loaders share (fingerprints, hub cache, load errors). Imports
+``weights`` is what the loaders share (fingerprints, hub cache, load errors);
+``safe_load`` reads weight files without running code (pickles weights-only). Imports
 torch and diffusers (lazily where it can). May import ``config`` and ``pipeline.errors``.
 """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ import torch
 
 from pipeline.errors import RotoscopeError
 from pipeline.models.loader import LoadedModel
+from pipeline.models.safe_load import refused_pickle
 from pipeline.models.weights import (
     CHECKPOINT_SUFFIXES,
     FAMILY_NAMES,
@@ -239,6 +241,8 @@ def _file_signature(path: Path) -> dict[str, Any]:
                 for key, value in dict(state).items()
                 if isinstance(value, torch.Tensor)
             }
+    except pickle.UnpicklingError as exc:  # it wanted to run code: never loaded further
+        raise refused_pickle(_FIELD, path, exc) from exc
     except Exception as exc:  # safetensors/pickle/zip errors have no common base class
         raise RotoscopeError(
             f"{_FIELD} '{path}' is not a readable checkpoint ({first_line(exc)})",

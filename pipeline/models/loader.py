@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from pipeline.config.schema import ModelConfig, ModelFamily, RuntimeConfig
 from pipeline.errors import RotoscopeError
 from pipeline.models.devices import resolve_device, resolve_dtype
+from pipeline.models.safe_load import refused_pickle
 from pipeline.models.weights import (
     CHECKPOINT_SUFFIXES,
     FAMILY_NAMES,
@@ -230,6 +232,8 @@ def _checkpoint_keys(field: str, path: Path) -> set[str]:
         while isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         return set(state) if isinstance(state, dict) else set()
+    except pickle.UnpicklingError as exc:  # it wanted to run code: never loaded further
+        raise refused_pickle(field, path, exc) from exc
     except Exception as exc:  # safetensors/pickle/zip errors have no common base class
         raise RotoscopeError(
             f"{field} '{path}' is not a readable checkpoint ({first_line(exc)})",

@@ -63,7 +63,11 @@ _SAMPLERS: dict[str, _Sampler] = {
     "DDIM": _Sampler("DDIMScheduler"),
     "PLMS": _Sampler("PNDMScheduler", {"skip_prk_steps": True}),
     "UniPC": _Sampler("UniPCMultistepScheduler"),
+    # Latent consistency models and LCM-LoRAs: 1-8 steps, guidance 0-2.
+    "LCM": _Sampler("LCMScheduler"),
 }
+# LCMScheduler picks its steps from a schedule of this many (its original_inference_steps).
+LCM_MAX_STEPS = 50
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
 
@@ -111,6 +115,46 @@ def _check_requirement(sampler: str, package: str | None) -> None:
             f"sampler '{sampler}' needs the Python package '{package}', which is not installed",
             f"pip install {package}, or pick another sampler",
         )
+
+
+def inference_steps(steps: int, strength: float) -> int:
+    """The ``num_inference_steps`` that makes img2img run at least one step.
+
+    diffusers' img2img runs ``int(steps * strength)`` of ``steps`` steps, none when that
+    is below 1, where A1111 still runs one (a Turbo or LCM model at 1 step and strength
+    0.35, or a Deforum file with ``steps: 1``). Raising the step count until one step
+    runs keeps diffusers' own rule: that step is the last one of the longer schedule,
+    whose noise level is closest to what ``strength`` asks for. Strength 0 runs nothing.
+    """
+    if strength <= 0:
+        return steps
+    count = max(steps, 1)
+    while int(count * strength) < 1:
+        count += 1
+    return count
+
+
+def denoising_steps(scheduler: SchedulerMixin, num_inference_steps: int, strength: float) -> int:
+    """How many iterations diffusers' img2img loop runs for these arguments (the number
+    prompt editing counts in): its ``get_timesteps``, on a fresh copy of ``scheduler``.
+    Second-order samplers (Heun, DPM2) run more iterations than steps, as A1111 counts."""
+    scratch = type(scheduler).from_config(scheduler.config)
+    scratch.set_timesteps(num_inference_steps)
+    kept = min(int(num_inference_steps * strength), num_inference_steps)
+    start = max(num_inference_steps - kept, 0)
+    return len(scratch.timesteps[start * scratch.order :])
+
+
+def check_sampler_steps(sampler: str, steps: int, strength: float) -> tuple[str, str] | None:
+    """(problem, hint) when ``sampler`` cannot run ``steps`` at ``strength``, else None."""
+    needed = inference_steps(steps, strength)
+    if canonical_sampler(sampler) == "LCM" and needed > LCM_MAX_STEPS:
+        return (
+            f"LCM runs at most {LCM_MAX_STEPS} steps, and {steps} steps x strength "
+            f"{strength:g} needs {needed}",
+            "LCM is made for 1-8 steps: lower steps or raise strength",
+        )
+    return None
 
 
 def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:

@@ -2,7 +2,11 @@
 
 ``build`` makes the rows (``rows.FrameJob``) from the config, ``schedules`` and
 ``expressions`` parse Deforum's schedule language with a safe evaluator, ``seeds`` the
-seed behaviours, ``prompt_syntax`` A1111's attention syntax, ``chart`` draws plan.png,
+seed behaviours, ``prompt_syntax`` A1111's attention syntax, ``prompt_editing`` its
+``[a:b:when]``/``[a|b]``, ``networks`` LoRA tags and embedding names (files found
+safely, weights per frame), ``styles`` A1111's styles.csv, ``chart`` draws plan.png,
 ``stage`` is the plan stage. May import ``config``, ``source``, ``control`` (checks),
-``jobs.run_folder`` and ``pipeline.errors``/``pipeline.atomic``; never torch.
+``jobs.run_folder``, the light helpers of ``models.samplers`` and ``models.weights``
+(sampler names, file fingerprints) and ``pipeline.errors``/``pipeline.atomic``; never
+torch.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,13 +25,16 @@ from pipeline.config.schedulable import (
 )
 from pipeline.config.schema import AnimationMode, ControlMode, PromptBlend, RunConfig, SeedBehavior
 from pipeline.errors import RotoscopeError
-from pipeline.models.samplers import canonical_sampler
+from pipeline.models.samplers import canonical_sampler, check_sampler_steps
 from pipeline.plan.chart import Series
+from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags
+from pipeline.plan.prompt_editing import check_composable
 from pipeline.plan.prompt_syntax import parse_attention
 from pipeline.plan.rows import FrameJob
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
 from pipeline.plan.seeds import frame_seeds
 from pipeline.plan.segments import segment_start_of, segment_starts
+from pipeline.plan.styles import apply_styles, style_list
 
 NEG_SEPARATOR = "--neg"
 
@@ -95,6 +99,11 @@ def build_plan(
         if coherent
         else []
     )
+    networks = Networks(
+        cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras,
+        origins.get("prompts", "command line"),
+    )  # fmt: skip
+    clip_skip = cfg.clip_skip if cfg.clip_skip != 1 else None
     rows = []
     for index in range(frame_count):
         motion = {name: float(series[name].values[index]) for name in motion_names}
@@ -112,6 +121,7 @@ def build_plan(
             }
             for unit in cfg.controlnet.units
         }
+        prompt = _prompt_at(keys, index, cfg.prompt_blend)
         row = FrameJob(
             index=index,
             # txt2img ControlNet generates from noise: the whole schedule runs
@@ -124,8 +134,10 @@ def build_plan(
             height=height,
             blend_mode=cfg.prompt_blend.value,
             controls=controls or None,
-            **_prompt_at(keys, index, cfg.prompt_blend),
+            **prompt,
             **motion,
+            **networks.row_fields(**prompt),  # type: ignore[arg-type]
+            clip_skip=clip_skip,
             **coherence,
         )
         check_row(row, origins)
@@ -199,33 +211,40 @@ def join_prompt(*parts: str) -> str:
 def prompt_keys(
     cfg: RunConfig, frame_count: int, fps: float, origins: dict[str, str]
 ) -> list[PromptKey]:
-    """The prompt keyframes in frame order, prefix/suffix and global negative applied."""
+    """The prompt keyframes in frame order: prefix/suffix, global negative and styles
+    applied, and every prompt checked (so a bad one fails now, not after a model loads)."""
     texts = cfg.prompts or {"0": cfg.prompt}
     where = origins.get("prompts", "command line")
+    styles = style_list(list(cfg.styles), Path(cfg.styles_file).expanduser())
     by_frame: dict[int, str] = {}
     for key, text in texts.items():
         by_frame[_prompt_frame(key, fps, frame_count, cfg.seed, where)] = text
     keys = []
     for frame in sorted(by_frame):
         positive, _, negative = by_frame[frame].partition(NEG_SEPARATOR)
-        for text in (positive, negative, cfg.negative_prompt):
-            _check_attention(text, where)
-        keys.append(
-            PromptKey(
-                frame=frame,
-                prompt=join_prompt(cfg.prompt_prefix, positive, cfg.prompt_suffix),
-                negative=join_prompt(negative, cfg.negative_prompt),
-            )
+        prompt, negative = apply_styles(
+            styles,
+            join_prompt(cfg.prompt_prefix, positive, cfg.prompt_suffix),
+            join_prompt(negative, cfg.negative_prompt),
         )
+        check_prompt(prompt, where, negative=False)
+        check_prompt(negative, where, negative=True)
+        keys.append(PromptKey(frame=frame, prompt=prompt, negative=negative))
     return keys
 
 
-def _check_attention(text: str, where: str) -> None:
-    """A malformed weight such as ``(cat:1.2.3)`` fails now, not after the model loads."""
+def check_prompt(text: str, where: str, negative: bool) -> None:
+    """Reject what would fail or be misread later: a malformed weight such as
+    ``(cat:1.2.3)``, ``AND``, an unknown ``<kind:...>`` tag, a LoRA in a negative prompt."""
     try:
         parse_attention(text)
     except RotoscopeError as exc:
         raise RotoscopeError(f"{where}: prompt '{text.strip()[:60]}': {exc}") from exc
+    if negative:
+        check_negative_prompt(text, where)
+    else:
+        check_composable(text, where)
+        lora_tags(text, where)
 
 
 def _prompt_frame(key: str, fps: float, frame_count: int, seed: int, where: str) -> int:
@@ -301,12 +320,12 @@ def check_row(row: FrameJob, origins: dict[str, str]) -> None:
         )
     if row.steps < 1:
         fail("steps", f"{row.steps} steps", "steps must be at least 1")
-    if 0 < row.strength * row.steps < 1:
-        fail(
-            "steps",
-            f"{row.steps} steps x strength {row.strength:g} runs no denoising step",
-            f"raise steps to at least {math.ceil(1 / row.strength)} or raise strength",
-        )
+    # steps x strength < 1 runs one step (as A1111 does): see samplers.inference_steps
+    problem = check_sampler_steps(row.sampler, row.steps, row.strength)
+    if problem:
+        fail("steps", *problem)
+    if row.clip_skip is not None and row.clip_skip < 1:
+        fail("clip_skip", f"{row.clip_skip} is below 1", "1 is the last layer, 2 the one before")
     if row.guidance_scale < 0:
         fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
     if row.zoom is not None and row.zoom <= 0:

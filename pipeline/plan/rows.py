@@ -1,7 +1,9 @@
 """Plan rows: what one output frame is generated with, and the plan files that hold them.
 
 A row is plain data. The render stage reads rows back from ``plan.jsonl`` instead of
-recomputing schedules, and a frame's cache key hashes its row's JSON.
+recomputing schedules, and a frame's cache key hashes its row's JSON. Fields added after
+the first release are left out of that JSON while they are unset (None), so a feature a
+plan does not use never changes the keys of frames rendered before it existed.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from pipeline.atomic import write_text
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.run_folder import RunFolder
 
-# Row fields added after the first release: omitted from a row's JSON while None.
-LATER_FIELDS = frozenset({"segment_start", "attention_steps", "flow_weight"})
+# Marks a field that :meth:`FrameJob.to_json` leaves out while it is None.
+OPTIONAL = {"omit_when_unset": True}
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,9 @@ class FrameJob:
 
     Between two prompt keyframes the frame's conditioning lies ``blend`` of the way from
     (prompt, negative_prompt) to (prompt_to, negative_prompt_to). Motion values are set
-    only in loopback mode.
+    only in loopback mode. Prompts keep their ``<lora:...>`` tags as written (the PNG
+    metadata shows them, as A1111's does); ``loras`` holds the weights the tags resolve to
+    for this frame, blended between keyframes like the embeddings.
     """
 
     index: int
@@ -51,23 +56,32 @@ class FrameJob:
     noise: float | None = None
     # ControlNet units by name: {"canny": {"weight": 1.0, "start": 0.0, "end": 1.0}}
     controls: dict[str, dict[str, float]] | None = None
+    # LoRA weights in effect on this frame, by name (None: no LoRA).
+    loras: dict[str, float] | None = field(default=None, metadata=OPTIONAL)
+    # Identity of each LoRA and embedding file the frame uses: "lora:NAME" or
+    # "embedding:NAME" -> file fingerprint, so a changed file re-renders its frames.
+    network_files: dict[str, str] | None = field(default=None, metadata=OPTIONAL)
+    # A1111's CLIP skip when it is not 1 (1 = the text encoder's last layer).
+    clip_skip: int | None = field(default=None, metadata=OPTIONAL)
+
     # Temporal coherence (set only when it is on): the first frame of this frame's
     # segment (its anchor; the frame itself for a segment's first frame), the fraction
     # of steps with cross-frame attention, the weight of the flow-moved previous output.
-    segment_start: int | None = None
-    attention_steps: float | None = None
-    flow_weight: float | None = None
+    segment_start: int | None = field(default=None, metadata=OPTIONAL)
+    attention_steps: float | None = field(default=None, metadata=OPTIONAL)
+    flow_weight: float | None = field(default=None, metadata=OPTIONAL)
 
     def to_json(self) -> str:
-        """The row as JSON: what a frame's key hashes. Fields added after the first
-        release are left out while unset, so rows (and keys) of runs that do not use
-        them are what they always were."""
-        values = {
+        return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)
+
+    def keyed_fields(self) -> dict[str, Any]:
+        """The row as a dict, without the later-added fields that are unset."""
+        omitted = {f.name for f in fields(self) if f.metadata.get("omit_when_unset")}
+        return {
             name: value
             for name, value in asdict(self).items()
-            if value is not None or name not in LATER_FIELDS
+            if not (name in omitted and value is None)
         }
-        return json.dumps(values, sort_keys=True, ensure_ascii=False)
 
 
 def write_plan(rows: list[FrameJob], folder: RunFolder) -> None:
@@ -78,7 +92,8 @@ def write_plan(rows: list[FrameJob], folder: RunFolder) -> None:
     writer.writeheader()
     for row in rows:
         values = asdict(row)
-        values["controls"] = json.dumps(row.controls) if row.controls else ""
+        for name in ("controls", "loras", "network_files"):
+            values[name] = json.dumps(values[name]) if values[name] else ""
         writer.writerow(values)
     write_text(folder.plan_csv, table.getvalue())
 

@@ -25,6 +25,19 @@ encoder with a projection, and, like diffusers (``force_zeros_for_empty_prompt``
 for an empty negative prompt. For an unweighted prompt of at most 75 tokens the result
 equals ``pipe.encode_prompt``'s.
 
+CLIP skip (:class:`TextSettings`) is A1111's: 1 is the last layer, ``n`` the hidden state
+``n`` layers from the end, put through the final layer norm as A1111 does. SDXL is
+trained on the penultimate layer (without that norm), i.e. at CLIP skip 2 already, so
+there 1 and 2 both mean SDXL's own layer and ``n`` > 2 goes further back, for both
+encoders; the pooled embedding always comes from the last layer (as in A1111 and ComfyUI).
+
+Textual inversion (:meth:`PromptEncoder.add_embedding`) adds one token per vector to each
+tokenizer and its vector as a row of the text encoder's token embeddings. A text uses an
+embedding where the tokens of its name appear as whole words (A1111 compares tokens; the
+whole-word rule is what the plan can check without a tokenizer), and only embeddings
+its :class:`TextSettings` allow. Its vectors carry the weight of the piece they are in
+and are never split across two chunks (a chunk without room moves them to the next).
+
 Between keyframes a prompt animation morphs: :func:`blend` mixes two conditionings after
 :meth:`PromptEncoder.align` has given them the same chunk count.
 """
@@ -33,7 +46,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
@@ -82,16 +95,47 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
+class TextSettings:
+    """What shapes a text's encoding besides the text itself (and so is part of the cache
+    keys): the CLIP skip, the embeddings the text may use, and the LoRA weights in effect
+    on the text encoders (they change the encoders' output)."""
+
+    clip_skip: int = 1
+    embeddings: frozenset[str] = frozenset()
+    lora: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Embedding:
+    name_ids: tuple[int, ...]  # the name as the tokenizer splits it
+    vector_ids: tuple[int, ...]  # the added tokens that hold its vectors
+
+
+@dataclass(frozen=True)
 class _TextEncoder:
     tokenizer: Any  # transformers' CLIPTokenizer(Fast)
     model: Any  # CLIPTextModel or CLIPTextModelWithProjection
     penultimate: bool  # SDXL conditions on hidden_states[-2], SD 1.x on the last one
+    embeddings: dict[str, _Embedding] = field(default_factory=dict)
+
+    @property
+    def text_model(self) -> Any:
+        """The CLIPTextModel itself (inside a CLIPTextModelWithProjection)."""
+        return getattr(self.model, "text_model", self.model)
+
+    @property
+    def width(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
 
 
 @dataclass(frozen=True)
 class _TextEncoding:
     hidden: torch.Tensor  # (1, 77 * chunks, features)
     pooled: torch.Tensor | None  # (1, features), from the first chunk
+
+
+# A token id, or the ids of an embedding's vectors, which must stay in one chunk.
+Token = int | tuple[int, ...]
 
 
 @dataclass
@@ -140,7 +184,6 @@ class PromptEncoder:
             for tokenizer, model in pairs
             if model is not None
         ]
-        self._pipe = pipe
         self._device = device
         self._zeros_for_empty_negative = family == "sdxl" and bool(
             pipe.config.get("force_zeros_for_empty_prompt", False)
@@ -150,34 +193,84 @@ class PromptEncoder:
             min(encoder.tokenizer.model_max_length, encoder.model.config.max_position_embeddings)
             for encoder in self._encoders
         )
-        self._texts: _Cache[str, _TextEncoding] = _Cache(CACHE_ENTRIES)
-        self._pairs: _Cache[tuple[str, str, bool], Conditioning] = _Cache(CACHE_ENTRIES)
+        self._texts: _Cache[tuple[str, TextSettings], _TextEncoding] = _Cache(CACHE_ENTRIES)
+        self._pairs: _Cache[tuple[str, str, bool, TextSettings], Conditioning] = _Cache(
+            CACHE_ENTRIES
+        )
         self.encode_calls = 0
 
+    @property
+    def widths(self) -> list[int]:
+        """The token-embedding width of each text encoder, in order (SDXL: CLIP-L, then G)."""
+        return [encoder.width for encoder in self._encoders]
+
     @torch.inference_mode()
-    def encode(self, prompt: str, negative: str, do_cfg: bool) -> Conditioning:
+    def add_embedding(self, name: str, vectors: Sequence[torch.Tensor]) -> None:
+        """Make ``name`` a textual-inversion embedding: ``vectors`` holds one (count, width)
+        tensor per text encoder, in the order of :attr:`widths`.
+
+        The vectors become new tokens of each tokenizer and new rows of each encoder's
+        token embeddings. A CLIP config with the legacy ``eos_token_id`` 2 pools at the
+        highest token id, which an added token would now be, so such an encoder is switched
+        to pooling at the first end-of-text token: the same position for every prompt
+        without added tokens, and the right one with them.
+        """
+        if len(vectors) != len(self._encoders) or any(
+            tensor.ndim != 2 or tensor.shape[1] != width
+            for tensor, width in zip(vectors, self.widths, strict=False)
+        ):
+            raise ValueError(f"embedding {name!r} needs one (count, width) tensor per encoder")
+        for encoder, tensor in zip(self._encoders, vectors, strict=True):
+            tokenizer, model = encoder.tokenizer, encoder.model
+            placeholders = [f"<rotoscope-embedding:{name}:{k}>" for k in range(len(tensor))]
+            tokenizer.add_tokens(placeholders)
+            ids = tokenizer.convert_tokens_to_ids(placeholders)
+            table = model.get_input_embeddings()
+            if table.num_embeddings < len(tokenizer):
+                model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+                table = model.get_input_embeddings()
+            table.weight[ids] = tensor.to(table.weight.device, table.weight.dtype)
+            if encoder.text_model.eos_token_id == 2:
+                encoder.text_model.eos_token_id = tokenizer.eos_token_id
+            name_ids = tokenizer(name, add_special_tokens=False).input_ids
+            encoder.embeddings[name] = _Embedding(tuple(name_ids), tuple(ids))
+        self._texts = _Cache(CACHE_ENTRIES)  # a text may read differently now
+        self._pairs = _Cache(CACHE_ENTRIES)
+
+    @torch.inference_mode()
+    def encode(
+        self, prompt: str, negative: str, do_cfg: bool, settings: TextSettings | None = None
+    ) -> Conditioning:
         """The conditioning for ``prompt`` and ``negative`` ("" for none).
 
         Without classifier-free guidance (``do_cfg`` false) the negative is not encoded.
         Raises :class:`pipeline.plan.prompt_syntax.PromptSyntaxError` for an unparsable weight.
         """
+        settings = settings or TextSettings()
         return self._pairs.get_or_make(
-            (prompt, negative, do_cfg), lambda: self._conditioning(prompt, negative, do_cfg)
+            (prompt, negative, do_cfg, settings),
+            lambda: self._conditioning(prompt, negative, do_cfg, settings),
         )
 
     @torch.inference_mode()
-    def align(self, a: Conditioning, b: Conditioning) -> tuple[Conditioning, Conditioning]:
+    def align(
+        self, a: Conditioning, b: Conditioning, settings: TextSettings | None = None
+    ) -> tuple[Conditioning, Conditioning]:
         """``a`` and ``b`` padded to the same chunk count, ready for :func:`blend`.
 
-        Missing chunks are the encoding of an empty prompt, as for a negative shorter than
-        its positive, except in an all-zero negative (SDXL's empty negative), which stays
-        all zeros: zeros are how diffusers says "no negative" at any length.
+        Missing chunks are the encoding of an empty prompt (with ``settings``, those of the
+        texts), as for a negative shorter than its positive, except in an all-zero negative
+        (SDXL's empty negative), which stays all zeros: zeros are how diffusers says "no
+        negative" at any length.
         """
+        settings = settings or TextSettings()
         chunks = max(self._chunk_count(a.prompt_embeds), self._chunk_count(b.prompt_embeds))
-        return self._padded(a, chunks), self._padded(b, chunks)
+        return self._padded(a, chunks, settings), self._padded(b, chunks, settings)
 
-    def _conditioning(self, prompt: str, negative: str, do_cfg: bool) -> Conditioning:
-        positive = self._text(prompt)
+    def _conditioning(
+        self, prompt: str, negative: str, do_cfg: bool, settings: TextSettings
+    ) -> Conditioning:
+        positive = self._text(prompt, settings)
         if not do_cfg:
             return Conditioning(positive.hidden, pooled_prompt_embeds=positive.pooled)
         if not negative and self._zeros_for_empty_negative and positive.pooled is not None:
@@ -187,56 +280,59 @@ class PromptEncoder:
                 positive.pooled,
                 torch.zeros_like(positive.pooled),
             )
-        unwanted = self._text(negative)
+        unwanted = self._text(negative, settings)
         chunks = max(self._chunk_count(positive.hidden), self._chunk_count(unwanted.hidden))
         return Conditioning(
-            self._pad(positive.hidden, chunks),
-            self._pad(unwanted.hidden, chunks),
+            self._pad(positive.hidden, chunks, settings),
+            self._pad(unwanted.hidden, chunks, settings),
             positive.pooled,
             unwanted.pooled,
         )
 
-    def _padded(self, conditioning: Conditioning, chunks: int) -> Conditioning:
+    def _padded(
+        self, conditioning: Conditioning, chunks: int, settings: TextSettings
+    ) -> Conditioning:
         negative = conditioning.negative_prompt_embeds
         if negative is not None:
             if negative.any():
-                negative = self._pad(negative, chunks)
+                negative = self._pad(negative, chunks, settings)
             else:
                 negative = negative.new_zeros(1, chunks * self._chunk_length, negative.shape[-1])
         return replace(
             conditioning,
-            prompt_embeds=self._pad(conditioning.prompt_embeds, chunks),
+            prompt_embeds=self._pad(conditioning.prompt_embeds, chunks, settings),
             negative_prompt_embeds=negative,
         )
 
-    def _pad(self, hidden: torch.Tensor, chunks: int) -> torch.Tensor:
+    def _pad(self, hidden: torch.Tensor, chunks: int, settings: TextSettings) -> torch.Tensor:
         """``hidden`` extended to ``chunks`` chunks with empty-prompt chunks."""
         missing = chunks - self._chunk_count(hidden)
         if missing <= 0:
             return hidden
-        empty = self._text("").hidden
+        empty = self._text("", settings).hidden
         return torch.cat([hidden, empty.repeat(1, missing, 1)], dim=1)
 
     def _chunk_count(self, hidden: torch.Tensor) -> int:
         return hidden.shape[1] // self._chunk_length
 
-    def _text(self, text: str) -> _TextEncoding:
-        return self._texts.get_or_make(text, lambda: self._encode_text(text))
+    def _text(self, text: str, settings: TextSettings) -> _TextEncoding:
+        return self._texts.get_or_make((text, settings), lambda: self._encode_text(text, settings))
 
-    def _encode_text(self, text: str) -> _TextEncoding:
+    def _encode_text(self, text: str, settings: TextSettings) -> _TextEncoding:
         self.encode_calls += 1
         pieces = parse_attention(text)
         hidden_states: list[torch.Tensor] = []
         pooled = None
         for encoder in self._encoders:
             tokens = [
-                None if piece == BREAK else self._tokenize(encoder, piece) for piece in pieces
+                None if piece == BREAK else self._tokenize(encoder, piece, settings.embeddings)
+                for piece in pieces
             ]
             comma = encoder.tokenizer.get_vocab().get(_COMMA)
             chunks = split_chunks(tokens, self._chunk_length - 2, comma)
             ids, weights = self._framed(encoder.tokenizer, chunks)
             output = encoder.model(ids.to(self._device), output_hidden_states=True)
-            hidden = output.hidden_states[-2] if encoder.penultimate else output.last_hidden_state
+            hidden = _layer(encoder, output, settings.clip_skip)
             hidden_states.append(_restore_mean(hidden, weights.to(self._device)))
             if getattr(output, "text_embeds", None) is not None:
                 pooled = output.text_embeds[:1]  # A1111 and diffusers: the first chunk's
@@ -248,20 +344,43 @@ class PromptEncoder:
         hidden = torch.cat(hidden_states, dim=-1)
         return _TextEncoding(hidden.reshape(1, -1, hidden.shape[-1]), pooled)
 
-    def _tokenize(self, encoder: _TextEncoder, piece: tuple[str, float]) -> tuple[list[int], float]:
+    def _tokenize(
+        self, encoder: _TextEncoder, piece: tuple[str, float], allowed: frozenset[str]
+    ) -> tuple[list[Token], float]:
+        """A piece's token ids, each allowed embedding's name replaced by its vectors' ids."""
         text, weight = piece
-        tokenizer = encoder.tokenizer
-        # diffusers' textual inversion: a multi-vector token expands to one token per vector.
-        # Asked only when the tokenizer has such added words, because the check tokenizes
-        # the whole piece and makes transformers warn that long text "will result in
-        # indexing errors", which chunking makes untrue.
-        convert = getattr(self._pipe, "maybe_convert_prompt", None)
-        added_words = set(tokenizer.added_tokens_encoder) - set(tokenizer.all_special_tokens)
-        if convert is not None and added_words:
-            text = convert(text, tokenizer)
         # verbose=False: a long piece is not a problem here, it is what chunking is for
-        ids = tokenizer(text, add_special_tokens=False, verbose=False).input_ids
-        return ids, weight
+        ids = encoder.tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+        embeddings = sorted(
+            (embedding for name, embedding in encoder.embeddings.items() if name in allowed),
+            key=lambda embedding: -len(embedding.name_ids),  # the longest name wins
+        )
+        if not embeddings:
+            return ids, weight
+        word_ends = [
+            token.endswith("</w>") for token in encoder.tokenizer.convert_ids_to_tokens(ids)
+        ]
+        tokens: list[Token] = []
+        position = 0
+        while position < len(ids):
+            at_word_start = position == 0 or word_ends[position - 1]
+            match = next(
+                (
+                    embedding
+                    for embedding in embeddings
+                    if at_word_start
+                    and tuple(ids[position : position + len(embedding.name_ids)])
+                    == embedding.name_ids
+                ),
+                None,
+            )
+            if match is None:
+                tokens.append(ids[position])
+                position += 1
+            else:
+                tokens.append(match.vector_ids)
+                position += len(match.name_ids)
+        return tokens, weight
 
     def _framed(
         self, tokenizer: Any, chunks: list[TokenChunk]
@@ -280,14 +399,15 @@ class PromptEncoder:
 
 
 def split_chunks(
-    pieces: Sequence[tuple[list[int], float] | None], size: int, comma: int | None
+    pieces: Sequence[tuple[Sequence[Token], float] | None], size: int, comma: int | None
 ) -> list[TokenChunk]:
     """Weighted token pieces (None for a BREAK) cut into chunks of at most ``size`` tokens.
 
     A BREAK closes the current chunk even if it is empty; a trailing empty chunk is
     dropped, but a prompt always has at least one chunk. When a token arrives at a full
     chunk whose last comma is at most ``COMMA_BACKTRACK`` tokens back, the tokens after
-    the comma move on to the next chunk with it.
+    the comma move on to the next chunk with it. A tuple of ids (an embedding's vectors)
+    stays whole: when it does not fit, it starts the next chunk (as in A1111).
     """
     chunks: list[TokenChunk] = []
     current = TokenChunk([], [])
@@ -299,6 +419,7 @@ def split_chunks(
             continue
         tokens, weight = piece
         for token in tokens:
+            group = token if isinstance(token, tuple) else (token,)
             if len(current.tokens) == size:
                 backtrack = (
                     token != comma and last_comma >= 0 and size - last_comma <= COMMA_BACKTRACK
@@ -306,13 +427,31 @@ def split_chunks(
                 cut = last_comma + 1 if backtrack else size
                 chunks.append(TokenChunk(current.tokens[:cut], current.weights[:cut]))
                 current, last_comma = TokenChunk(current.tokens[cut:], current.weights[cut:]), -1
+            if len(current.tokens) + len(group) > size:
+                chunks.append(current)
+                current, last_comma = TokenChunk([], []), -1
             if token == comma:
                 last_comma = len(current.tokens)
-            current.tokens.append(token)
-            current.weights.append(weight)
+            current.tokens.extend(group)
+            current.weights.extend([weight] * len(group))
     if current.tokens or not chunks:
         chunks.append(current)
     return chunks
+
+
+def _layer(encoder: _TextEncoder, output: Any, clip_skip: int) -> torch.Tensor:
+    """The hidden states the UNet is conditioned on, ``clip_skip`` as A1111 means it."""
+    layers = encoder.text_model.config.num_hidden_layers
+    if not 1 <= clip_skip <= layers:
+        raise RotoscopeError(
+            f"clip_skip={clip_skip} but the model's text encoder has {layers} layers",
+            f"use 1 to {layers} (2 is the common choice)",
+        )
+    if encoder.penultimate:
+        return output.hidden_states[-max(clip_skip, 2)]
+    if clip_skip == 1:
+        return output.last_hidden_state
+    return encoder.text_model.final_layer_norm(output.hidden_states[-clip_skip])
 
 
 def _restore_mean(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -360,17 +499,17 @@ def blend(a: Conditioning, b: Conditioning, weight: float, mode: str) -> Conditi
     if weight == 1.0:
         return b
     mixed: dict[str, torch.Tensor | None] = {}
-    for field in fields(Conditioning):
-        first, second = getattr(a, field.name), getattr(b, field.name)
+    for part in fields(Conditioning):
+        first, second = getattr(a, part.name), getattr(b, part.name)
         if first is None and second is None:
-            mixed[field.name] = None
+            mixed[part.name] = None
         elif first is None or second is None or first.shape != second.shape:
             raise ValueError(
-                f"cannot blend {field.name}: shapes {_shape(first)} and {_shape(second)} "
+                f"cannot blend {part.name}: shapes {_shape(first)} and {_shape(second)} "
                 "differ (align the conditionings with PromptEncoder.align first)"
             )
         else:
-            mixed[field.name] = mixers[mode](first, second, weight)
+            mixed[part.name] = mixers[mode](first, second, weight)
     return Conditioning(**mixed)  # type: ignore[arg-type]
 
 

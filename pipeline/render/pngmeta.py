@@ -28,9 +28,12 @@ def a1111_parameters(
     model_name: str,
     model_hash: str | None,
     controlnets: list[dict[str, str]] | None = None,
+    extra: list[tuple[str, str]] | None = None,
 ) -> str:
     """The ``parameters`` text in A1111's layout (prompt, negative line, settings line),
-    with one ``ControlNet N`` entry per unit as A1111's ControlNet extension writes it."""
+    with ``Clip skip`` when it is not 1, the ``extra`` entries (``Lora hashes``,
+    ``TI hashes``) and one ``ControlNet N`` entry per unit as A1111's ControlNet extension
+    writes it."""
     lines = [job.prompt]
     if job.negative_prompt:
         lines.append(f"Negative prompt: {job.negative_prompt}")
@@ -44,6 +47,9 @@ def a1111_parameters(
     if model_hash:
         settings.append(("Model hash", model_hash))
     settings += [("Model", model_name), ("Denoising strength", _number(job.strength))]
+    if job.clip_skip:
+        settings.append(("Clip skip", job.clip_skip))
+    settings += extra or []
     for number, unit in enumerate(controlnets or []):
         values = (job.controls or {}).get(unit["unit"], {})
         fields = [

@@ -134,8 +134,9 @@ class FrameProducer:
             "controlnet": self.renderer.control_details(),
         }
         parameters = a1111_parameters(
-            job, model.name, model.model_hash, self.renderer.control_details()
-        )
+            job, model.name, model.model_hash, self.renderer.control_details(),
+            self.renderer.adapters.infotext(job),
+        )  # fmt: skip
         record = FrameRecord(
             index=job.index,
             file=RunFolder.frame_name(job.index),

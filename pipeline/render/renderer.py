@@ -3,9 +3,10 @@
 The renderer is a thin layer over diffusers' img2img call that adds what a frame
 sequence needs: a fresh CPU generator per frame seeded from the row (so a frame's noise
 depends on its seed alone, never on device, batch or resume point), A1111-weighted
-prompt embeddings encoded once per distinct prompt rather than once per frame and
-blended between prompt keyframes, and the sampler switched only when a row asks for a
-different one.
+prompt embeddings encoded once per distinct prompt rather than once per frame, blended
+between prompt keyframes and switched between steps by prompt editing, the row's LoRA
+weights and CLIP skip, and the sampler switched only when a row asks for a different
+one. img2img with steps x strength below 1 still runs one step, as A1111 does.
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from pipeline.config.schema import ControlMode
 from pipeline.errors import RotoscopeError
 from pipeline.models.controlnets import control_kwargs, control_pipeline
 from pipeline.models.loader import LoadedModel
-from pipeline.models.samplers import make_scheduler, seed_scheduler
+from pipeline.models.samplers import (
+    denoising_steps,
+    inference_steps,
+    make_scheduler,
+    seed_scheduler,
+)
 from pipeline.plan.rows import FrameJob
-from pipeline.render.conditioning import Conditioning, PromptEncoder, blend
+from pipeline.render.adapters import Adapters
+from pipeline.render.conditioning import PromptEncoder
+from pipeline.render.prompt_schedule import StepConditionings, step_conditionings
 
 log = logging.getLogger("rotoscope")
 
@@ -40,6 +48,38 @@ class LoadedControlNet:
     preprocessor: str
     net: Any
     identity: str
+
+
+STEP_CALLBACK = "callback_on_step_end"
+STEP_CALLBACK_INPUTS = "callback_on_step_end_tensor_inputs"
+
+
+def add_step_callbacks(arguments: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Merge ``extra`` pipeline-call arguments into ``arguments``.
+
+    diffusers takes one step callback; when both have one (prompt editing switches the
+    embeddings, temporal coherence blends the latents) they run one after the other, the
+    second seeing the first's updates, and their tensor inputs are joined.
+    """
+    extra = dict(extra)
+    callback = extra.pop(STEP_CALLBACK, None)
+    inputs = extra.pop(STEP_CALLBACK_INPUTS, [])
+    arguments.update(extra)
+    if callback is None:
+        return
+    first = arguments.get(STEP_CALLBACK)
+    if first is None:
+        arguments[STEP_CALLBACK], arguments[STEP_CALLBACK_INPUTS] = callback, list(inputs)
+        return
+
+    def both(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        updates = dict(first(pipe, step, timestep, tensors) or {})
+        return {**updates, **(callback(pipe, step, timestep, {**tensors, **updates}) or {})}
+
+    arguments[STEP_CALLBACK] = both
+    arguments[STEP_CALLBACK_INPUTS] = list(
+        dict.fromkeys([*arguments[STEP_CALLBACK_INPUTS], *inputs])
+    )
 
 
 class FrameHooks(Protocol):
@@ -58,12 +98,16 @@ class Renderer:
         model: LoadedModel,
         controlnets: list[LoadedControlNet] | None = None,
         control_mode: ControlMode = ControlMode.img2img,
+        adapters: Adapters | None = None,
     ) -> None:
+        """``adapters`` are the plan's LoRAs and embeddings, loaded into ``model``."""
         self.model = model
         self.pipe = model.pipe
         self._base_scheduler_config = dict(self.pipe.scheduler.config)
         self._sampler: str | None = None
         self.prompts = PromptEncoder(model.pipe, model.family, model.device)
+        self.adapters = adapters or Adapters(model)
+        self.adapters.install_embeddings(self.prompts)
         self.savers = MemorySavers(model)
         self.controlnets = controlnets or []
         self.control_img2img = control_mode is ControlMode.img2img
@@ -120,16 +164,20 @@ class Renderer:
         pipe, arguments = self._call_arguments(job, image, maps)
         seed_scheduler(pipe.scheduler, job.seed)
         generator = torch.Generator(device="cpu").manual_seed(job.seed)
+        steps = inference_steps(job.steps, job.strength)
+        conditionings = self.conditionings(
+            job, lambda: denoising_steps(pipe.scheduler, steps, job.strength)
+        )
+        arguments.update(conditionings.call_arguments(pooled=self.model.family == "sdxl"))
         with torch.inference_mode(), ExitStack() as stack:
             if hooks is not None:
-                arguments.update(hooks.enter(stack, pipe))
+                add_step_callbacks(arguments, hooks.enter(stack, pipe))
             result = pipe(
                 guidance_scale=job.guidance_scale,
-                num_inference_steps=job.steps,
+                num_inference_steps=steps,
                 generator=generator,
                 output_type="np",
                 **arguments,
-                **self.conditioning(job).pipeline_kwargs(),
             )
         frame = np.asarray(result.images[0])
         return (np.clip(frame, 0.0, 1.0) * 255.0).round().astype(np.uint8)
@@ -159,14 +207,16 @@ class Renderer:
             arguments["strength"] = job.strength
         return self.control_pipe, arguments
 
-    def conditioning(self, job: FrameJob) -> Conditioning:
-        """The row's prompt embeddings: its keyframe's, or a blend toward the next one."""
+    def conditionings(self, job: FrameJob, count_steps: Callable[[], int]) -> StepConditionings:
+        """The row's prompt embeddings for each denoising step (its keyframe's, or a blend
+        toward the next one, switched by prompt editing), with its LoRA weights set.
+
+        ``count_steps`` gives the number of denoising steps that will run (prompt editing
+        counts in them); it is called only for prompts that use prompt editing.
+        """
+        settings = self.adapters.settings(job)
         do_cfg = job.guidance_scale > 1.0
-        current = self.prompts.encode(job.prompt, job.negative_prompt, do_cfg)
-        if job.prompt_to is None or job.blend <= 0.0:
-            return current
-        following = self.prompts.encode(job.prompt_to, job.negative_prompt_to or "", do_cfg)
-        return blend(*self.prompts.align(current, following), job.blend, job.blend_mode)
+        return step_conditionings(self.prompts, job, settings, do_cfg, count_steps)
 
     def _use_sampler(self, name: str) -> None:
         if name != self._sampler:

@@ -20,7 +20,8 @@ from pipeline.jobs.manifest import Manifest
 from pipeline.jobs.progress import Progress, format_duration
 from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
-from pipeline.plan.rows import read_plan
+from pipeline.plan.networks import Networks
+from pipeline.plan.rows import FrameJob, read_plan
 from pipeline.source.open import open_source
 
 if TYPE_CHECKING:  # torch and diffusers load only when a frame renders
@@ -37,7 +38,8 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     from pipeline.models.loader import model_identity
     from pipeline.render.producer import FrameProducer, render_frames, render_loopback
 
-    rows = read_plan(folder)
+    networks = plan_networks(cfg)
+    rows = networks.refreshed(read_plan(folder))  # a LoRA file changed since the plan
     report.planned = report.planned or len(rows)
     remove_partial_files(folder.frames)
     manifest = Manifest(folder)
@@ -61,8 +63,8 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
             ControlMaps(cfg, folder, rows[0].width, rows[0].height) as maps,
         ):
             producer = FrameProducer(
-                folder, manifest, identity, lambda: load_renderer(cfg), progress, report,
-                stop, control=maps if units else None,
+                folder, manifest, identity, lambda: load_renderer(cfg, rows, networks),
+                progress, report, stop, control=maps if units else None,
             )  # fmt: skip
             if cfg.animation.mode is AnimationMode.loopback:
                 render_loopback(producer, rows, source, cfg.animation)
@@ -78,16 +80,24 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
         )  # fmt: skip
 
 
-def load_renderer(cfg: RunConfig) -> Renderer:
-    """Load the model (and ControlNets): called when the first frame needs rendering."""
+def plan_networks(cfg: RunConfig) -> Networks:
+    """The LoRA and embedding folders the plan's names refer to."""
+    return Networks(cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras)
+
+
+def load_renderer(cfg: RunConfig, rows: list[FrameJob], networks: Networks) -> Renderer:
+    """Load the model (with the plan's LoRAs and embeddings, and the ControlNets): called
+    when the first frame needs rendering."""
     from pipeline.models.loader import load_model
+    from pipeline.render.adapters import Adapters
     from pipeline.render.renderer import Renderer
 
     log.info("loading model %s", cfg.model.path)
     model = load_model(cfg.model, cfg.runtime)
     dtype = str(model.dtype).removeprefix("torch.")
     log.info("model %s on %s (%s)", model.name, model.device, dtype)
-    return Renderer(model, load_units(cfg, model), cfg.controlnet.mode)
+    adapters = Adapters(model, rows, networks)
+    return Renderer(model, load_units(cfg, model), cfg.controlnet.mode, adapters)
 
 
 def load_units(cfg: RunConfig, model: LoadedModel) -> list[LoadedControlNet]:

@@ -203,6 +203,12 @@ def unet_to_ldm(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {_rename(key, routes): _tensor(value) for key, value in unet.state_dict().items()}
 
 
+def unet_module_to_ldm(config: Mapping, module: str) -> str:
+    """The LDM name of a diffusers UNet module (``down_blocks.1.attentions.0...`` ->
+    ``input_blocks.4.1...``), as SDXL LoRAs from kohya's trainer name their layers."""
+    return _rename(f"{module}.weight", _unet_routes(config)).removesuffix(".weight")
+
+
 def vae_to_ldm(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A diffusers ``AutoencoderKL``'s weights under LDM names, as in standalone VAE files."""
     routes = _vae_routes(vae.config)

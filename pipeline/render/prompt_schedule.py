@@ -1,0 +1,137 @@
+"""A frame's conditioning at every denoising step: prompt editing over keyframe blends.
+
+A row's four texts (prompt and negative, and the next keyframe's pair it blends toward)
+may each use prompt editing or alternation (:mod:`pipeline.plan.prompt_editing`), so
+the conditioning can change between steps. :func:`step_conditionings` cuts the steps
+into runs over which no text changes, encodes each run's texts once (the encoder caches
+them) and blends them by the row's weight, so editing, keyframe blending and attention
+weights combine. Before encoding, ``<lora:...>`` tags are removed from the texts (the
+LoRA weights are in the row) and ``embedding:name`` becomes ``name``.
+
+diffusers' pipelines take the first run's embeddings as arguments; at the end of each
+step their ``callback_on_step_end`` hands the next step's embeddings in (``prompt_embeds``,
+and SDXL's pooled ``add_text_embeds``, concatenated negative-first as the pipelines do).
+A row whose texts never change gets no callback: its frame is rendered exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipeline.plan.networks import strip_network_tags
+from pipeline.plan.prompt_editing import has_prompt_editing, prompt_schedule, text_at_step
+from pipeline.plan.rows import FrameJob
+from pipeline.render.conditioning import Conditioning, PromptEncoder, TextSettings, blend
+
+StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class StepConditionings:
+    """Runs of steps with their conditioning: run ``k`` covers the steps up to and
+    including ``last_steps[k]`` (counted from 0) not covered by an earlier run."""
+
+    last_steps: tuple[int, ...]
+    conditionings: tuple[Conditioning, ...]
+
+    def at(self, step: int) -> Conditioning:
+        for last, conditioning in zip(self.last_steps, self.conditionings, strict=True):
+            if step <= last:
+                return conditioning
+        return self.conditionings[-1]
+
+    def call_arguments(self, pooled: bool) -> dict[str, Any]:
+        """The pipeline call's embedding arguments, with the step callback if needed.
+
+        ``pooled``: the pipeline takes SDXL's pooled embeddings (``add_text_embeds``).
+        """
+        arguments: dict[str, Any] = dict(self.conditionings[0].pipeline_kwargs())
+        if len(self.conditionings) > 1:
+            inputs = ["prompt_embeds", *(["add_text_embeds"] if pooled else [])]
+            arguments["callback_on_step_end"] = self._callback()
+            arguments["callback_on_step_end_tensor_inputs"] = inputs
+        return arguments
+
+    def _callback(self) -> StepCallback:
+        def switch(
+            pipe: Any, step: int, timestep: Any, tensors: dict[str, torch.Tensor]
+        ) -> dict[str, torch.Tensor]:
+            following = self.at(step + 1)
+            if following is self.at(step):
+                return {}
+            return _as_pipeline_tensors(following, pipe.do_classifier_free_guidance, tensors)
+
+        return switch
+
+
+def _as_pipeline_tensors(
+    conditioning: Conditioning, guided: bool, current: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``conditioning`` as the denoising loop holds it: negative and positive concatenated
+    along the batch when guided, on the device and in the dtype of what it replaces."""
+    pairs = {
+        "prompt_embeds": (conditioning.negative_prompt_embeds, conditioning.prompt_embeds),
+        "add_text_embeds": (
+            conditioning.negative_pooled_prompt_embeds,
+            conditioning.pooled_prompt_embeds,
+        ),
+    }
+    replaced = {}
+    for name, old in current.items():
+        negative, positive = pairs[name]
+        assert positive is not None, f"no {name} to switch to"
+        tensor = torch.cat([negative, positive]) if guided and negative is not None else positive
+        replaced[name] = tensor.to(device=old.device, dtype=old.dtype)
+    return replaced
+
+
+def step_conditionings(
+    encoder: PromptEncoder,
+    job: FrameJob,
+    settings: TextSettings,
+    do_cfg: bool,
+    count_steps: Callable[[], int],
+) -> StepConditionings:
+    """The row's conditioning for each denoising step.
+
+    ``count_steps`` gives the number of denoising steps that actually run; it is asked
+    only when a text uses prompt editing.
+    """
+    texts = [job.prompt, job.negative_prompt]
+    if job.prompt_to is not None and job.blend > 0.0:
+        texts += [job.prompt_to, job.negative_prompt_to or ""]
+    texts = [strip_network_tags(text) for text in texts]
+    if any(has_prompt_editing(text) for text in texts):
+        steps = count_steps()
+        schedules = [prompt_schedule(text, steps) for text in texts]
+        last_steps = sorted({end for schedule in schedules for end, _ in schedule})
+        runs = [[text_at_step(schedule, end) for schedule in schedules] for end in last_steps]
+    else:
+        last_steps, runs = [0], [texts]
+    conditionings: list[Conditioning] = []
+    ends: list[int] = []
+    for index, (end, run) in enumerate(zip(last_steps, runs, strict=True)):
+        if index and run == runs[index - 1]:  # e.g. [a|a]: the same texts go on
+            ends[-1] = end
+        else:
+            conditionings.append(_blended(encoder, run, job, settings, do_cfg))
+            ends.append(end)
+    return StepConditionings(tuple(ends), tuple(conditionings))
+
+
+def _blended(
+    encoder: PromptEncoder,
+    texts: list[str],
+    job: FrameJob,
+    settings: TextSettings,
+    do_cfg: bool,
+) -> Conditioning:
+    current = encoder.encode(texts[0], texts[1], do_cfg, settings)
+    if len(texts) == 2:
+        return current
+    following = encoder.encode(texts[2], texts[3], do_cfg, settings)
+    return blend(*encoder.align(current, following, settings), job.blend, job.blend_mode)
