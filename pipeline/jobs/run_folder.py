@@ -89,12 +89,16 @@ class RunFolder:
 
     @property
     def coherence(self) -> Path:
-        """Temporal coherence state: each segment anchor's attention inputs."""
+        """Temporal coherence state: attention recordings and per-step latents."""
         return self.path / "coherence"
 
     def anchor_attention(self, key: str) -> Path:
-        """An anchor frame's recorded attention inputs, by the frame's key."""
+        """A frame's recorded self-attention inputs (a later frame's anchor), by its key."""
         return self.coherence / f"attention-{key[:24]}.safetensors"
+
+    def coherence_latents(self, key: str) -> Path:
+        """A frame's latents after each step (latent fusion of the next frame), by its key."""
+        return self.coherence / f"latents-{key[:24]}.safetensors"
 
     # --- metrics stage ---
     @property
