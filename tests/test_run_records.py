@@ -209,3 +209,42 @@ def test_the_closing_line_says_where_history_is_and_what_it_costs() -> None:
     line = report.line()
     assert "previous output kept as history/clip-1.mp4" in line
     assert "kept history 3.0 MiB (rotoscope-prune frees it)" in line
+
+
+def test_a_permission_error_inside_a_job_is_one_line_in_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.config.compose import compose_checked
+    from pipeline.jobs import run as run_module
+
+    def denied(path: Path, text: str, durable: bool = True) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(run_module, "write_text", denied)
+    run_dir = tmp_path / "clip"
+    run_dir.mkdir()
+    (run_dir / "plan.jsonl").write_text("")  # an earlier run's: the folder is kept
+    cfg = compose_checked([f"input.path={tmp_path / 'clip.mp4'}", "stages=[plan]"])
+    with pytest.raises(RotoscopeError, match=r"cannot write .*config\.yaml: Permission denied"):
+        run_module.run_job(cfg, run_dir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "failed" and "Permission denied" in report["error"]
+
+
+def test_a_job_that_fails_before_making_anything_leaves_no_folder(tmp_path: Path) -> None:
+    from pipeline.config.compose import compose_checked
+    from pipeline.jobs.run import run_job
+
+    cfg = compose_checked([f"input.path={tmp_path / 'missing.mp4'}", "stages=[plan]"])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "rotoscope.log").write_text("")  # what Hydra makes before the job starts
+    with pytest.raises(RotoscopeError, match="does not exist"):
+        run_job(cfg, fresh)
+    assert not fresh.exists()
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "plan.jsonl").write_text("")
+    with pytest.raises(RotoscopeError, match="does not exist"):
+        run_job(cfg, used)
+    assert (used / "report.json").is_file()  # an earlier run's folder keeps its records

@@ -161,7 +161,7 @@ def claim(folder: RunFolder, owner: RunOwner, explicit: bool) -> None:
     reused (its earlier frames and deliverables stay in its history).
     """
     previous = RunOwner.read(folder)
-    if previous is not None and not previous.same_run(owner) and previous.input != owner.input:
+    if previous is not None and previous.input != owner.input:
         log.warning(
             "run folder %s was made for %s; now rendering %s in it (the earlier frames and "
             "deliverables are kept: see history/)", folder, previous.input, owner.input,

@@ -60,10 +60,7 @@ def prunable(folder: RunFolder, keep_history: int | None = None) -> list[Prunabl
     if keep_history is not None and folder.history.is_dir():
         versions: dict[str, list[Path]] = defaultdict(list)
         for entry in folder.history.iterdir():
-            stem = entry.name if entry.is_dir() else entry.stem
-            versions[
-                _HISTORY_STAMP.sub("", stem) + ("" if entry.is_dir() else entry.suffix)
-            ].append(entry)
+            versions[deliverable_of(entry)].append(entry)
         for entries in versions.values():
             newest_first = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
             items += [
@@ -71,6 +68,14 @@ def prunable(folder: RunFolder, keep_history: int | None = None) -> list[Prunabl
                 for path in newest_first[keep_history:]
             ]
     return items
+
+
+def deliverable_of(entry: Path) -> str:
+    """Which deliverable a history entry is a version of: ``clip-20250101-100000.mp4`` ->
+    ``clip.mp4``, ``images-20250101-100000/`` -> ``images``."""
+    if entry.is_dir():
+        return _HISTORY_STAMP.sub("", entry.name)
+    return _HISTORY_STAMP.sub("", entry.stem) + entry.suffix
 
 
 def prune(folder: RunFolder, keep_history: int | None = None) -> list[Prunable]:

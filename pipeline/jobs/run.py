@@ -71,10 +71,12 @@ def _run_stages(
     cfg: RunConfig, folder: RunFolder, explicit: frozenset[str], command: str | None, job: str
 ) -> JobReport:
     started = time.monotonic()
-    with _writing(folder.path), RunLock(folder.lock):
+    # around the lock (its file is the first thing written), and inside, so that the
+    # report records the one-line error
+    with _permissions(folder), RunLock(folder.lock):
         report = JobReport(run_dir=str(folder), resume_command=command)
         try:
-            with _writing(folder.path):
+            with _permissions(folder):
                 # the folder was chosen by these values, before any keyframe file applied
                 claim(folder, owner_of(cfg.input.path, job, cfg.name), "name" in explicit)
                 stages = check_stages(cfg.stages)
@@ -128,16 +130,21 @@ def holds_nothing(folder: RunFolder, ignore_job_records: bool = False) -> bool:
 
 
 @contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """An unwritable output folder or file becomes one line naming it, not a traceback."""
+def _permissions(folder: RunFolder) -> Iterator[None]:
+    """A file the job may not write (or read) becomes one line naming it, not a traceback."""
     try:
         yield
     except OSError as exc:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
+        where = Path(str(exc.filename or folder.path))
+        if where.resolve().is_relative_to(folder.path.resolve()):
+            raise RotoscopeError(
+                f"cannot write {where}: {exc.strerror}",
+                "fix the run folder's permissions or set output.root to a folder you can write",
+            ) from exc
         raise RotoscopeError(
-            f"cannot write {exc.filename or path}: {exc.strerror}",
-            "fix the folder's permissions or set output.root to a folder you can write",
+            f"cannot open {where}: {exc.strerror}", "check its permissions"
         ) from exc
 
 
