@@ -139,7 +139,7 @@ class FrameProducer:
         )  # fmt: skip
         record = FrameRecord(
             index=job.index,
-            file=RunFolder.frame_name(job.index),
+            file=RunFolder.frame_name(key),
             key=key,
             source_index=int(source["index"]),  # type: ignore[call-overload]
             source_name=source["name"],  # type: ignore[arg-type]
@@ -178,6 +178,8 @@ def render_frames(producer: FrameProducer, rows: list[FrameJob], source: Source)
     for index, problem in source.failures:
         producer.report.skipped_frames.append(f"{index}: {problem}")
     producer.report.skipped = len(source.failures)
+    producer.report.repeated_frames = [f"{index}: {problem}" for index, problem in source.repeats]
+    producer.report.repeated = len(source.repeats)
     read = source.frames_read + len(source.failures)
     if read < len(rows) and not source.failures:
         log.warning(
