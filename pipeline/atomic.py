@@ -55,6 +55,20 @@ def write_bytes(final: Path, data: bytes, durable: bool = True) -> Path:
     return final
 
 
+def move(source: Path, target: Path, replace: bool = False) -> Path:
+    """Rename ``source`` (a file or folder) to ``target`` on the same filesystem.
+
+    One rename, so ``target`` appears whole or not at all: this is how a finished
+    deliverable takes its name and how a previous one moves into history. Without
+    ``replace`` an existing ``target`` is never overwritten (FileExistsError).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not replace and (target.exists() or target.is_symlink()):
+        raise FileExistsError(f"{target} exists")
+    os.replace(source, target)
+    return target
+
+
 def remove_partial_files(folder: Path) -> int:
     """Delete temporary files a killed writer left in ``folder``; return how many."""
     removed = 0

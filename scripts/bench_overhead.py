@@ -49,6 +49,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.run_folder import RunFolder
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (
     PYTHON,
@@ -286,7 +289,8 @@ def _span(a: float | None, b: float | None) -> float:
 
 def check_same_frames(cli_run: Path, bare_out: Path) -> None:
     """Both sides must have done the same work: compare their first and last frames."""
-    cli_frames = sorted((cli_run / "frames").glob("*.png"))
+    records = Manifest(RunFolder(cli_run)).records  # frames are stored by key
+    cli_frames = [cli_run / records[index].file for index in sorted(records)]
     bare_frames = sorted((bare_out / "frames").glob("*.png"))
     if len(cli_frames) != len(bare_frames) or not cli_frames:
         print(f"WARNING: frame counts differ: CLI {len(cli_frames)}, bare {len(bare_frames)}")

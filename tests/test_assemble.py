@@ -21,6 +21,7 @@ from PIL.PngImagePlugin import PngInfo
 from pipeline.assemble import encode
 from pipeline.assemble.encode import (
     AudioSpec,
+    check_output_options,
     encode_video,
     exact_rate,
     ffmpeg_command,
@@ -29,7 +30,7 @@ from pipeline.assemble.encode import (
     webm_audio_encoder,
 )
 from pipeline.assemble.images import png_names, write_image_folder
-from pipeline.config.schema import OutputFormat
+from pipeline.config.schema import OutputConfig, OutputFormat
 from pipeline.errors import RotoscopeError
 from pipeline.ffmpeg_exe import ffmpeg_exe
 
@@ -369,3 +370,20 @@ def test_image_folder_refuses_the_frames_folder_and_non_png(tmp_path: Path) -> N
     Image.new("RGB", (W, H)).save(jpeg, format="JPEG")
     with pytest.raises(RotoscopeError, match="not a PNG"):
         write_image_folder([jpeg], None, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"crf": 100}, "output.crf=100 is outside 0-51 for mp4"),
+        ({"crf": -1}, "output.crf=-1 is outside 0-51 for mp4"),
+        ({"format": OutputFormat.webm, "crf": 64}, "output.crf=64 is outside 0-63 for webm"),
+        ({"preset": "fsat"}, "output.preset=fsat is not an x264 preset (did you mean 'fast'?"),
+    ],
+)
+def test_encoder_options_outside_their_range_are_refused(options: dict, needle: str) -> None:
+    with pytest.raises(RotoscopeError) as info:
+        check_output_options(OutputConfig(**options))
+    assert needle in str(info.value)
+    check_output_options(OutputConfig(format=OutputFormat.webm, crf=30))
+    check_output_options(OutputConfig(format=OutputFormat.gif, crf=100))  # gif has no crf

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from media import make_image_folder, make_video, write_image
 from PIL import Image
+from run_files import frame_file, frame_files, frames_of
 
 from pipeline.config.paths import HOME_ENV
 from pipeline.render.pngmeta import read_png_metadata
@@ -33,10 +34,6 @@ def rotoscope(*args: str, cwd: Path, home: Path | None = None) -> subprocess.Com
         [sys.executable, "-m", "pipeline", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-
-
-def frames_of(run_dir: Path) -> list[np.ndarray]:
-    return [np.asarray(Image.open(p)) for p in sorted((run_dir / "frames").glob("*.png"))]
 
 
 def probe_output(path: Path) -> str:
@@ -89,7 +86,7 @@ def test_video_renders_to_mp4_with_audio(video_run) -> None:
 
 def test_frames_carry_a1111_and_json_metadata(video_run) -> None:
     work, _, _ = video_run
-    meta = read_png_metadata(work / "outputs/dance/frames/000003.png")
+    meta = read_png_metadata(frame_file(work / "outputs/dance", 3))
     lines = meta["parameters"].splitlines()
     assert lines[0] == "watercolor (painting:1.2)"
     assert lines[1] == "Negative prompt: blurry"
@@ -246,7 +243,7 @@ def test_keyframed_loopback_animation_from_a_still(tiny_models, tmp_path: Path) 
     frames = frames_of(run_dir)
     assert len(frames) == 6 and count_frames(run_dir / "still.gif") == 6
     assert not np.array_equal(frames[2], frames[3])
-    details = read_png_metadata(run_dir / "frames/000004.png")["rotoscope"]
+    details = read_png_metadata(frame_file(run_dir, 4))["rotoscope"]
     plan = details["plan"]
     assert plan["seed"] == 46  # seed_behavior iter from the file: 42 + 4
     # keys at 0, 3s and 6s at 1 fps: frame 4 is a third of the way from dawn to night
@@ -300,5 +297,5 @@ def test_presets_and_bundled_keyframes_work_from_any_folder(
         home=home,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert len(list((home / "outputs/anywhere/frames").glob("*.png"))) == 2
+    assert len(frame_files(home / "outputs/anywhere")) == 2
     assert not (elsewhere / "outputs").exists()

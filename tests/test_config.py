@@ -90,7 +90,7 @@ def test_prompts_pass_through_hydra_verbatim(prompt: str) -> None:
 
 
 def test_quoting_leaves_other_syntax_alone() -> None:
-    args = ["-m", "steps=2,4", "prompt='already'", "prompt=choice(a,b)", "seed=1"]
+    args = ["-m", "steps=2,4", "input.path='already'", "prompt=choice(a,b)", "seed=1"]
     assert quote_text_values(args) == args
 
 

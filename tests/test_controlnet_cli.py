@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from media import make_video
 from PIL import Image
-from test_cli import count_frames, frames_of, rotoscope
+from run_files import frame_file, frames_of
+from test_cli import count_frames, rotoscope
 
 from pipeline.render.pngmeta import read_png_metadata
 
@@ -53,7 +54,7 @@ def test_two_units_img2img_with_scheduled_weight_cache_and_preview(
     weights = [r["controls"]["edges"]["weight"] for r in rows]
     assert weights == pytest.approx([1, 0.9, 0.8, 0.7, 0.6, 0.5])
     assert rows[0]["controls"]["soft"] == {"weight": 1.0, "start": 0.0, "end": 0.8}
-    meta = read_png_metadata(run_dir / "frames/000004.png")
+    meta = read_png_metadata(frame_file(run_dir, 4))
     assert 'ControlNet 0: "Module: canny' in meta["parameters"]
     assert "Weight: 0.6," in meta["parameters"]
     assert 'ControlNet 1: "Module: hed' in meta["parameters"]

@@ -135,7 +135,8 @@ def test_files_are_replaced_only_by_the_atomic_write_helper() -> None:
 
 RUN_FOLDER_FILES = (
     "manifest.jsonl", "report.json", "plan.jsonl", "plan.csv", "plan.png", "source.json",
-    "config.yaml", "maps.jsonl", "preview.mp4", "rotoscope.log", ".lock",
+    "config.yaml", "maps.jsonl", "preview.mp4", "rotoscope.log", ".lock", "run.json",
+    "deliverables.json", "history",
 )  # fmt: skip
 
 

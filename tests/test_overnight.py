@@ -17,6 +17,7 @@ import pytest
 import torch
 from media import make_video
 from PIL import Image
+from run_files import frames_of
 
 from pipeline.config.paths import HOME_ENV
 from pipeline.config.schema import ModelConfig, RuntimeConfig
@@ -63,10 +64,6 @@ def wait_for_frames(run_dir: Path, count: int, proc: subprocess.Popen[str]) -> N
         assert proc.poll() is None, proc.communicate()[1]
         time.sleep(0.05)
     raise AssertionError("no frames rendered in time")
-
-
-def frames_of(run_dir: Path) -> list[np.ndarray]:
-    return [np.asarray(Image.open(p)) for p in sorted((run_dir / "frames").glob("*.png"))]
 
 
 def report_of(run_dir: Path) -> dict:
@@ -278,8 +275,9 @@ def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(Image.Image, "save", full)
     with pytest.raises(RotoscopeError, match="disk full while writing frame 1"):
         producer.produce(job(1), image, {"index": 1, "name": None, "time": 0.1})
-    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["000000.png"]
-    assert list(Manifest(RunFolder(tmp_path)).records) == [0]
+    kept = Manifest(RunFolder(tmp_path)).records
+    assert list(kept) == [0]
+    assert [p.name for p in (tmp_path / "frames").iterdir()] == [Path(kept[0].file).name]
 
 
 def test_free_disk_is_checked_before_rendering(tmp_path: Path, monkeypatch) -> None:

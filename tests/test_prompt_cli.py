@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from media import write_image
-from test_cli import frames_of, rotoscope
+from run_files import frame_file, frames_of
+from test_cli import rotoscope
 
 from pipeline.render.pngmeta import read_png_metadata
 
@@ -56,7 +57,7 @@ def test_a_lora_fades_out_and_a_changed_file_rerenders_its_frames(
     assert [row.get("loras") for row in rows] == [
         {"sd15_kohya": 0.8}, {"sd15_kohya": 0.4}, None, None, None,
     ]  # fmt: skip
-    parameters = read_png_metadata(run_dir / "frames/000000.png")["parameters"]
+    parameters = read_png_metadata(frame_file(run_dir, 0))["parameters"]
     assert parameters.splitlines()[0] == "a cat <lora:sd15_kohya:0.8>, sd15_style"
     assert 'Lora hashes: "sd15_kohya: ' in parameters and 'TI hashes: "sd15_style: ' in parameters
     frames = frames_of(run_dir)
@@ -82,7 +83,7 @@ def test_prompt_editing_styles_clip_skip_and_lcm(tiny_models, still: Path, tmp_p
     result = rotoscope(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "outputs/still"
-    parameters = read_png_metadata(run_dir / "frames/000000.png")["parameters"]
+    parameters = read_png_metadata(frame_file(run_dir, 0))["parameters"]
     lines = parameters.splitlines()
     assert lines[0] == "ink drawing of a [cat:dog:0.5] in [snow|rain]"
     assert lines[1] == "Negative prompt: color"
@@ -138,6 +139,6 @@ def test_a_newer_deforum_file_renders(
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "outputs/still"
     assert len(frames_of(run_dir)) == 4
-    parameters = read_png_metadata(run_dir / "frames/000001.png")["parameters"]
+    parameters = read_png_metadata(frame_file(run_dir, 1))["parameters"]
     assert "Steps: 1, Sampler: DPM++ 2M Karras" in parameters and "Clip skip: 2" in parameters
     assert "papercut: " in parameters and "bad-hands-5: " in parameters

@@ -20,6 +20,7 @@ from pipeline.jobs.manifest import (
     rerender_reason,
 )
 from pipeline.jobs.progress import Progress
+from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.build import build_plan
 from pipeline.plan.rows import FrameJob, read_plan, write_plan
@@ -134,9 +135,10 @@ def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
     manifest = Manifest(RunFolder(tmp_path))
     (tmp_path / "frames").mkdir()
     for index in range(3):
-        (tmp_path / RunFolder.frame_name(index)).write_bytes(b"png")
-        manifest.add(FrameRecord(index, RunFolder.frame_name(index), f"k{index}", index, None, 0.0))
-    (tmp_path / RunFolder.frame_name(2)).unlink()
+        key = f"k{index}"
+        (tmp_path / RunFolder.frame_name(key)).write_bytes(b"png")
+        manifest.add(FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0))
+    (tmp_path / RunFolder.frame_name("k2")).unlink()
     reloaded = Manifest(RunFolder(tmp_path))
     assert reloaded.current(0, "k0") is not None
     assert reloaded.current(1, "other") is None
@@ -147,13 +149,13 @@ def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
 def test_manifest_survives_a_torn_last_line(tmp_path: Path) -> None:
     manifest = Manifest(RunFolder(tmp_path))
     (tmp_path / "frames").mkdir()
-    (tmp_path / RunFolder.frame_name(0)).write_bytes(b"png")
-    (tmp_path / RunFolder.frame_name(1)).write_bytes(b"png")
-    manifest.add(FrameRecord(0, RunFolder.frame_name(0), "k0", 0, None, 0.0))
+    (tmp_path / RunFolder.frame_name("k0")).write_bytes(b"png")
+    (tmp_path / RunFolder.frame_name("k1")).write_bytes(b"png")
+    manifest.add(FrameRecord(0, RunFolder.frame_name("k0"), "k0", 0, None, 0.0))
     with (tmp_path / "manifest.jsonl").open("a") as fh:
         fh.write('{"index": 5, "fi')  # killed mid-write
     recovered = Manifest(RunFolder(tmp_path))
-    recovered.add(FrameRecord(1, RunFolder.frame_name(1), "k1", 1, None, 0.0))
+    recovered.add(FrameRecord(1, RunFolder.frame_name("k1"), "k1", 1, None, 0.0))
     assert sorted(Manifest(RunFolder(tmp_path)).records) == [0, 1]
     last = (tmp_path / "manifest.jsonl").read_text().splitlines()[-1]
     assert json.loads(last)["index"] == 1
@@ -205,3 +207,73 @@ def test_a1111_parameters_with_clip_skip_and_network_hashes() -> None:
         'Denoising strength: 0.45, Clip skip: 2, Lora hashes: "ink: 0123456789ab", '
         'TI hashes: "bad: ba5e"'
     )
+
+
+def test_model_load_is_not_frame_time_in_rate_eta_or_report() -> None:
+    ticks = iter([0.0, 101.0])
+    progress = Progress(10, log_every=100.0, stream=io.StringIO(), clock=lambda: next(ticks))
+    progress.exclude(100.0)  # the model took 100 s to load before the first frame
+    progress.advance()
+    assert "1.00 frames/s" in progress.line(101.0) and "ETA 0:00:09" in progress.line(101.0)
+    report = JobReport("run")
+    report.count_render(0, "new")
+    report.count_render(1, "new")
+    report.render_seconds = 3.0  # rendering alone; the job took 103 s with the load
+    report.finish(103.0)
+    assert report.seconds_per_frame == 1.5 and report.seconds == 103.0
+
+
+def test_one_frame_is_singular_and_repeated_frames_are_not_called_skipped() -> None:
+    progress = Progress(1, log_every=100.0, stream=io.StringIO(), clock=lambda: 0.0)
+    assert progress.line(0.0).startswith("render 0/1 frame (0%)")
+    report = JobReport("run", repeated=1, skipped=0)
+    report.finish(1.0)
+    assert "1 repeated (bad input)" in report.line() and "skipped" not in report.line()
+
+
+def test_the_closing_line_says_where_history_is_and_what_it_costs() -> None:
+    report = JobReport("/out/clip", previous_outputs=["/out/clip/history/clip-1.mp4"])
+    report.history_bytes = 3 * 2**20
+    report.finish(1.0)
+    line = report.line()
+    assert "previous output kept as history/clip-1.mp4" in line
+    assert "kept history 3.0 MiB (rotoscope-prune frees it)" in line
+
+
+def test_a_permission_error_inside_a_job_is_one_line_in_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.config.compose import compose_checked
+    from pipeline.jobs import run as run_module
+
+    def denied(path: Path, text: str, durable: bool = True) -> Path:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(run_module, "write_text", denied)
+    run_dir = tmp_path / "clip"
+    run_dir.mkdir()
+    (run_dir / "plan.jsonl").write_text("")  # an earlier run's: the folder is kept
+    cfg = compose_checked([f"input.path={tmp_path / 'clip.mp4'}", "stages=[plan]"])
+    with pytest.raises(RotoscopeError, match=r"cannot write .*config\.yaml: Permission denied"):
+        run_module.run_job(cfg, run_dir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "failed" and "Permission denied" in report["error"]
+
+
+def test_a_job_that_fails_before_making_anything_leaves_no_folder(tmp_path: Path) -> None:
+    from pipeline.config.compose import compose_checked
+    from pipeline.jobs.run import run_job
+
+    cfg = compose_checked([f"input.path={tmp_path / 'missing.mp4'}", "stages=[plan]"])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "rotoscope.log").write_text("")  # what Hydra makes before the job starts
+    with pytest.raises(RotoscopeError, match="does not exist"):
+        run_job(cfg, fresh)
+    assert not fresh.exists()
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "plan.jsonl").write_text("")
+    with pytest.raises(RotoscopeError, match="does not exist"):
+        run_job(cfg, used)
+    assert (used / "report.json").is_file()  # an earlier run's folder keeps its records

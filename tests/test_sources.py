@@ -380,25 +380,23 @@ def test_natural_key() -> None:
     ]  # fmt: skip
 
 
-def test_folder_natural_order_and_skipped_files(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_folder_natural_order_and_skipped_files(tmp_path: Path) -> None:
     names = ["frame_10.png", "frame_2.JPG", "frame_1.webp", "frame_3.bmp", "frame_11.tiff"]
     make_image_folder(tmp_path, names)
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "data.json").write_text("{}")
     (tmp_path / ".DS_Store").write_text("x")
     (tmp_path / "sub").mkdir()
-    with caplog.at_level(logging.WARNING), source(tmp_path, fps=10.0) as src:
+    with source(tmp_path, fps=10.0) as src:
         frames = list(src)
         assert (src.info.kind, src.info.expected_frames, src.info.source_fps) == ("folder", 5, 10)
+        notes = " ".join(src.notes)  # the plan stage logs them, once
     assert [f.name for f in frames] == [
         "frame_1.webp", "frame_2.JPG", "frame_3.bmp", "frame_10.png", "frame_11.tiff",
     ]  # fmt: skip
     assert [frame_id(f.image) for f in frames] == [2, 1, 3, 0, 4]  # i-th written carries i
     assert [f.time for f in frames] == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
-    warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert "notes.txt" in warning and "data.json" in warning and ".DS_Store" not in warning
+    assert "notes.txt" in notes and "data.json" in notes and ".DS_Store" not in notes
 
 
 def test_folder_selection(tmp_path: Path) -> None:
@@ -525,7 +523,7 @@ def test_bad_frame_policies_skip_or_repeat_and_report(tmp_path: Path) -> None:
         frames = list(src)
         assert [f.index for f in frames] == [0, 1, 2]
         assert np.array_equal(frames[1].image, frames[0].image)
-        assert [index for index, _ in src.failures] == [1]
+        assert [index for index, _ in src.repeats] == [1] and src.failures == []
 
 
 # --- resize and colours -------------------------------------------------------------------
@@ -605,3 +603,36 @@ def test_parse_color(text: str, rgb: tuple[int, int, int]) -> None:
 def test_parse_color_errors(text: str) -> None:
     with pytest.raises(RotoscopeError, match=r"input\.background"):
         parse_color(text)
+
+
+def test_a_photo_folder_keeps_each_images_own_size_when_asked(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_image(folder / "a.png", np.full((48, 64, 3), 90, np.uint8))  # landscape
+    write_image(folder / "b.png", np.full((64, 40, 3), 160, np.uint8))  # portrait
+    Image.fromarray(np.full((40, 64, 3), 30, np.uint8)).save(  # landscape pixels, EXIF: turn
+        folder / "c.jpg", exif=_exif_orientation(6)
+    )
+    own = open_source(InputConfig(path=str(folder), width=32), own_sizes=True)
+    assert own.info.frame_sizes == [(32, 24), (32, 48), (32, 48)]
+    assert [frame.image.shape[:2] for frame in own] == [(24, 32), (48, 32), (48, 32)]
+    one = open_source(InputConfig(path=str(folder), width=32))
+    assert one.info.frame_sizes is None
+    assert {frame.image.shape[:2] for frame in one} == {(24, 32)}
+    assert "2 of 3 images (b.png, c.jpg) differ in size or orientation" in " ".join(one.notes)
+
+
+def _exif_orientation(value: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif
+
+
+def test_sizes_below_8_are_refused_and_a_changed_aspect_is_noted(clip: Path) -> None:
+    with pytest.raises(RotoscopeError, match=r"input\.width is 7; it must be between 8"):
+        target_size(64, 48, 7, None, None)
+    with source(clip, width=8) as src:
+        assert (src.info.width, src.info.height) == (8, 8)
+        assert "changes the aspect ratio of 64x48 by 25%" in " ".join(src.notes)
+    with source(clip, width=32) as src:
+        assert src.notes == []

@@ -25,6 +25,7 @@ never leaves a truncated video under the name a user (or a resume) would trust.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import re
 import subprocess
@@ -40,7 +41,7 @@ import ffmpeg
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.atomic import atomic_path
-from pipeline.config.schema import OutputFormat
+from pipeline.config.schema import OutputConfig, OutputFormat
 from pipeline.errors import RotoscopeError
 from pipeline.ffmpeg_exe import ffmpeg_exe
 
@@ -78,6 +79,31 @@ class AudioSpec:
     path: Path  # the source video
     start: float  # seconds into the source where the selected range starts
     duration: float  # seconds of the selected range
+
+
+# Quality scales the encoders accept; outside them x264 and libvpx clamp silently.
+CRF_RANGES = {OutputFormat.mp4: (0, 51), OutputFormat.webm: (0, 63)}
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+    "veryslow", "placebo",
+)  # fmt: skip
+
+
+def check_output_options(output: OutputConfig) -> None:
+    """Refuse a crf or preset the encoder would clamp or reject, before anything renders."""
+    limits = CRF_RANGES.get(output.format)
+    if limits and not limits[0] <= output.crf <= limits[1]:
+        raise RotoscopeError(
+            f"output.crf={output.crf} is outside {limits[0]}-{limits[1]} for {output.format.value}",
+            "lower is better quality; 18 is the default for mp4, about 30 is typical for webm",
+        )
+    if output.format is OutputFormat.mp4 and output.preset not in X264_PRESETS:
+        close = difflib.get_close_matches(output.preset, X264_PRESETS, n=1)
+        mean = f"did you mean '{close[0]}'? " if close else ""
+        raise RotoscopeError(
+            f"output.preset={output.preset} is not an x264 preset",
+            f"{mean}choose from {', '.join(X264_PRESETS)}",
+        )
 
 
 def video_extension(fmt: OutputFormat) -> str:

@@ -1,4 +1,10 @@
-"""The assemble stage: the finished frames encoded as a video, or copied as images."""
+"""The assemble stage: the finished frames encoded as a video, or copied as images.
+
+It reads the manifest's current frame of each index, writes the deliverable under a
+hidden staging name and then publishes it (:func:`pipeline.jobs.history.publish`): a
+deliverable made from other frames or options than the one it replaces moves the old
+one into ``history/`` first, so a new look never destroys the last one.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from pathlib import Path
 from pipeline.assemble.encode import AudioSpec, encode_video, video_extension
 from pipeline.assemble.images import write_image_folder
 from pipeline.config.schema import OutputFormat, RunConfig
-from pipeline.errors import RotoscopeError
+from pipeline.errors import RotoscopeError, plural
+from pipeline.ffmpeg_exe import ffmpeg_exe
+from pipeline.jobs.history import clear_staging, publish, recipe_of
 from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
 from pipeline.source.base import SourceInfo
@@ -17,21 +26,33 @@ from pipeline.source.base import SourceInfo
 log = logging.getLogger("rotoscope")
 
 
-def assemble_stage(cfg: RunConfig, folder: RunFolder) -> Path:
-    """Encode the finished frames (or copy them into an image folder); print the result."""
+def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None = None) -> Path:
+    """Encode the finished frames (or copy them into an image folder); print the result.
+
+    Where the deliverable it replaced went (if anywhere) is added to the report's
+    ``previous_outputs``.
+    """
     rows = read_plan(folder)
     info = SourceInfo.read(folder.source_json)
     records = Manifest(folder).finished(len(rows))
     if not records:
         raise RotoscopeError(f"no rendered frames in {folder}", "run the render stage first")
     if len(records) < len(rows):
-        log.warning("assembling %d of %d planned frames", len(records), len(rows))
+        log.warning("assembling %d of %s", len(records), plural(len(rows), "planned frame"))
     frames = [folder.path / record.file for record in records]
+    keys = [record.key for record in records]
     fmt = cfg.output.format
     if fmt == OutputFormat.images:
-        names = [r.source_name for r in records] if info.kind != "video" else None
-        write_image_folder(frames, names, folder.images)
-        log.info("images: %s (%d files)", folder.images, len(frames))
+        # a folder (or one still) keeps its file names; a video or a repeated still is
+        # numbered like a video
+        keep_names = info.kind == "folder" or (info.kind == "image" and len(records) == 1)
+        names = [r.source_name for r in records] if keep_names else None
+        staged = folder.staging(folder.images.name)
+        clear_staging(staged)
+        write_image_folder(frames, names, staged)
+        recipe = recipe_of({"format": fmt.value, "frames": keys, "names": names})
+        _published(folder, staged, folder.images, recipe, report)
+        log.info("images: %s (%s)", folder.images, plural(len(frames), "file"))
         print(folder.images)
         return folder.images
     fps = cfg.output.fps or info.fps
@@ -39,10 +60,27 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder) -> Path:
     if cfg.output.audio and info.has_audio and fmt != OutputFormat.gif:
         duration = len(records) / info.fps
         audio = AudioSpec(path=info.path, start=info.start_time, duration=duration)
-    out = folder.video(cfg.name, video_extension(fmt))
-    encode_video(frames, out, fmt, fps, crf=cfg.output.crf, preset=cfg.output.preset, audio=audio)
+    out = folder.video(video_extension(fmt))
+    staged = folder.staging(out.name)
+    clear_staging(staged)
+    options = {"crf": cfg.output.crf, "preset": cfg.output.preset}
+    encode_video(frames, staged, fmt, fps, audio=audio, **options)
+    recipe = recipe_of({
+        "format": fmt.value, "fps": fps, "audio": audio, "frames": keys, "ffmpeg": ffmpeg_exe(),
+        **options,
+    })  # fmt: skip
+    _published(folder, staged, out, recipe, report)
     log.info(
-        "video: %s (%d frames at %g fps%s)", out, len(frames), fps, ", with audio" if audio else ""
-    )
+        "video: %s (%s at %g fps%s)",
+        out, plural(len(frames), "frame"), fps, ", with audio" if audio else "",
+    )  # fmt: skip
     print(out)
     return out
+
+
+def _published(
+    folder: RunFolder, staged: Path, final: Path, recipe: str, report: JobReport | None
+) -> None:
+    previous = publish(folder, staged, final, recipe)
+    if previous is not None and report is not None:
+        report.previous_outputs.append(str(previous))

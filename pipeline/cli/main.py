@@ -24,9 +24,10 @@ from pipeline.cli.logs import quiet_libraries
 from pipeline.cli.overrides import quote_text_values
 from pipeline.config.compose import compose_checked, to_run_config
 from pipeline.config.keyframes import explicit_keys
-from pipeline.config.schema import register
+from pipeline.config.schema import RunConfig, register
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.interrupts import StopRequested
+from pipeline.jobs.naming import check_writable, choose_folder, register_resolvers
 from pipeline.jobs.run import run_job
 from pipeline.jobs.run_folder import RunFolder
 
@@ -43,13 +44,20 @@ HYDRA_INSPECT_FLAGS = (
 def main() -> None:
     """Entry point of the ``rotoscope`` command and ``python -m pipeline``."""
     register()
+    register_resolvers()
     original = sys.argv[1:]
-    args = quote_text_values(original)
+    try:
+        args = quote_text_values(original)
+    except RotoscopeError as exc:
+        print(f"rotoscope: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     sys.argv[1:] = args  # Hydra reads sys.argv itself
     if not any(arg.split("=")[0] in HYDRA_INSPECT_FLAGS for arg in args):
         overrides = [arg for arg in args if not arg.startswith("-")]
+        multirun = any(arg in MULTIRUN_FLAGS for arg in args)
         try:
-            checked = compose_checked(overrides)
+            checked = compose_checked(overrides, multirun=multirun)
+            check_run_folder(checked, overrides, multirun)
         except RotoscopeError as exc:
             print(f"rotoscope: error: {exc}", file=sys.stderr)
             sys.exit(2)
@@ -57,6 +65,23 @@ def main() -> None:
             quiet_library_imports()
     os.environ[RESUME_ENV] = shlex.join(["rotoscope", *original])
     hydra_entry()
+
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def check_run_folder(cfg: RunConfig, overrides: list[str], multirun: bool) -> None:
+    """Refuse an output folder that cannot be written before Hydra tries to make it.
+
+    A single run checks its own run folder; a queue checks ``output.root`` (each job's
+    folder is chosen when the job starts).
+    """
+    root = Path(cfg.output.root)
+    if multirun:
+        check_writable(root)
+        return
+    explicit = "name" in explicit_keys(overrides)
+    check_writable(choose_folder(root, cfg.name, cfg.input.path, explicit=explicit))
 
 
 def quiet_library_imports() -> None:
@@ -85,9 +110,10 @@ def hydra_entry(cfg: DictConfig) -> dict[str, object]:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     command = os.environ.get(RESUME_ENV)
     explicit = frozenset(explicit_keys(hydra_cfg.overrides.task))
+    job = str(hydra_cfg.job.override_dirname) if multirun else ""
     status: dict[str, object] = {"run_dir": str(run_dir), "status": "failed"}
     try:
-        report = run_job(run_cfg, run_dir, explicit, command)
+        report = run_job(run_cfg, run_dir, explicit, command, job)
         return {**status, "status": report.status, "outputs": report.outputs}
     except StopRequested as stop:
         log.warning(

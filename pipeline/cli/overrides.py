@@ -1,20 +1,32 @@
 """Make free-text command-line values safe for Hydra's override grammar.
 
 A1111 prompts and Deforum schedules are full of characters Hydra's grammar gives meaning
-to: commas (sweeps), parentheses and colons (weights, keyframes), brackets, quotes.
-``prompt=a cat, (oil:1.2)`` would be rejected or, under ``-m``, split into a sweep. So
-values of the text keys below are wrapped in a Hydra quoted string before Hydra sees
-them; a value the user already quoted, or wrote as a sweep function (``choice(...)``),
-is left alone. To sweep prompts, use ``prompt='choice("a cat","a dog")'``.
+to: commas (sweeps), parentheses and colons (weights, keyframes), brackets, quotes and
+``${...}`` (interpolation). ``prompt=a cat, (oil:1.2)`` would be rejected or, under
+``-m``, split into a sweep. So values of the keys below are wrapped in a Hydra quoted
+string before Hydra sees them:
+
+- **prompts** (``prompt``, ``negative_prompt``, ``prompt_prefix``, ``prompt_suffix`` and
+  keyframed entries ``prompts.<key>``) always pass verbatim, whatever they hold: a
+  prompt that starts with a quote (``"Starry Night" by van Gogh``) is text, not Hydra
+  syntax. Only a sweep function under ``-m`` (``prompt='choice("a cat","a dog")'``) is
+  left to Hydra. ``prompts={0: a cat, 10: a dog}`` is read by
+  :mod:`pipeline.cli.prompt_map`; ``prompts.10=a dog`` adds (or replaces) one entry.
+- **paths** and **schedules** are quoted unless the value is already exactly one
+  quoted string or a sweep function; under ``-m`` a comma in a path lists several jobs
+  (``-m input.path=a.mp4,b.mp4``), so each element is quoted on its own.
 """
 
 from __future__ import annotations
 
 import re
 
+from pipeline.cli.prompt_map import hydra_key, parse_prompt_map
+from pipeline.config.compose import literal
 from pipeline.config.schedulable import is_schedule_key
 
 TEXT_KEYS = frozenset({"prompt", "negative_prompt", "prompt_prefix", "prompt_suffix"})
+PROMPT_ENTRY = re.compile(r"prompts\.[^=]+")
 # Paths may hold spaces and brackets, but under multirun a comma lists several jobs
 # (-m input.path=a.mp4,b.mp4): then each element is quoted on its own.
 PATH_KEYS = frozenset(
@@ -32,14 +44,18 @@ def hydra_quote(value: str) -> str:
 
     In a Hydra quoted string a backslash is an escape only before a quote (or the
     closing quote), so only those backslashes are doubled; other backslashes, such as
-    A1111's ``\\(`` escapes, stay as they are.
+    A1111's ``\\(`` escapes, stay as they are. ``${`` would start an interpolation, so
+    it is escaped as ``\\${`` (a backslash right before it doubled, for the same reason).
     """
-    escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    escaped = literal(re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value))
     return "'" + escaped.replace("'", "\\'") + "'"
 
 
 def quote_text_values(args: list[str]) -> list[str]:
-    """Quote the values of TEXT_KEYS, PATH_KEYS and schedule overrides."""
+    """Quote the values of prompts, paths and schedule overrides (see the module doc).
+
+    Raises RotoscopeError for a ``prompts={...}`` value that is not a map of prompts.
+    """
     multirun = any(arg in ("-m", "--multirun") for arg in args)
     return [_quote_arg(arg, multirun) for arg in args]
 
@@ -49,9 +65,19 @@ def _quote_arg(arg: str, multirun: bool) -> str:
         return arg
     key, value = arg.split("=", 1)
     name = key.lstrip("+~")
+    if name in TEXT_KEYS or PROMPT_ENTRY.fullmatch(name):
+        if multirun and value.startswith(SWEEP_FUNCTIONS):
+            return arg
+        if PROMPT_ENTRY.fullmatch(name) and not key.startswith("~"):
+            key = "++" + name  # a new keyframe, or one a preset already has
+        return f"{key}={hydra_quote(value)}"
+    if name == "prompts" and not key.startswith("~"):
+        entries = parse_prompt_map(value).items()
+        pairs = ", ".join(f"{hydra_key(k)}: {hydra_quote(text)}" for k, text in entries)
+        return f"++{name}={{{pairs}}}"  # "++": a struct dict takes new keys only so
     is_path = name in PATH_KEYS or bool(CONTROL_PATH.fullmatch(name))
     is_schedule = is_schedule_key(name) and any(ch in value for ch in ":()")
-    if not (name in TEXT_KEYS or is_path or is_schedule) or _already_hydra_syntax(value):
+    if not (is_path or is_schedule) or _already_hydra_syntax(value):
         return arg
     if is_path and multirun and "," in value:
         return f"{key}=" + ",".join(hydra_quote(part) for part in value.split(","))
@@ -59,5 +85,21 @@ def _quote_arg(arg: str, multirun: bool) -> str:
 
 
 def _already_hydra_syntax(value: str) -> bool:
-    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-    return quoted or value.startswith(SWEEP_FUNCTIONS)
+    """One quoted string from end to end (``'a b'``), or a sweep function."""
+    return is_one_quoted_string(value) or value.startswith(SWEEP_FUNCTIONS)
+
+
+def is_one_quoted_string(value: str) -> bool:
+    """True for ``'...'`` or ``"..."`` whose first unescaped closing quote is its last
+    character: ``"a" by "b"`` starts and ends with a quote but is not one string."""
+    if len(value) < 2 or value[0] not in "'\"" or value[-1] != value[0]:
+        return False
+    index = 1
+    while index < len(value) - 1:
+        if value[index] == "\\":
+            index += 2
+            continue
+        if value[index] == value[0]:
+            return False
+        index += 1
+    return True

@@ -7,8 +7,11 @@ composes the config once itself, before Hydra runs the job, and explains failure
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -23,6 +26,8 @@ from omegaconf.errors import (
     ValidationError,
 )
 
+from pipeline.config.keys import check_added_keys, suggest
+from pipeline.config.schedulable import CONTROL_UNIT_SCHEDULES, SCHEDULES
 from pipeline.config.schema import ControlUnitConfig, RunConfig, register
 from pipeline.errors import RotoscopeError
 
@@ -45,10 +50,28 @@ def first_combination(overrides: Sequence[str]) -> list[str]:
     return result
 
 
-def compose_checked(overrides: Sequence[str]) -> RunConfig:
-    """Compose and type-check the config for ``overrides``; RotoscopeError on failure."""
+def refuse_sweeps(overrides: Sequence[str]) -> None:
+    """A value list such as ``guidance_scale=5,7`` runs several jobs only with ``-m``."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    for raw, override in zip(overrides, parsed, strict=True):
+        if override.is_sweep_override():
+            raise RotoscopeError(
+                f"{raw} gives several values, which run as several jobs only with -m",
+                f"rotoscope -m ... {raw} runs one job per value; or give one value",
+            )
+
+
+def compose_checked(overrides: Sequence[str], multirun: bool = True) -> RunConfig:
+    """Compose and type-check the config for ``overrides``; RotoscopeError on failure.
+
+    Under multirun a sweep (``a=1,2``) is checked by its first value; without it a
+    sweep is refused, since Hydra would stop with a multi-line report.
+    """
     register()
     try:
+        if not multirun:
+            refuse_sweeps(overrides)
+        check_added_keys(overrides)
         checked = first_combination(overrides)
         with initialize_config_module(config_module="pipeline.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=checked)
@@ -73,22 +96,32 @@ def explain(exc: BaseException) -> str:
         return f"bad value for {key}: {detail}"
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         key = _full_key(cause)
-        return f"unknown config key '{key}'{_suggest(key)}"
+        return f"unknown config key '{key}'{suggest(key)}"
     if isinstance(exc, OverrideParseException):
         return f"cannot parse the override: {_first_line(str(exc))} (use key=value)"
     return _first_line(str(cause) or str(exc))
 
 
 def _missing_option(exc: MissingConfigException) -> str:
-    """``model=foo`` with no conf/model/foo.yaml: list the presets that exist."""
+    """``model=tinyy`` or ``controlnet=[canny,cany]``: name the preset, list those that exist."""
     text = _first_line(str(exc))
-    options = getattr(exc, "options", None) or []
-    group = ""
-    if "'" in text:
-        group = text.split("'")[1].split("/")[0]
-    if options:
-        return f"unknown {group or 'config'} preset in '{text}' (choose from {', '.join(options)})"
-    return text
+    match = re.search(r"'([\w.-]+)/([^'/]+)'", text)
+    if match is None:
+        return text
+    group, name = match.groups()
+    presets = group_presets(group)
+    close = difflib.get_close_matches(name, presets, n=1, cutoff=0.6)
+    mean = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown {group} preset '{name}' ({mean}choose from {', '.join(presets)})"
+
+
+def group_presets(group: str) -> list[str]:
+    """The presets of a config group: the YAML files in ``conf/<group>/``."""
+    folder = resources.files("pipeline.conf") / group
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir()
+                  if entry.name.endswith(".yaml"))  # fmt: skip
 
 
 def _full_key(exc: OmegaConfBaseException) -> str:
@@ -100,22 +133,28 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0].strip() if text.strip() else "invalid configuration"
 
 
-def _suggest(key: str) -> str:
-    """A ``did you mean`` for typos, from the schema's own key names."""
-    candidates = list(_all_keys(OmegaConf.structured(RunConfig)))
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-    return (
-        f" (did you mean '{close[0]}'?)" if close else " (see the configuration table in README.md)"
-    )
+def literal(value: Any) -> Any:
+    """``value`` (a config dataclass, dict, list or string) with every ``${`` escaped.
+
+    A RunConfig holds prompts verbatim (``a sign saying ${price}``); turning it back
+    into an OmegaConf node (to apply a keyframe file, to write ``config.yaml``) would
+    read such text as an interpolation. Escaped, it resolves back to the same text.
+    """
+    if isinstance(value, str):
+        return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: literal(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, dict):
+        return {key: literal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [literal(item) for item in value]
+    return value
 
 
-def _all_keys(node: DictConfig, prefix: str = "") -> Iterable[str]:
-    for key in node:
-        full = f"{prefix}{key}"
-        yield full
-        child = node._get_node(key)
-        if isinstance(child, DictConfig):
-            yield from _all_keys(child, f"{full}.")
+def literal_node(cfg: RunConfig) -> DictConfig:
+    """``cfg`` as an OmegaConf node that reads back verbatim (see :func:`literal`)."""
+    return OmegaConf.structured(literal(cfg))
 
 
 def to_run_config(cfg: Any) -> RunConfig:
@@ -123,10 +162,24 @@ def to_run_config(cfg: Any) -> RunConfig:
     register()  # the run_name resolver must exist to resolve the default name
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, RunConfig)
+    obj.prompts = {str(key).strip(): text for key, text in obj.prompts.items()}
     obj.controlnet.units = {
         name: _control_unit(name, value) for name, value in obj.controlnet.units.items()
     }
+    _check_interpolation_names(obj)
     return obj
+
+
+def _check_interpolation_names(cfg: RunConfig) -> None:
+    """``schedule_interpolation`` keys must name a schedule, or a typo is silently unused."""
+    names = [item.name for item in SCHEDULES] + [
+        f"{unit}.{part}" for unit in cfg.controlnet.units for part in CONTROL_UNIT_SCHEDULES
+    ]
+    for name in cfg.schedule_interpolation:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"schedules: {', '.join(names)}"
+            raise RotoscopeError(f"schedule_interpolation.{name} names no schedule ({hint})")
 
 
 def _control_unit(name: str, value: Any) -> ControlUnitConfig:

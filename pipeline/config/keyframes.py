@@ -38,7 +38,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.config.compose import explain, to_run_config
+from pipeline.config.compose import explain, literal, literal_node, to_run_config
 from pipeline.config.paths import find_keyframes
 from pipeline.config.schedulable import SCHEDULE_KEYS
 from pipeline.config.schema import RunConfig
@@ -46,6 +46,9 @@ from pipeline.errors import RotoscopeError
 
 log = logging.getLogger("rotoscope")
 
+# The render size is one setting: a command line that gives any of these replaces all
+# of a keyframe file's.
+SIZE_KEYS = frozenset({"input.width", "input.height", "input.scale"})
 TEXT_ENTRIES = ("negative_prompt", "prompt_prefix", "prompt_suffix", "prompt_blend")
 TOP_LEVEL = ("prompts", *TEXT_ENTRIES, "schedules", "interpolation", "settings")
 
@@ -169,8 +172,9 @@ def apply_keyframes(cfg: RunConfig, explicit: Iterable[str]) -> tuple[RunConfig,
         return cfg, {}
     keyframes = load_keyframes(find_keyframes(cfg.keyframes))
     explicit_keys = {key.lstrip("+~") for key in explicit}
-    node = OmegaConf.structured(cfg)
+    node = literal_node(cfg)
     origins: dict[str, str] = {}
+    size_given = explicit_keys & SIZE_KEYS
     for key, value in keyframes.values.items():
         if key in explicit_keys or (key == "prompts" and "prompt" in explicit_keys):
             if key == "prompts":
@@ -178,8 +182,16 @@ def apply_keyframes(cfg: RunConfig, explicit: Iterable[str]) -> tuple[RunConfig,
                     "prompt given on the command line: %s's prompts are not used", cfg.keyframes
                 )
             continue
+        if key in SIZE_KEYS and size_given:
+            # input.width=768 alone means "keep the aspect ratio", not "768 by the file's
+            # height": the size is one setting, given on the command line as a whole
+            log.info("%s on the command line: %s's %s is not used", ", ".join(sorted(size_given)),
+                     cfg.keyframes, key)  # fmt: skip
+            continue
+        if key == "prompts" and any(k.startswith("prompts.") for k in explicit_keys):
+            value = {**value, **cfg.prompts}  # prompts.10=... on the command line wins
         try:
-            OmegaConf.update(node, key, value, merge=False)
+            OmegaConf.update(node, key, literal(value), merge=False)
         except OmegaConfBaseException as exc:
             raise RotoscopeError(f"keyframes file '{cfg.keyframes}': {explain(exc)}") from exc
         origins[key] = str(cfg.keyframes)

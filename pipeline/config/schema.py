@@ -7,7 +7,6 @@ model loaded. Field comments are the reference for the README's configuration ta
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -315,9 +314,10 @@ class RunConfig:
     # A keyframe file (keyframes/*.yaml, a Deforum prompt object or settings file).
     # Its values apply to every key not given on the command line.
     keyframes: str | None = None
-    # One prompt for every frame; or keyframed prompts {frame or "2.5s": text}.
+    # One prompt for every frame; or keyframed prompts {frame or "2.5s": text}. Keys may
+    # arrive as numbers from the command line ({0: a cat}); to_run_config makes them text.
     prompt: str = ""
-    prompts: dict[str, str] = field(default_factory=dict)
+    prompts: dict[Any, str] = field(default_factory=dict)
     # Added to every frame's negative prompt.
     negative_prompt: str = ""
     prompt_prefix: str = ""
@@ -357,20 +357,12 @@ def run_name(input_path: str) -> str:
     return path.stem or "run"
 
 
-def job_folder(name: str, overrides: str) -> str:
-    """Run folder of one multirun job: the run name, plus its own overrides if any."""
-    safe = re.sub(r"[^\w.,=+-]+", "_", str(overrides)).strip("_")[:120]
-    return f"{name}--{safe}" if safe else str(name)
-
-
 def register() -> None:
     """Register the schema and the resolvers (idempotent)."""
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
     if not OmegaConf.has_resolver("rotoscope_home"):
         OmegaConf.register_new_resolver("rotoscope_home", lambda: str(rotoscope_home()))
-    if not OmegaConf.has_resolver("job_folder"):
-        OmegaConf.register_new_resolver("job_folder", job_folder)
     ConfigStore.instance().store(name="rotoscope_schema", node=RunConfig)
     # controlnet/ presets start from this, so their units have every field, typed
     ConfigStore.instance().store(name="controlnet_unit", node=ControlUnitConfig)

@@ -7,6 +7,12 @@ one appended, fsynced line per finished frame (after the PNG itself is safely re
 into place); on a re-run a frame whose key matches the last line recorded for its
 index, and whose file exists, is reused instead of rendered. A torn line from a crash
 is skipped with a warning.
+
+Frames are stored by key (``frames/<key[:16]>.png``), so a new look never overwrites an
+old one: the last line for an index is its *current* frame, and earlier lines keep the
+earlier looks findable. Going back to an earlier look (say, undoing a prompt edit)
+finds those frames by key and points the index at them again, without rendering.
+``rotoscope-prune`` deletes frames no current line references.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.atomic import write_text
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import FrameJob
 
@@ -99,12 +106,19 @@ def rerender_reason(
     return "changed"
 
 
+def record_line(record: FrameRecord) -> str:
+    """One manifest line (JSON, newline-terminated)."""
+    return json.dumps(asdict(record), sort_keys=True, ensure_ascii=False) + "\n"
+
+
 class Manifest:
     """Append-only JSON lines; the last line for an index wins."""
 
     def __init__(self, folder: RunFolder) -> None:
         self.run_dir = folder.path
         self.path = folder.manifest
+        # every frame ever recorded here, by key: earlier looks stay findable
+        self.by_key: dict[str, FrameRecord] = {}
         self.records: dict[int, FrameRecord] = self._load()
 
     def _load(self) -> dict[int, FrameRecord]:
@@ -121,13 +135,23 @@ class Manifest:
                     log.warning("skipping damaged line %d of %s", number, self.path)
                     continue
                 records[record.index] = record
+                self.by_key[record.key] = record
         return records
 
     def current(self, index: int, key: str) -> FrameRecord | None:
-        """The record for ``index`` if it was made with ``key`` and its file exists."""
+        """The record for ``index`` if it was made with ``key`` and its file exists.
+
+        A frame made with ``key`` earlier (an earlier look) whose file is still on disk
+        counts too: the index is pointed back at it with a new line, so the assemble
+        stage picks that frame again.
+        """
         record = self.records.get(index)
         if record and record.key == key and (self.run_dir / record.file).is_file():
             return record
+        earlier = self.by_key.get(key)
+        if earlier and earlier.index == index and (self.run_dir / earlier.file).is_file():
+            self.add(earlier)
+            return earlier
         return None
 
     def add(self, record: FrameRecord) -> None:
@@ -136,15 +160,28 @@ class Manifest:
         with self.path.open("a", encoding="utf-8") as fh:
             if fh.tell() and not self._ends_with_newline():
                 fh.write("\n")  # a torn line from a crash must not swallow this one
-            fh.write(json.dumps(asdict(record), sort_keys=True, ensure_ascii=False) + "\n")
+            fh.write(record_line(record))
             fh.flush()
             os.fsync(fh.fileno())
         self.records[record.index] = record
+        self.by_key[record.key] = record
 
     def _ends_with_newline(self) -> bool:
         with self.path.open("rb") as fh:
             fh.seek(-1, os.SEEK_END)
             return fh.read(1) == b"\n"
+
+    def compact(self) -> None:
+        """Rewrite the file with only the current record of each index whose file exists
+        (what ``rotoscope-prune`` keeps), atomically."""
+        kept = [
+            record
+            for _, record in sorted(self.records.items())
+            if (self.run_dir / record.file).is_file()
+        ]
+        write_text(self.path, "".join(record_line(record) for record in kept))
+        self.records = {record.index: record for record in kept}
+        self.by_key = {record.key: record for record in kept}
 
     def finished(self, count: int) -> list[FrameRecord]:
         """Records of frames 0..count-1 that exist on disk, in order."""

@@ -3,7 +3,9 @@
 On a terminal one line is redrawn in place; elsewhere (CI, nohup, a log collector) the
 same facts go out as a log line every ``log_every`` seconds, so an overnight job's log
 shows how far it got. The rate counts only frames rendered in this process, not frames
-reused from an earlier run, so the ETA is honest after a resume.
+reused from an earlier run, and only time spent on frames (not loading the model,
+which happens when the first frame needs it), so the ETA is honest from the start and
+after a resume.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ class Progress:
         self.done = 0
         self.rendered = 0
         self.reused = 0
+        self.excluded = 0.0  # seconds that were not frame time (the model load)
         self._last_log = self.started
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` (say, loading the model) out of the rate and the ETA."""
+        self.excluded += seconds
 
     def advance(self, reused: bool = False) -> None:
         """One more frame finished (rendered now, or reused from disk)."""
@@ -68,10 +75,12 @@ class Progress:
         elapsed = now - self.started
         percent = 100.0 * self.done / self.total if self.total else 100.0
         reused = f", {self.reused} reused" if self.reused else ""
-        head = f"{self.label} {self.done}/{self.total} frames ({percent:.0f}%{reused})"
+        frames = "frame" if self.total == 1 else "frames"
+        head = f"{self.label} {self.done}/{self.total} {frames} ({percent:.0f}%{reused})"
         if not self.rendered:  # only reused frames so far: no rate to extrapolate from
             return f"{head}, elapsed {format_duration(elapsed)}"
-        rate = self.rendered / elapsed if elapsed > 0 else 0.0
+        frame_time = elapsed - self.excluded
+        rate = self.rendered / frame_time if frame_time > 0 else 0.0
         eta = format_duration((self.total - self.done) / rate) if rate else "?"
         return f"{head} {rate:.2f} frames/s, elapsed {format_duration(elapsed)}, ETA {eta}"
 

@@ -8,6 +8,7 @@ and printed as one line.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import sys
@@ -32,15 +33,24 @@ class JobReport:
     planned: int = 0
     rendered: int = 0
     reused: int = 0
-    skipped: int = 0  # input frames that could not be decoded (input.on_bad_frame)
+    skipped: int = 0  # input frames that could not be decoded, left out (on_bad_frame=skip)
+    repeated: int = 0  # ... replaced by the previous good frame (on_bad_frame=repeat)
     reasons: dict[str, int] = field(default_factory=dict)  # why frames were rendered
     rendered_frames: str = ""  # e.g. "0-3,7"
     skipped_frames: list[str] = field(default_factory=list)
+    repeated_frames: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # rendering alone: the model load and the other stages are not frame time
+    render_seconds: float | None = None
+    model_load_seconds: float | None = None
     seconds_per_frame: float | None = None
     peak_rss_mib: float = 0.0
     peak_gpu_mib: float | None = None
     outputs: list[str] = field(default_factory=list)
+    # where the deliverables this job replaced were kept (history/), and what all kept
+    # history (earlier looks' frames, earlier deliverables) takes on disk
+    previous_outputs: list[str] = field(default_factory=list)
+    history_bytes: int = 0
     resume_command: str | None = None
     # flicker (the metrics stage): mean warp error of the output and of the source
     warp_error: float | None = None
@@ -61,7 +71,8 @@ class JobReport:
         self.rendered_frames = frame_ranges(self._rendered)
         self.reasons = dict(self._reasons.most_common())
         self.seconds = round(seconds, 3)
-        self.seconds_per_frame = round(seconds / self.rendered, 3) if self.rendered else None
+        frame_time = seconds if self.render_seconds is None else self.render_seconds
+        self.seconds_per_frame = round(frame_time / self.rendered, 3) if self.rendered else None
         self.peak_rss_mib = round(peak_rss_bytes() / 2**20, 1)
         self.peak_gpu_mib = peak_gpu_mib()
 
@@ -78,6 +89,8 @@ class JobReport:
         ]
         if self.skipped:
             parts.append(f"{self.skipped} skipped (bad input)")
+        if self.repeated:
+            parts.append(f"{self.repeated} repeated (bad input)")
         if self.seconds_per_frame:
             parts.append(f"{self.seconds_per_frame:.2f} s/frame")
         if self.warp_error is not None:
@@ -85,7 +98,23 @@ class JobReport:
         parts.append(f"peak RAM {self.peak_rss_mib:.0f} MiB")
         if self.peak_gpu_mib is not None:
             parts.append(f"peak GPU {self.peak_gpu_mib:.0f} MiB")
+        if self.previous_outputs:
+            kept = [os.path.relpath(path, self.run_dir) for path in self.previous_outputs]
+            parts.append("previous output kept as " + ", ".join(kept))
+        if self.history_bytes:
+            parts.append(
+                f"kept history {format_bytes(self.history_bytes)} (rotoscope-prune frees it)"
+            )
         return "; ".join(parts)
+
+
+def format_bytes(count: int) -> str:
+    """``812 KiB``, ``3.4 MiB``, ``1.2 GiB``."""
+    if count < 2**20:
+        return f"{count / 2**10:.0f} KiB"
+    if count < 2**30:
+        return f"{count / 2**20:.1f} MiB"
+    return f"{count / 2**30:.2f} GiB"
 
 
 def library_versions() -> dict[str, str | None]:

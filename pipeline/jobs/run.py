@@ -8,20 +8,28 @@ the one module of ``jobs`` that imports the stages.
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from pipeline.assemble.encode import check_output_options
 from pipeline.assemble.stage import assemble_stage
 from pipeline.atomic import write_text
+from pipeline.config.compose import literal_node
 from pipeline.config.keyframes import apply_keyframes
 from pipeline.config.schema import STAGES, RunConfig
 from pipeline.control.stage import control_stage
 from pipeline.errors import RotoscopeError
+from pipeline.jobs.history import history_bytes
 from pipeline.jobs.interrupts import StopRequested
 from pipeline.jobs.lock import RunLock
+from pipeline.jobs.naming import claim, owner_of
 from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.metrics.stage import metrics_stage
@@ -36,32 +44,58 @@ def run_job(
     run_dir: Path,
     explicit: frozenset[str] = frozenset(),
     command: str | None = None,
+    job: str = "",
 ) -> JobReport:
     """Run the configured stages in order inside ``run_dir``, holding its lock.
 
     ``explicit`` names the config keys given on the command line: they win over a
     keyframe file's values (which win over presets and defaults). ``command`` is what
-    resumes this job; it goes into the report. The report is written whatever happens.
+    resumes this job; it goes into the report. ``job`` is a multirun job's own
+    overrides (they name its folder; see :mod:`pipeline.jobs.naming`). The report is
+    written whatever happens. A job that fails before making anything in a folder it
+    found empty removes that folder again, so a typo leaves no clutter behind (its error
+    was printed, and a queue keeps it in ``queue.json``).
     """
-    stages = check_stages(cfg.stages)
-    cfg, origins = apply_keyframes(cfg, explicit)
     folder = RunFolder(run_dir)
+    fresh = holds_nothing(folder)
+    try:
+        return _run_stages(cfg, folder, explicit, command, job)
+    except StopRequested:
+        raise
+    except BaseException:
+        if fresh and holds_nothing(folder, ignore_job_records=True):
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
+
+
+def _run_stages(
+    cfg: RunConfig, folder: RunFolder, explicit: frozenset[str], command: str | None, job: str
+) -> JobReport:
     started = time.monotonic()
-    with RunLock(folder.lock):
-        report = JobReport(run_dir=str(run_dir), resume_command=command)
+    # around the lock (its file is the first thing written), and inside, so that the
+    # report records the one-line error
+    with _permissions(folder), RunLock(folder.lock):
+        report = JobReport(run_dir=str(folder), resume_command=command)
         try:
-            write_text(folder.config, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-            log.info("run folder: %s", run_dir)
-            if "plan" in stages:
-                report.planned = plan_stage(cfg, folder, origins)
-            if "control" in stages:
-                report.outputs.append(str(control_stage(cfg, folder)))
-            if "render" in stages:
-                render_stage(cfg, folder, report)
-            if "assemble" in stages:
-                report.outputs.append(str(assemble_stage(cfg, folder)))
-            if "metrics" in stages:
-                metrics_stage(cfg, folder, report)
+            with _permissions(folder):
+                # the folder was chosen by these values, before any keyframe file applied
+                claim(folder, owner_of(cfg.input.path, job, cfg.name), "name" in explicit)
+                stages = check_stages(cfg.stages)
+                cfg, origins = apply_keyframes(cfg, explicit)
+                if "assemble" in stages:  # a bad crf must not wait for hours of rendering
+                    check_output_options(cfg.output)
+                write_text(folder.config, OmegaConf.to_yaml(literal_node(cfg)))
+                log.info("run folder: %s", folder)
+                if "plan" in stages:
+                    report.planned = plan_stage(cfg, folder, origins)
+                if "control" in stages:
+                    report.outputs.append(str(control_stage(cfg, folder)))
+                if "render" in stages:
+                    render_stage(cfg, folder, report)
+                if "assemble" in stages:
+                    report.outputs.append(str(assemble_stage(cfg, folder, report)))
+                if "metrics" in stages:
+                    metrics_stage(cfg, folder, report)
             report.status = "done"
         except StopRequested:
             report.status = "interrupted"
@@ -72,9 +106,49 @@ def run_job(
             raise
         finally:
             report.finish(time.monotonic() - started)
-            report.write(folder.report)
+            report.history_bytes = history_bytes(folder)
+            try:
+                report.write(folder.report)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", folder.report, exc.strerror or exc)
             log.info("%s", report.line())
     return report
+
+
+HYDRA_RECORDS = ".hydra"  # Hydra's copy of the job's config, in every run folder
+
+
+def holds_nothing(folder: RunFolder, ignore_job_records: bool = False) -> bool:
+    """True for a folder Hydra has just made for this job: its log, its ``.hydra``.
+
+    With ``ignore_job_records`` also the records a job writes about itself before any
+    stage makes something (lock, owner, config, report).
+    """
+    if not folder.path.is_dir():
+        return True
+    allowed = {HYDRA_RECORDS, folder.log.name, folder.lock.name}
+    if ignore_job_records:
+        allowed |= {folder.config.name, folder.report.name, folder.run_json.name}
+    return {entry.name for entry in folder.path.iterdir()} <= allowed
+
+
+@contextmanager
+def _permissions(folder: RunFolder) -> Iterator[None]:
+    """A file the job may not write (or read) becomes one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        where = Path(str(exc.filename or folder.path))
+        if where.resolve().is_relative_to(folder.path.resolve()):
+            raise RotoscopeError(
+                f"cannot write {where}: {exc.strerror}",
+                "fix the run folder's permissions or set output.root to a folder you can write",
+            ) from exc
+        raise RotoscopeError(
+            f"cannot open {where}: {exc.strerror}", "check its permissions"
+        ) from exc
 
 
 def check_stages(stages: list[str]) -> list[str]:

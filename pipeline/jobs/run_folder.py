@@ -14,6 +14,8 @@ from pathlib import Path
 
 FRAMES = "frames"
 CONTROL = "control"
+HISTORY = "history"
+FRAME_KEY_LENGTH = 16  # hex digits of a frame's key in its file name (64 bits)
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,18 @@ class RunFolder:
     def frames(self) -> Path:
         return self.path / FRAMES
 
-    def frame(self, index: int) -> Path:
-        return self.path / self.frame_name(index)
+    def frame(self, key: str) -> Path:
+        return self.path / self.frame_name(key)
 
     @staticmethod
-    def frame_name(index: int) -> str:
-        """A frame's path relative to the run folder, as the manifest records it."""
-        return f"{FRAMES}/{index:06d}.png"
+    def frame_name(key: str) -> str:
+        """A frame's path relative to the run folder, as the manifest records it.
+
+        Frames are stored by their key, not their index: a new look of frame 3 gets a
+        new file instead of replacing the old one, and going back to an earlier look
+        finds its frames still there (the manifest maps each index to its current key).
+        """
+        return f"{FRAMES}/{key[:FRAME_KEY_LENGTH]}.png"
 
     @property
     def manifest(self) -> Path:
@@ -136,6 +143,26 @@ class RunFolder:
         """``output=images``: the frames under their output names."""
         return self.path / "images"
 
-    def video(self, name: str, extension: str) -> Path:
-        """The encoded video, ``<name>.<extension>``."""
-        return self.path / f"{name}.{extension}"
+    def video(self, extension: str) -> Path:
+        """The encoded video, named after the run folder: ``<folder>/<folder>.<extension>``."""
+        return self.path / f"{self.path.name}.{extension}"
+
+    def staging(self, name: str) -> Path:
+        """Where a new deliverable is written before it replaces ``name`` (hidden)."""
+        return self.path / f".new-{name}"
+
+    @property
+    def deliverables(self) -> Path:
+        """What each current deliverable was made from, to tell a new one from a re-encode."""
+        return self.path / "deliverables.json"
+
+    # --- identity and history ---
+    @property
+    def run_json(self) -> Path:
+        """Whose run this folder holds: the input's resolved path and the multirun job."""
+        return self.path / "run.json"
+
+    @property
+    def history(self) -> Path:
+        """Earlier deliverables, moved aside when a different one replaced them."""
+        return self.path / HISTORY

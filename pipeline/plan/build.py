@@ -10,6 +10,7 @@ computed from its row alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,14 +65,16 @@ def build_plan(
     height: int,
     fps: float,
     origins: dict[str, str] | None = None,
+    frame_sizes: Sequence[tuple[int, int]] | None = None,
     cuts: list[int] | None = None,
 ) -> Plan:
     """Resolve every schedule, prompt and seed for ``frame_count`` frames.
 
     ``origins`` maps config keys to the keyframe file their value came from, so errors
-    name that file; other values are reported as coming from the command line. ``cuts``
-    are the source's scene cuts (frames starting a new shot), where temporal coherence
-    starts a new segment.
+    name that file; other values are reported as coming from the command line.
+    ``frame_sizes`` gives each frame its own size (a photo folder rendered as images);
+    without it every frame is ``width`` x ``height``. ``cuts`` are the source's scene cuts
+    (frames starting a new shot), where temporal coherence starts a new segment.
     """
     origins = origins or {}
     check_seed(cfg)
@@ -130,8 +133,8 @@ def build_plan(
             steps=steps[index],
             sampler=sampler,
             seed=seeds[index],
-            width=width,
-            height=height,
+            width=frame_sizes[index][0] if frame_sizes else width,
+            height=frame_sizes[index][1] if frame_sizes else height,
             blend_mode=cfg.prompt_blend.value,
             controls=controls or None,
             **prompt,
@@ -212,8 +215,12 @@ def prompt_keys(
     cfg: RunConfig, frame_count: int, fps: float, origins: dict[str, str]
 ) -> list[PromptKey]:
     """The prompt keyframes in frame order: prefix/suffix, global negative and styles
-    applied, and every prompt checked (so a bad one fails now, not after a model loads)."""
-    texts = cfg.prompts or {"0": cfg.prompt}
+    applied, and every prompt checked (so a bad one fails now, not after a model loads).
+
+    ``prompt`` is frame 0's prompt when ``prompts`` has no key of its own there
+    (``prompt="a cat" prompts.10="a dog"`` on the command line).
+    """
+    texts = {"0": cfg.prompt, **cfg.prompts} if cfg.prompt else cfg.prompts or {"0": ""}
     where = origins.get("prompts", "command line")
     styles = style_list(list(cfg.styles), Path(cfg.styles_file).expanduser())
     by_frame: dict[int, str] = {}

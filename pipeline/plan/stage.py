@@ -10,14 +10,14 @@ import logging
 
 from pipeline.config.schema import AnimationMode, Reanchor, RunConfig
 from pipeline.control.maps import check_units
-from pipeline.errors import RotoscopeError
+from pipeline.errors import RotoscopeError, plural
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
 from pipeline.plan.rows import write_plan
 from pipeline.source.base import SourceInfo
 from pipeline.source.cuts import CutDetector
-from pipeline.source.open import open_source
+from pipeline.source.open import keeps_own_sizes, open_source
 
 log = logging.getLogger("rotoscope")
 
@@ -36,7 +36,7 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             "use coherence=none with loopback, or coherence with animation=none",
         )
     cuts: list[int] = []
-    with open_source(cfg.input) as source:
+    with open_source(cfg.input, keeps_own_sizes(cfg)) as source:
         info = source.info
         if coherent and Reanchor.cuts in cfg.coherence.reanchor:
             detector = CutDetector(cfg.coherence.cut_threshold)
@@ -45,6 +45,8 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             count, cuts = source.frames_read, detector.cuts
         else:
             count = source.count_frames()
+    for note in source.notes:
+        log.warning("%s", note)
     if cfg.animation.mode is AnimationMode.loopback and cfg.input.max_frames:
         count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
@@ -59,7 +61,9 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
                 "use controlnet with animation=none, or loopback without controlnet",
             )
         check_units(cfg, count, info.width, info.height)
-    plan = build_plan(cfg, count, info.width, info.height, info.fps, origins, cuts)
+    plan = build_plan(
+        cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
+    )
     write_plan(plan.rows, folder)
     write_plan_chart(
         plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
@@ -86,10 +90,16 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     mode = ", loopback" if cfg.animation.mode is AnimationMode.loopback else ""
     starts = sorted({row.segment_start for row in rows if row.segment_start is not None})
     segments = [f"{len(starts)} coherence segment(s) from frames {_frame_list(starts)}"]
-    size = f"{info.width}x{info.height} at {info.fps:g} fps{mode}"
+    sizes = {(row.width, row.height) for row in rows}
+    size = (
+        f"{info.width}x{info.height}"
+        if len(sizes) == 1
+        else f"each image's own size ({len(sizes)} sizes)"
+    )
     return "; ".join(
         [
-            f"{len(rows)} frames of {info.path} ({info.kind}, {size})",
+            f"{plural(len(rows), 'frame')} of {info.path} ({info.kind}, {size} at "
+            f"{info.fps:g} fps{mode})",
             f"{len(plan.prompt_keys)} prompt keyframe(s)",
             f"strength {span([r.strength for r in rows])}",
             f"guidance {span([r.guidance_scale for r in rows])}",

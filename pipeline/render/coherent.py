@@ -41,10 +41,14 @@ class ChainCursor:
 
     def follows(self, job: FrameJob) -> bool:
         """Whether ``job`` continues the chain (else it starts one: a segment's first
-        frame, or the frame after a gap left by an unreadable input frame)."""
+        frame, the frame after a gap left by an unreadable input frame, or an image of
+        another size)."""
         previous = self.previous
-        return previous is not None and previous.index == job.index - 1 and (
-            job.segment_start != job.index
+        return (
+            previous is not None
+            and previous.index == job.index - 1
+            and job.segment_start != job.index
+            and previous.output.shape[:2] == (job.height, job.width)
         )
 
     def advance(self, state: FrameState) -> None:

@@ -151,6 +151,8 @@ class FrameProducer:
         for index, problem in source.failures:
             self.report.skipped_frames.append(f"{index}: {problem}")
         self.report.skipped = len(source.failures)
+        self.report.repeated_frames = [f"{index}: {problem}" for index, problem in source.repeats]
+        self.report.repeated = len(source.repeats)
         read = source.frames_read + len(source.failures)
         if read < len(rows) and not source.failures:
             log.warning(
@@ -189,7 +191,7 @@ class FrameProducer:
         )  # fmt: skip
         record = FrameRecord(
             index=job.index,
-            file=RunFolder.frame_name(job.index),
+            file=RunFolder.frame_name(key),
             key=key,
             source_index=int(source["index"]),  # type: ignore[call-overload]
             source_name=source["name"],  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.networks import Networks
 from pipeline.plan.rows import FrameJob, read_plan
-from pipeline.source.open import open_source
+from pipeline.source.open import keeps_own_sizes, open_source
 
 if TYPE_CHECKING:  # torch and diffusers load only when a frame renders
     from pipeline.models.loader import LoadedModel
@@ -46,7 +46,8 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     remove_partial_files(folder.frames)
     manifest = Manifest(folder)
     pending = len(rows) - len(manifest.finished(len(rows)))
-    check_free_space(folder.path, pending, rows[0].width, rows[0].height)
+    largest = max(rows, key=lambda row: row.width * row.height)
+    check_free_space(folder.path, pending, largest.width, largest.height)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)
     started = time.monotonic()
     units = cfg.controlnet.units
@@ -61,12 +62,13 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     try:
         with (
             GracefulStop() as stop,
-            open_source(cfg.input) as source,
+            open_source(cfg.input, keeps_own_sizes(cfg)) as source,
             ControlMaps(cfg, folder, rows[0].width, rows[0].height) as maps,
         ):
             producer = FrameProducer(
-                folder, manifest, identity, lambda: load_renderer(cfg, rows, networks),
-                progress, report, stop, control=maps if units else None,
+                folder, manifest, identity,
+                lambda: timed_load(cfg, rows, networks, progress, report), progress, report,
+                stop, control=maps if units else None,
             )  # fmt: skip
             if cfg.animation.mode is AnimationMode.loopback:
                 render_loopback(producer, rows, source, cfg.animation)
@@ -78,7 +80,12 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     finally:
         progress.close()
         elapsed = time.monotonic() - started
-        per_frame = f", {elapsed / progress.rendered:.2f} s/frame" if progress.rendered else ""
+        report.render_seconds = round(elapsed - progress.excluded, 3)
+        per_frame = (
+            f", {report.render_seconds / progress.rendered:.2f} s/frame"
+            if progress.rendered
+            else ""
+        )
         log.info(
             "render: %d rendered, %d reused, in %s%s",
             progress.rendered, progress.reused, format_duration(elapsed), per_frame,
@@ -88,6 +95,18 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
 def plan_networks(cfg: RunConfig) -> Networks:
     """The LoRA and embedding folders the plan's names refer to."""
     return Networks(cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras)
+
+
+def timed_load(
+    cfg: RunConfig, rows: list[FrameJob], networks: Networks, progress: Progress, report: JobReport
+) -> Renderer:
+    """Load the renderer; its load time is not frame time (rate, ETA, s/frame)."""
+    started = time.monotonic()
+    renderer = load_renderer(cfg, rows, networks)
+    seconds = time.monotonic() - started
+    progress.exclude(seconds)
+    report.model_load_seconds = round(seconds, 3)
+    return renderer
 
 
 def load_renderer(cfg: RunConfig, rows: list[FrameJob], networks: Networks) -> Renderer:

@@ -56,6 +56,15 @@ class SourceInfo:
     expected_frames: int | None  # best estimate of how many frames iteration yields
     has_audio: bool
     rotation: int  # degrees (clockwise) applied to make the picture upright
+    # A photo folder rendered as images keeps each image's own size and orientation:
+    # the render size of each selected frame, in order (None: every frame is width x height)
+    frame_sizes: list[tuple[int, int]] | None = None
+
+    def size_of(self, index: int) -> tuple[int, int]:
+        """The render size of selected frame ``index``."""
+        if self.frame_sizes is not None and index < len(self.frame_sizes):
+            return self.frame_sizes[index]
+        return self.width, self.height
 
     def write(self, path: Path) -> None:
         """Record this description as JSON (the run folder's ``source.json``)."""
@@ -71,6 +80,8 @@ class SourceInfo:
         try:
             data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             data["path"] = Path(data["path"])
+            if data.get("frame_sizes") is not None:
+                data["frame_sizes"] = [(int(w), int(h)) for w, h in data["frame_sizes"]]
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise RotoscopeError(
@@ -114,6 +125,10 @@ class Source(ABC):
         self.frames_read = 0
         self.ended_early = False
         self.failures: list[tuple[int, str]] = []  # (frame index, what was wrong) this pass
+        self.repeats: list[tuple[int, str]] = []  # ... of those, frames repeated, not skipped
+        # Warnings about the input as a whole (files skipped, sizes that differ): the plan
+        # stage logs them once, however often the source is opened.
+        self.notes: list[str] = []
         self._pass: Generator[Frame, None, None] | None = None
 
     def __iter__(self) -> Iterator[Frame]:
@@ -121,6 +136,7 @@ class Source(ABC):
         self.frames_read = 0
         self.ended_early = False
         self.failures = []
+        self.repeats = []
         self._pass = self._frames()
         return self._pass
 

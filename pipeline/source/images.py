@@ -56,8 +56,8 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if i % 2 else (1, p) for i, p in enumerate(parts) if p)
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The image files in ``folder`` in natural order; other files are logged and skipped.
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The image files in ``folder`` in natural order, and the other files (skipped).
 
     Hidden files (``.DS_Store``) and subfolders are skipped silently: they are never
     meant as frames and warning about them would be noise.
@@ -67,10 +67,19 @@ def list_images(folder: Path) -> list[Path]:
         if entry.name.startswith(".") or entry.is_dir():
             continue
         (images if is_image(entry) else skipped).append(entry)
-    if skipped:
-        names = ", ".join(sorted(p.name for p in skipped))
-        logger.warning("skipping %d non-image file(s) in '%s': %s", len(skipped), folder, names)
-    return sorted(images, key=lambda p: (natural_key(p.name), p.name))
+    return sorted(images, key=lambda p: (natural_key(p.name), p.name)), sorted(skipped)
+
+
+def upright_size(path: Path) -> tuple[int, int] | None:
+    """An image's displayed width and height (EXIF rotation applied), from its header
+    alone; None when Pillow cannot read the header (the frame may still decode later)."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            turned = int(img.getexif().get(_EXIF_ORIENTATION, 1)) in (5, 6, 7, 8)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return (height, width) if turned else (width, height)
 
 
 def load_image(path: Path, background_rgb: tuple[int, int, int]) -> np.ndarray:
@@ -135,7 +144,7 @@ class ImageSource(Source):
             path = self._files[source_index]
             if previous is None or previous[0] != path:  # decode a repeated image once
                 try:
-                    previous = (path, self._render(path))
+                    previous = (path, self._render(path, index))
                 except RotoscopeError as exc:
                     if not self._bad_frame(index, path, exc, previous is not None):
                         continue
@@ -145,7 +154,7 @@ class ImageSource(Source):
                 source_index=source_index,
                 time=source_index / self._cfg.fps,
                 name=path.name,
-                image=previous[1].copy(),
+                image=self._sized(previous[1], index).copy(),
             )
             self.frames_read += 1
             yield frame
@@ -162,10 +171,15 @@ class ImageSource(Source):
         repeat = policy is BadFramePolicy.repeat and can_repeat
         action = "repeating the previous frame" if repeat else "skipping it"
         logger.warning("frame %d: %s; %s (input.on_bad_frame)", index, exc.message, action)
-        self.failures.append((index, f"{path.name}: {exc.message}"))
+        (self.repeats if repeat else self.failures).append((index, f"{path.name}: {exc.message}"))
         return repeat
 
-    def _render(self, path: Path) -> np.ndarray:
-        info = self.info
+    def _render(self, path: Path, index: int) -> np.ndarray:
+        width, height = self.info.size_of(index)
         image = load_image(path, self._background)
-        return resize_frame(image, info.width, info.height, self._cfg.resize_mode, self._background)
+        return resize_frame(image, width, height, self._cfg.resize_mode, self._background)
+
+    def _sized(self, image: np.ndarray, index: int) -> np.ndarray:
+        """``image`` at frame ``index``'s size (a repeated frame may come from another)."""
+        width, height = self.info.size_of(index)
+        return resize_frame(image, width, height, self._cfg.resize_mode, self._background)

@@ -13,7 +13,10 @@ for a video, of its constant-rate stream at the average frame rate; for images, 
 the sorted file list (or the repeats), with times at ``input.fps``. ``end`` is
 exclusive. The render size comes from the first image of a folder (the first file
 in sorted order, whatever the selection), so a folder of mixed sizes renders at one
-size and re-running with another selection keeps it.
+size and re-running with another selection keeps it; a video needs one size, and the
+images that differ are named in a note. With ``own_sizes`` (a photo folder rendered as
+images, :func:`keeps_own_sizes`) each image instead keeps its own size and orientation,
+resized by the same rules (``SourceInfo.frame_sizes``).
 """
 
 from __future__ import annotations
@@ -23,23 +26,45 @@ import math
 import re
 from pathlib import Path
 
-from pipeline.config.schema import InputConfig
+from pipeline.config.schema import AnimationMode, InputConfig, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.source.base import Selection, Source, SourceInfo
-from pipeline.source.images import IMAGE_EXTENSIONS, ImageSource, is_image, list_images, load_image
+from pipeline.source.images import (
+    IMAGE_EXTENSIONS,
+    ImageSource,
+    is_image,
+    list_images,
+    load_image,
+    upright_size,
+)
 from pipeline.source.probe import probe_video
 from pipeline.source.resize import parse_color, target_size
 from pipeline.source.video import VideoSource
 
 logger = logging.getLogger(__name__)
 
+# Rounding both sides to multiples of 8 may change the aspect ratio; more than this is
+# worth a warning (the frame is then cropped, padded or stretched by input.resize_mode).
+ASPECT_TOLERANCE = 0.05
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"})
 _TIME_RE = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)(s?)$")
 
 
-def open_source(cfg: InputConfig) -> Source:
+def keeps_own_sizes(cfg: RunConfig) -> bool:
+    """Whether a folder's images each keep their own size: only a folder of images out
+    can hold frames of different sizes (a video, loopback and external ControlNet
+    sources need one)."""
+    return (
+        cfg.output.format is OutputFormat.images
+        and cfg.animation.mode is AnimationMode.none
+        and all(unit.source == "input" for unit in cfg.controlnet.units.values())
+    )
+
+
+def open_source(cfg: InputConfig, own_sizes: bool = False) -> Source:
     """Validate ``input.*``, probe the input and return a Source ready to iterate.
 
+    ``own_sizes``: the images of a folder keep their own sizes (see the module doc).
     Raises RotoscopeError, naming the file or config key, for anything unusable.
     """
     _check_numbers(cfg)
@@ -51,7 +76,7 @@ def open_source(cfg: InputConfig) -> Source:
             "give a video file, a folder of images or one image, e.g. input.path=clip.mp4",
         )
     if path.is_dir():
-        return _open_folder(path, cfg)
+        return _open_folder(path, cfg, own_sizes)
     if is_image(path):
         return _open_images("image", path, [path] * cfg.repeat, cfg)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -137,28 +162,45 @@ def _open_video(path: Path, cfg: InputConfig) -> Source:
         has_audio=probe.has_audio,
         rotation=probe.rotation,
     )
-    return VideoSource(info, selection, probe, cfg)
+    source = VideoSource(info, selection, probe, cfg)
+    note = aspect_note(cfg, source_w, source_h, width, height)
+    source.notes += [note] if note else []
+    return source
 
 
-def _open_folder(path: Path, cfg: InputConfig) -> Source:
-    files = list_images(path)
+def _open_folder(path: Path, cfg: InputConfig, own_sizes: bool) -> Source:
+    files, skipped = list_images(path)
     if not files:
         raise RotoscopeError(
             f"input.path folder '{path}' contains no images",
             "supported images: " + " ".join(sorted(IMAGE_EXTENSIONS)),
         )
-    return _open_images("folder", path, files, cfg)
+    source = _open_images("folder", path, files, cfg, own_sizes)
+    if skipped:
+        names = ", ".join(p.name for p in skipped)
+        source.notes.append(f"skipping {len(skipped)} non-image file(s) in '{path}': {names}")
+    return source
 
 
-def _open_images(kind: str, path: Path, files: list[Path], cfg: InputConfig) -> Source:
+def _open_images(
+    kind: str, path: Path, files: list[Path], cfg: InputConfig, own_sizes: bool = False
+) -> Source:
     """Shared by folders and single images: the first file sets the render size."""
     selection = resolve_selection(cfg, cfg.fps, len(files), path)
-    for file in {files[i] for i in selection.indices(len(files))}:
+    selected = [files[i] for i in selection.indices(len(files))]
+    for file in set(selected):
         if file.stat().st_size == 0:  # cheap to find now, instead of hours into a run
             raise RotoscopeError(f"image '{file}' is empty (0 bytes)", "re-copy or remove it")
     first = load_image(files[0], parse_color(cfg.background))
     source_h, source_w = first.shape[:2]
     width, height = target_size(source_w, source_h, cfg.width, cfg.height, cfg.scale)
+    notes = [note for note in [aspect_note(cfg, source_w, source_h, width, height)] if note]
+    sizes = None
+    if kind == "folder":
+        sizes = [_own_size(file, (width, height), cfg) for file in selected]
+        if not own_sizes:
+            notes += _size_mismatch_note(selected, sizes, (width, height))
+            sizes = None
     info = SourceInfo(
         kind=kind,
         path=path,
@@ -172,5 +214,49 @@ def _open_images(kind: str, path: Path, files: list[Path], cfg: InputConfig) -> 
         expected_frames=selection.count(len(files)),
         has_audio=False,
         rotation=0,
+        frame_sizes=sizes,
     )
-    return ImageSource(info, selection, files, cfg)
+    source = ImageSource(info, selection, files, cfg)
+    source.notes += notes
+    return source
+
+
+def _own_size(file: Path, fallback: tuple[int, int], cfg: InputConfig) -> tuple[int, int]:
+    """An image's render size by its own size; the first image's for an unreadable one
+    (it will be skipped, or repeat the previous frame resized to this size)."""
+    size = upright_size(file)
+    return fallback if size is None else target_size(*size, cfg.width, cfg.height, cfg.scale)
+
+
+def _size_mismatch_note(
+    files: list[Path], sizes: list[tuple[int, int]], common: tuple[int, int]
+) -> list[str]:
+    """Images whose own size or orientation differs from the one size a video gets."""
+    odd = [file.name for file, size in zip(files, sizes, strict=True) if size != common]
+    if not odd:
+        return []
+    shown = ", ".join(odd[:3]) + (", ..." if len(odd) > 3 else "")
+    return [
+        f"{len(odd)} of {len(files)} images ({shown}) differ in size or orientation from the "
+        f"first; a video needs one size, so they are fitted to {common[0]}x{common[1]} by "
+        "input.resize_mode (output=images keeps each image's own size)"
+    ]
+
+
+def aspect_note(
+    cfg: InputConfig, source_w: int, source_h: int, width: int, height: int
+) -> str | None:
+    """A warning when rounding to multiples of 8 changed the intended aspect ratio (the
+    source's, or that of an explicit width and height) noticeably."""
+    if cfg.width is not None and cfg.height is not None:
+        intended = cfg.width / cfg.height
+    else:
+        intended = source_w / source_h
+    change = abs((width / height) / intended - 1)
+    if change <= ASPECT_TOLERANCE:
+        return None
+    return (
+        f"render size {width}x{height} changes the aspect ratio of {source_w}x{source_h} "
+        f"by {change:.0%} (sizes are rounded to multiples of 8); give a larger "
+        "input.width or input.height"
+    )

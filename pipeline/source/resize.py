@@ -121,10 +121,10 @@ def parse_color(text: str) -> tuple[int, int, int]:
 def _check_requested(width: int | None, height: int | None, scale: float | None) -> None:
     """Reject sizes that cannot be rendered, naming the config key."""
     for key, value in (("input.width", width), ("input.height", height)):
-        if value is not None and not 0 < value <= MAX_SIZE:
+        if value is not None and not _MULTIPLE <= value <= MAX_SIZE:
             raise RotoscopeError(
-                f"{key} is {value}; it must be between 1 and {MAX_SIZE}",
-                "give a size in pixels (it is rounded to a multiple of 8)",
+                f"{key} is {value}; it must be between {_MULTIPLE} and {MAX_SIZE}",
+                f"give a size in pixels; it is rounded to a multiple of {_MULTIPLE}",
             )
     if scale is not None and not (math.isfinite(scale) and scale > 0):
         raise RotoscopeError(f"input.scale is {scale}; it must be above 0", "for example 0.5")

@@ -1,0 +1,201 @@
+"""Run folder names: short and readable, and never shared by two inputs or two jobs.
+
+A run folder is what makes resume and change-aware re-render work, so the same input
+must find its folder again however its settings change; and it holds the frames and
+deliverables of that input, so another input must never land in it by accident.
+
+- **Single run:** ``<output.root>/<name>``, where ``name`` is the input's stem unless
+  ``name=`` is given. Each folder records whose it is in ``run.json`` (:class:`RunOwner`:
+  the input's resolved path). When the default name is taken by a *different* input
+  (``shotA/take01.mp4`` then ``shotB/take01.mp4``), the new input gets the first free
+  of ``take01-shotB`` (its parent folder's name) and ``take01-<hash of its path>``;
+  the same input always comes back to its own folder. A name given with ``name=`` is
+  used as given: the user chose it, and nothing in a reused folder is destroyed anyway.
+- **Multirun job:** the folder above plus ``--<the job's own overrides>``; an override
+  set too long for a readable folder name keeps a readable prefix and gets a short hash
+  of the whole set, so two jobs never share a folder because their names were cut.
+- **Length:** every name is kept under :data:`MAX_NAME` characters the same way (a
+  readable prefix and a hash), so a 250-character file name still makes a valid
+  folder and video name.
+
+Hydra creates the folder before the job starts, so the choice is made by the
+``run_folder`` resolver in ``conf/config.yaml``; the job then writes ``run.json``
+(:func:`claim`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from pipeline.atomic import write_text
+from pipeline.errors import RotoscopeError
+from pipeline.jobs.run_folder import RunFolder
+
+log = logging.getLogger("rotoscope")
+
+MAX_NAME = 96  # characters; file systems allow 255, history names add a timestamp
+HASH_LENGTH = 8
+JOB_SEPARATOR = "--"
+_UNSAFE = re.compile(r"[^\w.,=+-]+")
+
+
+def short_hash(text: str) -> str:
+    """A short, stable hash of ``text`` (hex), for telling names apart."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+def bounded(name: str, limit: int = MAX_NAME) -> str:
+    """``name`` if it is short enough, else a readable prefix plus a hash of all of it."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - HASH_LENGTH - 1].rstrip('-_ .')}-{short_hash(name)}"
+
+
+def job_part(overrides: str) -> str:
+    """A multirun job's override set as a folder-name part (``guidance_scale=5``).
+
+    Characters a folder name should not hold become ``_``; a set longer than half of
+    :data:`MAX_NAME` is cut to a readable prefix plus a hash of the *whole* set, so two
+    sets that share a long prefix (two long prompts) still get two folders.
+    """
+    safe = _UNSAFE.sub("_", overrides).strip("_")
+    limit = MAX_NAME // 2
+    if len(safe) <= limit:
+        return safe
+    return f"{safe[: limit - HASH_LENGTH - 1].rstrip('_,=')}-{short_hash(overrides)}"
+
+
+@dataclass(frozen=True)
+class RunOwner:
+    """Whose run a folder holds (``run.json``): the input, and the multirun job if any.
+
+    ``input`` is the input's resolved path; ``job`` the job's own overrides under
+    multirun (empty for a single run, whose settings may change from run to run);
+    ``name`` the name that was asked for (the input's stem or ``name=``).
+    """
+
+    input: str
+    job: str = ""
+    name: str = ""
+
+    def same_run(self, other: RunOwner) -> bool:
+        return (self.input, self.job) == (other.input, other.job)
+
+    def write(self, folder: RunFolder) -> None:
+        write_text(folder.run_json, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: RunFolder) -> RunOwner | None:
+        """The recorded owner; None for a folder without one (new, or from before run.json)."""
+        try:
+            data: dict[str, Any] = json.loads(folder.run_json.read_text(encoding="utf-8"))
+            return cls(input=str(data["input"]), job=str(data.get("job", "")),
+                       name=str(data.get("name", "")))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def owner_of(input_path: str, job: str = "", name: str = "") -> RunOwner:
+    """The owner record for a run of ``input_path`` (resolved against the current folder)."""
+    return RunOwner(input=str(Path(str(input_path)).expanduser().resolve()), job=job, name=name)
+
+
+def folder_names(name: str, input_path: str, job: str = "", explicit: bool = False) -> list[str]:
+    """The folder names a run may take, in order of preference (see the module doc)."""
+    bases = [bounded(name)]
+    if not explicit:
+        resolved = Path(str(input_path)).expanduser().resolve()
+        parent = _UNSAFE.sub("_", resolved.parent.name).strip("_")
+        if parent:
+            bases.append(bounded(f"{name}-{parent}"))
+        bases.append(bounded(f"{name}-{short_hash(str(resolved))}"))
+    suffix = job_part(job) if job else ""
+    return [f"{base}{JOB_SEPARATOR}{suffix}" if suffix else base for base in bases]
+
+
+def choose_folder(
+    root: Path, name: str, input_path: str, job: str = "", explicit: bool = False
+) -> Path:
+    """The run folder for this input and job: the first name free or already its own."""
+    owner = owner_of(input_path, job)
+    names = folder_names(name, input_path, job, explicit)
+    for candidate in names:
+        recorded = RunOwner.read(RunFolder(root / candidate))
+        if recorded is None or recorded.same_run(owner):
+            return root / candidate
+    return root / names[-1]  # the hash of the resolved path is this input's alone
+
+
+def run_folder_resolver(
+    root: str, name: str, input_path: str, job: str = "", *, _root_: Any
+) -> str:
+    """Hydra resolver ``${run_folder:root,name,input,[job]}``: the run folder's name.
+
+    ``name`` counts as given by the user unless it is still the default interpolation
+    (``${run_name:...}``), which only a default name may be moved away from.
+    """
+    explicit = not OmegaConf.is_interpolation(_root_, "name")
+    return choose_folder(Path(root), name, input_path, job, explicit).name
+
+
+def register_resolvers() -> None:
+    """Register ``run_folder`` (idempotent); the CLI calls this before Hydra starts."""
+    if not OmegaConf.has_resolver("run_folder"):
+        OmegaConf.register_new_resolver("run_folder", run_folder_resolver)
+
+
+def claim(folder: RunFolder, owner: RunOwner, explicit: bool) -> None:
+    """Record ``owner`` in the folder, saying so when the folder is not the first choice.
+
+    Logs where another input's run keeps the default name (so the user knows why this
+    one got a suffix), and warns when a ``name=`` folder made for another input is
+    reused (its earlier frames and deliverables stay in its history).
+    """
+    previous = RunOwner.read(folder)
+    if previous is not None and previous.input != owner.input:
+        log.warning(
+            "run folder %s was made for %s; now rendering %s in it (the earlier frames and "
+            "deliverables are kept: see history/)", folder, previous.input, owner.input,
+        )  # fmt: skip
+    first = folder.path.parent / folder_names(owner.name, owner.input, owner.job, explicit)[0]
+    if first != folder.path:
+        taken = RunOwner.read(RunFolder(first))
+        holder = taken.input if taken else "another run"
+        log.info("%s holds the run of %s; this input's run folder is %s", first, holder, folder)
+    owner.write(folder)
+
+
+def check_writable(path: Path) -> None:
+    """Fail with one line when a run folder could not be created or written at ``path``.
+
+    Checked before Hydra makes the folder and opens its log there (which would end in
+    a traceback): the nearest existing folder on the way must be a folder, and a file
+    must be creatable in it.
+    """
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    hint = "set output.root to a folder you can write, or fix its permissions"
+    if not existing.is_dir():
+        raise RotoscopeError(f"cannot create run folder {path}: {existing} is not a folder", hint)
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+        log_file = RunFolder(path).log
+        if log_file.exists():
+            with log_file.open("a", encoding="utf-8"):  # Hydra appends the job's log here
+                pass
+    except OSError as exc:
+        where = exc.filename or existing
+        raise RotoscopeError(
+            f"cannot write run folder {path}: {where}: {exc.strerror}", hint
+        ) from exc

@@ -1,0 +1,94 @@
+"""Pruning a run folder's kept history: what no current frame or kept deliverable needs.
+
+Runs keep every earlier look (:mod:`pipeline.jobs.history`); this decides what may go
+when the user asks (``rotoscope-prune``):
+
+- frames no current manifest line references (earlier looks, and a frame a killed
+  process wrote but never recorded), after which the manifest is rewritten with only
+  its current lines;
+- leftovers of interrupted writes (hidden temporary and staging files);
+- with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
+  ``history/`` (by default every earlier deliverable is kept: they are results).
+
+Current frames, current deliverables, the plan, control maps and the records are never
+touched. Nothing is deleted while another job holds the folder's lock.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.atomic import TEMPORARY_GLOB
+from pipeline.jobs.history import size_of, superseded_frames
+from pipeline.jobs.lock import RunLock
+from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.run_folder import RunFolder
+
+# history/<stem>-<YYYYmmdd-HHMMSS>[-n]<suffix>: what is left of the deliverable's name
+_HISTORY_STAMP = re.compile(r"-\d{8}-\d{6}(?:-\d+)?$")
+
+
+@dataclass(frozen=True)
+class Prunable:
+    """One file or folder that pruning removes, its size, and why it may go."""
+
+    path: Path
+    bytes: int
+    why: str
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder a job ran in (it has a manifest, an owner record or a plan)."""
+    folder = RunFolder(path)
+    return any(p.exists() for p in (folder.manifest, folder.run_json, folder.plan_jsonl))
+
+
+def prunable(folder: RunFolder, keep_history: int | None = None) -> list[Prunable]:
+    """What pruning ``folder`` would remove (nothing is removed here)."""
+    items = [
+        Prunable(path, size_of([path]), "earlier look")
+        for path in superseded_frames(folder, Manifest(folder))
+    ]
+    leftovers = [*folder.path.glob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
+    if folder.frames.is_dir():
+        leftovers += folder.frames.glob(TEMPORARY_GLOB)
+    items += [Prunable(path, size_of([path]), "unfinished write") for path in leftovers]
+    if keep_history is not None and folder.history.is_dir():
+        versions: dict[str, list[Path]] = defaultdict(list)
+        for entry in folder.history.iterdir():
+            versions[deliverable_of(entry)].append(entry)
+        for entries in versions.values():
+            newest_first = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
+            items += [
+                Prunable(path, size_of([path]), "earlier deliverable")
+                for path in newest_first[keep_history:]
+            ]
+    return items
+
+
+def deliverable_of(entry: Path) -> str:
+    """Which deliverable a history entry is a version of: ``clip-20250101-100000.mp4`` ->
+    ``clip.mp4``, ``images-20250101-100000/`` -> ``images``."""
+    if entry.is_dir():
+        return _HISTORY_STAMP.sub("", entry.name)
+    return _HISTORY_STAMP.sub("", entry.stem) + entry.suffix
+
+
+def prune(folder: RunFolder, keep_history: int | None = None) -> list[Prunable]:
+    """Remove what :func:`prunable` lists, holding the folder's lock; return it."""
+    with RunLock(folder.lock):
+        items = prunable(folder, keep_history)
+        for item in items:
+            if item.path.is_dir():
+                shutil.rmtree(item.path)
+            else:
+                item.path.unlink(missing_ok=True)
+        if folder.manifest.exists():
+            Manifest(folder).compact()
+        if folder.history.is_dir() and not any(folder.history.iterdir()):
+            folder.history.rmdir()
+    return items

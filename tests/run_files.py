@@ -1,0 +1,30 @@
+"""Reading a run folder's results in tests: the current frame of each index, in order.
+
+Frames are stored by key (``frames/<key[:16]>.png``) and a folder may also hold earlier
+looks, so tests find the current frames through the manifest, as the assemble stage does.
+Import from tests as ``from run_files import ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.run_folder import RunFolder
+
+
+def frame_files(run_dir: Path) -> list[Path]:
+    """The current frame file of every recorded index, in index order."""
+    records = Manifest(RunFolder(run_dir)).records
+    return [run_dir / records[index].file for index in sorted(records)]
+
+
+def frame_file(run_dir: Path, index: int) -> Path:
+    return run_dir / Manifest(RunFolder(run_dir)).records[index].file
+
+
+def frames_of(run_dir: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(path)) for path in frame_files(run_dir)]

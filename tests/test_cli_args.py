@@ -1,0 +1,157 @@
+"""What users type: prompts verbatim, keyframed prompts, '+' keys, one-line messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli.overrides import quote_text_values
+from pipeline.cli.prompt_map import parse_prompt_map
+from pipeline.config.compose import compose_checked
+from pipeline.config.keyframes import apply_keyframes
+from pipeline.config.schema import RunConfig
+from pipeline.errors import RotoscopeError
+
+
+def compose(*args: str, multirun: bool = False) -> RunConfig:
+    """Compose like the command line does: quoting first, then the checked config."""
+    quoted = quote_text_values(["-m", *args] if multirun else list(args))
+    return compose_checked([a for a in quoted if not a.startswith("-")], multirun=multirun)
+
+
+def error_of(*args: str, multirun: bool = False) -> str:
+    with pytest.raises(RotoscopeError) as info:
+        compose("input.path=a.mp4", *args, multirun=multirun)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a sign saying ${price}",
+        '"Starry Night" by van Gogh, "oil"',
+        "'single quoted' and ${a.b} and \\${escaped}",
+        '"fully quoted"',
+        "choice(a, b) is just text here",
+    ],
+)
+def test_any_prompt_passes_verbatim(prompt: str) -> None:
+    assert compose("input.path=a.mp4", f"prompt={prompt}").prompt == prompt
+    assert compose("input.path=a.mp4", f"negative_prompt={prompt}").negative_prompt == prompt
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("{0: a cat, 10: a dog}", {"0": "a cat", "10": "a dog"}),
+        ("{0: 'a cat', 10: 'a dog'}", {"0": "a cat", "10": "a dog"}),
+        ('{"0": "a cat, oil", "10": "a dog"}', {"0": "a cat, oil", "10": "a dog"}),
+        (
+            '{0: a cat, (oil:1.2), 2.5s: a dog --neg blurry, max_f/2: "Starry" by ${x}}',
+            {"0": "a cat, (oil:1.2)", "2.5s": "a dog --neg blurry", "max_f/2": '"Starry" by ${x}'},
+        ),
+        ("{}", {}),
+    ],
+)
+def test_keyframed_prompts_on_the_command_line(typed: str, expected: dict[str, str]) -> None:
+    assert parse_prompt_map(typed) == expected
+    assert compose("input.path=a.mp4", f"prompts={typed}").prompts == expected
+
+
+def test_single_prompt_keyframes_add_to_each_other_and_to_prompt() -> None:
+    cfg = compose("input.path=a.mp4", "prompt=a cat", "+prompts.10=a dog, (x:1.2)", "prompts.20=b")
+    assert cfg.prompt == "a cat" and cfg.prompts == {"10": "a dog, (x:1.2)", "20": "b"}
+    from pipeline.plan.build import prompt_keys
+
+    keys = prompt_keys(cfg, 30, 24.0, {})
+    assert [(k.frame, k.prompt) for k in keys] == [(0, "a cat"), (10, "a dog, (x:1.2)"), (20, "b")]
+
+
+def test_prompt_maps_that_cannot_be_read_say_how() -> None:
+    assert "for example prompts='{0: a cat, 10: a dog}'" in error_of("prompts=a cat")
+    assert "expected a frame key" in error_of("prompts={a cat}")
+
+
+def test_a_prompt_sweep_stays_a_sweep_under_multirun() -> None:
+    args = quote_text_values(["-m", 'prompt=choice("a, b","c")'])
+    assert args[1] == 'prompt=choice("a, b","c")'
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("+strenght=0.9", "unknown config key 'strenght' (did you mean 'strength'?)"),
+        ("+input.widht=32", "unknown config key 'input.widht' (did you mean 'input.width'?)"),
+        (
+            "+controlnet.units.tiny_canny.weigth=0.2",
+            "(did you mean 'controlnet.units.tiny_canny.weight'?)",
+        ),
+        (
+            "controlnet.units.tiny_canny.wieght=0.5",
+            "(did you mean 'controlnet.units.tiny_canny.weight'?)",
+        ),
+        (
+            "+schedule_interpolation.strenght=cubic",
+            "schedule_interpolation.strenght names no schedule (did you mean 'strength'?)",
+        ),
+        ("+strength=0.3", "strength already exists (set it without '+': strength=0.3)"),
+    ],
+)
+def test_plus_keys_outside_open_maps_are_unknown_keys(override: str, needle: str) -> None:
+    assert needle in error_of("controlnet=tiny_canny", override)
+
+
+def test_open_maps_take_new_keys() -> None:
+    cfg = compose(
+        "input.path=a.mp4", "+controlnet.units.mine.model=/m",
+        "+controlnet.units.mine.params.low=5", "+schedule_interpolation.strength=cubic",
+        "++strength=0.3", "+prompts.4=a",
+    )  # fmt: skip
+    assert cfg.controlnet.units["mine"].params == {"low": 5}
+    assert cfg.schedule_interpolation["strength"].value == "cubic"
+    assert (cfg.strength, cfg.prompts) == ("0.3", {"4": "a"})
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("model=tinyy", "unknown model preset 'tinyy' (did you mean 'tiny'? choose from sd15,"),
+        (
+            "controlnet=[tiny_canny,cany]",
+            "unknown controlnet preset 'cany' (did you mean 'canny'? choose from canny,",
+        ),
+        ("output=mp5", "unknown output preset 'mp5' (did you mean 'mp4'? choose from gif,"),
+    ],
+)
+def test_unknown_presets_list_the_choices(override: str, needle: str) -> None:
+    assert needle in error_of(override)
+
+
+def test_a_value_list_without_multirun_is_one_line() -> None:
+    message = error_of("guidance_scale=5,7")
+    assert "guidance_scale=5,7 gives several values" in message and "-m" in message
+    assert compose("input.path=a.mp4", "guidance_scale=5,7", multirun=True).guidance_scale == "5"
+
+
+def test_a_command_line_size_replaces_the_keyframe_files_size(tmp_path: Path) -> None:
+    keyframes = tmp_path / "k.yaml"
+    keyframes.write_text("settings:\n  input.width: 512\n  input.height: 512\n  seed: 3\n")
+    cfg = compose("input.path=a.mp4", f"keyframes={keyframes}", "input.width=768")
+    applied, _ = apply_keyframes(cfg, {"input.path", "keyframes", "input.width"})
+    assert (applied.input.width, applied.input.height, applied.seed) == (768, None, 3)
+    plain = compose("input.path=a.mp4", f"keyframes={keyframes}")
+    from_file, _ = apply_keyframes(plain, {"input.path", "keyframes"})
+    assert (from_file.input.width, from_file.input.height) == (512, 512)
+
+
+def test_keyframe_file_prompts_merge_with_single_ones_from_the_command_line(
+    tmp_path: Path,
+) -> None:
+    keyframes = tmp_path / "k.yaml"
+    keyframes.write_text("prompts:\n  0: a forest ${x}\n  10: a desert\n")
+    cfg = compose("input.path=a.mp4", f"keyframes={keyframes}", "+prompts.10=a sea")
+    applied, _ = apply_keyframes(cfg, {"input.path", "keyframes", "prompts.10"})
+    assert applied.prompts == {"0": "a forest ${x}", "10": "a sea"}

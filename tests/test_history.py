@@ -1,0 +1,106 @@
+"""Kept history: frames by key, earlier looks found again, deliverables versioned, pruning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli.prune import main as prune_main
+from pipeline.jobs.history import history_bytes, publish, superseded_frames
+from pipeline.jobs.manifest import FrameRecord, Manifest
+from pipeline.jobs.prune import prunable, prune
+from pipeline.jobs.run_folder import RunFolder
+
+
+def record(folder: RunFolder, index: int, key: str, content: bytes = b"png") -> FrameRecord:
+    """A finished frame on disk and in the manifest, as the producer leaves it."""
+    path = folder.frame(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    entry = FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0)
+    Manifest(folder).add(entry)
+    return entry
+
+
+def test_a_new_look_keeps_the_old_frame_and_going_back_finds_it(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    first = record(folder, 0, "a" * 64, b"first look")
+    second = record(folder, 0, "b" * 64, b"second look")
+    assert first.file != second.file and folder.frame(first.key).read_bytes() == b"first look"
+    manifest = Manifest(folder)
+    assert manifest.finished(1) == [second]
+    assert manifest.current(0, "a" * 64) == first  # the earlier look, found by its key
+    assert Manifest(folder).finished(1) == [first]  # ... and current again for assemble
+    assert manifest.current(0, "c" * 64) is None
+
+
+def test_publish_keeps_the_previous_deliverable_unless_it_is_the_same(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    final = folder.video("mp4")
+
+    def staged(content: bytes) -> Path:
+        path = folder.staging(final.name)
+        path.write_bytes(content)
+        return path
+
+    assert publish(folder, staged(b"look 1"), final, "recipe 1") is None
+    assert publish(folder, staged(b"look 1 again"), final, "recipe 1") is None  # a re-encode
+    kept = publish(folder, staged(b"look 2"), final, "recipe 2")
+    assert kept is not None and kept.parent == folder.history
+    assert kept.name.startswith(f"{tmp_path.name}-") and kept.suffix == ".mp4"
+    assert kept.read_bytes() == b"look 1 again" and final.read_bytes() == b"look 2"
+    again = publish(folder, staged(b"look 3"), final, "recipe 3")
+    assert again is not None and again != kept and kept.read_bytes() == b"look 1 again"
+    images = folder.images
+    for number, recipe in ((1, "a"), (2, "b")):
+        stage = folder.staging(images.name)
+        stage.mkdir()
+        (stage / "x.png").write_bytes(f"images {number}".encode())
+        previous = publish(folder, stage, images, recipe)
+    assert previous is not None and (previous / "x.png").read_bytes() == b"images 1"
+    assert (images / "x.png").read_bytes() == b"images 2"
+
+
+def test_prune_removes_only_what_no_current_frame_or_kept_deliverable_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = RunFolder(tmp_path / "clip")
+    old = record(folder, 0, "a" * 64, b"x" * 1000)
+    current = record(folder, 0, "b" * 64)
+    other = record(folder, 1, "c" * 64)
+    folder.staging("clip.mp4").write_bytes(b"killed mid-assemble")
+    folder.history.mkdir()
+    (folder.history / "clip-20250101-100000.mp4").write_bytes(b"older")
+    (folder.history / "clip-20250102-100000.mp4").write_bytes(b"newer")
+    assert superseded_frames(folder, Manifest(folder)) == [folder.frame(old.key)]
+    assert history_bytes(folder) == 1000 + len(b"older") + len(b"newer")
+    prune_main([str(tmp_path), "--dry-run"])
+    listed = capsys.readouterr()
+    assert str(folder.frame(old.key)) in listed.out and "earlier look" in listed.out
+    assert "would free" in listed.err and "1 run folder" in listed.err
+    assert folder.frame(old.key).exists()  # a dry run deletes nothing
+    assert [item.path for item in prunable(folder, keep_history=1)][-1].name == (
+        "clip-20250101-100000.mp4"
+    )
+    removed = prune(folder)
+    assert {item.why for item in removed} == {"earlier look", "unfinished write"}
+    assert (
+        not folder.frame(old.key).exists()
+        and (folder.history / "clip-20250101-100000.mp4").exists()
+    )
+    manifest = Manifest(folder)
+    assert manifest.finished(2) == [current, other]
+    lines = [json.loads(line) for line in folder.manifest.read_text().splitlines()]
+    assert [line["key"] for line in lines] == [current.key, other.key]  # compacted
+    assert manifest.current(0, old.key) is None  # pruned looks are gone for good
+    prune(folder, keep_history=0)
+    assert not folder.history.exists() and history_bytes(folder) == 0
+
+
+def test_prune_refuses_a_path_that_is_not_a_folder(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        prune_main([str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "is not a folder" in capsys.readouterr().err
