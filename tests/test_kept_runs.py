@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +226,7 @@ def test_a_repeated_still_is_numbered_and_one_frame_is_one_frame(base, tmp_path:
     assert names == ["000000.png", "000001.png", "000002.png"]
     once = rotoscope(still, *base, "name=once", cwd=tmp_path)
     assert "1 frame of" in once.stderr and "(1 frame at" in once.stderr
-    assert "1 frames" not in once.stderr
+    assert not re.search(r"(?<![\d.])1 frames", once.stderr)  # a rate may read "17.81 frames/s"
 
 
 def test_a_repeated_bad_frame_is_reported_as_repeated(base, tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Frame-to-frame image operations: loopback camera motion and colour matching.
+"""Frame-to-frame image operations: loopback camera motion, colour matching, and optical
+flow between source frames (with its cache in the run folder).
 
-Pure numpy/OpenCV functions on RGB arrays. May import ``pipeline.errors`` only.
+Numpy/OpenCV functions on RGB arrays and flows. May import ``pipeline.errors`` and
+``pipeline.atomic`` (the flow cache) only; never torch.
 """

@@ -22,6 +22,8 @@ class ScheduleGroup(Enum):
     generation = "generation"  # always
     seed = "seed"  # with seed_behavior=schedule
     motion = "motion"  # with animation.mode=loopback
+    attention = "attention"  # with coherence.attention
+    flow = "flow"  # with coherence.flow
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("transform_center_x", "animation.transform_center_x", ScheduleGroup.motion),
     Schedulable("transform_center_y", "animation.transform_center_y", ScheduleGroup.motion),
     Schedulable("noise", "animation.noise", ScheduleGroup.motion),
+    Schedulable("attention_steps", "coherence.attention_steps", ScheduleGroup.attention),
+    Schedulable("flow_weight", "coherence.flow_weight", ScheduleGroup.flow),
 )
 SCHEDULE_KEYS: dict[str, str] = {item.name: item.key for item in SCHEDULES}
 

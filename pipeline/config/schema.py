@@ -120,6 +120,52 @@ class AnimationConfig:
     color_coherence: ColorCoherence = ColorCoherence.none
 
 
+class AttentionAnchors(Enum):
+    """Which earlier frames a frame's self-attention also looks at (coherence.attention)."""
+
+    first = "first"  # the first frame of its segment
+    previous = "previous"  # the frame before it
+    both = "both"  # first and previous (ControlVideo's choice)
+
+
+class AttentionLayers(Enum):
+    """Which UNet self-attention layers look at the anchors."""
+
+    up = "up"  # the decoder (up blocks), where appearance is decided
+    all = "all"  # every self-attention layer
+
+
+class Reanchor(Enum):
+    """Where a new segment (a new anchor frame) starts."""
+
+    keyframes = "keyframes"  # at every prompt keyframe
+    cuts = "cuts"  # at scene cuts found in the source
+
+
+@dataclass
+class CoherenceConfig:
+    # Cross-frame attention: each frame's self-attention also attends to its anchors'.
+    attention: bool = False
+    attention_anchors: AttentionAnchors = AttentionAnchors.both
+    attention_layers: AttentionLayers = AttentionLayers.up
+    # Schedule: the fraction of a frame's denoising steps (from the first) that use the
+    # anchors.
+    attention_steps: str = "0.5"
+    # Flow-guided init: the previous output, moved along the source's optical flow,
+    # replaces the source frame in the init image where the flow is reliable.
+    flow: bool = False
+    # Schedule: how much of the moved previous output goes into the init (0..1).
+    flow_weight: str = "0.8"
+    # Where segments start (a segment's first frame is rendered on its own and anchors
+    # the rest): at prompt keyframes and/or scene cuts; [] for never.
+    reanchor: list[Reanchor] = field(default_factory=lambda: [Reanchor.keyframes, Reanchor.cuts])
+    # Also start a segment every N frames (0: never).
+    reanchor_every: int = 0
+    # A scene cut: consecutive source frames whose colour histograms differ by more than
+    # this (0..1, the Bhattacharyya distance of their HSV histograms).
+    cut_threshold: float = 0.5
+
+
 class ControlMode(Enum):
     """How ControlNet units shape each frame."""
 
@@ -262,8 +308,9 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # Run folder name under output.root; by default the input's file or folder name.
     name: str = "${run_name:${input.path}}"
-    # Stages to run, in order: plan, control (maps + preview only), render, assemble.
-    stages: list[str] = field(default_factory=lambda: ["plan", "render", "assemble"])
+    # Stages to run, in order: plan, control (maps + preview only), render, assemble,
+    # metrics (flicker measure).
+    stages: list[str] = field(default_factory=lambda: ["plan", "render", "assemble", "metrics"])
     # A keyframe file (keyframes/*.yaml, a Deforum prompt object or settings file).
     # Its values apply to every key not given on the command line.
     keyframes: str | None = None
@@ -298,9 +345,10 @@ class RunConfig:
     schedule_interpolation: dict[str, Interpolation] = field(default_factory=dict)
     animation: AnimationConfig = field(default_factory=AnimationConfig)
     controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
+    coherence: CoherenceConfig = field(default_factory=CoherenceConfig)
 
 
-STAGES = ("plan", "control", "render", "assemble")
+STAGES = ("plan", "control", "render", "assemble", "metrics")
 
 
 def run_name(input_path: str) -> str:

@@ -51,6 +51,7 @@ class FrameRecord:
     input: str = ""
     model: str = ""
     control: str = ""
+    dependencies: str = ""  # temporal coherence: earlier frames' keys and settings
 
 
 def image_digest(image: np.ndarray) -> str:
@@ -60,11 +61,19 @@ def image_digest(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def frame_key(job: FrameJob, input_digest: str, model_identity: str, control: str = "") -> str:
+def frame_key(
+    job: FrameJob,
+    input_digest: str,
+    model_identity: str,
+    control: str = "",
+    dependencies: str = "",
+) -> str:
     """Hash of everything that shapes the frame: plan row, input pixels, model (with its
-    ControlNets) and the keys of its control maps."""
+    ControlNets), the keys of its control maps and, with temporal coherence, the frames it
+    is rendered from (``dependencies``; left out when empty, so other keys never change)."""
     digest = hashlib.sha256()
-    for part in (job.to_json(), input_digest, model_identity, control):
+    parts = (job.to_json(), input_digest, model_identity, control)
+    for part in (*parts, dependencies) if dependencies else parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
@@ -76,11 +85,12 @@ def rerender_reason(
     input_digest: str,
     model_identity: str,
     control: str = "",
+    dependencies: str = "",
 ) -> str:
     """Why a frame whose key is not current must be rendered, in a few words."""
     if record is None:
         return "new"
-    if record.key == frame_key(job, input_digest, model_identity, control):
+    if record.key == frame_key(job, input_digest, model_identity, control, dependencies):
         return "file missing"
     changed = [name for name, value in asdict(job).items() if record.row.get(name) != value]
     if changed and record.row:
@@ -91,6 +101,8 @@ def rerender_reason(
         return "input changed"
     if record.control != control:
         return "control map changed"
+    if record.dependencies != dependencies:
+        return "earlier frame changed" if record.dependencies and dependencies else "coherence"
     return "changed"
 
 

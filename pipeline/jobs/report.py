@@ -52,6 +52,9 @@ class JobReport:
     previous_outputs: list[str] = field(default_factory=list)
     history_bytes: int = 0
     resume_command: str | None = None
+    # flicker (the metrics stage): mean warp error of the output and of the source
+    warp_error: float | None = None
+    source_warp_error: float | None = None
     # what rendered: the device (set by the render stage) and the library versions
     device: str | None = None
     versions: dict[str, str | None] = field(default_factory=lambda: library_versions())
@@ -90,6 +93,8 @@ class JobReport:
             parts.append(f"{self.repeated} repeated (bad input)")
         if self.seconds_per_frame:
             parts.append(f"{self.seconds_per_frame:.2f} s/frame")
+        if self.warp_error is not None:
+            parts.append(f"warp error {self.warp_error:.5f} (source {self.source_warp_error:.5f})")
         parts.append(f"peak RAM {self.peak_rss_mib:.0f} MiB")
         if self.peak_gpu_mib is not None:
             parts.append(f"peak GPU {self.peak_gpu_mib:.0f} MiB")

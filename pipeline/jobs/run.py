@@ -32,6 +32,7 @@ from pipeline.jobs.lock import RunLock
 from pipeline.jobs.naming import claim, owner_of
 from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
+from pipeline.metrics.stage import metrics_stage
 from pipeline.plan.stage import plan_stage
 from pipeline.render.stage import render_stage
 
@@ -93,6 +94,8 @@ def _run_stages(
                     render_stage(cfg, folder, report)
                 if "assemble" in stages:
                     report.outputs.append(str(assemble_stage(cfg, folder, report)))
+                if "metrics" in stages:
+                    metrics_stage(cfg, folder, report)
             report.status = "done"
         except StopRequested:
             report.status = "interrupted"

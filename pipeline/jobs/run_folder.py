@@ -89,6 +89,34 @@ class RunFolder:
         """Finished frames and their keys, one JSON line each."""
         return self.path / "manifest.jsonl"
 
+    @property
+    def flow(self) -> Path:
+        """Optical flow between consecutive source frames, one file per pair."""
+        return self.path / "flow"
+
+    @property
+    def coherence(self) -> Path:
+        """Temporal coherence state: attention recordings and per-step latents."""
+        return self.path / "coherence"
+
+    def anchor_attention(self, key: str) -> Path:
+        """A frame's recorded self-attention inputs (a later frame's anchor), by its key."""
+        return self.coherence / f"attention-{key[:24]}.safetensors"
+
+    def coherence_latents(self, key: str) -> Path:
+        """A frame's latents after each step (latent fusion of the next frame), by its key."""
+        return self.coherence / f"latents-{key[:24]}.safetensors"
+
+    # --- metrics stage ---
+    @property
+    def metrics(self) -> Path:
+        """Warp error per frame pair and overall, with the source's as the floor."""
+        return self.path / "metrics.json"
+
+    @property
+    def metrics_chart(self) -> Path:
+        return self.path / "metrics.png"
+
     # --- control stage ---
     @property
     def control(self) -> Path:

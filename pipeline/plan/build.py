@@ -34,6 +34,7 @@ from pipeline.plan.prompt_syntax import parse_attention
 from pipeline.plan.rows import FrameJob
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
 from pipeline.plan.seeds import frame_seeds
+from pipeline.plan.segments import segment_start_of, segment_starts
 from pipeline.plan.styles import apply_styles, style_list
 
 NEG_SEPARATOR = "--neg"
@@ -65,13 +66,15 @@ def build_plan(
     fps: float,
     origins: dict[str, str] | None = None,
     frame_sizes: Sequence[tuple[int, int]] | None = None,
+    cuts: list[int] | None = None,
 ) -> Plan:
     """Resolve every schedule, prompt and seed for ``frame_count`` frames.
 
     ``origins`` maps config keys to the keyframe file their value came from, so errors
     name that file; other values are reported as coming from the command line.
     ``frame_sizes`` gives each frame its own size (a photo folder rendered as images);
-    without it every frame is ``width`` x ``height``.
+    without it every frame is ``width`` x ``height``. ``cuts`` are the source's scene cuts
+    (frames starting a new shot), where temporal coherence starts a new segment.
     """
     origins = origins or {}
     check_seed(cfg)
@@ -93,6 +96,12 @@ def build_plan(
     seed_values = series["seed"].values if "seed" in series else None
     seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
     keys = prompt_keys(cfg, frame_count, fps, origins)
+    coherent = cfg.coherence.attention or cfg.coherence.flow
+    starts = (
+        segment_starts(frame_count, cfg.coherence, [key.frame for key in keys], cuts or [])
+        if coherent
+        else []
+    )
     networks = Networks(
         cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras,
         origins.get("prompts", "command line"),
@@ -101,6 +110,13 @@ def build_plan(
     rows = []
     for index in range(frame_count):
         motion = {name: float(series[name].values[index]) for name in motion_names}
+        coherence = {
+            name: float(series[name].values[index])
+            for name in ("attention_steps", "flow_weight")
+            if name in series
+        }
+        if coherent:
+            coherence["segment_start"] = segment_start_of(starts, index)
         controls = {
             unit: {
                 part: float(control_series[unit, part].values[index])
@@ -125,6 +141,7 @@ def build_plan(
             **motion,
             **networks.row_fields(**prompt),  # type: ignore[arg-type]
             clip_skip=clip_skip,
+            **coherence,
         )
         check_row(row, origins)
         rows.append(row)
@@ -132,6 +149,10 @@ def build_plan(
     seed_keys = series["seed"].keys if "seed" in series else [0]
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
     chart += [series[name] for name in motion_names]
+    chart += [series[name] for name in ("attention_steps", "flow_weight") if name in series]
+    if coherent:
+        segment_numbers = np.searchsorted(starts, np.arange(frame_count), side="right") - 1
+        chart.append(Series("segment", segment_numbers.astype(float), starts))
     chart += [
         item
         for (_, part), item in control_series.items()
@@ -148,6 +169,10 @@ def active_schedules(cfg: RunConfig) -> list[Schedulable]:
         groups.add(ScheduleGroup.seed)
     if cfg.animation.mode is AnimationMode.loopback:
         groups.add(ScheduleGroup.motion)
+    if cfg.coherence.attention:
+        groups.add(ScheduleGroup.attention)
+    if cfg.coherence.flow:
+        groups.add(ScheduleGroup.flow)
     return [item for item in SCHEDULES if item.group in groups]
 
 
@@ -312,6 +337,9 @@ def check_row(row: FrameJob, origins: dict[str, str]) -> None:
         fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
     if row.zoom is not None and row.zoom <= 0:
         fail("animation.zoom", f"{row.zoom:g} is not positive", "1 means no zoom")
+    for name, value in (("attention_steps", row.attention_steps), ("flow_weight", row.flow_weight)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            fail(f"coherence.{name}", f"{value:g} is outside 0..1", "a fraction from 0 to 1")
     for unit, values in (row.controls or {}).items():
         if values["weight"] < 0:
             fail(

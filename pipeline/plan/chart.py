@@ -29,7 +29,7 @@ LINE, KEY, GRID, PROMPT, TEXT = "#1f5f99", "#d9480f", "#e4e4e4", "#9a9a9a", "#33
 
 @dataclass(frozen=True)
 class Series:
-    """One scheduled value: its per-frame values and the frames of its keys."""
+    """One value over the frames (NaN where a frame has none) and the frames of its keys."""
 
     name: str
     values: np.ndarray
@@ -76,7 +76,10 @@ def _x_scale(frames: int):
 
 def _panel(draw: ImageDraw.ImageDraw, font, item: Series, top: int, bottom: int, x_of) -> None:
     values = np.asarray(item.values, dtype=float)
-    low, high = float(values.min()), float(values.max())
+    known = np.isfinite(values)
+    if not known.any():
+        values, known = np.zeros_like(values), np.ones_like(known)
+    low, high = float(values[known].min()), float(values[known].max())
     if high - low < 1e-12:  # a flat line sits in the middle of its panel
         pad = max(abs(low) * 0.1, 0.5)
         low, high = low - pad, high + pad
@@ -91,14 +94,28 @@ def _panel(draw: ImageDraw.ImageDraw, font, item: Series, top: int, bottom: int,
             draw.line([(LEFT, y), (WIDTH - RIGHT, y)], fill=GRID)
             draw.text((LEFT - 6, y), f"{tick:g}", fill=TEXT, font=font, anchor="rm")
     draw.text((8, (top + bottom) / 2), item.name, fill=TEXT, font=font, anchor="lm")
-    points = [(x_of(frame), y_of(value)) for frame, value in enumerate(values)]
-    if len(points) == 1:
-        points.append((WIDTH - RIGHT, points[0][1]))
-    draw.line(points, fill=LINE, width=2)
+    for run in _runs(known):  # NaN values (frames without a value) break the line
+        points = [(x_of(frame), y_of(values[frame])) for frame in run]
+        if len(points) == 1:
+            x, y = points[0]
+            points.append((x + 2 if len(values) > 1 else WIDTH - RIGHT, y))
+        draw.line(points, fill=LINE, width=2)
     for frame in item.keys:
-        if 0 <= frame < len(values):
+        if 0 <= frame < len(values) and known[frame]:
             x, y = x_of(frame), y_of(values[frame])
             draw.ellipse([x - 3.5, y - 3.5, x + 3.5, y + 3.5], fill=KEY)
+
+
+def _runs(known: np.ndarray) -> list[range]:
+    """The stretches of consecutive frames that have a value."""
+    runs, start = [], None
+    for frame, has_value in enumerate([*known.tolist(), False]):
+        if has_value and start is None:
+            start = frame
+        elif not has_value and start is not None:
+            runs.append(range(start, frame))
+            start = None
+    return runs
 
 
 def _dotted(draw: ImageDraw.ImageDraw, x: float, top: int, bottom: int) -> None:

@@ -64,6 +64,13 @@ class FrameJob:
     # A1111's CLIP skip when it is not 1 (1 = the text encoder's last layer).
     clip_skip: int | None = field(default=None, metadata=OPTIONAL)
 
+    # Temporal coherence (set only when it is on): the first frame of this frame's
+    # segment (its anchor; the frame itself for a segment's first frame), the fraction
+    # of steps with cross-frame attention, the weight of the flow-moved previous output.
+    segment_start: int | None = field(default=None, metadata=OPTIONAL)
+    attention_steps: float | None = field(default=None, metadata=OPTIONAL)
+    flow_weight: float | None = field(default=None, metadata=OPTIONAL)
+
     def to_json(self) -> str:
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config.schema import AnimationMode, RunConfig
+from pipeline.config.schema import AnimationMode, Reanchor, RunConfig
 from pipeline.control.maps import check_units
 from pipeline.errors import RotoscopeError, plural
 from pipeline.jobs.run_folder import RunFolder
@@ -16,6 +16,7 @@ from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
 from pipeline.plan.rows import write_plan
 from pipeline.source.base import SourceInfo
+from pipeline.source.cuts import CutDetector
 from pipeline.source.open import keeps_own_sizes, open_source
 
 log = logging.getLogger("rotoscope")
@@ -27,9 +28,23 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
     ``origins`` maps config keys to the keyframe file their value came from, so errors
     name that file.
     """
+    coherent = cfg.coherence.attention or cfg.coherence.flow
+    if coherent and cfg.animation.mode is AnimationMode.loopback:
+        raise RotoscopeError(
+            "coherence with animation.mode=loopback: loopback already makes every frame "
+            "from the previous output",
+            "use coherence=none with loopback, or coherence with animation=none",
+        )
+    cuts: list[int] = []
     with open_source(cfg.input, keeps_own_sizes(cfg)) as source:
         info = source.info
-        count = source.count_frames()
+        if coherent and Reanchor.cuts in cfg.coherence.reanchor:
+            detector = CutDetector(cfg.coherence.cut_threshold)
+            for frame in source:  # one pass counts the frames and finds the cuts
+                detector.add(frame.index, frame.image)
+            count, cuts = source.frames_read, detector.cuts
+        else:
+            count = source.count_frames()
     for note in source.notes:
         log.warning("%s", note)
     if cfg.animation.mode is AnimationMode.loopback and cfg.input.max_frames:
@@ -46,7 +61,9 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
                 "use controlnet with animation=none, or loopback without controlnet",
             )
         check_units(cfg, count, info.width, info.height)
-    plan = build_plan(cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes)
+    plan = build_plan(
+        cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
+    )
     write_plan(plan.rows, folder)
     write_plan_chart(
         plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
@@ -71,6 +88,8 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
         f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
     )
     mode = ", loopback" if cfg.animation.mode is AnimationMode.loopback else ""
+    starts = sorted({row.segment_start for row in rows if row.segment_start is not None})
+    segments = [f"{len(starts)} coherence segment(s) from frames {_frame_list(starts)}"]
     sizes = {(row.width, row.height) for row in rows}
     size = (
         f"{info.width}x{info.height}"
@@ -87,5 +106,11 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
             f"steps {span([float(r.steps) for r in rows])}",
             rows[0].sampler,
             seed_text,
+            *(segments if starts else []),
         ]
     )
+
+
+def _frame_list(frames: list[int], shown: int = 8) -> str:
+    listed = ", ".join(str(frame) for frame in frames[:shown])
+    return listed + (f", ... ({len(frames) - shown} more)" if len(frames) > shown else "")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -22,7 +23,7 @@ from pipeline import __version__
 from pipeline.animation.color_match import match_colors_lab
 from pipeline.animation.motion import add_noise, warp_2d
 from pipeline.config.schema import AnimationConfig, ColorCoherence
-from pipeline.control.maps import ControlMaps
+from pipeline.control.maps import ControlMaps, UnitMap
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.disk import is_disk_full
 from pipeline.jobs.interrupts import GracefulStop
@@ -38,10 +39,29 @@ from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import FrameJob
 from pipeline.render.pngmeta import a1111_parameters, write_png
-from pipeline.render.renderer import Renderer
-from pipeline.source.open import Source
+from pipeline.render.renderer import FrameHooks, Renderer
+from pipeline.source.base import Frame, Source
 
 log = logging.getLogger("rotoscope")
+
+
+class ChainedInput(Protocol):
+    """A frame rendered from earlier frames too (temporal coherence, see
+    ``pipeline.render.coherent``): what joins its key, and how it renders."""
+
+    dependencies: str  # joins the frame's key: the earlier frames' keys and settings
+
+    def prepare(self) -> tuple[np.ndarray, FrameHooks]:
+        """The init image and the hooks for the pipeline call."""
+        ...
+
+    def rendered(self, key: str, output: np.ndarray) -> None:
+        """Keep what the frame hands on (called before its manifest line is written)."""
+        ...
+
+    def reused(self, key: str, output: np.ndarray) -> None:
+        """The frame was current on disk."""
+        ...
 
 
 class FrameProducer:
@@ -83,36 +103,67 @@ class FrameProducer:
         image: np.ndarray,
         source: dict[str, object],
         need_output: bool = False,
+        chained: ChainedInput | None = None,
     ) -> np.ndarray | None:
         """The frame for ``job`` (rendered, or reused from disk); pixels if asked for.
 
-        Checks for a stop request after the frame is safely recorded, never before.
+        ``image`` is the frame's input (its source frame, or the loopback input); a
+        ``chained`` frame also depends on earlier frames. Checks for a stop request
+        after the frame is safely recorded, never before.
         """
         digest = image_digest(image)
         maps = self.control.maps(job.index, image) if self.control else []
         control = ",".join(unit_map.key for unit_map in maps)
-        key = frame_key(job, digest, self.identity, control)
+        dependencies = chained.dependencies if chained is not None else ""
+        key = frame_key(job, digest, self.identity, control, dependencies)
         record = self.manifest.current(job.index, key)
         if record is not None:
             self.progress.advance(reused=True)
             self.report.reused += 1
             output = (
                 np.asarray(Image.open(self.folder.path / record.file).convert("RGB"))
-                if need_output
+                if need_output or chained is not None
                 else None
             )
+            if chained is not None:
+                chained.reused(key, output)
         else:
             reason = rerender_reason(
-                self.manifest.records.get(job.index), job, digest, self.identity, control
-            )
-            control_maps = [unit_map.load() for unit_map in maps] or None
-            output = self.renderer.render(job, image, control_maps)
-            self._save(job, output, key, digest, control, source)
+                self.manifest.records.get(job.index), job, digest, self.identity, control,
+                dependencies,
+            )  # fmt: skip
+            control_maps = self.control_maps(maps)
+            if chained is None:
+                output = self.renderer.render(job, image, control_maps)
+            else:
+                init, hooks = chained.prepare()
+                output = self.renderer.render(job, init, control_maps, hooks)
+                chained.rendered(key, output)
+            self._save(job, output, key, digest, control, source, dependencies)
             self.report.count_render(job.index, reason)
             self.progress.advance()
         if self.stop is not None:
             self.stop.check()
         return output
+
+    def note_source_end(self, rows: list[FrameJob], source: Source) -> None:
+        """After a pass: report unreadable input frames, and an input that ended early."""
+        for index, problem in source.failures:
+            self.report.skipped_frames.append(f"{index}: {problem}")
+        self.report.skipped = len(source.failures)
+        self.report.repeated_frames = [f"{index}: {problem}" for index, problem in source.repeats]
+        self.report.repeated = len(source.repeats)
+        read = source.frames_read + len(source.failures)
+        if read < len(rows) and not source.failures:
+            log.warning(
+                "input %s ended after %d of %d planned frames; rendered the frames it has",
+                source.info.path, source.frames_read, len(rows),
+            )  # fmt: skip
+
+    @staticmethod
+    def control_maps(maps: list[UnitMap]) -> list[np.ndarray] | None:
+        """The pixels of a frame's control maps (None without ControlNet)."""
+        return [unit_map.load() for unit_map in maps] or None
 
     def _save(
         self,
@@ -122,6 +173,7 @@ class FrameProducer:
         digest: str,
         control: str,
         source: dict[str, object],
+        dependencies: str,
     ) -> None:
         """Write the PNG, then its manifest line; a full disk stops the job cleanly."""
         model = self.renderer.model
@@ -148,6 +200,7 @@ class FrameProducer:
             input=digest,
             model=self.identity,
             control=control,
+            dependencies=dependencies,
         )
         try:
             write_png(self.folder.path / record.file, output, parameters, details)
@@ -167,25 +220,19 @@ def render_frames(producer: FrameProducer, rows: list[FrameJob], source: Source)
         if frame.index >= len(rows):
             break
         job = rows[frame.index]
-        _check_size(job, frame.image.shape)
-        origin = {
-            "path": str(source.info.path),
-            "index": frame.source_index,
-            "time": frame.time,
-            "name": frame.name,
-        }
-        producer.produce(job, frame.image, origin)
-    for index, problem in source.failures:
-        producer.report.skipped_frames.append(f"{index}: {problem}")
-    producer.report.skipped = len(source.failures)
-    producer.report.repeated_frames = [f"{index}: {problem}" for index, problem in source.repeats]
-    producer.report.repeated = len(source.repeats)
-    read = source.frames_read + len(source.failures)
-    if read < len(rows) and not source.failures:
-        log.warning(
-            "input %s ended after %d of %d planned frames; rendered the frames it has",
-            source.info.path, source.frames_read, len(rows),
-        )  # fmt: skip
+        check_size(job, frame.image.shape)
+        producer.produce(job, frame.image, frame_origin(source, frame))
+    producer.note_source_end(rows, source)
+
+
+def frame_origin(source: Source, frame: Frame) -> dict[str, object]:
+    """Where a frame came from, as its metadata and manifest line record it."""
+    return {
+        "path": str(source.info.path),
+        "index": frame.source_index,
+        "time": frame.time,
+        "name": frame.name,
+    }
 
 
 def render_loopback(
@@ -200,7 +247,7 @@ def render_loopback(
     first = next(iter(source), None)
     if first is None:
         raise RotoscopeError(f"input.path '{source.info.path}' has no frame to start from")
-    _check_size(rows[0], first.image.shape)
+    check_size(rows[0], first.image.shape)
     previous: np.ndarray | None = None
     reference: np.ndarray | None = None
     for job in rows:
@@ -236,7 +283,8 @@ def _motion(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
-def _check_size(job: FrameJob, shape: tuple[int, ...]) -> None:
+def check_size(job: FrameJob, shape: tuple[int, ...]) -> None:
+    """A frame whose size is not the plan's (the input changed since planning) stops the job."""
     if (shape[1], shape[0]) != (job.width, job.height):
         raise RotoscopeError(
             f"frame {job.index} is {shape[1]}x{shape[0]} but the plan says "

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +48,46 @@ class LoadedControlNet:
     preprocessor: str
     net: Any
     identity: str
+
+
+STEP_CALLBACK = "callback_on_step_end"
+STEP_CALLBACK_INPUTS = "callback_on_step_end_tensor_inputs"
+
+
+def add_step_callbacks(arguments: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Merge ``extra`` pipeline-call arguments into ``arguments``.
+
+    diffusers takes one step callback; when both have one (prompt editing switches the
+    embeddings, temporal coherence blends the latents) they run one after the other, the
+    second seeing the first's updates, and their tensor inputs are joined.
+    """
+    extra = dict(extra)
+    callback = extra.pop(STEP_CALLBACK, None)
+    inputs = extra.pop(STEP_CALLBACK_INPUTS, [])
+    arguments.update(extra)
+    if callback is None:
+        return
+    first = arguments.get(STEP_CALLBACK)
+    if first is None:
+        arguments[STEP_CALLBACK], arguments[STEP_CALLBACK_INPUTS] = callback, list(inputs)
+        return
+
+    def both(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        updates = dict(first(pipe, step, timestep, tensors) or {})
+        return {**updates, **(callback(pipe, step, timestep, {**tensors, **updates}) or {})}
+
+    arguments[STEP_CALLBACK] = both
+    arguments[STEP_CALLBACK_INPUTS] = list(
+        dict.fromkeys([*arguments[STEP_CALLBACK_INPUTS], *inputs])
+    )
+
+
+class FrameHooks(Protocol):
+    """Something that acts inside one frame's pipeline call (temporal coherence)."""
+
+    def enter(self, stack: ExitStack, pipe: Any) -> dict[str, Any]:
+        """Enter its contexts on ``stack`` for this call; return extra call arguments."""
+        ...
 
 
 class Renderer:
@@ -83,19 +124,24 @@ class Renderer:
         ]
 
     def render(
-        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None = None
+        self,
+        job: FrameJob,
+        image: np.ndarray,
+        maps: list[np.ndarray] | None = None,
+        hooks: FrameHooks | None = None,
     ) -> np.ndarray:
         """The output frame (RGB uint8, same size as ``image``) for ``job``.
 
-        Out of GPU memory, the frame is retried with the next memory saver switched on
-        (they stay on for the rest of the run); when none is left the error says so,
-        and every frame rendered before stays on disk.
+        ``hooks`` (temporal coherence) act inside the pipeline call. Out of GPU memory,
+        the frame is retried with the next memory saver switched on (they stay on for
+        the rest of the run); when none is left the error says so, and every frame
+        rendered before stays on disk.
         """
         if job.strength == 0:
             return image.copy()  # diffusers' strength 0 keeps the input: no step runs
         while True:
             try:
-                return self._render(job, image, maps)
+                return self._render(job, image, maps, hooks)
             except torch.cuda.OutOfMemoryError as exc:
                 saver = self.savers.next_saver()
                 if saver is None:
@@ -108,7 +154,11 @@ class Renderer:
                 log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
 
     def _render(
-        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None
+        self,
+        job: FrameJob,
+        image: np.ndarray,
+        maps: list[np.ndarray] | None,
+        hooks: FrameHooks | None,
     ) -> np.ndarray:
         self._use_sampler(job.sampler)
         pipe, arguments = self._call_arguments(job, image, maps)
@@ -118,14 +168,16 @@ class Renderer:
         conditionings = self.conditionings(
             job, lambda: denoising_steps(pipe.scheduler, steps, job.strength)
         )
-        with torch.inference_mode():
+        arguments.update(conditionings.call_arguments(pooled=self.model.family == "sdxl"))
+        with torch.inference_mode(), ExitStack() as stack:
+            if hooks is not None:
+                add_step_callbacks(arguments, hooks.enter(stack, pipe))
             result = pipe(
                 guidance_scale=job.guidance_scale,
                 num_inference_steps=steps,
                 generator=generator,
                 output_type="np",
                 **arguments,
-                **conditionings.call_arguments(pooled=self.model.family == "sdxl"),
             )
         frame = np.asarray(result.images[0])
         return (np.clip(frame, 0.0, 1.0) * 255.0).round().astype(np.uint8)

@@ -36,6 +36,8 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     from pipeline.models.controlnets import controlnet_identity
     from pipeline.models.devices import describe_device, resolve_device
     from pipeline.models.loader import model_identity
+    from pipeline.render.coherence.chain import CoherenceChain
+    from pipeline.render.coherent import render_coherent
     from pipeline.render.producer import FrameProducer, render_frames, render_loopback
 
     networks = plan_networks(cfg)
@@ -70,6 +72,9 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
             )  # fmt: skip
             if cfg.animation.mode is AnimationMode.loopback:
                 render_loopback(producer, rows, source, cfg.animation)
+            elif cfg.coherence.attention or cfg.coherence.flow:
+                chain = CoherenceChain(cfg.coherence, folder, rows)
+                render_coherent(producer, rows, source, chain, lambda: open_source(cfg.input))
             else:
                 render_frames(producer, rows, source)
     finally:

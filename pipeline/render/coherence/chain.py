@@ -1,0 +1,245 @@
+"""Segments rendered as chains: what each frame takes from the frames before it.
+
+With temporal coherence on, frame ``t`` of a segment is rendered from
+
+* its source frame, blended where the source flow is reliable with the previous output
+  carried along that flow (flow-guided init, ``coherence.flow``);
+* the previous frame's per-step latents, carried the same way and blended into the
+  first steps (latent fusion, part of ``coherence.flow``);
+* the recorded self-attention inputs of the segment's first frame and/or of the previous
+  frame, which its own self-attention also looks at (``coherence.attention``).
+
+A frame's key chains its predecessor's key and its anchor's key (the segment's first
+frame), so a change re-renders exactly the frames after it up to the next anchor, and a
+frame's key is known before anything renders. What a frame hands on, its
+:class:`FrameState`, is written to the run folder (``coherence/state-<key>.safetensors``,
+atomically, before the frame's manifest line), so a job killed at any point resumes with
+the same frames: the previous output is its PNG, the flow is in the flow cache, the
+latents and attention recordings are in the state file. Recordings are large (about
+130 MiB per frame for SD 1.5 at 512x512), so a frame's recording is kept only while it
+can still be needed: a segment's first frame keeps it for the whole segment, other
+frames only until the next frame's state is written. A render that starts in the
+middle of a segment without its predecessor's recording (a keyframe edit there, with
+``attention_anchors`` including ``previous``) first replays the frames before it from
+the segment's start: their outputs are already on disk and are not rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.animation.flow import FlowPair
+from pipeline.animation.flow_init import flow_init_image
+from pipeline.atomic import atomic_path
+from pipeline.config.schema import AttentionAnchors, CoherenceConfig
+from pipeline.jobs.run_folder import RunFolder
+from pipeline.plan.rows import FrameJob
+from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
+from pipeline.render.coherence.fusion import LatentFusion
+
+# Latent fusion (part of coherence.flow): the blend weight where the flow is reliable and
+# the share of the steps it acts in. Chosen on the coherence benchmark (README).
+FUSION_WEIGHT = 0.8
+FUSION_STEPS = 1.0
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """The run-wide coherence settings (per-frame values are in the plan rows)."""
+
+    attention: bool
+    anchors: AttentionAnchors
+    layers: str
+    flow: bool
+
+    @classmethod
+    def from_config(cls, config: CoherenceConfig) -> ChainSettings:
+        return cls(
+            config.attention, config.attention_anchors, config.attention_layers.value, config.flow
+        )
+
+    @property
+    def uses_first(self) -> bool:
+        return self.attention and self.anchors is not AttentionAnchors.previous
+
+    @property
+    def uses_previous(self) -> bool:
+        return self.attention and self.anchors is not AttentionAnchors.first
+
+    def signature(self) -> str:
+        """What of these settings shapes a frame: part of every coherent frame's key."""
+        parts = {
+            "attention": self.attention and f"{self.anchors.value}/{self.layers}",
+            "flow": self.flow and f"fusion {FUSION_WEIGHT}x{FUSION_STEPS}",
+        }
+        return json.dumps(parts, sort_keys=True)
+
+
+@dataclass
+class FrameState:
+    """What a rendered frame hands to the next one of its segment."""
+
+    index: int
+    key: str
+    anchor: bool  # the first frame of its segment
+    source: np.ndarray
+    output: np.ndarray
+    attention: AttentionCache | None = None  # its recorded self-attention inputs
+    latents: list[torch.Tensor] = field(default_factory=list)  # after each step
+
+
+def save_latents(latents: list[torch.Tensor], path: Path) -> None:
+    """A frame's per-step latents as safetensors, atomically (bit-exact round trip)."""
+    from safetensors.torch import save_file
+
+    tensors = {str(i): tensor.detach().contiguous().cpu() for i, tensor in enumerate(latents)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def load_latents(path: Path, device: torch.device) -> list[torch.Tensor] | None:
+    """The latents :func:`save_latents` wrote, or None when the file is missing or torn."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (OSError, ValueError):
+        return None
+    return [tensors[str(i)] for i in range(len(tensors))]
+
+
+def dependencies(settings: ChainSettings, job: FrameJob, previous_key: str, anchor_key: str) -> str:
+    """The part of a frame's key that names what it is rendered from besides its row,
+    source and model: the coherence settings and, after a segment's first frame, the
+    keys of its predecessor and of its anchor."""
+    if job.segment_start == job.index or not previous_key:
+        return settings.signature()
+    return f"{settings.signature()}|previous={previous_key}|anchor={anchor_key}"
+
+
+class FrameCoherence:
+    """One frame's coherence: its init image, and hooks inside its pipeline call.
+
+    Implements the renderer's ``FrameHooks``: ``enter`` installs this frame's attention
+    recording/replay and latent fusion; after the call :meth:`state` gives what the
+    frame hands on.
+    """
+
+    def __init__(
+        self,
+        chain: CoherenceChain,
+        job: FrameJob,
+        source: np.ndarray,
+        previous: FrameState | None,
+        anchor: FrameState | None,
+        pair: FlowPair | None,
+    ) -> None:
+        self.chain = chain
+        self.job = job
+        self.source = source
+        self.previous = previous
+        self.anchor = anchor
+        self.pair = pair
+        self.recording: AttentionCache | None = None
+        self.fusion: LatentFusion | None = None
+
+    def init_image(self) -> np.ndarray:
+        """The img2img init: the source, with the previous output carried in (flow)."""
+        if self.previous is None or self.pair is None or not self.chain.settings.flow:
+            return self.source
+        return flow_init_image(
+            self.source, self.previous.output, self.pair, self.job.flow_weight or 0.0
+        )
+
+    def enter(self, stack: ExitStack, pipe: Any) -> dict[str, Any]:
+        settings = self.chain.settings
+        extra: dict[str, Any] = {}
+        attention = self.chain.attention(pipe)
+        if attention is not None:
+            anchors = []
+            if settings.uses_first and self.anchor is not None and self.anchor.attention:
+                anchors.append(self.anchor.attention)
+            if settings.uses_previous and self.previous is not None and self.previous.attention:
+                anchors.append(self.previous.attention)
+            fraction = self.job.attention_steps or 0.0
+            self.recording = stack.enter_context(
+                attention.frame(pipe, anchors, fraction, self.chain.record_fraction)
+            )
+        if settings.flow:
+            previous_latents = self.previous.latents if self.previous is not None else []
+            self.fusion = LatentFusion(FUSION_WEIGHT, FUSION_STEPS, self.pair, previous_latents)
+            extra["callback_on_step_end"] = self.fusion
+            extra["callback_on_step_end_tensor_inputs"] = ["latents"]
+        return extra
+
+    def state(self, key: str, output: np.ndarray) -> FrameState:
+        return FrameState(
+            index=self.job.index,
+            key=key,
+            anchor=self.previous is None,
+            source=self.source,
+            output=output,
+            attention=self.recording,
+            latents=self.fusion.recorded if self.fusion is not None else [],
+        )
+
+
+class CoherenceChain:
+    """The coherence of one run: settings, the attention processors, the state files."""
+
+    def __init__(self, config: CoherenceConfig, folder: RunFolder, rows: list[FrameJob]) -> None:
+        self.settings = ChainSettings.from_config(config)
+        self.folder = folder
+        # every frame records the steps any frame of the run uses, so an anchor serves all
+        self.record_fraction = max((row.attention_steps or 0.0) for row in rows)
+        self._attention: CrossFrameAttention | None = None
+        self._unet: Any = None
+
+    def attention(self, pipe: Any) -> CrossFrameAttention | None:
+        """The cross-frame processors on ``pipe``'s UNet, installed once (None: off)."""
+        if not self.settings.attention:
+            return None
+        if self._unet is not pipe.unet:
+            self._attention = CrossFrameAttention(pipe.unet, self.settings.layers)
+            self._unet = pipe.unet
+        return self._attention
+
+    def store(self, state: FrameState, previous: FrameState | None) -> None:
+        """Write what ``state`` hands on, before its frame's manifest line.
+
+        Latents are small and kept for every frame. An attention recording is kept
+        while a later frame can need it: an anchor's for its whole segment, another
+        frame's only until the next frame's state is written.
+        """
+        if state.latents:
+            save_latents(state.latents, self.folder.coherence_latents(state.key))
+        if state.attention is not None and self.needs_attention(state):
+            state.attention.save(self.folder.anchor_attention(state.key))
+        if previous is not None and not (previous.anchor and self.settings.uses_first):
+            self.folder.anchor_attention(previous.key).unlink(missing_ok=True)
+
+    def needs_attention(self, state: FrameState) -> bool:
+        """Whether a later frame will look at ``state``'s attention recording."""
+        return (state.anchor and self.settings.uses_first) or self.settings.uses_previous
+
+    def restore(self, state: FrameState, device: torch.device) -> bool:
+        """Fill a reused frame's recordings from the run folder; False if one is missing
+        (it must then be rebuilt by rendering the frame again)."""
+        if self.settings.flow:
+            latents = load_latents(self.folder.coherence_latents(state.key), device)
+            if latents is None:
+                return False
+            state.latents = latents
+        if self.needs_attention(state):
+            path = self.folder.anchor_attention(state.key)
+            if not path.is_file():
+                return False
+            state.attention = AttentionCache.load(path, device)
+        return True

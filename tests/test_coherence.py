@@ -1,0 +1,237 @@
+"""Temporal coherence: cross-frame attention, chained frames, their keys, resume, presets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from run_files import frames_of
+from test_cli import rotoscope
+
+from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
+from pipeline.render.renderer import add_step_callbacks
+from pipeline.testing.synthetic import pan_clip
+
+
+@pytest.fixture(scope="module")
+def pan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frame sequence (a folder of PNGs) panning over a texture: 8 frames, 64x64."""
+    folder = tmp_path_factory.mktemp("pan") / "pan"
+    folder.mkdir()
+    for index, frame in enumerate(pan_clip(frames=8, width=64, height=64).frames):
+        Image.fromarray(frame).save(folder / f"{index:03d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sd15(tiny_models):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
+        str(tiny_models.sd15), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def img2img(pipe, image: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        result = pipe(
+            prompt="a fox", image=Image.fromarray(image), strength=0.5, num_inference_steps=4,
+            guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(3), output_type="np",
+        )  # fmt: skip
+    return np.asarray(result.images[0])
+
+
+# --- cross-frame attention ---
+
+
+def test_a_frame_attending_to_its_own_recording_is_plain_attention(sd15) -> None:
+    frame = pan_clip(frames=1, width=64, height=64).frames[0]
+    plain = img2img(sd15, frame)
+    attention = CrossFrameAttention(sd15.unet, "all")
+    try:
+        with attention.frame(sd15, [], fraction=1.0) as recording:
+            recorded = img2img(sd15, frame)
+        with attention.frame(sd15, [recording], fraction=1.0):
+            replayed = img2img(sd15, frame)
+    finally:
+        attention.remove()
+    assert recording.states and np.array_equal(recorded, plain)  # recording changes nothing
+    assert np.abs(replayed - plain).max() < 1e-4  # its own keys twice: the same attention
+    assert np.array_equal(img2img(sd15, frame), plain)  # processors restored
+
+
+def test_anchors_change_the_frame_and_only_the_self_attention_layers(sd15) -> None:
+    frames = pan_clip(frames=2, width=64, height=64, velocity=(6.0, 0.0)).frames
+    attention = CrossFrameAttention(sd15.unet, "up")
+    try:
+        assert attention.layers and all(
+            name.startswith("up_blocks.") and name.endswith("attn1.processor")
+            for name in attention.layers
+        )
+        with attention.frame(sd15, [], fraction=1.0) as first:
+            img2img(sd15, frames[0])
+        with attention.frame(sd15, [first], fraction=1.0):
+            anchored = img2img(sd15, frames[1])
+    finally:
+        attention.remove()
+    assert not np.array_equal(anchored, img2img(sd15, frames[1]))
+
+
+def test_an_attention_recording_round_trips_through_safetensors(tmp_path: Path) -> None:
+    cache = AttentionCache(
+        {
+            ("up_blocks.1.attn1", 0): torch.randn(2, 16, 8),
+            ("up_blocks.1.attn1", 1): torch.ones(2, 16, 8),
+        },
+        [981.0, 961.0],
+    )
+    cache.save(tmp_path / "a.safetensors")
+    loaded = AttentionCache.load(tmp_path / "a.safetensors")
+    assert loaded.timesteps == cache.timesteps
+    assert all(torch.equal(loaded.states[key], value) for key, value in cache.states.items())
+    assert loaded.lookup("up_blocks.1.attn1", 5, 960.0) is loaded.states[("up_blocks.1.attn1", 1)]
+
+
+def test_two_step_callbacks_run_one_after_the_other() -> None:
+    arguments = {"callback_on_step_end": lambda p, s, t, x: {"a": x["a"] + 1},
+                 "callback_on_step_end_tensor_inputs": ["a"]}  # fmt: skip
+    add_step_callbacks(arguments, {
+        "callback_on_step_end": lambda p, s, t, x: {"b": x["a"] * 10},
+        "callback_on_step_end_tensor_inputs": ["b", "a"], "strength": 0.5,
+    })  # fmt: skip
+    assert arguments["strength"] == 0.5
+    assert arguments["callback_on_step_end_tensor_inputs"] == ["a", "b"]
+    assert arguments["callback_on_step_end"](None, 0, 0, {"a": 1, "b": 0}) == {"a": 2, "b": 20}
+
+
+# --- through the command line ---
+
+
+def run(folder: Path, tiny_models, work: Path, *args: str) -> tuple[Path, dict]:
+    """Render ``folder`` with the tiny model; the run folder and its report."""
+    result = rotoscope(
+        f"input.path={folder}", f"model.path={tiny_models.sd15}", "prompt=ink", "steps=4",
+        "strength=0.5", "seed=5", "runtime=cpu", "output=images", *args, cwd=work,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    name = next(arg.split("=", 1)[1] for arg in args if arg.startswith("name="))
+    run_dir = work / "outputs" / name
+    return run_dir, json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["none", "attention", "flow", "full"])
+def test_each_preset_renders_and_measures(pan_folder, tiny_models, tmp_path, preset) -> None:
+    run_dir, report = run(pan_folder, tiny_models, tmp_path, f"coherence={preset}", "name=p")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert report["warp_error"] == pytest.approx(metrics["warp_error"])
+    assert len(metrics["frames"]) == 7 and metrics["source_warp_error"] < metrics["warp_error"]
+    rows = [json.loads(line) for line in (run_dir / "plan.jsonl").read_text().splitlines()]
+    assert ("segment_start" in rows[1]) == (preset != "none")
+    if preset in ("attention", "full"):
+        assert list((run_dir / "coherence").glob("attention-*.safetensors"))
+
+
+@pytest.mark.slow
+def test_a_coherent_frame_depends_on_the_one_before(pan_folder, tiny_models, tmp_path) -> None:
+    """Changing frame 3's strength alone re-renders frames 3-7 with coherence on (each
+    carries the one before), frame 3 alone without it."""
+    edited = "strength=0:(0.5), 3:(0.6), 4:(0.5)"
+    for preset, expected in (("flow", "3-7"), ("none", "3")):
+        name = f"name=dep_{preset}"
+        run(pan_folder, tiny_models, tmp_path, f"coherence={preset}", name, "interpolation=hold")
+        _, report = run(
+            pan_folder, tiny_models, tmp_path, f"coherence={preset}", name, "interpolation=hold",
+            edited,
+        )  # fmt: skip
+        assert report["rendered_frames"] == expected, preset
+
+
+@pytest.mark.slow
+def test_editing_a_keyframe_rerenders_its_segment_only(pan_folder, tiny_models, tmp_path) -> None:
+    keys = ["+prompts.0=ink", "+prompts.3=oil", "+prompts.6=chalk", "prompt_blend=none"]
+    first, _ = run(pan_folder, tiny_models, tmp_path, "coherence=full", "name=k", *keys)
+    assert "3 coherence segment(s)" in (first / "rotoscope.log").read_text()
+    keys[1] = "+prompts.3=watercolor"
+    _, report = run(pan_folder, tiny_models, tmp_path, "coherence=full", "name=k", *keys)
+    assert report["rendered_frames"] == "3-5"
+
+
+@pytest.mark.slow
+def test_a_mid_segment_render_rebuilds_the_previous_frames_state(
+    pan_folder, tiny_models, tmp_path
+) -> None:
+    """With the previous frame as an anchor, only the latest frame's attention recording
+    is kept; re-rendering from frame 5 replays frames 0-4 to rebuild frame 4's, and gives
+    the frames a fresh run of the edited config gives."""
+    both = ["coherence=full", "coherence.attention_anchors=both", "interpolation=hold"]
+    edited = "strength=0:(0.5), 5:(0.6)"
+    run_dir, _ = run(pan_folder, tiny_models, tmp_path, *both, "name=edit")
+    assert len(list((run_dir / "coherence").glob("attention-*"))) == 2  # anchor and latest
+    _, report = run(pan_folder, tiny_models, tmp_path, *both, "name=edit", edited)
+    assert report["rendered_frames"] == "5-7"
+    assert "rebuilding the state of frame 4" in (run_dir / "rotoscope.log").read_text()
+    fresh, _ = run(pan_folder, tiny_models, tmp_path, *both, "name=fresh", edited)
+    for a, b in zip(frames_of(run_dir), frames_of(fresh), strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models, tmp_path):
+    from test_overnight import start, wait_for_frames
+
+    settings = ["coherence=full", "coherence.attention_anchors=both", "steps=8"]
+    reference, _ = run(pan_folder, tiny_models, tmp_path, *settings, "name=whole")
+    args = [
+        f"input.path={pan_folder}", f"model.path={tiny_models.sd15}", "prompt=ink", "steps=4",
+        "strength=0.5", "seed=5", "runtime=cpu", "output=images", *settings,
+    ]  # fmt: skip
+    proc = start(*args, "name=killed", cwd=tmp_path)
+    run_dir = tmp_path / "outputs/killed"
+    wait_for_frames(run_dir, 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.1)
+    _, report = run(pan_folder, tiny_models, tmp_path, *settings, "name=killed")
+    assert 0 < report["reused"] < 8
+    for a, b in zip(frames_of(run_dir), frames_of(reference), strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_full_coherence_with_sdxl_and_with_controlnet(
+    pan_folder, tiny_models, tiny_controlnets, tmp_path
+) -> None:
+    sdxl = rotoscope(
+        f"input.path={pan_folder}", f"model.path={tiny_models.sdxl}", "prompt=ink", "steps=4",
+        "runtime=cpu", "coherence=full", "name=xl", "input.max_frames=4", cwd=tmp_path,
+    )  # fmt: skip
+    assert sdxl.returncode == 0, sdxl.stderr
+    control = rotoscope(
+        f"input.path={pan_folder}", f"model.path={tiny_models.sd15}", "prompt=ink", "steps=4",
+        "runtime=cpu", "coherence=full", "name=cn", "input.max_frames=4",
+        f"+controlnet.units.edges.model={tiny_controlnets.sd15}",
+        "+controlnet.units.edges.preprocessor=canny", cwd=tmp_path,
+    )  # fmt: skip
+    assert control.returncode == 0, control.stderr
+    for name in ("xl", "cn"):
+        assert json.loads((tmp_path / f"outputs/{name}/report.json").read_text())["rendered"] == 4
+
+
+@pytest.mark.slow
+def test_coherence_with_loopback_is_refused_in_one_line(pan_folder, tiny_models, tmp_path):
+    result = rotoscope(
+        f"input.path={pan_folder}", f"model.path={tiny_models.sd15}", "coherence=full",
+        "animation=loopback", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "coherence with animation.mode=loopback" in result.stderr.strip().splitlines()[-1]
