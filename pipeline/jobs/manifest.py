@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -114,12 +115,20 @@ def record_line(record: FrameRecord) -> str:
 class Manifest:
     """Append-only JSON lines; the last line for an index wins."""
 
-    def __init__(self, folder: RunFolder) -> None:
+    def __init__(self, folder: RunFolder, records: Iterable[FrameRecord] | None = None) -> None:
+        """Read the folder's manifest; or, given ``records`` (in file order), hold those
+        instead without reading: a Ray worker's view of the frames of its work unit."""
         self.run_dir = folder.path
         self.path = folder.manifest
         # every frame ever recorded here, by key: earlier looks stay findable
         self.by_key: dict[str, FrameRecord] = {}
-        self.records: dict[int, FrameRecord] = self._load()
+        if records is None:
+            self.records: dict[int, FrameRecord] = self._load()
+        else:
+            self.records = {}
+            for record in records:
+                self.records[record.index] = record
+                self.by_key[record.key] = record
 
     def _load(self) -> dict[int, FrameRecord]:
         records: dict[int, FrameRecord] = {}
@@ -145,14 +154,32 @@ class Manifest:
         counts too: the index is pointed back at it with a new line, so the assemble
         stage picks that frame again.
         """
+        found = self.find(index, key)
+        if found is None:
+            return None
+        record, needs_line = found
+        if needs_line:
+            self.add(record)
+        return record
+
+    def find(self, index: int, key: str) -> tuple[FrameRecord, bool] | None:
+        """Like :meth:`current`, without writing: the record, and whether it is an earlier
+        look whose line must be appended again to make it current (the render loop
+        writes that line in frame order, through its writer)."""
         record = self.records.get(index)
         if record and record.key == key and (self.run_dir / record.file).is_file():
-            return record
+            return record, False
         earlier = self.by_key.get(key)
         if earlier and earlier.index == index and (self.run_dir / earlier.file).is_file():
-            self.add(earlier)
-            return earlier
+            return earlier, True
         return None
+
+    def relevant(self, indices: Iterable[int]) -> list[FrameRecord]:
+        """The records a render of frames ``indices`` can reuse (current and earlier looks),
+        current ones last: what a worker's :class:`Manifest` is built from."""
+        wanted = set(indices)
+        earlier = [r for r in self.by_key.values() if r.index in wanted]
+        return earlier + [record for index, record in self.records.items() if index in wanted]
 
     def add(self, record: FrameRecord) -> None:
         """Record a finished frame durably (the line is fsynced before returning)."""
