@@ -238,10 +238,10 @@ def test_out_of_memory_retries_with_memory_savers(model, monkeypatch) -> None:
     real = renderer._render
     failures = iter([True, True, False])
 
-    def flaky(job_: FrameJob, image: np.ndarray, maps: object, hooks: object) -> np.ndarray:
+    def flaky(frames: list, hooks: object) -> list[np.ndarray]:
         if next(failures):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(job_, image, maps, hooks)
+        return real(frames, hooks)
 
     monkeypatch.setattr(renderer, "_render", flaky)
     out = renderer.render(job(), np.full((64, 64, 3), 100, np.uint8))
@@ -252,7 +252,7 @@ def test_out_of_memory_retries_with_memory_savers(model, monkeypatch) -> None:
 def test_out_of_memory_with_every_saver_on_is_a_clear_error(model, monkeypatch) -> None:
     renderer = Renderer(model)
 
-    def always(job_: FrameJob, image: np.ndarray, maps: object, hooks: object) -> np.ndarray:
+    def always(frames: list, hooks: object) -> list[np.ndarray]:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(renderer, "_render", always)

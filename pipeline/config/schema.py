@@ -285,6 +285,21 @@ class RuntimeConfig:
     verbose: bool = False
     # Seconds between progress log lines when stderr is not a terminal.
     log_every: float = 10.0
+    # Ray workers rendering this job (one GPU each on CUDA, one CPU each otherwise); more
+    # than 1 needs the ray extra (pip install 'rotoscope[ray]').
+    workers: int = 1
+    # An existing Ray cluster to render on ("auto", "ray://host:10001"); unset starts a
+    # local Ray when workers > 1.
+    ray_address: str | None = None
+    # torch.compile the UNet (CUDA: faster after a warm-up of a minute or so per shape).
+    compile: bool = False
+
+
+@dataclass
+class RenderConfig:
+    # Consecutive frames with the same sampler, steps, strength, guidance, size, LoRA
+    # weights and ControlNet values go through one pipeline call, this many at a time.
+    batch_size: int = 1
 
 
 @dataclass
@@ -306,6 +321,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
     # Run folder name under output.root; by default the input's file or folder name.
     name: str = "${run_name:${input.path}}"
     # Stages to run, in order: plan, control (maps + preview only), render, assemble,

@@ -1,12 +1,13 @@
 """Where each frame's input comes from, and the one rule for reusing finished frames.
 
 Two input strategies share one producer: ``render_frames`` takes every frame from the
-source (stylizing a clip or a folder); ``render_loopback`` takes only the first one and
-builds every later input from the previous output, moved by the row's motion values
-(Deforum's 2D mode). Either way the producer hashes the row, the exact input pixels and
-the model into the frame's key, so a frame whose key is in the manifest is reused, not
-rendered. In loopback the input pixels come from the previous output, so a change to
-one frame changes the keys of every frame after it, and only those re-render.
+source (stylizing a clip or a folder), in batches where frames can share a pipeline
+call; ``render_loopback`` takes only the first one and builds every later input from
+the previous output, moved by the row's motion values (Deforum's 2D mode). Either way
+the producer hashes the row, the exact input pixels and the model into the frame's key,
+so a frame whose key is in the manifest is reused, not rendered. In loopback the input
+pixels come from the previous output, so a change to one frame changes the keys of
+every frame after it, and only those re-render.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pipeline import __version__
 from pipeline.animation.color_match import match_colors_lab
 from pipeline.animation.motion import add_noise, warp_2d
 from pipeline.config.schema import AnimationConfig, ColorCoherence
-from pipeline.control.maps import ControlMaps, UnitMap
+from pipeline.control.maps import UnitMap
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.disk import is_disk_full
 from pipeline.jobs.interrupts import GracefulStop
@@ -37,9 +38,12 @@ from pipeline.jobs.manifest import (
 from pipeline.jobs.progress import Progress
 from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
+from pipeline.jobs.writer import FrameOutcome, FrameWriter
 from pipeline.plan.rows import FrameJob
+from pipeline.render.batch import Batcher, FrameInput
 from pipeline.render.pngmeta import a1111_parameters, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
+from pipeline.render.units import PendingFrame
 from pipeline.source.base import Frame, Source
 
 log = logging.getLogger("rotoscope")
@@ -64,8 +68,19 @@ class ChainedInput(Protocol):
         ...
 
 
+class ControlSource(Protocol):
+    """Where a frame's control maps come from: ``ControlMaps`` in the driver, the maps
+    shipped with a work unit on a worker."""
+
+    def maps(self, index: int, input_image: np.ndarray) -> list[UnitMap]: ...
+
+
 class FrameProducer:
-    """Renders a row on an input image unless the manifest already has that frame."""
+    """Renders a row on an input image unless the manifest already has that frame.
+
+    Finished frames go to a :class:`FrameWriter`, which writes their files (in a pool of
+    threads, while the next frame renders) and commits their outcomes in frame order.
+    """
 
     def __init__(
         self,
@@ -76,11 +91,14 @@ class FrameProducer:
         progress: Progress,
         report: JobReport,
         stop: GracefulStop | None = None,
-        control: ControlMaps | None = None,
+        control: ControlSource | None = None,
+        writer: FrameWriter | None = None,
     ) -> None:
         """``identity`` names the weights (base model and ControlNets) for frame keys;
         ``make_renderer`` loads them, and is only called once a frame needs rendering,
-        so a re-run that finds every frame current never loads a model."""
+        so a re-run that finds every frame current never loads a model. Without a
+        ``writer`` each frame's file and manifest line are written before ``produce``
+        returns."""
         self.folder = folder
         self.manifest = manifest
         self.identity = identity
@@ -90,6 +108,7 @@ class FrameProducer:
         self.progress = progress
         self.report = report
         self.stop = stop
+        self.writer = writer or FrameWriter(manifest_commit(manifest, folder), threads=0)
 
     @property
     def renderer(self) -> Renderer:
@@ -109,42 +128,107 @@ class FrameProducer:
 
         ``image`` is the frame's input (its source frame, or the loopback input); a
         ``chained`` frame also depends on earlier frames. Checks for a stop request
-        after the frame is safely recorded, never before.
+        after the frame is handed to the writer, never before.
         """
+        found = self.prepare(job, image, source, chained)
+        if isinstance(found, PendingFrame):
+            if chained is None:
+                output = self.renderer.render(job, image, found.maps)
+            else:
+                init, hooks = chained.prepare()
+                output = self.renderer.render(job, init, found.maps, hooks)
+                chained.rendered(found.key, output)
+            self.finish(found, output)
+        else:
+            output = (
+                np.asarray(Image.open(self.folder.path / found.file).convert("RGB"))
+                if need_output or chained is not None
+                else None
+            )
+            if chained is not None:
+                chained.reused(found.key, output)
+        if self.stop is not None:
+            self.stop.check()
+        return output
+
+    def prepare(
+        self,
+        job: FrameJob,
+        image: np.ndarray,
+        source: dict[str, object],
+        chained: ChainedInput | None = None,
+    ) -> PendingFrame | FrameRecord:
+        """Give the frame its place in the writer's line and decide: its record when the
+        frame is current on disk (reused: its outcome is handed over at once), else the
+        :class:`PendingFrame` to render and :meth:`finish`."""
         digest = image_digest(image)
         maps = self.control.maps(job.index, image) if self.control else []
         control = ",".join(unit_map.key for unit_map in maps)
         dependencies = chained.dependencies if chained is not None else ""
         key = frame_key(job, digest, self.identity, control, dependencies)
-        record = self.manifest.current(job.index, key)
-        if record is not None:
+        self.writer.reserve(job.index)
+        found = self.manifest.find(job.index, key)
+        if found is not None:
+            record, needs_line = found
+            self.writer.fill(FrameOutcome(job.index, record if needs_line else None))
             self.progress.advance(reused=True)
             self.report.reused += 1
-            output = (
-                np.asarray(Image.open(self.folder.path / record.file).convert("RGB"))
-                if need_output or chained is not None
-                else None
-            )
-            if chained is not None:
-                chained.reused(key, output)
-        else:
-            reason = rerender_reason(
-                self.manifest.records.get(job.index), job, digest, self.identity, control,
-                dependencies,
-            )  # fmt: skip
-            control_maps = self.control_maps(maps)
-            if chained is None:
-                output = self.renderer.render(job, image, control_maps)
-            else:
-                init, hooks = chained.prepare()
-                output = self.renderer.render(job, init, control_maps, hooks)
-                chained.rendered(key, output)
-            self._save(job, output, key, digest, control, source, dependencies)
-            self.report.count_render(job.index, reason)
-            self.progress.advance()
-        if self.stop is not None:
-            self.stop.check()
-        return output
+            return record
+        reason = rerender_reason(
+            self.manifest.records.get(job.index), job, digest, self.identity, control,
+            dependencies,
+        )  # fmt: skip
+        return PendingFrame(
+            job, image, source, digest, control, dependencies, key, reason, self.control_maps(maps)
+        )
+
+    def render_batch(self, frames: list[PendingFrame]) -> None:
+        """Render independent frames as one batch and :meth:`finish` each."""
+        inputs = [FrameInput(frame.job, frame.image, frame.maps) for frame in frames]
+        for frame, output in zip(frames, self.renderer.render_batch(inputs), strict=True):
+            self.finish(frame, output)
+
+    def finish(self, frame: PendingFrame, output: np.ndarray) -> None:
+        """Hand a rendered frame to the writer: its PNG (with metadata), then its line."""
+        job = frame.job
+        model = self.renderer.model
+        details = {
+            "rotoscope": __version__,
+            "key": frame.key,
+            "plan": asdict(job),
+            "source": frame.origin,
+            "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
+            "controlnet": self.renderer.control_details(),
+        }
+        parameters = a1111_parameters(
+            job, model.name, model.model_hash, self.renderer.control_details(),
+            self.renderer.adapters.infotext(job),
+        )  # fmt: skip
+        origin = frame.origin
+        record = FrameRecord(
+            index=job.index,
+            file=RunFolder.frame_name(frame.key),
+            key=frame.key,
+            source_index=int(origin["index"]),  # type: ignore[call-overload]
+            source_name=origin["name"],  # type: ignore[arg-type]
+            time=float(origin["time"]),  # type: ignore[arg-type]
+            row=asdict(job),
+            input=frame.digest,
+            model=self.identity,
+            control=frame.control,
+            dependencies=frame.dependencies,
+        )
+        path = self.folder.path / record.file
+
+        def write() -> None:
+            try:
+                write_png(path, output, parameters, details)
+            except OSError as exc:
+                raise disk_full(exc, job.index, self.folder) from exc
+
+        self.writer.fill(FrameOutcome(job.index, record, frame.reason), write)
+        self.report.count_render(job.index, frame.reason)
+        self.progress.advance()
 
     def note_source_end(self, rows: list[FrameJob], source: Source) -> None:
         """After a pass: report unreadable input frames, and an input that ended early."""
@@ -165,63 +249,58 @@ class FrameProducer:
         """The pixels of a frame's control maps (None without ControlNet)."""
         return [unit_map.load() for unit_map in maps] or None
 
-    def _save(
-        self,
-        job: FrameJob,
-        output: np.ndarray,
-        key: str,
-        digest: str,
-        control: str,
-        source: dict[str, object],
-        dependencies: str,
-    ) -> None:
-        """Write the PNG, then its manifest line; a full disk stops the job cleanly."""
-        model = self.renderer.model
-        details = {
-            "rotoscope": __version__,
-            "key": key,
-            "plan": asdict(job),
-            "source": source,
-            "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
-            "controlnet": self.renderer.control_details(),
-        }
-        parameters = a1111_parameters(
-            job, model.name, model.model_hash, self.renderer.control_details(),
-            self.renderer.adapters.infotext(job),
-        )  # fmt: skip
-        record = FrameRecord(
-            index=job.index,
-            file=RunFolder.frame_name(key),
-            key=key,
-            source_index=int(source["index"]),  # type: ignore[call-overload]
-            source_name=source["name"],  # type: ignore[arg-type]
-            time=float(source["time"]),  # type: ignore[arg-type]
-            row=asdict(job),
-            input=digest,
-            model=self.identity,
-            control=control,
-            dependencies=dependencies,
-        )
+
+def disk_full(exc: OSError, index: int, folder: RunFolder) -> BaseException:
+    """A full disk while writing frame ``index`` as a one-line error; other errors as they are."""
+    if not is_disk_full(exc):
+        return exc
+    return RotoscopeError(
+        f"disk full while writing frame {index} in {folder}",
+        "the frames before it are safe; free some space and run the same command to resume",
+    )
+
+
+def manifest_commit(manifest: Manifest, folder: RunFolder) -> Callable[[FrameOutcome], None]:
+    """The driver's commit step: append (and fsync) the outcome's manifest line."""
+
+    def commit(outcome: FrameOutcome) -> None:
+        if outcome.record is None:
+            return
         try:
-            write_png(self.folder.path / record.file, output, parameters, details)
-            self.manifest.add(record)
+            manifest.add(outcome.record)
         except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            raise RotoscopeError(
-                f"disk full while writing frame {job.index} in {self.folder}",
-                "the frames before it are safe; free some space and run the same command to resume",
-            ) from exc
+            raise disk_full(exc, outcome.index, folder) from exc
+
+    return commit
 
 
-def render_frames(producer: FrameProducer, rows: list[FrameJob], source: Source) -> None:
-    """Each planned frame from its own source frame."""
+def render_frames(
+    producer: FrameProducer,
+    rows: list[FrameJob],
+    source: Source,
+    batch_size: int = 1,
+    render: Callable[[list[PendingFrame]], None] | None = None,
+) -> None:
+    """Each planned frame from its own source frame, frames that can share a pipeline
+    call in batches of up to ``batch_size`` (see :mod:`pipeline.render.batch`).
+
+    ``render`` renders a batch (by default the producer itself; the Ray driver hands it
+    to a worker). A stop request is honoured between batches.
+    """
+    render = render or producer.render_batch
+    batcher: Batcher[PendingFrame] = Batcher(batch_size)
     for frame in source:
         if frame.index >= len(rows):
             break
         job = rows[frame.index]
         check_size(job, frame.image.shape)
-        producer.produce(job, frame.image, frame_origin(source, frame))
+        found = producer.prepare(job, frame.image, frame_origin(source, frame))
+        for batch in batcher.add(found) if isinstance(found, PendingFrame) else []:
+            render(batch)
+        if producer.stop is not None:
+            producer.stop.check()
+    for batch in batcher.flush():
+        render(batch)
     producer.note_source_end(rows, source)
 
 

@@ -12,7 +12,7 @@ one. img2img with steps x strength below 1 still runs one step, as A1111 does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from pipeline.models.samplers import (
 )
 from pipeline.plan.rows import FrameJob
 from pipeline.render.adapters import Adapters
+from pipeline.render.batch import FrameInput, batch_call_arguments, conditioning_shapes
 from pipeline.render.conditioning import PromptEncoder
 from pipeline.render.prompt_schedule import StepConditionings, step_conditionings
 
@@ -132,71 +133,119 @@ class Renderer:
     ) -> np.ndarray:
         """The output frame (RGB uint8, same size as ``image``) for ``job``.
 
-        ``hooks`` (temporal coherence) act inside the pipeline call. Out of GPU memory,
-        the frame is retried with the next memory saver switched on (they stay on for
-        the rest of the run); when none is left the error says so, and every frame
-        rendered before stays on disk.
+        ``hooks`` (temporal coherence) act inside the pipeline call.
         """
-        if job.strength == 0:
-            return image.copy()  # diffusers' strength 0 keeps the input: no step runs
+        return self.render_batch([FrameInput(job, image, maps)], hooks)[0]
+
+    def render_batch(
+        self, frames: Sequence[FrameInput], hooks: FrameHooks | None = None
+    ) -> list[np.ndarray]:
+        """The output frames of ``frames``, which share one :func:`call_signature`
+        (:class:`pipeline.render.batch.Batcher` makes such batches), in order.
+
+        They go through one pipeline call, or a few when their prompts' chunk counts
+        differ or the sampler seeds its own noise (DPM++ SDE: one frame per call). Out
+        of GPU memory, the batch is retried with the next memory saver switched on (they
+        stay on for the rest of the run); when none is left the error says so, and every
+        frame rendered before stays on disk.
+        """
+        job = frames[0].job
+        if job.strength == 0:  # diffusers' strength 0 keeps the input: no step runs
+            return [frame.image.copy() for frame in frames]
         while True:
             try:
-                return self._render(job, image, maps, hooks)
+                return self._render(frames, hooks)
             except torch.cuda.OutOfMemoryError as exc:
                 saver = self.savers.next_saver()
                 if saver is None:
                     raise RotoscopeError(
                         f"out of GPU memory on frame {job.index} even with "
                         f"{', '.join(self.savers.enabled) or 'every memory saver'}",
-                        "lower input.width/input.height or runtime.dtype, or use a bigger GPU; "
-                        "finished frames are kept",
+                        "lower render.batch_size, input.width/input.height or runtime.dtype, "
+                        "or use a bigger GPU; finished frames are kept",
                     ) from exc
                 log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
 
-    def _render(
-        self,
-        job: FrameJob,
-        image: np.ndarray,
-        maps: list[np.ndarray] | None,
-        hooks: FrameHooks | None,
-    ) -> np.ndarray:
+    def _render(self, frames: Sequence[FrameInput], hooks: FrameHooks | None) -> list[np.ndarray]:
+        job = frames[0].job
         self._use_sampler(job.sampler)
-        pipe, arguments = self._call_arguments(job, image, maps)
-        seed_scheduler(pipe.scheduler, job.seed)
-        generator = torch.Generator(device="cpu").manual_seed(job.seed)
+        pipe = self.control_pipe or self.pipe
+        if self.control_pipe is not None:
+            self.control_pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
         steps = inference_steps(job.steps, job.strength)
-        conditionings = self.conditionings(
-            job, lambda: denoising_steps(pipe.scheduler, steps, job.strength)
-        )
-        arguments.update(conditionings.call_arguments(pooled=self.model.family == "sdxl"))
+        conditionings = [
+            self.conditionings(
+                frame.job, lambda: denoising_steps(pipe.scheduler, steps, job.strength)
+            )
+            for frame in frames
+        ]
+        # a sampler that seeds its own noise (DPM++ SDE) has one seed per call
+        alone = hasattr(pipe.scheduler, "noise_sampler_seed")
+        groups: dict[Any, list[int]] = {}
+        for number, conditioning in enumerate(conditionings):
+            shapes = ("alone", number) if alone else conditioning_shapes(conditioning)
+            groups.setdefault(shapes, []).append(number)
+        outputs: dict[int, np.ndarray] = {}
+        for members in groups.values():
+            group = [frames[number] for number in members]
+            images = self._call(
+                pipe, group, [conditionings[number] for number in members], steps, hooks
+            )
+            outputs.update(zip(members, images, strict=True))
+        return [outputs[number] for number in range(len(frames))]
+
+    def _call(
+        self,
+        pipe: Any,
+        frames: list[FrameInput],
+        conditionings: list[StepConditionings],
+        steps: int,
+        hooks: FrameHooks | None,
+    ) -> list[np.ndarray]:
+        """One pipeline call; one frame is called exactly as it always was."""
+        job = frames[0].job
+        arguments = self._call_arguments(frames)
+        if len(frames) == 1:
+            seed_scheduler(pipe.scheduler, job.seed)
+        generators = [torch.Generator(device="cpu").manual_seed(f.job.seed) for f in frames]
+        arguments.update(batch_call_arguments(conditionings, pooled=self.model.family == "sdxl"))
         with torch.inference_mode(), ExitStack() as stack:
             if hooks is not None:
                 add_step_callbacks(arguments, hooks.enter(stack, pipe))
             result = pipe(
                 guidance_scale=job.guidance_scale,
                 num_inference_steps=steps,
-                generator=generator,
+                generator=generators[0] if len(frames) == 1 else generators,
                 output_type="np",
                 **arguments,
             )
-        frame = np.asarray(result.images[0])
-        return (np.clip(frame, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        return [
+            (np.clip(np.asarray(image), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            for image in result.images[: len(frames)]
+        ]
 
-    def _call_arguments(
-        self, job: FrameJob, image: np.ndarray, maps: list[np.ndarray] | None
-    ) -> tuple[Any, dict[str, Any]]:
-        """The pipeline for this frame and its image arguments (plain or ControlNet)."""
-        init = Image.fromarray(image)
+    def _call_arguments(self, frames: list[FrameInput]) -> dict[str, Any]:
+        """The image arguments of a call (plain or ControlNet): single values for one
+        frame, lists in frame order for several."""
+        job = frames[0].job
+
+        def one_or_list(images: list[Image.Image]) -> Any:
+            return images[0] if len(frames) == 1 else images
+
+        init = one_or_list([Image.fromarray(frame.image) for frame in frames])
         if self.control_pipe is None:
-            return self.pipe, {"image": init, "strength": job.strength}
-        if maps is None or len(maps) != len(self.controlnets):
+            return {"image": init, "strength": job.strength}
+        if any(frame.maps is None or len(frame.maps) != len(self.controlnets) for frame in frames):
             raise ValueError("a control map is needed for every ControlNet unit")
-        self.control_pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
         values = [(job.controls or {})[c.unit] for c in self.controlnets]
+        per_unit = [
+            one_or_list([Image.fromarray(frame.maps[unit]) for frame in frames])  # type: ignore[index]
+            for unit in range(len(self.controlnets))
+        ]
         arguments = control_kwargs(
             self.control_img2img,
             init if self.control_img2img else None,
-            [Image.fromarray(m) for m in maps],
+            per_unit,
             [v["weight"] for v in values],
             [v["start"] for v in values],
             [v["end"] for v in values],
@@ -205,7 +254,7 @@ class Renderer:
         )
         if self.control_img2img:
             arguments["strength"] = job.strength
-        return self.control_pipe, arguments
+        return arguments
 
     def conditionings(self, job: FrameJob, count_steps: Callable[[], int]) -> StepConditionings:
         """The row's prompt embeddings for each denoising step (its keyframe's, or a blend

@@ -1,0 +1,167 @@
+"""Batching: which frames share one pipeline call, and their conditioning side by side.
+
+``render.batch_size=N`` puts up to N frames through one diffusers call, which keeps a
+GPU's many cores busy where one 512x512 frame cannot. Frames may share a call only if
+the call's own arguments are equal for all of them: sampler, steps, strength, guidance
+scale, size, LoRA weights (set on the model, not per sample) and ControlNet weights and
+windows (one per unit and call). Everything else stays per frame: each frame has its
+own ``torch.Generator`` seeded from its row (diffusers takes a list of generators and
+draws each sample's VAE sample and noise from its own, exactly the numbers that frame
+draws alone), its own blended prompt embeddings (stacked along the batch), its own
+control maps and its own prompt-editing switches (one step callback switches each
+frame's embeddings at its own steps).
+
+Batches are cut on a fixed grid of frame numbers (0..N-1, N..2N-1, ...) and at every
+row that differs from the one before, so which frames share a call never depends on
+where a run was resumed or on which worker renders them: a Ray run and a local run of
+the same config make the same batches, hence the same frames.
+
+A frame's key never includes the batch size: a re-run with another size reuses every
+frame. Batch N is not bit-identical to batch 1 (see the README, "Speed and scale"): the
+same per-frame arithmetic runs, but BLAS and convolution kernels pick their blocking
+and summation order by the shape of the whole batch, so results differ in the last
+bits of float precision, well under 1/255 after the VAE decodes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+import torch
+
+from pipeline.plan.rows import FrameJob
+from pipeline.render.conditioning import Conditioning
+from pipeline.render.prompt_schedule import StepConditionings
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """One frame of a pipeline call: its row, its init image and its control maps."""
+
+    job: FrameJob
+    image: np.ndarray
+    maps: list[np.ndarray] | None = None
+
+
+def call_signature(job: FrameJob) -> str:
+    """What must be equal for frames to share a pipeline call (one JSON-like string)."""
+    controls = sorted((job.controls or {}).items())
+    loras = sorted((job.loras or {}).items())
+    return repr(
+        (job.sampler, job.steps, job.strength, job.guidance_scale, job.width, job.height,
+         loras, [(name, sorted(values.items())) for name, values in controls])
+    )  # fmt: skip
+
+
+class HasJob(Protocol):
+    @property
+    def job(self) -> FrameJob: ...
+
+
+Item = TypeVar("Item", bound=HasJob)
+
+
+class Batcher(Generic[Item]):
+    """Groups frames, in frame order, into the batches the renderer gets.
+
+    A frame joins the open batch when it is in the same grid cell (``index //
+    batch_size``) and has the same :func:`call_signature`; otherwise the open batch is
+    complete and the frame starts a new one.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = max(1, batch_size)
+        self._open: list[Item] = []
+
+    def add(self, item: Item) -> list[list[Item]]:
+        """Add ``item``; the batches it completes (zero, one or two)."""
+        done: list[list[Item]] = []
+        if self._open and not self._joins(item):
+            done.append(self._open)
+            self._open = []
+        self._open.append(item)
+        if len(self._open) == self.batch_size:
+            done.append(self._open)
+            self._open = []
+        return done
+
+    def flush(self) -> list[list[Item]]:
+        """The open batch, if any (at the end of the frames)."""
+        done, self._open = ([self._open] if self._open else []), []
+        return done
+
+    def _joins(self, item: Item) -> bool:
+        first = self._open[0].job
+        return item.job.index // self.batch_size == first.index // self.batch_size and (
+            call_signature(item.job) == call_signature(first)
+        )
+
+
+def conditioning_shapes(conditionings: StepConditionings) -> tuple[Any, ...]:
+    """The tensor shapes of every step's conditioning: frames share a call only if these
+    are equal and the same at every step (a longer prompt has more 77-token chunks)."""
+    shapes = {
+        tuple((name, tuple(tensor.shape)) for name, tensor in run.pipeline_kwargs().items())
+        for run in conditionings.conditionings
+    }
+    return tuple(sorted(shapes)) if len(shapes) == 1 else ("alone", id(conditionings))
+
+
+StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def batch_call_arguments(
+    conditionings: Sequence[StepConditionings], pooled: bool
+) -> dict[str, Any]:
+    """The embedding arguments of one call for several frames, stacked along the batch in
+    frame order, with a step callback when any frame's prompt changes between steps.
+
+    One frame gets exactly the arguments it gets alone. ``pooled``: the pipeline takes
+    SDXL's pooled embeddings.
+    """
+    if len(conditionings) == 1:
+        return conditionings[0].call_arguments(pooled)
+    arguments: dict[str, Any] = _stacked([c.conditionings[0] for c in conditionings])
+    if any(len(c.conditionings) > 1 for c in conditionings):
+        arguments["callback_on_step_end"] = _switch(list(conditionings))
+        arguments["callback_on_step_end_tensor_inputs"] = [
+            "prompt_embeds",
+            *(["add_text_embeds"] if pooled else []),
+        ]
+    return arguments
+
+
+def _stacked(runs: list[Conditioning]) -> dict[str, torch.Tensor]:
+    first = runs[0].pipeline_kwargs()
+    return {name: torch.cat([run.pipeline_kwargs()[name] for run in runs]) for name in first}
+
+
+def _switch(conditionings: list[StepConditionings]) -> StepCallback:
+    """At the end of each step, hand in the next step's embeddings of every frame when
+    any of them changes (negatives first, as the pipelines concatenate them)."""
+
+    def switch(
+        pipe: Any, step: int, timestep: Any, tensors: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        following = [c.at(step + 1) for c in conditionings]
+        if all(f is c.at(step) for f, c in zip(following, conditionings, strict=True)):
+            return {}
+        stacked = _stacked(following)
+        pairs = {
+            "prompt_embeds": ("negative_prompt_embeds", "prompt_embeds"),
+            "add_text_embeds": ("negative_pooled_prompt_embeds", "pooled_prompt_embeds"),
+        }
+        replaced = {}
+        for name, old in tensors.items():
+            negative_name, positive_name = pairs[name]
+            negative = stacked.get(negative_name)
+            positive = stacked[positive_name]
+            guided = pipe.do_classifier_free_guidance and negative is not None
+            tensor = torch.cat([negative, positive]) if guided else positive
+            replaced[name] = tensor.to(device=old.device, dtype=old.dtype)
+        return replaced
+
+    return switch

@@ -1,0 +1,130 @@
+"""Work units: what one worker renders, carrying everything it needs to do so alone.
+
+The driver of a render (the process holding the run lock) reads the input, computes
+control maps and frame keys, and decides what is reused; a worker only renders. What a
+worker gets is one of:
+
+* :class:`FramesUnit`: independent frames (a plain run), one batch of them; each is a
+  :class:`PendingFrame`, whose key, input pixels and control maps the driver already
+  has.
+* :class:`ChainUnit`: frames that depend on each other and must render in order on
+  one worker: a coherence segment (its frames' keys chain, so the worker computes
+  them), or the whole of a loopback animation (every frame is made from the one
+  before, so it is a single unit).
+
+Units carry pixels, not paths: the input is decoded once, by the driver, however many
+workers there are. They are plain picklable data (numpy arrays, plan rows, manifest
+records), which is what Ray ships.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.control.maps import UnitMap
+from pipeline.jobs.manifest import FrameRecord
+from pipeline.plan.rows import FrameJob
+from pipeline.source.base import Frame, Selection, Source, SourceInfo
+
+
+@dataclass
+class PendingFrame:
+    """A frame that needs rendering, with everything its file and manifest line record."""
+
+    job: FrameJob
+    image: np.ndarray  # the input frame (the init image, unless a chain replaces it)
+    origin: dict[str, object]  # where it came from, as its metadata and manifest line say
+    digest: str  # of ``image``
+    control: str  # its control maps' keys
+    dependencies: str  # temporal coherence: the earlier frames it is made from
+    key: str
+    reason: str  # why it is rendered ("new", "changed strength", ...)
+    maps: list[np.ndarray] | None = None  # control map pixels, one per ControlNet unit
+
+
+@dataclass
+class FramesUnit:
+    """Independent frames rendered as one batch."""
+
+    number: int
+    frames: list[PendingFrame]
+
+    @property
+    def indices(self) -> list[int]:
+        return [frame.job.index for frame in self.frames]
+
+    def without(self, done: set[int]) -> FramesUnit:
+        """The same unit less the frames in ``done`` (a worker died part way through)."""
+        return FramesUnit(self.number, [f for f in self.frames if f.job.index not in done])
+
+
+@dataclass
+class ShippedMap:
+    """One unit's control map for one frame, computed by the driver."""
+
+    key: str
+    path: Path  # where the driver cached it
+    pixels: np.ndarray
+
+    def as_unit_map(self) -> UnitMap:
+        return UnitMap(self.key, self.path, False, lambda: self.pixels)
+
+
+@dataclass
+class ChainUnit:
+    """Frames rendered in order on one worker: a coherence segment, or a loopback.
+
+    ``frames`` are the source frames (a loopback has only its first); ``maps`` the
+    control maps by frame index; ``records`` the manifest records of these frames a
+    worker may reuse (a segment is shipped whole, and its current frames are reused
+    there, so the chain's earlier frames are at hand when a later one renders).
+    """
+
+    number: int
+    loopback: bool
+    frames: list[Frame]
+    indices: list[int]
+    maps: dict[int, list[ShippedMap]] = field(default_factory=dict)
+    records: list[FrameRecord] = field(default_factory=list)
+
+    def without(self, done: set[int], records: Sequence[FrameRecord]) -> ChainUnit:
+        """The unit again after a worker died part way through: whole (a chain restarts
+        from its first frame), with the records of the frames it did finish, so they
+        are reused instead of rendered twice."""
+        return ChainUnit(
+            self.number, self.loopback, self.frames, self.indices, self.maps,
+            [*self.records, *(record for record in records if record.index in done)],
+        )  # fmt: skip
+
+
+WorkUnit = FramesUnit | ChainUnit
+
+
+class ShippedMaps:
+    """The control maps of a :class:`ChainUnit`, served like ``ControlMaps`` serves them."""
+
+    def __init__(self, maps: dict[int, list[ShippedMap]]) -> None:
+        self._maps = maps
+
+    def maps(self, index: int, input_image: np.ndarray) -> list[UnitMap]:
+        return [shipped.as_unit_map() for shipped in self._maps.get(index, [])]
+
+
+class FrameList(Source):
+    """Frames already in memory, as a :class:`Source` (a worker's share of the input).
+
+    ``info`` and ``selection`` are the whole input's, so sizes and rates read the same.
+    """
+
+    def __init__(self, info: SourceInfo, selection: Selection, frames: list[Frame]) -> None:
+        super().__init__(info, selection)
+        self.frames = frames
+
+    def _frames(self) -> Generator[Frame, None, None]:
+        for frame in self.frames:
+            self.frames_read += 1
+            yield frame
