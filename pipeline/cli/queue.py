@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,38 +23,68 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from pipeline.atomic import write_text
+
 log = logging.getLogger("rotoscope")
 
 QUEUE_NAME = "queue.json"
+QUEUE_SPOOL = ".queue-jobs"  # outcomes of jobs that ran in other processes, until the end
+
+
+def spool(sweep_dir: Path) -> Path:
+    """Where jobs running in other processes leave their outcomes."""
+    return sweep_dir / QUEUE_SPOOL
 
 
 class QueueSummary(Callback):
-    """Hydra callback: remember each multirun job's outcome, summarise at the end."""
+    """Hydra callback: remember each multirun job's outcome, summarise at the end.
+
+    With Hydra's own launcher every job runs in the command's process. With the
+    submitit launcher (``hydra/launcher=submitit_local``, ``submitit_slurm``) each job
+    runs in a process of its own, perhaps on another machine, where this callback's
+    ``on_job_end`` runs too: there it leaves the job's outcome as a file in the sweep
+    folder (a filesystem the cluster shares), and the command's process reads them back
+    at the end.
+    """
 
     def __init__(self) -> None:
-        self.jobs: list[dict[str, Any]] = []
+        self.jobs: list[tuple[int, dict[str, Any]]] = []
+        self.launcher_pid: int | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.launcher_pid = os.getpid()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+        hydra = HydraConfig.get()
+        if hydra.mode != RunMode.MULTIRUN:
             return
         if job_return.status == JobStatus.COMPLETED and isinstance(job_return.return_value, dict):
             outcome = dict(job_return.return_value)
         else:
             outcome = {"status": "failed", "error": repr(job_return._return_value)}
         outcome["overrides"] = list(job_return.overrides or [])
-        self.jobs.append(outcome)
+        number = int(hydra.job.num)
+        if self.launcher_pid in (None, os.getpid()):
+            self.jobs.append((number, outcome))
+        else:  # a job process of a submitit launcher
+            write_text(spool(Path(hydra.sweep.dir)) / f"{number}.json", json.dumps(outcome))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        folder = spool(sweep_dir)
+        if folder.is_dir():
+            for path in folder.glob("*.json"):
+                self.jobs.append((int(path.stem), json.loads(path.read_text(encoding="utf-8"))))
+            shutil.rmtree(folder, ignore_errors=True)
         if not self.jobs:
             return
-        failed = [job for job in self.jobs if job.get("status") != "done"]
+        self.jobs.sort(key=lambda item: item[0])
+        jobs = [outcome for _, outcome in self.jobs]
+        failed = [job for job in jobs if job.get("status") != "done"]
         log.info(
-            "queue: %d jobs, %d done, %d failed",
-            len(self.jobs),
-            len(self.jobs) - len(failed),
-            len(failed),
+            "queue: %d jobs, %d done, %d failed", len(jobs), len(jobs) - len(failed), len(failed)
         )
-        for number, job in enumerate(self.jobs):
+        for number, job in enumerate(jobs):
             where = ", ".join(job.get("outputs") or []) or job.get("run_dir", "")
             detail = job.get("error") or where
             log.info(
@@ -62,8 +94,7 @@ class QueueSummary(Callback):
                 detail,
                 " ".join(job["overrides"]),
             )
-        sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / QUEUE_NAME).write_text(json.dumps(self.jobs, indent=2) + "\n")
+        (sweep_dir / QUEUE_NAME).write_text(json.dumps(jobs, indent=2) + "\n")
         if failed:
             sys.exit(1)

@@ -77,6 +77,7 @@ def render_on_ray(work: RenderWork) -> None:
     """Render ``work`` on Ray workers (see the module docstring)."""
     cfg = work.cfg
     cluster = RayCluster(cfg)
+    work.progress.exclude(cluster.started_seconds)  # joining a cluster is not frame time
     try:
         worker_cfg = cluster.worker_config()
         work.identity = worker_identity(worker_cfg, work.identity)
@@ -165,20 +166,35 @@ def feed_segments(
 
 
 class RayCluster:
-    """The Ray this job runs on: a local one it starts, or a cluster it joins."""
+    """The Ray this job runs on: a local one, started when the first unit needs a worker
+    (a re-run that finds every frame current never starts it), or a cluster it joins
+    (at once: what it offers decides the workers' device)."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        workers = cfg.runtime.workers
-        address = cfg.runtime.ray_address
+        self.started_seconds = 0.0
+        self.wants_cpu = cfg.runtime.device.strip().lower() == "cpu"
+        if cfg.runtime.ray_address:
+            self.start()
+            self.on_gpu = self.gpus > 0 and not self.wants_cpu
+        else:
+            self.on_gpu = local_gpus(cfg) > 0
+
+    def start(self) -> None:
+        """Start (or join) Ray; refuse more workers than it has devices for."""
+        if ray.is_initialized():
+            return
+        workers = self.cfg.runtime.workers
+        address = self.cfg.runtime.ray_address
+        started = time.monotonic()
         graceful = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with an exit
         try:
             if address:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
             else:
                 ray.init(
-                    num_cpus=max(workers, 1),
-                    num_gpus=local_gpus(cfg),
+                    num_cpus=workers,
+                    num_gpus=local_gpus(self.cfg),
                     include_dashboard=False,
                     logging_level=logging.ERROR,
                     log_to_driver=False,
@@ -190,14 +206,13 @@ class RayCluster:
             ) from exc
         finally:
             signal.signal(signal.SIGTERM, graceful)  # SIGTERM stops after the frame again
+        self.started_seconds = time.monotonic() - started
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
-        self.cpus = int(resources.get("CPU", 0))
-        wants_cpu = cfg.runtime.device.strip().lower() == "cpu"
-        self.on_gpu = self.gpus > 0 and not wants_cpu
-        have = self.gpus if self.on_gpu else self.cpus
+        cpus = int(resources.get("CPU", 0))
+        have = self.gpus if self.gpus > 0 and not self.wants_cpu else cpus
         if workers > have:
-            kind = "GPUs" if self.on_gpu else "CPUs"
+            kind = "GPUs" if self.gpus > 0 and not self.wants_cpu else "CPUs"
             self.close()
             raise RotoscopeError(
                 f"runtime.workers={workers} but the Ray cluster has {have} {kind}",
@@ -302,9 +317,11 @@ class WorkerPool:
     # --- workers ---
 
     def _start(self) -> None:
-        """Start the actors and load the model in each (in parallel; not frame time)."""
+        """Start Ray and the actors, and load the model in each (in parallel); none of
+        it is frame time."""
         work = self.work
         started = time.monotonic()
+        self.cluster.start()
         actor_class = ray.remote(RenderWorker).options(**self.cluster.actor_options())
         setup = WorkerSetup(
             self.worker_cfg, str(work.folder.path), work.rows, work.identity, self.info,
