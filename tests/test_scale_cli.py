@@ -1,0 +1,190 @@
+"""Speed and scale end to end: batches, Ray workers (on the CPU) and submitit queues.
+
+Every run is a real ``python -m pipeline`` process; Ray runs start a local Ray of their
+own (two one-thread CPU workers) and shut it down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media import make_video, write_image
+from run_files import frames_of
+
+from pipeline.config.paths import HOME_ENV
+from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.run_folder import RunFolder
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = 30
+
+
+def env(home: Path) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home),
+            "OMP_NUM_THREADS": "1"}  # fmt: skip
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env(cwd),
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """The command in a session of its own, so Ray's processes can be cleaned up with it."""
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env(cwd),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+
+
+def manifest_lines(run_dir: Path) -> list[dict]:
+    path = run_dir / "manifest.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for_lines(run_dir: Path, count: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while len(manifest_lines(run_dir)) < count:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no frames in time"
+        time.sleep(0.05)
+
+
+def kill_session(proc: subprocess.Popen[str]) -> None:
+    """Whatever of the run is left (Ray's own processes exit on their own a minute later)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def assert_frames_equal(run_dir: Path, reference: list[np.ndarray]) -> None:
+    frames = frames_of(run_dir)
+    assert len(frames) == len(reference)
+    for index, (got, want) in enumerate(zip(frames, reference, strict=True)):
+        assert np.array_equal(got, want), f"frame {index} differs"
+
+
+def assert_in_frame_order(run_dir: Path) -> None:
+    indices = [line["index"] for line in manifest_lines(run_dir)]
+    assert indices == sorted(indices), indices
+
+
+def report_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def args(tiny_models, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    clip = make_video(tmp_path_factory.mktemp("clip") / "walk.mp4", frames=FRAMES, fps=12,
+                      size=(128, 96))  # fmt: skip
+    return (
+        f"input.path={clip}", f"model.path={tiny_models.sd15}", "runtime=cpu", "steps=6",
+        "strength=0.75", "prompt=a watercolor street", "stages=[plan,render]",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(args: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory) -> list:
+    """One process, batch 1: the frames every other run is held to."""
+    work = tmp_path_factory.mktemp("reference")
+    result = run(*args, "name=reference", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert_in_frame_order(work / "outputs/reference")
+    return frames_of(work / "outputs/reference")
+
+
+def test_batch_4_matches_batch_1_within_1_of_255_and_keeps_its_keys(args, reference, tmp_path):
+    result = run(*args, "name=batched", "render.batch_size=4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "outputs/batched"
+    assert_in_frame_order(run_dir)
+    for got, want in zip(frames_of(run_dir), reference, strict=True):
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    again = run(*args, "name=batched", "render.batch_size=1", cwd=tmp_path)  # another size
+    assert again.returncode == 0, again.stderr
+    assert report_of(run_dir)["reused"] == FRAMES and report_of(run_dir)["rendered"] == 0
+
+
+def test_ray_workers_survive_a_dead_worker_and_a_killed_driver_with_frames_unchanged(
+    args, reference, tmp_path
+) -> None:
+    """2 workers: one is killed mid-job (its frames go to the other), then the driver
+    is killed; the resumed run completes the same frames as one process, one manifest."""
+    proc = start(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
+    run_dir = tmp_path / "outputs/ray"
+    try:
+        wait_for_lines(run_dir, 4, proc)
+        os.kill(render_worker_pids(proc.pid)[0], signal.SIGKILL)
+        wait_for_lines(run_dir, 12, proc)
+        proc.send_signal(signal.SIGKILL)  # the driver only: its workers lose their parent
+        proc.wait()
+    finally:
+        kill_session(proc)
+    log = (run_dir / "rotoscope.log").read_text()
+    assert "ray: 2 workers ready" in log
+    assert "died" in log and "unfinished frames go to another worker" in log
+    done = len(Manifest(RunFolder(run_dir)).finished(FRAMES))
+    assert 12 <= done < FRAMES
+    assert_in_frame_order(run_dir)
+    resumed = run(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    report = report_of(run_dir)
+    assert report["reused"] == done and report["rendered"] == FRAMES - done
+    assert report["device"] == "ray: 2 workers (cpu, cpu)"
+    assert_in_frame_order(run_dir)  # one writer: one manifest, in frame order
+    assert_frames_equal(run_dir, reference)
+
+
+def render_worker_pids(session: int) -> list[int]:
+    """The Ray actor processes of the run started in session ``session``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            in_session = os.getsid(int(entry.name)) == session
+        except (OSError, ValueError):
+            continue
+        if in_session and command.startswith("ray::RenderWorker"):
+            pids.append(int(entry.name))
+    assert pids, "no Ray worker found"
+    return sorted(pids)
+
+
+def test_coherence_segments_render_on_workers_like_in_one_process(args, tmp_path) -> None:
+    chained = (*args, "coherence=full", "coherence.reanchor_every=4", "input.max_frames=8",
+               "steps=4")  # fmt: skip
+    local = run(*chained, "name=local", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    spread = run(*chained, "name=spread", "runtime.workers=2", cwd=tmp_path)
+    assert spread.returncode == 0, spread.stderr
+    assert_in_frame_order(tmp_path / "outputs/spread")
+    assert_frames_equal(tmp_path / "outputs/spread", frames_of(tmp_path / "outputs/local"))
+
+
+def test_a_multirun_queue_runs_on_the_submitit_local_launcher(tiny_models, tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        write_image(tmp_path / f"{name}.png", rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    result = run(
+        "-m", "hydra/launcher=submitit_local", f"input.path={tmp_path}/a.png,{tmp_path}/b.png",
+        f"model.path={tiny_models.sd15}", "runtime=cpu", "steps=2", "prompt=ink",
+        "stages=[plan,render]", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "queue: 2 jobs, 2 done, 0 failed" in result.stderr
+    queue = json.loads((tmp_path / "outputs/queue.json").read_text())
+    folders = [Path(job["run_dir"]) for job in queue]
+    assert [folder.name.split("--")[0] for folder in folders] == ["a", "b"]
+    for folder in folders:  # one job per run folder, each with its frame
+        assert report_of(folder)["rendered"] == 1 and len(frames_of(folder)) == 1
+    assert (tmp_path / "outputs/.submitit").is_dir()  # submitit's own job logs
