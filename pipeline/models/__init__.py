@@ -3,6 +3,8 @@ LoRAs, textual-inversion embeddings, samplers and devices, each with one-line er
 a cheap identity for frame keys.
 
 ``weights`` is what the loaders share (fingerprints, hub cache, load errors);
-``safe_load`` reads weight files without running code (pickles weights-only). Imports
+``safe_load`` reads weight files without running code (pickles weights-only); ``speed``
+applies the throughput settings (channels_last, torch.compile) that never change a
+frame's key. Imports
 torch and diffusers (lazily where it can). May import ``config`` and ``pipeline.errors``.
 """

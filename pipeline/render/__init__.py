@@ -2,6 +2,10 @@
 around diffusers' pipelines, A1111-style prompt encoding (with textual inversion and
 CLIP skip), prompt editing per step, the plan's LoRAs and embeddings, PNG metadata.
 
+How the frames run: ``executors/`` (``local``: this process, I/O overlapped; ``ray``:
+Ray actors, one per GPU), ``batch`` (which frames share a pipeline call), ``units``
+(what a worker gets), ``loading`` (the model as every executor loads it).
+
 The only stage that runs diffusion. May import ``config``, ``plan.rows`` and the plan's
 pure-text modules (``prompt_syntax``, ``prompt_editing``, ``networks``), ``source``,
 ``control``, ``models``, ``animation``, the ``jobs`` records and

@@ -2,6 +2,7 @@
 
 ``open.open_source`` probes the input and returns a lazy ``base.Source``; ``video`` and
 ``images`` implement it, ``probe`` reads what ffmpeg says about a video, ``resize``
-brings frames to the render size. May import ``config`` and ``pipeline.errors``/
+brings frames to the render size, ``prefetch`` decodes ahead of the renderer in a
+thread. May import ``config`` and ``pipeline.errors``/
 ``pipeline.atomic``/``pipeline.ffmpeg_exe``; never torch.
 """

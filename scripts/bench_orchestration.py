@@ -1,0 +1,207 @@
+"""Does the GPU ever wait for rotoscope? The render loop timed around a simulated GPU.
+
+What is measured: rotoscope's own render loop (decode, frame key, reuse check, render,
+PNG with metadata, fsync, manifest line) over a real 512x512 clip, with the model
+replaced by a simulated GPU: a renderer that waits ``T`` seconds without holding the
+GIL (``time.sleep``, as a thread waiting on a CUDA kernel does) and returns a
+realistic 512x512 frame (a gradient with Gaussian noise, about as compressible for
+zlib as diffusion output). Everything else is the code a real render runs.
+
+Two loops, measured in the same run:
+
+* **overlapped** (what rotoscope does now): frames decoded ahead in a thread
+  (``Prefetch``), PNG compression, fsync and the manifest line in the writer pool
+  (``FrameWriter``, ``WRITE_THREADS`` threads) while the next frame renders;
+* **serial** (the loop before it): the same producer with the writer inline and no
+  prefetch, so decoding, compressing and fsyncing happen between renders, one after
+  the other, exactly as before.
+
+Printed: per-frame wall time and efficiency ``T / per-frame time`` at ``T`` = 100 ms
+(target >= 0.95: the GPU is busy 95% of the time), and frames/s at ``T`` = 0 (pure
+overhead) for both loops, with their ratio (target >= 2x). Each measurement runs
+``--repeat`` times alternating the loops, and medians are compared. The CPU time other
+processes used meanwhile is printed too: this machine may be shared.
+
+    .venv/bin/python scripts/bench_orchestration.py [--frames 48] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (
+    add_common_options,
+    bench_env,
+    machine_busy_seconds,
+    make_clip,
+    median,
+    print_table,
+    run_in_tempdir,
+    wait_for_quiet,
+)
+
+from pipeline.config.schema import InputConfig
+from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.progress import Progress
+from pipeline.jobs.report import JobReport
+from pipeline.jobs.run_folder import RunFolder
+from pipeline.jobs.writer import FrameWriter
+from pipeline.plan.rows import FrameJob
+from pipeline.render.executors.local import WRITE_THREADS
+from pipeline.render.producer import FrameProducer, manifest_commit, render_frames
+from pipeline.source.open import open_source
+from pipeline.source.prefetch import PREFETCH_FRAMES, Prefetch
+
+SIZE = 512
+
+
+class SimulatedGPU:
+    """Stands in for the Renderer: ``T`` seconds of waiting per frame, then a frame."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.model = SimpleNamespace(name="simulated", identity="simulated", model_hash=None)
+        self.adapters = SimpleNamespace(infotext=lambda job: [])
+        rng = np.random.default_rng(0)
+        ramp = np.linspace(0, 200, SIZE)[None, :, None]
+        self.frames = [
+            np.clip(ramp + rng.normal(0, 12, (SIZE, SIZE, 3)) + 20 * k, 0, 255).astype(np.uint8)
+            for k in range(4)
+        ]
+        self.calls = 0
+
+    def control_details(self) -> list[dict[str, str]]:
+        return []
+
+    def render_batch(self, frames: list) -> list[np.ndarray]:
+        time.sleep(self.seconds * len(frames))  # the GIL is free meanwhile, as on a GPU
+        self.calls += 1
+        return [self.frames[(self.calls + n) % len(self.frames)] for n in range(len(frames))]
+
+
+def rows(count: int) -> list[FrameJob]:
+    return [
+        FrameJob(
+            index=i,
+            prompt="simulated",
+            negative_prompt="",
+            strength=0.5,
+            guidance_scale=7.0,
+            steps=20,
+            sampler="Euler a",
+            seed=42,
+            width=SIZE,
+            height=SIZE,
+        )
+        for i in range(count)
+    ]
+
+
+def render_once(clip: Path, folder: Path, count: int, seconds: float, overlapped: bool) -> float:
+    """Wall seconds of one render loop over ``count`` frames into a fresh run folder."""
+    run = RunFolder(folder)
+    manifest = Manifest(run)
+    gpu = SimulatedGPU(seconds)
+    plan = rows(count)
+    progress = Progress(count, log_every=math.inf, stream=io.StringIO())
+    report = JobReport(str(folder))
+    source_cfg = InputConfig(path=str(clip), width=SIZE, height=SIZE, max_frames=count)
+    started = time.perf_counter()
+    with open_source(source_cfg) as source:
+        if overlapped:
+            with FrameWriter(manifest_commit(manifest, run), WRITE_THREADS) as writer:
+                producer = FrameProducer(
+                    run, manifest, "simulated", lambda: gpu, progress, report, writer=writer
+                )  # type: ignore[arg-type, return-value]
+                render_frames(producer, plan, Prefetch(source, PREFETCH_FRAMES))
+        else:
+            producer = FrameProducer(run, manifest, "simulated", lambda: gpu, progress, report)  # type: ignore[arg-type, return-value]
+            render_frames(producer, plan, source)
+    wall = time.perf_counter() - started
+    if len(Manifest(run).finished(count)) != count:
+        raise SystemExit(f"{folder}: not every frame was recorded")
+    return wall
+
+
+def measure(
+    clip: Path, tmp: Path, count: int, seconds: float, overlapped: bool, repeat: int, tag: str
+) -> tuple[float, float]:
+    """Median wall seconds per frame over ``repeat`` runs, and the other load meanwhile."""
+    per_frame, others = [], []
+    for attempt in range(repeat):
+        busy = machine_busy_seconds()
+        cpu = time.process_time()
+        wall = render_once(clip, tmp / f"{tag}-{attempt}", count, seconds, overlapped)
+        after = machine_busy_seconds()
+        if busy is not None and after is not None:
+            others.append(max(0.0, after - busy - (time.process_time() - cpu)) / wall)
+        per_frame.append(wall / count)
+    return median(per_frame), median(others) if others else float("nan")
+
+
+def body(args: argparse.Namespace, tmp: Path) -> bool:
+    env = bench_env(args.threads)
+    clip = make_clip(tmp / "clip.mp4", args.frames, 24, SIZE, SIZE, env)
+    waited = wait_for_quiet(args.idle_wait)
+    print(f"{args.frames} frames of a {SIZE}x{SIZE} clip, median of {args.repeat} runs "
+          f"(waited {waited:.0f} s for a quiet machine)\n")  # fmt: skip
+    results: dict[tuple[float, bool], tuple[float, float]] = {}
+    for seconds in (args.gpu_ms / 1000, 0.0):
+        for overlapped in (True, False) if seconds == 0 else (True,):
+            tag = f"{'overlapped' if overlapped else 'serial'}-{seconds}"
+            results[(seconds, overlapped)] = measure(
+                clip, tmp, args.frames, seconds, overlapped, args.repeat, tag
+            )
+    t = args.gpu_ms / 1000
+    gpu_frame, gpu_load = results[(t, True)]
+    fast, fast_load = results[(0.0, True)]
+    slow, slow_load = results[(0.0, False)]
+    efficiency = t / gpu_frame
+    speedup = slow / fast
+    print_table(
+        ["loop", "T (ms)", "ms/frame", "frames/s", "other load (cores)"],
+        [
+            ["overlapped", args.gpu_ms, gpu_frame * 1000, 1 / gpu_frame, gpu_load],
+            ["overlapped", 0, fast * 1000, 1 / fast, fast_load],
+            ["serial (before)", 0, slow * 1000, 1 / slow, slow_load],
+        ],
+    )
+    ok_efficiency = efficiency >= args.target_efficiency
+    ok_speedup = speedup >= args.target_speedup
+    verdict = {True: "PASS", False: "FAIL"}
+    print(
+        f"\nefficiency at T={args.gpu_ms:g} ms: {efficiency:.3f} "
+        f"(target >= {args.target_efficiency}): {verdict[ok_efficiency]}"
+    )
+    print(
+        f"frames/s at T=0, overlapped / serial: {speedup:.2f}x "
+        f"(target >= {args.target_speedup}x): {verdict[ok_speedup]}"
+    )
+    return ok_efficiency and ok_speedup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--gpu-ms", type=float, default=100.0, help="simulated GPU time T")
+    parser.add_argument("--target-efficiency", type=float, default=0.95)
+    parser.add_argument("--target-speedup", type=float, default=2.0)
+    parser.add_argument("--idle-wait", type=float, default=20.0,
+                        help="seconds to wait at most for a quiet machine first")  # fmt: skip
+    add_common_options(parser)
+    args = parser.parse_args()
+    run_in_tempdir("rotoscope-bench-orchestration-", args.keep, body, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Scale-out and batching: the same frames with 1 and 2 Ray workers, batch 1 and 4.
+
+What is measured: the full CLI (``python -m pipeline``) rendering the same 24 frames of
+a clip with the tiny random-weight SD 1.5 model on the CPU, one thread per process
+(``--threads``; each Ray worker is a process of its own and gets the same), in four
+configurations measured in the same run:
+
+* ``runtime.workers=1`` (this process) against ``runtime.workers=2`` (two Ray actors):
+  target speed-up >= 1.6 on 2 cores;
+* ``render.batch_size=1`` against ``render.batch_size=4`` (one process).
+
+The rate compared is frames per second of *render time* (``report.json``:
+``rendered / render_seconds``), which leaves out what does not grow with the clip:
+starting Python, planning, starting Ray and loading the model in each worker (printed
+apart as "start-up"). Whole-process wall time is printed too. All runs render into
+fresh run folders and must produce the same frames (batches within 1/255), which is
+checked. The CPU time other processes used meanwhile is printed: on a shared machine
+a busy neighbour halves what two workers can gain.
+
+    .venv/bin/python scripts/bench_scale.py [--frames 24] [--size 256] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (
+    add_common_options,
+    bench_env,
+    cli_command,
+    make_clip,
+    print_table,
+    run_in_tempdir,
+    timed_run,
+    tiny_sd15,
+    wait_for_quiet,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from run_files import frames_of
+
+CONFIGS = {
+    "1 process, batch 1": ["runtime.workers=1", "render.batch_size=1"],
+    "2 Ray workers, batch 1": ["runtime.workers=2", "render.batch_size=1"],
+    "1 process, batch 4": ["runtime.workers=1", "render.batch_size=4"],
+}
+
+
+def body(args: argparse.Namespace, tmp: Path) -> bool:
+    env = bench_env(args.threads)
+    model = tiny_sd15(args.models, tmp, env)
+    clip = make_clip(tmp / "clip.mp4", args.frames, 24, args.size, args.size, env)
+    rows = []
+    rates: dict[str, float] = {}
+    frames: dict[str, list[np.ndarray]] = {}
+    for label, overrides in CONFIGS.items():
+        wait_for_quiet(args.idle_wait)
+        name = label.replace(" ", "").replace(",", "-")
+        cmd = cli_command(
+            clip, model, tmp / "outputs", name, prompt="a watercolor street",
+            steps=args.steps, strength=0.5, seed=7, guidance=7.0,
+        )  # fmt: skip
+        run = timed_run([*cmd, "stages=[plan,render]", *overrides], env, tmp)
+        if run.proc.returncode != 0:
+            print(run.proc.stderr[-2000:])
+            raise SystemExit(f"{label}: the CLI failed")
+        report = json.loads((tmp / "outputs" / name / "report.json").read_text())
+        rates[label] = report["rendered"] / report["render_seconds"]
+        frames[label] = frames_of(tmp / "outputs" / name)
+        startup = run.wall - report["render_seconds"]
+        rows.append([label, run.wall, startup, report["render_seconds"], rates[label],
+                     run.other_load])  # fmt: skip
+    print(f"{args.frames} frames, {args.size}x{args.size}, {args.steps} steps x 0.5, tiny SD 1.5 "
+          f"on the CPU, {args.threads} thread(s) per process\n")  # fmt: skip
+    print_table(
+        ["configuration", "wall s", "start-up s", "render s", "frames/s", "other load (cores)"],
+        rows,
+    )
+    base = frames["1 process, batch 1"]
+    same_workers = all(
+        np.array_equal(a, b) for a, b in zip(base, frames["2 Ray workers, batch 1"], strict=True)
+    )
+    batch_gap = max(
+        int(np.abs(a.astype(int) - b.astype(int)).max())
+        for a, b in zip(base, frames["1 process, batch 4"], strict=True)
+    )
+    workers = rates["2 Ray workers, batch 1"] / rates["1 process, batch 1"]
+    batching = rates["1 process, batch 4"] / rates["1 process, batch 1"]
+    ok = workers >= args.target and same_workers and batch_gap <= 1
+    print(f"\n2 workers / 1 process: {workers:.2f}x (target >= {args.target}x); frames "
+          f"{'identical' if same_workers else 'DIFFER'}")  # fmt: skip
+    print(f"batch 4 / batch 1: {batching:.2f}x; largest pixel difference {batch_gap}/255")
+    print("PASS" if ok else "FAIL")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--target", type=float, default=1.6)
+    parser.add_argument(
+        "--idle-wait", type=float, default=20.0, help="seconds to wait for a quiet machine"
+    )
+    add_common_options(parser)
+    args = parser.parse_args()
+    run_in_tempdir("rotoscope-bench-scale-", args.keep, body, args)
+
+
+if __name__ == "__main__":
+    main()
