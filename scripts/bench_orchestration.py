@@ -50,7 +50,7 @@ from bench_common import (
 )
 
 from pipeline.config.schema import InputConfig
-from pipeline.jobs.manifest import Manifest
+from pipeline.jobs.manifest import Manifest, image_digest
 from pipeline.jobs.progress import Progress
 from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
@@ -122,7 +122,8 @@ def render_once(clip: Path, folder: Path, count: int, seconds: float, overlapped
                 producer = FrameProducer(
                     run, manifest, "simulated", lambda: gpu, progress, report, writer=writer
                 )  # type: ignore[arg-type, return-value]
-                render_frames(producer, plan, Prefetch(source, PREFETCH_FRAMES))
+                feed = Prefetch(source, PREFETCH_FRAMES, digest=image_digest)
+                render_frames(producer, plan, feed)
         else:
             producer = FrameProducer(run, manifest, "simulated", lambda: gpu, progress, report)  # type: ignore[arg-type, return-value]
             render_frames(producer, plan, source)

@@ -73,7 +73,11 @@ class FrameWriter:
         self._commit = commit
         self._pool = ThreadPoolExecutor(threads, "frame-writer") if threads > 0 else None
         self._room = threading.BoundedSemaphore(max(1, threads) * PENDING_PER_THREAD)
+        # the line itself (held for dictionary updates only, so the render loop never
+        # waits for an fsync to reserve its next frame) ...
         self._lock = threading.Lock()
+        # ... and the right to commit (held through the commits, which fsync)
+        self._committing = threading.Lock()
         self._order: deque[int] = deque()
         self._slots: dict[int, _Slot] = {}
         self._error: BaseException | None = None
@@ -122,31 +126,40 @@ class FrameWriter:
         with self._lock:
             slot = self._slots[outcome.index]
             slot.outcome, slot.ready, slot.error = outcome, True, error
-            self._commit_ready()
+        self._commit_ready()
 
     def _commit_ready(self) -> None:
-        """Commit every completed frame at the head of the line (lock held)."""
-        while self._order and self._error is None:
-            slot = self._slots[self._order[0]]
-            if not slot.ready:
-                break
-            if slot.error is not None:
-                self._error = slot.error
-                break
-            try:
-                if slot.outcome is not None:
-                    self._commit(slot.outcome)
-            except BaseException as exc:
-                self._error = exc
-                break
-            del self._slots[self._order.popleft()]
+        """Commit every completed frame at the head of the line, in order.
+
+        A thread that finds another committing waits for it, then looks again: a frame
+        completed meanwhile is never left uncommitted.
+        """
+        with self._committing:
+            while True:
+                with self._lock:
+                    if not self._order or self._error is not None:
+                        return
+                    slot = self._slots[self._order[0]]
+                    if not slot.ready:
+                        return
+                    if slot.error is not None:
+                        self._error = slot.error
+                        return
+                try:
+                    if slot.outcome is not None:
+                        self._commit(slot.outcome)
+                except BaseException as exc:
+                    with self._lock:
+                        self._error = exc
+                    return
+                with self._lock:
+                    del self._slots[self._order.popleft()]
 
     def close(self) -> None:
         """Finish every write, commit what can be committed, stop the pool."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        with self._lock:
-            self._commit_ready()
+        self._commit_ready()
 
     def __enter__(self) -> FrameWriter:
         return self

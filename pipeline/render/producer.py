@@ -157,11 +157,13 @@ class FrameProducer:
         image: np.ndarray,
         source: dict[str, object],
         chained: ChainedInput | None = None,
+        digest: str | None = None,
     ) -> PendingFrame | FrameRecord:
         """Give the frame its place in the writer's line and decide: its record when the
         frame is current on disk (reused: its outcome is handed over at once), else the
-        :class:`PendingFrame` to render and :meth:`finish`."""
-        digest = image_digest(image)
+        :class:`PendingFrame` to render and :meth:`finish`. ``digest`` is ``image``'s,
+        when already computed (by the prefetch thread)."""
+        digest = digest or image_digest(image)
         maps = self.control.maps(job.index, image) if self.control else []
         control = ",".join(unit_map.key for unit_map in maps)
         dependencies = chained.dependencies if chained is not None else ""
@@ -191,20 +193,9 @@ class FrameProducer:
     def finish(self, frame: PendingFrame, output: np.ndarray) -> None:
         """Hand a rendered frame to the writer: its PNG (with metadata), then its line."""
         job = frame.job
-        model = self.renderer.model
-        details = {
-            "rotoscope": __version__,
-            "key": frame.key,
-            "plan": asdict(job),
-            "source": frame.origin,
-            "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
-            "controlnet": self.renderer.control_details(),
-        }
-        parameters = a1111_parameters(
-            job, model.name, model.model_hash, self.renderer.control_details(),
-            self.renderer.adapters.infotext(job),
-        )  # fmt: skip
+        renderer = self.renderer
         origin = frame.origin
+        row = asdict(job)
         record = FrameRecord(
             index=job.index,
             file=RunFolder.frame_name(frame.key),
@@ -212,7 +203,7 @@ class FrameProducer:
             source_index=int(origin["index"]),  # type: ignore[call-overload]
             source_name=origin["name"],  # type: ignore[arg-type]
             time=float(origin["time"]),  # type: ignore[arg-type]
-            row=asdict(job),
+            row=row,
             input=frame.digest,
             model=self.identity,
             control=frame.control,
@@ -220,7 +211,20 @@ class FrameProducer:
         )
         path = self.folder.path / record.file
 
-        def write() -> None:
+        def write() -> None:  # in the writer's pool: the metadata is built there too
+            model = renderer.model
+            details = {
+                "rotoscope": __version__,
+                "key": frame.key,
+                "plan": row,
+                "source": origin,
+                "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
+                "controlnet": renderer.control_details(),
+            }
+            parameters = a1111_parameters(
+                job, model.name, model.model_hash, renderer.control_details(),
+                renderer.adapters.infotext(job),
+            )  # fmt: skip
             try:
                 write_png(path, output, parameters, details)
             except OSError as exc:
@@ -294,7 +298,7 @@ def render_frames(
             break
         job = rows[frame.index]
         check_size(job, frame.image.shape)
-        found = producer.prepare(job, frame.image, frame_origin(source, frame))
+        found = producer.prepare(job, frame.image, frame_origin(source, frame), None, frame.digest)
         for batch in batcher.add(found) if isinstance(found, PendingFrame) else []:
             render(batch)
         if producer.stop is not None:

@@ -30,7 +30,8 @@ class Frame:
     ``time`` is its timestamp in seconds in the source; ``name`` is the source file
     name for image inputs (used to keep names when writing an image folder) and
     ``None`` for video; ``image`` is an RGB ``uint8`` array of shape (H, W, 3), already
-    resized to the render size.
+    resized to the render size. ``digest`` is the hash of its pixels when a reader
+    computed it ahead (:class:`pipeline.source.prefetch.Prefetch`), else None.
     """
 
     index: int
@@ -38,6 +39,7 @@ class Frame:
     time: float
     name: str | None
     image: np.ndarray
+    digest: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,18 @@ thread; the loop takes them in order, exactly as the wrapped source yields them 
 frames, same failures and repeats, which are the wrapped source's own lists). The
 queue is bounded, so memory stays flat however long the clip. An error while decoding
 (an unreadable frame with ``on_bad_frame=stop``) is raised in the loop, at the frame
-where it happened.
+where it happened. Every millisecond the render loop spends between two pipeline calls
+is a millisecond the GPU waits, which is why the frame's hash is computed here too.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from dataclasses import replace
+
+import numpy as np
 
 from pipeline.source.base import Frame, Source
 
@@ -25,12 +29,22 @@ _END = object()
 
 
 class Prefetch(Source):
-    """``source``'s frames, decoded up to ``depth`` frames ahead in a background thread."""
+    """``source``'s frames, decoded up to ``depth`` frames ahead in a background thread.
 
-    def __init__(self, source: Source, depth: int = PREFETCH_FRAMES) -> None:
+    With ``digest`` (a function of the pixels), each frame's ``digest`` is computed in
+    that thread too: hashing a frame for its key is then off the render loop as well.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        depth: int = PREFETCH_FRAMES,
+        digest: Callable[[np.ndarray], str] | None = None,
+    ) -> None:
         super().__init__(source.info, source.selection)
         self.source = source
         self.depth = max(1, depth)
+        self.digest = digest
         self.notes = source.notes
 
     def _frames(self) -> Generator[Frame, None, None]:
@@ -43,6 +57,8 @@ class Prefetch(Source):
                 passing = iter(self.source)  # a new pass: the source's lists start over
                 started.set()
                 for frame in passing:
+                    if self.digest is not None:
+                        frame = replace(frame, digest=self.digest(frame.image))
                     if not _offer(frames, frame, stop):
                         return
                 _offer(frames, _END, stop)

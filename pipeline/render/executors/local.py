@@ -17,6 +17,7 @@ import time
 
 from pipeline.config.schema import AnimationMode, RunConfig
 from pipeline.control.maps import ControlMaps
+from pipeline.jobs.manifest import image_digest
 from pipeline.jobs.writer import FrameWriter
 from pipeline.render.executors.work import RenderWork, is_coherent
 from pipeline.render.renderer import Renderer
@@ -54,7 +55,8 @@ def render_locally(work: RenderWork) -> None:
             work.folder, work.manifest, work.identity, lambda: timed_load(work), work.progress,
             work.report, work.stop, control=maps if units else None, writer=writer,
         )  # fmt: skip
-        feed = Prefetch(source, max(PREFETCH_FRAMES, 2 * cfg.render.batch_size))
+        depth = max(PREFETCH_FRAMES, 2 * cfg.render.batch_size)
+        feed = Prefetch(source, depth, digest=image_digest)
         if cfg.animation.mode is AnimationMode.loopback:
             note_sequential(cfg, "loopback renders each frame from the one before")
             render_loopback(producer, rows, feed, cfg.animation)

@@ -42,7 +42,7 @@ import ray.exceptions
 from pipeline.config.schema import AnimationMode, Dtype, RunConfig
 from pipeline.control.maps import ControlMaps
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.manifest import FrameRecord, Manifest
+from pipeline.jobs.manifest import FrameRecord, Manifest, image_digest
 from pipeline.jobs.progress import Progress
 from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
@@ -92,7 +92,7 @@ def render_on_ray(work: RenderWork) -> None:
                 work.folder, work.manifest, work.identity, refuse_renderer, work.progress,
                 work.report, work.stop, control=control, writer=writer,
             )  # fmt: skip
-            feed = Prefetch(source, PREFETCH_FRAMES)
+            feed = Prefetch(source, PREFETCH_FRAMES, digest=image_digest)
             try:
                 if cfg.animation.mode is AnimationMode.loopback:
                     feed_loopback(pool, work.rows, feed)
