@@ -19,6 +19,11 @@ if TYPE_CHECKING:  # torch and diffusers load only when a frame renders
 log = logging.getLogger("rotoscope")
 
 
+def plan_networks(cfg: RunConfig) -> Networks:
+    """The LoRA and embedding folders the plan's names refer to."""
+    return Networks(cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras)
+
+
 def load_renderer(cfg: RunConfig, rows: list[FrameJob], networks: Networks) -> Renderer:
     """Load the model (with the plan's LoRAs and embeddings, and the ControlNets): called
     when the first frame needs rendering."""

@@ -19,7 +19,6 @@ from pipeline.jobs.manifest import Manifest
 from pipeline.jobs.progress import Progress, format_duration
 from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
-from pipeline.plan.networks import Networks
 from pipeline.plan.rows import read_plan
 
 log = logging.getLogger("rotoscope")
@@ -31,6 +30,7 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     from pipeline.models.loader import model_identity
     from pipeline.render.executors import executor_for
     from pipeline.render.executors.work import RenderWork
+    from pipeline.render.loading import plan_networks
 
     check_speed_options(cfg)
     networks = plan_networks(cfg)
@@ -79,8 +79,3 @@ def check_speed_options(cfg: RunConfig) -> None:
     ):
         if value < 1:
             raise RotoscopeError(f"{key}={value} must be at least 1", f"for example {key}=1")
-
-
-def plan_networks(cfg: RunConfig) -> Networks:
-    """The LoRA and embedding folders the plan's names refer to."""
-    return Networks(cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras)

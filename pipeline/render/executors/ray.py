@@ -496,8 +496,7 @@ class RenderWorker:
     def load(self) -> str:
         """Load the model; this worker's device, for the report."""
         from pipeline.models.devices import describe_device
-        from pipeline.render.loading import load_renderer
-        from pipeline.render.stage import plan_networks
+        from pipeline.render.loading import load_renderer, plan_networks
 
         cfg = self.setup.cfg
         self.renderer = load_renderer(cfg, self.setup.rows, plan_networks(cfg))
