@@ -11,10 +11,11 @@ same path, on a cluster) and streams each frame's outcome back as soon as its fi
 durable. The driver writes the manifest, in frame order, from those outcomes: the
 manifest has one writer whatever the worker count.
 
-Units are handed out as workers free up, one ahead per worker so none waits for the
-next. Frames are bit-identical to a single-process run of the same config: a worker
-renders the same batches (they are cut on the same grid, :mod:`pipeline.render.batch`)
-with the same code, seeds and weights (the plan's LoRAs are loaded from all its rows).
+Units are handed out as workers free up, with one more per worker ready, so none waits
+for the driver to decode its next one. Frames are bit-identical to a single-process run
+of the same config: a worker renders the same batches (they are cut on the same grid,
+:mod:`pipeline.render.batch`) with the same code, seeds and weights (the plan's LoRAs
+are loaded from all its rows).
 
 A worker that dies (its process killed, its machine gone) loses only the frames it had
 not returned: the driver hands its unit, less those frames, to another worker (a chain
@@ -67,8 +68,8 @@ from pipeline.source.prefetch import PREFETCH_FRAMES, Prefetch
 
 log = logging.getLogger("rotoscope")
 
-# Units queued per worker beyond the one it renders: its next one is already on its way
-# when it finishes, so it never waits for the driver.
+# Units ready per worker beyond the one it renders: its next one is decoded, keyed and
+# queued when it finishes, so it waits only for the call to reach it.
 AHEAD_PER_WORKER = 1
 _POLL_SECONDS = 0.2
 
@@ -97,9 +98,7 @@ def render_on_ray(work: RenderWork) -> None:
                 if cfg.animation.mode is AnimationMode.loopback:
                     feed_loopback(pool, work.rows, feed)
                 elif is_coherent(cfg):
-                    feed_segments(
-                        pool, producer, work.rows, feed, maps if cfg.controlnet.units else None
-                    )
+                    feed_segments(pool, producer, work.rows, feed, control)
                 else:
                     render_frames(producer, work.rows, feed, cfg.render.batch_size, pool.frames)
                 pool.finish()
