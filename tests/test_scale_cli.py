@@ -178,9 +178,10 @@ def render_worker_pids(session: int, wanted: bool = True) -> list[int]:
 
 def test_coherence_segments_render_on_workers_like_in_one_process(args, tmp_path) -> None:
     chained = (*args, "coherence=full", "coherence.reanchor_every=4", "input.max_frames=8",
-               "steps=4")  # fmt: skip
+               "steps=4", "render.batch_size=2")  # fmt: skip
     local = run(*chained, "name=local", cwd=tmp_path)
     assert local.returncode == 0, local.stderr
+    assert "render.batch_size=2: coherence renders each segment's frames in order" in local.stderr
     spread = run(*chained, "name=spread", "runtime.workers=2", cwd=tmp_path)
     assert spread.returncode == 0, spread.stderr
     assert_in_frame_order(tmp_path / "outputs/spread")

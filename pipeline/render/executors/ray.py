@@ -49,7 +49,7 @@ from pipeline.jobs.report import JobReport
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.jobs.writer import FrameOutcome, FrameWriter
 from pipeline.plan.rows import FrameJob
-from pipeline.render.executors.local import WRITE_THREADS
+from pipeline.render.executors.local import WRITE_THREADS, note_sequential
 from pipeline.render.executors.work import RenderWork, is_coherent
 from pipeline.render.producer import FrameProducer, check_size, manifest_commit, render_frames
 from pipeline.render.renderer import Renderer
@@ -96,8 +96,10 @@ def render_on_ray(work: RenderWork) -> None:
             feed = Prefetch(source, PREFETCH_FRAMES, digest=image_digest)
             try:
                 if cfg.animation.mode is AnimationMode.loopback:
+                    note_sequential(cfg, "loopback renders each frame from the one before")
                     feed_loopback(pool, work.rows, feed)
                 elif is_coherent(cfg):
+                    note_sequential(cfg, "coherence renders each segment's frames in order")
                     feed_segments(pool, producer, work.rows, feed, control)
                 else:
                     render_frames(producer, work.rows, feed, cfg.render.batch_size, pool.frames)
