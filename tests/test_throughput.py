@@ -271,3 +271,19 @@ def test_speed_settings_report_sdpa_and_compile_the_unet_when_asked(
     compiled.clear()
     tune_for_speed(model, compile_unet=True, hooks_attention=True)  # cross-frame attention
     assert compiled == []
+
+
+def test_runtime_compile_from_the_command_line_compiles_the_unet(
+    tiny_models, monkeypatch, caplog
+) -> None:
+    from pipeline.config.compose import compose_checked
+    from pipeline.render.loading import load_renderer, plan_networks
+
+    overrides = ["input.path=x.mp4", f"model.path={tiny_models.sd15}", "runtime=cpu"]
+    cfg = compose_checked([*overrides, "runtime.compile=true"])
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module: compiled.append(module) or module)
+    with caplog.at_level("INFO", logger="rotoscope"):
+        renderer = load_renderer(cfg, [], plan_networks(cfg))
+    assert compiled == [renderer.pipe.unet]
+    assert "speed: SDPA attention, torch.compile" in caplog.text
