@@ -10,9 +10,11 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -176,14 +178,45 @@ def render_worker_pids(session: int, wanted: bool = True) -> list[int]:
     return sorted(pids)
 
 
-def test_coherence_segments_render_on_workers_like_in_one_process(args, tmp_path) -> None:
+@contextlib.contextmanager
+def ray_cluster(tmp_path: Path) -> Iterator[None]:
+    """A one-machine Ray cluster (``ray start --head``, two CPUs), in a session of its
+    own that is killed at the end."""
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    ray = Path(sys.executable).parent / "ray"
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output = ""
+        assert head.stdout is not None
+        while "Ray runtime started" not in output:
+            line = head.stdout.readline()
+            assert line, output
+            output += line
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.communicate()
+
+
+def test_coherence_segments_render_on_a_ray_cluster_like_in_one_process(args, tmp_path) -> None:
     chained = (*args, "coherence=full", "coherence.reanchor_every=4", "input.max_frames=8",
                "steps=4", "render.batch_size=2")  # fmt: skip
     local = run(*chained, "name=local", cwd=tmp_path)
     assert local.returncode == 0, local.stderr
     assert "render.batch_size=2: coherence renders each segment's frames in order" in local.stderr
-    spread = run(*chained, "name=spread", "runtime.workers=2", cwd=tmp_path)
+    with ray_cluster(tmp_path):  # joined as on a cluster node: ray_address=auto
+        spread = run(*chained, "name=spread", "runtime.ray_address=auto", "runtime.workers=2",
+                     cwd=tmp_path)  # fmt: skip
     assert spread.returncode == 0, spread.stderr
+    assert report_of(tmp_path / "outputs/spread")["device"] == "ray: 2 workers (cpu, cpu)"
     assert_in_frame_order(tmp_path / "outputs/spread")
     assert_frames_equal(tmp_path / "outputs/spread", frames_of(tmp_path / "outputs/local"))
 
