@@ -117,67 +117,6 @@ def test_batch_4_matches_batch_1_within_1_of_255_and_keeps_its_keys(args, refere
     assert report_of(run_dir)["reused"] == FRAMES and report_of(run_dir)["rendered"] == 0
 
 
-def test_ray_workers_survive_a_dead_worker_ctrl_c_and_a_killed_driver(args, reference, tmp_path):
-    """2 workers: one is killed mid-job (its frames go to the other), then Ctrl-C stops
-    the job; a resumed run's driver is killed; a third run completes (in one process).
-    The frames are those of one process, in one manifest in frame order."""
-    run_dir = tmp_path / "outputs/ray"
-    proc = start(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
-    try:
-        wait_for_lines(run_dir, 4, proc)
-        os.kill(render_worker_pids(proc.pid)[0], signal.SIGKILL)
-        wait_for_lines(run_dir, 10, proc)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 130, stderr
-        assert "Resume with:" in stderr and "runtime.workers=2" in stderr
-        deadline = time.monotonic() + 10  # every worker stopped (Ray reaps them at once)
-        while render_worker_pids(proc.pid, wanted=False) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not render_worker_pids(proc.pid, wanted=False)
-    finally:
-        kill_session(proc)
-    log = (run_dir / "rotoscope.log").read_text()
-    assert "ray: 2 workers ready" in log
-    assert "died" in log and "unfinished frames go to another worker" in log
-    first = len(Manifest(RunFolder(run_dir)).finished(FRAMES))
-    assert report_of(run_dir)["device"] == "ray: 2 workers (cpu, cpu)"
-
-    proc = start(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
-    try:
-        wait_for_lines(run_dir, len(manifest_lines(run_dir)) + 4, proc)
-        proc.send_signal(signal.SIGKILL)  # the driver only: its workers lose their parent
-        proc.wait()
-    finally:
-        kill_session(proc)
-    done = len(Manifest(RunFolder(run_dir)).finished(FRAMES))
-    assert first < done < FRAMES
-    assert_in_frame_order(run_dir)
-
-    resumed = run(*args, "name=ray", cwd=tmp_path)  # any worker count resumes
-    assert resumed.returncode == 0, resumed.stderr
-    report = report_of(run_dir)
-    assert report["reused"] == done and report["rendered"] == FRAMES - done
-    assert_in_frame_order(run_dir)  # one writer: one manifest, in frame order
-    assert_frames_equal(run_dir, reference)
-
-
-def render_worker_pids(session: int, wanted: bool = True) -> list[int]:
-    """The Ray actor processes of the run started in session ``session`` (``wanted``:
-    there must be some)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().decode(errors="replace")
-            in_session = os.getsid(int(entry.name)) == session
-        except (OSError, ValueError):
-            continue
-        if in_session and command.startswith("ray::RenderWorker"):
-            pids.append(int(entry.name))
-    assert pids or not wanted, "no Ray worker found"
-    return sorted(pids)
-
-
 @contextlib.contextmanager
 def ray_cluster(tmp_path: Path) -> Iterator[None]:
     """A one-machine Ray cluster (``ray start --head``, two CPUs), in a session of its
@@ -219,6 +158,68 @@ def test_coherence_segments_render_on_a_ray_cluster_like_in_one_process(args, tm
     assert report_of(tmp_path / "outputs/spread")["device"] == "ray: 2 workers (cpu, cpu)"
     assert_in_frame_order(tmp_path / "outputs/spread")
     assert_frames_equal(tmp_path / "outputs/spread", frames_of(tmp_path / "outputs/local"))
+
+
+def render_worker_pids(session: int, wanted: bool = True) -> list[int]:
+    """The Ray actor processes of the run started in session ``session`` (``wanted``:
+    there must be some)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            in_session = os.getsid(int(entry.name)) == session
+        except (OSError, ValueError):
+            continue
+        if in_session and command.startswith("ray::RenderWorker"):
+            pids.append(int(entry.name))
+    assert pids or not wanted, "no Ray worker found"
+    return sorted(pids)
+
+
+def test_ray_workers_survive_a_dead_worker_ctrl_c_and_a_killed_driver(args, reference, tmp_path):
+    """2 workers: one is killed mid-job (its frames go to the other), then Ctrl-C stops
+    the job; a resumed run's driver is killed; a third run completes (in one process).
+    The frames are those of one process, in one manifest in frame order. (It runs after
+    the cluster test, whose dead cluster Ray still lists: a local Ray starts anyway.)"""
+    run_dir = tmp_path / "outputs/ray"
+    proc = start(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
+    try:
+        wait_for_lines(run_dir, 4, proc)
+        os.kill(render_worker_pids(proc.pid)[0], signal.SIGKILL)
+        wait_for_lines(run_dir, 10, proc)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr
+        assert "Resume with:" in stderr and "runtime.workers=2" in stderr
+        deadline = time.monotonic() + 10  # every worker stopped (Ray reaps them at once)
+        while render_worker_pids(proc.pid, wanted=False) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not render_worker_pids(proc.pid, wanted=False)
+    finally:
+        kill_session(proc)
+    log = (run_dir / "rotoscope.log").read_text()
+    assert "ray: 2 workers ready" in log
+    assert "died" in log and "unfinished frames go to another worker" in log
+    first = len(Manifest(RunFolder(run_dir)).finished(FRAMES))
+    assert report_of(run_dir)["device"] == "ray: 2 workers (cpu, cpu)"
+
+    proc = start(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
+    try:
+        wait_for_lines(run_dir, len(manifest_lines(run_dir)) + 4, proc)
+        proc.send_signal(signal.SIGKILL)  # the driver only: its workers lose their parent
+        proc.wait()
+    finally:
+        kill_session(proc)
+    done = len(Manifest(RunFolder(run_dir)).finished(FRAMES))
+    assert first < done < FRAMES
+    assert_in_frame_order(run_dir)
+
+    resumed = run(*args, "name=ray", cwd=tmp_path)  # any worker count resumes
+    assert resumed.returncode == 0, resumed.stderr
+    report = report_of(run_dir)
+    assert report["reused"] == done and report["rendered"] == FRAMES - done
+    assert_in_frame_order(run_dir)  # one writer: one manifest, in frame order
+    assert_frames_equal(run_dir, reference)
 
 
 def test_a_multirun_queue_runs_on_the_submitit_local_launcher(tiny_models, tmp_path) -> None:

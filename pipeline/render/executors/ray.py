@@ -194,6 +194,7 @@ class RayCluster:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
             else:
                 ray.init(
+                    address="local",  # a Ray of its own, even where another one runs
                     num_cpus=workers,
                     num_gpus=local_gpus(self.cfg),
                     include_dashboard=False,
