@@ -82,8 +82,9 @@ def write_png(path: Path, image: np.ndarray, parameters: str, details: dict[str,
 
     zlib's run-length strategy (``Z_RLE``) after PNG's per-row filters: diffusion output
     is noise-like to zlib, where searching for repeated strings (the default strategy)
-    costs 2.5 times the CPU and saves nothing (files come out the same size or smaller,
-    measured on noisy, smooth and test-pattern frames). PNG is lossless either way.
+    costs 1.7-2.7 times the CPU (512x512: 34 against 20 ms for noise, 53 against 20 ms
+    for a smooth noisy picture) and saves nothing (files came out the same size or
+    smaller on noisy, smooth and test-pattern frames). PNG is lossless either way.
     """
     info = PngImagePlugin.PngInfo()
     info.add_itxt(PARAMETERS_KEY, parameters)
