@@ -7,6 +7,10 @@ prompt embeddings encoded once per distinct prompt rather than once per frame, b
 between prompt keyframes and switched between steps by prompt editing, the row's LoRA
 weights and CLIP skip, and the sampler switched only when a row asks for a different
 one. img2img with steps x strength below 1 still runs one step, as A1111 does.
+
+Several frames can share one call (:meth:`Renderer.render_batch`, ``render.batch_size``):
+each keeps its own generator, embeddings, control maps and prompt-editing switches (see
+:mod:`pipeline.render.batch`); one frame is called exactly as it always was.
 """
 
 from __future__ import annotations
