@@ -105,6 +105,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tm
     proc.wait()
     done = len(Manifest(RunFolder(run_dir)).finished(FRAMES))
     assert 5 <= done < FRAMES
+    lines = (run_dir / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == list(range(done))  # frame order
     resumed = run(*job_args, "name=killed", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     report = report_of(run_dir)
