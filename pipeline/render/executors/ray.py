@@ -255,8 +255,10 @@ def local_gpus(cfg: RunConfig) -> int:
 class WorkerPool:
     """The actors of one render, the units they are given and the outcomes they return.
 
-    Only the driver's main thread counts progress and fills the writer; one thread per
-    actor only hands it units and passes back what comes out.
+    Each actor has two threads here: one hands it units, one at a time (a call returns
+    once the unit is rendered, while its PNGs are still being written, so the next unit
+    starts at once), and one takes in the outcomes it streams back as its frames become
+    durable. Only the driver's main thread counts progress and fills the writer.
     """
 
     def __init__(
@@ -274,12 +276,19 @@ class WorkerPool:
         self.info, self.selection = source.info, source.selection
         self.units: queue.Queue[WorkUnit | None] = queue.Queue()
         self.results: queue.Queue[tuple[str, int, Any]] = queue.Queue()
-        self.outstanding: dict[int, WorkUnit] = {}
+        self.outstanding: dict[int, WorkUnit] = {}  # by unit number, until all returned
+        self.waiting: dict[int, set[int]] = {}  # each unit's frames not returned yet
+        self.unit_of: dict[int, int] = {}  # frame index -> unit number
+        self.assigned: dict[int, set[int]] = {}  # worker -> its unit numbers
         self.returned: dict[int, FrameRecord | None] = {}  # frames whose outcome arrived
+        self.dead: set[int] = set()
         self.threads: list[threading.Thread] = []
         self.actors: list[Any] = []
-        self.alive = 0
         self._numbers = 0
+
+    @property
+    def alive(self) -> int:
+        return len(self.actors) - len(self.dead)
 
     # --- feeding ---
 
@@ -309,12 +318,20 @@ class WorkerPool:
         if not self.actors:
             self._start()
         self.outstanding[unit.number] = unit
+        self.waiting[unit.number] = set(unit.indices)
+        self.unit_of.update((index, unit.number) for index in unit.indices)
         self.units.put(unit)
         self._pump(until=lambda: len(self.outstanding) <= self.alive * (1 + AHEAD_PER_WORKER))
 
     def finish(self) -> None:
-        """Wait until every unit handed out has come back."""
+        """Wait until every frame handed out has come back; close the workers' writers
+        (a write that failed on a worker is raised here)."""
         self._pump(until=lambda: not self.outstanding)
+        live = [actor for number, actor in enumerate(self.actors) if number not in self.dead]
+        try:
+            ray.get([actor.close.remote() for actor in live])
+        except ray.exceptions.RayTaskError as exc:
+            raise unwrapped(exc) from None
 
     # --- workers ---
 
@@ -324,7 +341,10 @@ class WorkerPool:
         work = self.work
         started = time.monotonic()
         self.cluster.start()
-        actor_class = ray.remote(RenderWorker).options(**self.cluster.actor_options())
+        actor_class = ray.remote(RenderWorker).options(
+            max_concurrency=2,
+            **self.cluster.actor_options(),  # rendering, and streaming back
+        )
         setup = WorkerSetup(
             self.worker_cfg, str(work.folder.path), work.rows, work.identity, self.info,
             self.selection,
@@ -346,32 +366,42 @@ class WorkerPool:
         work.report.model_load_seconds = round(seconds, 3)
         work.report.device = f"ray: {len(devices)} workers ({', '.join(devices)})"
         log.info("ray: %d workers ready in %.1f s (%s)", len(devices), seconds, ", ".join(devices))
-        self.alive = len(self.actors)
         for number, actor in enumerate(self.actors):
-            thread = threading.Thread(
-                target=self._serve, args=(actor, number), name=f"ray-worker-{number}", daemon=True
-            )
-            thread.start()
-            self.threads.append(thread)
+            self.assigned[number] = set()
+            for target, name in ((self._serve, "units"), (self._listen, "outcomes")):
+                thread = threading.Thread(
+                    target=target, args=(actor, number), name=f"ray-{name}-{number}", daemon=True
+                )
+                thread.start()
+                self.threads.append(thread)
 
     def _serve(self, actor: Any, number: int) -> None:
-        """Give ``actor`` units until there are none; pass back what it returns."""
+        """Give ``actor`` units, one after the other, until there are none."""
         while True:
             unit = self.units.get()
             if unit is None:
                 self.units.put(None)  # the next thread stops too
                 return
+            self.results.put(("assigned", number, unit.number))
             method = actor.render_frames if isinstance(unit, FramesUnit) else actor.render_chain
             try:
-                for ref in method.remote(unit):
-                    self.results.put(("outcome", unit.number, ray.get(ref)))
-                self.results.put(("done", unit.number, None))
+                ray.get(method.remote(unit))
             except ray.exceptions.RayActorError as exc:
-                self.results.put(("died", unit.number, (number, exc)))
+                self.results.put(("died", number, exc))
                 return
             except ray.exceptions.RayTaskError as exc:
-                self.results.put(("failed", unit.number, exc))
+                self.results.put(("failed", number, exc))
                 return
+
+    def _listen(self, actor: Any, number: int) -> None:
+        """Pass back the outcomes ``actor`` streams, as its frames become durable."""
+        try:
+            for ref in actor.outcomes.remote():
+                self.results.put(("outcome", number, ray.get(ref)))
+        except ray.exceptions.RayActorError as exc:
+            self.results.put(("died", number, exc))
+        except ray.exceptions.RayTaskError as exc:
+            self.results.put(("failed", number, exc))
 
     # --- results (driver's main thread) ---
 
@@ -380,19 +410,19 @@ class WorkerPool:
         while not until():
             self.work.stop.check()
             try:
-                kind, number, payload = self.results.get(timeout=_POLL_SECONDS)
+                kind, worker, payload = self.results.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 continue
-            self._handle(kind, number, payload)
+            self._handle(kind, worker, payload)
 
-    def _handle(self, kind: str, number: int, payload: Any) -> None:
+    def _handle(self, kind: str, worker: int, payload: Any) -> None:
         if kind == "outcome":
             self._take(payload)
-        elif kind == "done":
-            self.outstanding.pop(number, None)
+        elif kind == "assigned":
+            self.assigned.setdefault(worker, set()).add(payload)
         elif kind == "died":
             self.work.stop.check()  # Ctrl-C in a terminal reaches the workers too
-            self._worker_died(number, *payload)
+            self._worker_died(worker, payload)
         else:
             raise unwrapped(payload)
 
@@ -400,6 +430,11 @@ class WorkerPool:
         if outcome.index in self.returned:  # a chain run again after a worker died
             return
         self.returned[outcome.index] = outcome.record
+        number = self.unit_of.pop(outcome.index)
+        waiting = self.waiting[number]
+        waiting.discard(outcome.index)
+        if not waiting:
+            del self.waiting[number], self.outstanding[number]
         progress, report = self.work.progress, self.work.report
         if outcome.rendered:
             report.count_render(outcome.index, outcome.reason or "")
@@ -409,37 +444,42 @@ class WorkerPool:
             progress.advance(reused=True)
         self.writer.fill(outcome)
 
-    def _worker_died(self, number: int, worker: int, exc: BaseException) -> None:
-        self.alive -= 1
-        unit = self.outstanding.pop(number)
-        done = set(self.returned)
-        if isinstance(unit, FramesUnit):
-            rest: WorkUnit = unit.without(done)
-            left = [frame.job.index for frame in rest.frames]  # type: ignore[union-attr]
-        else:
-            kept = [record for record in self.returned.values() if record is not None]
-            rest = unit.without(done, kept)
-            left = [index for index in unit.indices if index not in done]
-        if self.alive == 0:
-            raise RotoscopeError(
-                f"every Ray worker died (worker {worker} last: {first_line(exc)})",
-                "finished frames are kept; run the same command to resume",
-            )
-        log.warning(
-            "ray: worker %d died (%s); its %d unfinished frames go to another worker",
-            worker, first_line(exc), len(left),
-        )  # fmt: skip
-        if left:
+    def _worker_died(self, worker: int, exc: BaseException) -> None:
+        """Hand the dead worker's unfinished units to the others (both of its threads
+        report its death: the second time there is nothing left to do)."""
+        first = worker not in self.dead
+        if first:
+            self.dead.add(worker)
+            if self.alive == 0:
+                raise RotoscopeError(
+                    f"every Ray worker died (worker {worker} last: {first_line(exc)})",
+                    "finished frames are kept; run the same command to resume",
+                )
+        left = 0
+        for number in sorted(self.assigned.pop(worker, set())):
+            unit = self.outstanding.get(number)
+            if unit is None:
+                continue
+            if isinstance(unit, FramesUnit):
+                rest: WorkUnit = unit.without(set(self.returned))
+            else:
+                kept = [record for record in self.returned.values() if record is not None]
+                rest = unit.without(set(self.returned), kept)
+            left += len(self.waiting[number])
             self.outstanding[number] = rest
             self.units.put(rest)
+        if first or left:
+            log.warning(
+                "ray: worker %d died (%s); its %d unfinished frames go to another worker",
+                worker, first_line(exc), left,
+            )  # fmt: skip
 
     def close(self) -> None:
         """Stop the workers (at once, when the job did not finish) and keep every frame
         they returned."""
         self.units.put(None)
-        if any(thread.is_alive() for thread in self.threads) and self.outstanding:
-            for actor in self.actors:
-                ray.kill(actor)
+        for actor in self.actors:
+            ray.kill(actor)
         for thread in self.threads:
             thread.join()
         while True:  # outcomes that arrived while stopping: their frames are durable
@@ -479,7 +519,13 @@ class WorkerSetup:
 
 
 class RenderWorker:
-    """A Ray actor: loads the model once, renders the units it is given."""
+    """A Ray actor: loads the model once, renders the units it is given, and streams each
+    frame's outcome back once its file is durable.
+
+    Its writer lives as long as the actor, so the PNGs of one unit are written while the
+    next unit renders; :meth:`outcomes` (running beside the rendering, the actor has two
+    threads) hands their outcomes back in the order they were rendered.
+    """
 
     def __init__(self, setup: WorkerSetup, number: int) -> None:
         self.setup = setup
@@ -487,6 +533,8 @@ class RenderWorker:
         self.folder = RunFolder(Path(setup.run_dir))
         self.renderer: Renderer | None = None
         self.chain: Any = None
+        self.finished: queue.Queue[FrameOutcome | None] = queue.Queue()
+        self.writer = FrameWriter(self.finished.put, WRITE_THREADS)
         handler = logging.FileHandler(self.folder.log, encoding="utf-8")
         handler.setFormatter(
             logging.Formatter(f"%(asctime)s %(levelname)s worker {number}: %(message)s")
@@ -504,17 +552,27 @@ class RenderWorker:
         self.renderer = load_renderer(cfg, self.setup.rows, plan_networks(cfg))
         return describe_device(self.renderer.model.device)
 
-    def render_frames(self, unit: FramesUnit) -> Iterator[FrameOutcome]:
-        """Render a batch of independent frames; each outcome once its file is durable."""
+    def outcomes(self) -> Iterator[FrameOutcome]:
+        """Every frame's outcome, as it is committed (its file durable, the frames this
+        worker rendered before it done), until :meth:`close`; a failed write is raised."""
+        while True:
+            try:
+                outcome = self.finished.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                self.writer.check()
+                continue
+            if outcome is None:
+                return
+            yield outcome
 
-        def run(producer: FrameProducer) -> None:
-            for frame in unit.frames:
-                producer.writer.reserve(frame.job.index)
-            producer.render_batch(unit.frames)
+    def render_frames(self, unit: FramesUnit) -> None:
+        """Render a batch of independent frames (their files are written meanwhile)."""
+        producer = self._producer([], None)
+        for frame in unit.frames:
+            self.writer.reserve(frame.job.index)
+        producer.render_batch(unit.frames)
 
-        yield from self._stream(run, [], None)
-
-    def render_chain(self, unit: ChainUnit) -> Iterator[FrameOutcome]:
+    def render_chain(self, unit: ChainUnit) -> None:
         """Render a segment or a loopback in order, reusing its current frames."""
         from pipeline.render.coherence.chain import CoherenceChain
         from pipeline.render.coherent import render_coherent
@@ -525,48 +583,30 @@ class RenderWorker:
         def frames() -> FrameList:
             return FrameList(setup.info, setup.selection, unit.frames)
 
-        def run(producer: FrameProducer) -> None:
-            if unit.loopback:
-                render_loopback(producer, setup.rows, frames(), setup.cfg.animation)
-                return
-            if self.chain is None:
-                self.chain = CoherenceChain(setup.cfg.coherence, self.folder, setup.rows)
-            render_coherent(producer, setup.rows, frames(), self.chain, frames)
+        producer = self._producer(unit.records, ShippedMaps(unit.maps) if unit.maps else None)
+        if unit.loopback:
+            render_loopback(producer, setup.rows, frames(), setup.cfg.animation)
+            return
+        if self.chain is None:
+            self.chain = CoherenceChain(setup.cfg.coherence, self.folder, setup.rows)
+        render_coherent(producer, setup.rows, frames(), self.chain, frames)
 
-        yield from self._stream(run, unit.records, ShippedMaps(unit.maps) if unit.maps else None)
+    def close(self) -> None:
+        """Finish the writes (raising one that failed) and end :meth:`outcomes`."""
+        try:
+            self.writer.close()
+            self.writer.check()
+        finally:
+            self.finished.put(None)
 
-    def _stream(
-        self,
-        run: Callable[[FrameProducer], None],
-        records: list[FrameRecord],
-        maps: ShippedMaps | None,
-    ) -> Iterator[FrameOutcome]:
-        """Run ``run`` in a thread with a producer of this worker; yield each outcome as
-        soon as it is committed (its file durable, the frames before it done)."""
-        outcomes: queue.Queue[FrameOutcome | BaseException | None] = queue.Queue()
+    def _producer(self, records: list[FrameRecord], maps: ShippedMaps | None) -> FrameProducer:
+        """A producer for one unit: its frames' records to reuse, its control maps."""
         setup = self.setup
-
-        def body() -> None:
-            try:
-                with FrameWriter(outcomes.put, WRITE_THREADS) as writer:
-                    producer = UnitProducer(
-                        self.folder, Manifest(self.folder, records), setup.identity,
-                        self._renderer, Progress(0, log_every=math.inf),
-                        JobReport(setup.run_dir), control=maps, writer=writer,
-                    )  # fmt: skip
-                    run(producer)
-                outcomes.put(None)
-            except BaseException as exc:  # raised in the generator below
-                outcomes.put(exc)
-
-        thread = threading.Thread(target=body, name="unit", daemon=True)
-        thread.start()
-        while (item := outcomes.get()) is not None:
-            if isinstance(item, BaseException):
-                thread.join()
-                raise item
-            yield item
-        thread.join()
+        return UnitProducer(
+            self.folder, Manifest(self.folder, records), setup.identity, self._renderer,
+            Progress(0, log_every=math.inf), JobReport(setup.run_dir), control=maps,
+            writer=self.writer,
+        )  # fmt: skip
 
     def _renderer(self) -> Renderer:
         assert self.renderer is not None, "load() first"
