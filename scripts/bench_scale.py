@@ -14,7 +14,9 @@ The rate compared is frames per second of *render time* (``report.json``:
 starting Python, planning, starting Ray and loading the model in each worker (printed
 apart as "start-up"). Whole-process wall time is printed too. All runs render into
 fresh run folders and must produce the same frames (batches within 1/255), which is
-checked. The CPU time other processes used meanwhile is printed: on a shared machine
+checked. The load of other processes is printed: measured for two seconds before each
+run ("before"), and during it ("during"; for Ray runs this includes the workers
+themselves, whose CPU time Ray does not hand back to the command). On a shared machine
 a busy neighbour halves what two workers can gain.
 
     .venv/bin/python scripts/bench_scale.py [--frames 24] [--size 256] [--steps 20]
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,7 @@ from bench_common import (
     add_common_options,
     bench_env,
     cli_command,
+    machine_busy_seconds,
     make_clip,
     print_table,
     run_in_tempdir,
@@ -61,6 +65,7 @@ def body(args: argparse.Namespace, tmp: Path) -> bool:
     frames: dict[str, list[np.ndarray]] = {}
     for label, overrides in CONFIGS.items():
         wait_for_quiet(args.idle_wait)
+        before = load_now()
         name = label.replace(" ", "").replace(",", "-")
         cmd = cli_command(
             clip, model, tmp / "outputs", name, prompt="a watercolor street",
@@ -75,11 +80,19 @@ def body(args: argparse.Namespace, tmp: Path) -> bool:
         frames[label] = frames_of(tmp / "outputs" / name)
         startup = run.wall - report["render_seconds"]
         rows.append([label, run.wall, startup, report["render_seconds"], rates[label],
-                     run.other_load])  # fmt: skip
+                     before, run.other_load])  # fmt: skip
     print(f"{args.frames} frames, {args.size}x{args.size}, {args.steps} steps x 0.5, tiny SD 1.5 "
           f"on the CPU, {args.threads} thread(s) per process\n")  # fmt: skip
     print_table(
-        ["configuration", "wall s", "start-up s", "render s", "frames/s", "other load (cores)"],
+        [
+            "configuration",
+            "wall s",
+            "start-up s",
+            "render s",
+            "frames/s",
+            "load before",
+            "during",
+        ],
         rows,
     )
     base = frames["1 process, batch 1"]
@@ -98,6 +111,14 @@ def body(args: argparse.Namespace, tmp: Path) -> bool:
     print(f"batch 4 / batch 1: {batching:.2f}x; largest pixel difference {batch_gap}/255")
     print("PASS" if ok else "FAIL")
     return ok
+
+
+def load_now(seconds: float = 2.0) -> float:
+    """Cores other processes keep busy now (nothing of ours runs meanwhile)."""
+    first = machine_busy_seconds()
+    time.sleep(seconds)
+    second = machine_busy_seconds()
+    return float("nan") if first is None or second is None else (second - first) / seconds
 
 
 def main() -> None:
