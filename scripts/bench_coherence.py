@@ -1,6 +1,7 @@
 """Benchmark temporal coherence: warp error, detail and motion per coherence preset.
 
     python scripts/bench_coherence.py [--frames 24] [--size 96] [--seed 42] [--steps 8]
+        [--model PATH --runtime cuda]   # a real model on a GPU: the same table
 
 Two synthetic clips with known motion, made offline (``pipeline.testing.synthetic``): a
 pan (1.5 px right and 0.5 px down per frame) and a zoom (1.5% per frame) over a textured
@@ -89,11 +90,12 @@ def moves_with_source(run_dir: Path, frames: int) -> float:
 
 
 def render(
-    clip: Path, model: Path, preset: str, out: Path, args: argparse.Namespace, env
+    clip: Path, model: Path | str, preset: str, out: Path, args: argparse.Namespace, env
 ) -> Result:
     name = f"{clip.name}-{preset}"
     cmd = [
-        PYTHON, "-m", "pipeline", f"input.path={clip}", f"model.path={model}", "runtime=cpu",
+        PYTHON, "-m", "pipeline", f"input.path={clip}", f"model.path={model}",
+        f"runtime={args.runtime}",
         f"prompt={PROMPT}", f"steps={args.steps}", "strength=0.5", f"seed={args.seed}",
         "guidance_scale=7", "sampler=euler_a", f"coherence={preset}",
         f"input.fps={args.fps}", "stages=[plan,render,metrics]",
@@ -123,11 +125,15 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=None, help="a make_tiny_models.py folder")
+    parser.add_argument(
+        "--model", default=None, help="any model.path to measure instead of the tiny SD 1.5"
+    )
+    parser.add_argument("--runtime", default="cpu", help="runtime preset: cpu, cuda or auto")
     args = parser.parse_args()
     env = bench_env(args.threads)
     with tempfile.TemporaryDirectory(prefix="rotoscope-bench-coherence-") as temp:
         tmp = Path(temp)
-        model = tiny_sd15(args.models, tmp, env)
+        model = args.model or tiny_sd15(args.models, tmp, env)
         size = dict(frames=args.frames, width=args.size, height=args.size)
         clips = {
             "pan": write_clip(pan_clip(velocity=(1.5, 0.5), **size).frames, tmp / "pan"),
@@ -155,7 +161,8 @@ def report(results: dict[tuple[str, str], Result], args: argparse.Namespace) -> 
     }
     floor = statistics.fmean(results[clip, "none"].source_warp_error for clip in clips)
     print(
-        f"tiny SD 1.5, {args.frames} frames {args.size}x{args.size}, strength 0.5, "
+        f"{args.model or 'tiny SD 1.5'}, {args.frames} frames {args.size}x{args.size}, "
+        "strength 0.5, "
         f"{args.steps} steps, Euler a, seed {args.seed}"
     )
     header = ["preset", *(f"warp {c}" for c in clips), "mean warp", "none/preset",

@@ -40,9 +40,12 @@ def test_coherence_rows_carry_their_segment_and_schedules() -> None:
         "input.path=a.mp4", "coherence=full", "+prompts.0=a cat", "+prompts.10=a dog",
         "coherence.flow_init=0:(0.2), 19:(0.8)", "coherence.attention_steps=0.75",
     ]  # fmt: skip
-    cfg = compose_checked(quote_text_values(args))  # as the command line quotes schedules
+    cfg = compose_checked(quote_text_values([*args, "prompt_blend=none"]))  # quoted as the CLI does
     rows = build_plan(cfg, 20, 64, 64, 12.0, cuts=[15]).rows
     assert [row.segment_start for row in rows] == [0] * 10 + [10] * 5 + [15] * 5
+    morphing = compose_checked(quote_text_values(args))  # a morph keeps its chain
+    starts = [row.segment_start for row in build_plan(morphing, 20, 64, 64, 12.0, cuts=[15]).rows]
+    assert starts == [0] * 15 + [15] * 5
     assert rows[0].flow_init == pytest.approx(0.2) and rows[19].flow_init == pytest.approx(0.8)
     assert {row.flow_fusion for row in rows} == {1.0} and {row.flow_output for row in rows} == {0.0}
     assert {row.attention_steps for row in rows} == {0.75}

@@ -98,11 +98,10 @@ def build_plan(
     seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
     keys = prompt_keys(cfg, frame_count, fps, origins)
     coherent = cfg.coherence.attention or cfg.coherence.flow
-    starts = (
-        segment_starts(frame_count, cfg.coherence, [key.frame for key in keys], cuts or [])
-        if coherent
-        else []
-    )
+    # a morphing prompt changes the look gradually, and a new anchor there would pop;
+    # prompts that switch at their keyframes (prompt_blend=none) start new segments
+    switches = [key.frame for key in keys] if cfg.prompt_blend is PromptBlend.none else []
+    starts = segment_starts(frame_count, cfg.coherence, switches, cuts or []) if coherent else []
     networks = Networks(
         cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras,
         origins.get("prompts", "command line"),
