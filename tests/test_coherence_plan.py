@@ -38,27 +38,31 @@ def test_cuts_are_found_between_shots_not_within_a_moving_shot() -> None:
 def test_coherence_rows_carry_their_segment_and_schedules() -> None:
     args = [
         "input.path=a.mp4", "coherence=full", "+prompts.0=a cat", "+prompts.10=a dog",
-        "coherence.flow_weight=0:(0.2), 19:(0.8)", "coherence.attention_steps=0.75",
+        "coherence.flow_init=0:(0.2), 19:(0.8)", "coherence.attention_steps=0.75",
     ]  # fmt: skip
-    cfg = compose_checked(quote_text_values(args))  # as the command line quotes schedules
+    cfg = compose_checked(quote_text_values([*args, "prompt_blend=none"]))  # quoted as the CLI does
     rows = build_plan(cfg, 20, 64, 64, 12.0, cuts=[15]).rows
     assert [row.segment_start for row in rows] == [0] * 10 + [10] * 5 + [15] * 5
-    assert rows[0].flow_weight == pytest.approx(0.2) and rows[19].flow_weight == pytest.approx(0.8)
+    morphing = compose_checked(quote_text_values(args))  # a morph keeps its chain
+    starts = [row.segment_start for row in build_plan(morphing, 20, 64, 64, 12.0, cuts=[15]).rows]
+    assert starts == [0] * 15 + [15] * 5
+    assert rows[0].flow_init == pytest.approx(0.2) and rows[19].flow_init == pytest.approx(0.8)
+    assert {row.flow_fusion for row in rows} == {1.0} and {row.flow_output for row in rows} == {0.0}
     assert {row.attention_steps for row in rows} == {0.75}
     flow_only = compose_checked(["input.path=a.mp4", "coherence=flow"])
     row = build_plan(flow_only, 3, 64, 64, 12.0).rows[1]
-    assert (row.attention_steps, row.flow_weight, row.segment_start) == (None, 0.8, 0)
+    assert (row.attention_steps, row.flow_fusion, row.segment_start) == (None, 1.0, 0)
 
 
 def test_without_coherence_rows_and_their_keys_are_unchanged() -> None:
     cfg = compose_checked(["input.path=a.mp4"])
     data = json.loads(build_plan(cfg, 2, 64, 64, 12.0).rows[1].to_json())
-    assert not {"segment_start", "attention_steps", "flow_weight"} & set(data)
+    assert not {"segment_start", "attention_steps", "flow_fusion", "flow_init"} & set(data)
 
 
 def test_coherence_values_are_checked_per_frame() -> None:
-    cfg = compose_checked(["input.path=a.mp4", "coherence=flow", "coherence.flow_weight=1.5"])
-    with pytest.raises(RotoscopeError, match=r"coherence.flow_weight at frame 0: 1.5 is outside"):
+    cfg = compose_checked(["input.path=a.mp4", "coherence=flow", "coherence.flow_output=1.5"])
+    with pytest.raises(RotoscopeError, match=r"coherence.flow_output at frame 0: 1.5 is outside"):
         build_plan(cfg, 2, 64, 64, 12.0)
 
 
@@ -67,8 +71,8 @@ def test_keyframe_files_schedule_coherence(tmp_path) -> None:
 
     path = tmp_path / "anim.yaml"
     path.write_text(
-        'schedules:\n  flow_weight: "0:(0.3), 9:(0.9)"\nsettings:\n  coherence.flow: true\n'
+        'schedules:\n  flow_fusion: "0:(0.3), 9:(0.9)"\nsettings:\n  coherence.flow: true\n'
     )
     cfg, _ = apply_keyframes(compose_checked(["input.path=a.mp4", f"keyframes={path}"]), set())
     rows = build_plan(cfg, 10, 64, 64, 12.0).rows
-    assert rows[0].flow_weight == pytest.approx(0.3) and rows[9].flow_weight == pytest.approx(0.9)
+    assert rows[0].flow_fusion == pytest.approx(0.3) and rows[9].flow_fusion == pytest.approx(0.9)

@@ -173,9 +173,11 @@ class FlowPair:
         """On frame ``t-1``'s grid: pixels with a trustworthy match in frame ``t``."""
         return consistency_mask(self.forward, self.backward)
 
-    def warp_previous(self, previous: np.ndarray) -> np.ndarray:
+    def warp_previous(
+        self, previous: np.ndarray, interpolation: int = cv2.INTER_LINEAR
+    ) -> np.ndarray:
         """An image of frame ``t-1`` (a source, an output) moved onto frame ``t``'s grid."""
-        return backward_warp(previous, self.backward)
+        return backward_warp(previous, self.backward, interpolation)
 
     def warp_current(self, current: np.ndarray) -> np.ndarray:
         """An image of frame ``t`` moved back onto frame ``t-1``'s grid."""

@@ -64,12 +64,18 @@ class FlowCache:
         self.computed += 1
         return pair
 
+    def stored(self, index: int) -> FlowPair | None:
+        """The pair stored for ``index``, whatever frames it was made from (for tools that
+        read a finished run), or None."""
+        return self._read(self.folder / f"{index:06d}.npz", None)
+
     @staticmethod
-    def _read(path: Path, key: str) -> FlowPair | None:
-        """A stored pair made from the same frames, or None (missing, stale or damaged)."""
+    def _read(path: Path, key: str | None) -> FlowPair | None:
+        """A stored pair made from the frames ``key`` names (any, for None), or None
+        (missing, stale or damaged)."""
         try:
             with np.load(path) as stored:
-                if str(stored["key"]) != key:
+                if key is not None and str(stored["key"]) != key:
                     return None
                 return FlowPair(
                     stored["forward"].astype(np.float32), stored["backward"].astype(np.float32)

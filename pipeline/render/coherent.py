@@ -96,12 +96,14 @@ class ChainedFrame:
         )
         return self.coherence.init_image(), self.coherence
 
-    def rendered(self, key: str, output: np.ndarray) -> None:
+    def rendered(self, key: str, output: np.ndarray) -> np.ndarray:
         assert self.coherence is not None
+        output = self.coherence.finish(output)
         state = self.coherence.state(key, output)
         self.chain.store(state, self.previous)
         self.cursor.restored.add(state.index)
         self.cursor.advance(state)
+        return output
 
     def reused(self, key: str, output: np.ndarray) -> None:
         state = FrameState(
@@ -183,7 +185,7 @@ def rebuild_states(
             output = producer.renderer.render(
                 job, coherence.init_image(), producer.control_maps(maps), coherence
             )
-            rebuilt = coherence.state("", output)
+            rebuilt = coherence.state("", coherence.finish(output))
             if job.index in missing:
                 missing[job.index].attention = rebuilt.attention
                 missing[job.index].latents = rebuilt.latents

@@ -55,8 +55,8 @@ class ChainedInput(Protocol):
         """The init image and the hooks for the pipeline call."""
         ...
 
-    def rendered(self, key: str, output: np.ndarray) -> None:
-        """Keep what the frame hands on (called before its manifest line is written)."""
+    def rendered(self, key: str, output: np.ndarray) -> np.ndarray:
+        """The final output; keeps what the frame hands on (before its manifest line)."""
         ...
 
     def reused(self, key: str, output: np.ndarray) -> None:
@@ -137,8 +137,7 @@ class FrameProducer:
                 output = self.renderer.render(job, image, control_maps)
             else:
                 init, hooks = chained.prepare()
-                output = self.renderer.render(job, init, control_maps, hooks)
-                chained.rendered(key, output)
+                output = chained.rendered(key, self.renderer.render(job, init, control_maps, hooks))
             self._save(job, output, key, digest, control, source, dependencies)
             self.report.count_render(job.index, reason)
             self.progress.advance()

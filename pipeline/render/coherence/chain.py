@@ -2,12 +2,12 @@
 
 With temporal coherence on, frame ``t`` of a segment is rendered from
 
-* its source frame, blended where the source flow is reliable with the previous output
-  carried along that flow (flow-guided init, ``coherence.flow``);
-* the previous frame's per-step latents, carried the same way and blended into the
-  first steps (latent fusion, part of ``coherence.flow``);
-* the recorded self-attention inputs of the segment's first frame and/or of the previous
-  frame, which its own self-attention also looks at (``coherence.attention``).
+* with ``coherence.flow``: what the previous frame's sampler added at each step,
+  carried along the source flow into this frame's latents (residual latent fusion,
+  ``flow_fusion``), and, if asked, the previous output carried into the init picture
+  (``flow_init``) and into the output (``flow_output``);
+* with ``coherence.attention``: the recorded self-attention inputs of the segment's
+  first frame and/or of the previous frame, which its own self-attention also looks at.
 
 A frame's key chains its predecessor's key and its anchor's key (the segment's first
 frame), so a change re-renders exactly the frames after it up to the next anchor, and a
@@ -35,19 +35,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.animation.carry import carry
 from pipeline.animation.flow import FlowPair
-from pipeline.animation.flow_init import flow_init_image
 from pipeline.atomic import atomic_path
 from pipeline.config.schema import AttentionAnchors, CoherenceConfig
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import FrameJob
 from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
-from pipeline.render.coherence.fusion import LatentFusion
+from pipeline.render.coherence.fusion import ResidualFusion, init_latents, posterior_mean
 
-# Latent fusion (part of coherence.flow): the blend weight where the flow is reliable and
-# the share of the steps it acts in. Chosen on the coherence benchmark (README).
-FUSION_WEIGHT = 0.8
-FUSION_STEPS = 1.0
+# Names how a version of rotoscope carries frames along the flow; it joins the keys of
+# coherent frames, so a change here re-renders them.
+FLOW_METHOD = "residual-fusion/lanczos, posterior mean"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class ChainSettings:
         """What of these settings shapes a frame: part of every coherent frame's key."""
         parts = {
             "attention": self.attention and f"{self.anchors.value}/{self.layers}",
-            "flow": self.flow and f"fusion {FUSION_WEIGHT}x{FUSION_STEPS}",
+            "flow": self.flow and FLOW_METHOD,
         }
         return json.dumps(parts, sort_keys=True)
 
@@ -92,7 +91,7 @@ class FrameState:
     source: np.ndarray
     output: np.ndarray
     attention: AttentionCache | None = None  # its recorded self-attention inputs
-    latents: list[torch.Tensor] = field(default_factory=list)  # after each step
+    latents: list[torch.Tensor] = field(default_factory=list)  # residual after each step
 
 
 def save_latents(latents: list[torch.Tensor], path: Path) -> None:
@@ -128,8 +127,8 @@ class FrameCoherence:
     """One frame's coherence: its init image, and hooks inside its pipeline call.
 
     Implements the renderer's ``FrameHooks``: ``enter`` installs this frame's attention
-    recording/replay and latent fusion; after the call :meth:`state` gives what the
-    frame hands on.
+    recording/replay and residual fusion; after the call :meth:`finish` applies the
+    output blend and gives what the frame hands on.
     """
 
     def __init__(
@@ -148,15 +147,13 @@ class FrameCoherence:
         self.anchor = anchor
         self.pair = pair
         self.recording: AttentionCache | None = None
-        self.fusion: LatentFusion | None = None
+        self.fusion: ResidualFusion | None = None
 
     def init_image(self) -> np.ndarray:
-        """The img2img init: the source, with the previous output carried in (flow)."""
-        if self.previous is None or self.pair is None or not self.chain.settings.flow:
+        """The img2img init: the source, with the previous output carried in (flow_init)."""
+        if self.previous is None or self.pair is None:
             return self.source
-        return flow_init_image(
-            self.source, self.previous.output, self.pair, self.job.flow_weight or 0.0
-        )
+        return carry(self.source, self.previous.output, self.pair, self.job.flow_init or 0.0)
 
     def enter(self, stack: ExitStack, pipe: Any) -> dict[str, Any]:
         settings = self.chain.settings
@@ -173,11 +170,20 @@ class FrameCoherence:
                 attention.frame(pipe, anchors, fraction, self.chain.record_fraction)
             )
         if settings.flow:
-            previous_latents = self.previous.latents if self.previous is not None else []
-            self.fusion = LatentFusion(FUSION_WEIGHT, FUSION_STEPS, self.pair, previous_latents)
+            stack.enter_context(posterior_mean(pipe))
+            caught = stack.enter_context(init_latents(pipe))
+            previous_residuals = self.previous.latents if self.previous is not None else []
+            weight = self.job.flow_fusion or 0.0
+            self.fusion = ResidualFusion(weight, caught, self.pair, previous_residuals)
             extra["callback_on_step_end"] = self.fusion
             extra["callback_on_step_end_tensor_inputs"] = ["latents"]
         return extra
+
+    def finish(self, output: np.ndarray) -> np.ndarray:
+        """The rendered frame with the previous output blended in (flow_output)."""
+        if self.previous is None or self.pair is None:
+            return output
+        return carry(output, self.previous.output, self.pair, self.job.flow_output or 0.0)
 
     def state(self, key: str, output: np.ndarray) -> FrameState:
         return FrameState(
