@@ -76,13 +76,16 @@ def moves_with_source(run_dir: Path, frames: int) -> float:
     folder = RunFolder(run_dir)
     records = Manifest(folder).records
     outputs = [np.asarray(Image.open(run_dir / records[i].file)) for i in sorted(records)]
-    flows = FlowCache(folder.flow)
+    flows = FlowCache(folder.flow_pair)
     in_place, along = [], []
     for index in range(1, frames):
         pair = flows.stored(index)
         assert pair is not None, f"no flow for frame {index} in {folder.flow}"
         previous, current = outputs[index - 1], outputs[index]
-        along.append(pair_warp_error(previous, current, pair))
+        error = pair_warp_error(previous, current, pair)
+        if error is None:  # nothing reliable to compare
+            continue
+        along.append(error)
         mask = pair.reliable_previous
         squared = np.mean(((previous.astype(np.float32) - current) / 255.0) ** 2, axis=-1)
         in_place.append(float(squared[mask].mean()) if mask.any() else 0.0)

@@ -13,7 +13,7 @@ from pipeline.config.schema import CoherenceConfig, Reanchor
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan
 from pipeline.plan.segments import segment_start_of, segment_starts
-from pipeline.source.cuts import find_cuts
+from pipeline.source.cuts import CutDetector
 from pipeline.testing.synthetic import pan_clip, zoom_clip
 
 
@@ -31,8 +31,11 @@ def test_cuts_are_found_between_shots_not_within_a_moving_shot() -> None:
     shot_b = zoom_clip(frames=6, width=64, height=64, seed=5).frames
     tinted = [np.clip(f.astype(int) * [1.0, 0.3, 0.2], 0, 255).astype(np.uint8) for f in shot_b]
     frames = shot_a + tinted
-    assert find_cuts(enumerate(frames), threshold=0.5) == [6]
-    assert find_cuts(enumerate(shot_a), threshold=0.5) == []
+    for clip, cuts in ((frames, [6]), (shot_a, [])):
+        detector = CutDetector(threshold=0.5)
+        for index, frame in enumerate(clip):
+            detector.add(index, frame)
+        assert detector.cuts == cuts
 
 
 def test_coherence_rows_carry_their_segment_and_schedules() -> None:

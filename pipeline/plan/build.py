@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,11 @@ def build_plan(
     coherent = cfg.coherence.attention or cfg.coherence.flow
     # a morphing prompt changes the look gradually, and a new anchor there would pop;
     # prompts that switch at their keyframes (prompt_blend=none) start new segments
-    switches = [key.frame for key in keys] if cfg.prompt_blend is PromptBlend.none else []
+    switches = (
+        [key.frame for before, key in pairwise(keys) if prompt_of(key) != prompt_of(before)]
+        if cfg.prompt_blend is PromptBlend.none
+        else []
+    )
     starts = segment_starts(frame_count, cfg.coherence, switches, cuts or []) if coherent else []
     networks = Networks(
         cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras,
@@ -161,6 +166,11 @@ def build_plan(
 
 # The schedules of temporal coherence: fractions and weights, all within 0..1.
 COHERENCE_GROUPS = (ScheduleGroup.attention, ScheduleGroup.flow)
+
+
+def prompt_of(key: PromptKey) -> tuple[str, str]:
+    """What a prompt keyframe asks for (a key that repeats the last one switches nothing)."""
+    return key.prompt, key.negative
 
 
 def active_schedules(cfg: RunConfig) -> list[Schedulable]:

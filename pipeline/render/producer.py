@@ -59,6 +59,10 @@ class ChainedInput(Protocol):
         """The final output; keeps what the frame hands on (before its manifest line)."""
         ...
 
+    def committed(self) -> None:
+        """The frame's manifest line is written: what only a crash before it needed can go."""
+        ...
+
     def reused(self, key: str, output: np.ndarray) -> None:
         """The frame was current on disk."""
         ...
@@ -139,6 +143,8 @@ class FrameProducer:
                 init, hooks = chained.prepare()
                 output = chained.rendered(key, self.renderer.render(job, init, control_maps, hooks))
             self._save(job, output, key, digest, control, source, dependencies)
+            if chained is not None:
+                chained.committed()
             self.report.count_render(job.index, reason)
             self.progress.advance()
         if self.stop is not None:

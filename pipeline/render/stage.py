@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pipeline.atomic import remove_partial_files
@@ -37,7 +38,7 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     from pipeline.models.devices import describe_device, resolve_device
     from pipeline.models.loader import model_identity
     from pipeline.render.coherence.chain import CoherenceChain
-    from pipeline.render.coherent import render_coherent
+    from pipeline.render.coherence.strategy import render_coherent
     from pipeline.render.producer import FrameProducer, render_frames, render_loopback
 
     networks = plan_networks(cfg)
@@ -45,7 +46,7 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     report.planned = report.planned or len(rows)
     remove_partial_files(folder.frames)
     manifest = Manifest(folder)
-    pending = len(rows) - len(manifest.finished(len(rows)))
+    pending = len(rows) - len(manifest.finished(rows)[0])
     largest = max(rows, key=lambda row: row.width * row.height)
     check_free_space(folder.path, pending, largest.width, largest.height)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)
@@ -74,7 +75,8 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
                 render_loopback(producer, rows, source, cfg.animation)
             elif cfg.coherence.attention or cfg.coherence.flow:
                 chain = CoherenceChain(cfg.coherence, folder, rows)
-                render_coherent(producer, rows, source, chain, lambda: open_source(cfg.input))
+                reopen = partial(open_source, cfg.input, keeps_own_sizes(cfg))
+                render_coherent(producer, rows, source, chain, reopen)
             else:
                 render_frames(producer, rows, source)
     finally:
