@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The example job, from nothing: set up .venv, build the offline random-weight demo
-# model, make a sample clip with sound, render a keyframed animation of it and print
-# where the video is.
+# The example job, from nothing: set up .venv, build the offline demo model, make a
+# sample clip with sound, render a keyframed animation of it with temporal coherence,
+# print where the video is, and how much it flickers next to the same clip rendered
+# frame by frame.
 # Extra arguments are passed to rotoscope (e.g. output=webm steps=4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,22 @@ export TRANSFORMERS_VERBOSITY=error DIFFUSERS_VERBOSITY=error HF_HUB_DISABLE_PRO
 .venv/bin/python scripts/make_tiny_models.py --out models/tiny >/dev/null
 .venv/bin/python scripts/make_sample_clip.py samples/clip.mp4 >/dev/null
 # a keyframed prompt animation (winter -> spring -> summer, strength easing 0.65 -> 0.45)
-# with the tiny kohya-format LoRA on every frame (constant, so fused into the model)
-video=$(.venv/bin/rotoscope model=tiny input.path=samples/clip.mp4 name=demo \
-  keyframes=keyframes/seasons.yaml +model.loras.sd15_kohya=0.6 steps=8 seed=7 "$@")
+# with the tiny kohya-format LoRA on every frame (constant, so fused into the model),
+# each frame carrying the one before along the clip's motion (coherence=full)
+demo=(model=tiny input.path=samples/clip.mp4 keyframes=keyframes/seasons.yaml
+      +model.loras.sd15_kohya=0.6 steps=8 seed=7)
+video=$(.venv/bin/rotoscope "${demo[@]}" coherence=full name=demo "$@")
+# the same animation frame by frame, only to measure its flicker (no video)
+.venv/bin/rotoscope "${demo[@]}" coherence=none name=demo-frame-by-frame \
+  "stages=[plan,render,metrics]" "$@" >/dev/null
 echo "demo video: $video"
+.venv/bin/python - "$(dirname "$video")" outputs/demo-frame-by-frame <<'PY'
+import json, sys
+coherent, alone = (json.load(open(f"{folder}/metrics.json")) for folder in sys.argv[1:])
+print(
+    f"flicker (warp error, lower is steadier): {coherent['warp_error']:.5f} with "
+    f"coherence=full, {alone['warp_error']:.5f} frame by frame "
+    f"({alone['warp_error'] / coherent['warp_error']:.1f}x); the source itself "
+    f"{coherent['source_warp_error']:.5f}"
+)
+PY

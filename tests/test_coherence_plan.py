@@ -13,7 +13,7 @@ from pipeline.config.schema import CoherenceConfig, Reanchor
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan
 from pipeline.plan.segments import segment_start_of, segment_starts
-from pipeline.source.cuts import find_cuts
+from pipeline.source.cuts import CutDetector
 from pipeline.testing.synthetic import pan_clip, zoom_clip
 
 
@@ -31,34 +31,41 @@ def test_cuts_are_found_between_shots_not_within_a_moving_shot() -> None:
     shot_b = zoom_clip(frames=6, width=64, height=64, seed=5).frames
     tinted = [np.clip(f.astype(int) * [1.0, 0.3, 0.2], 0, 255).astype(np.uint8) for f in shot_b]
     frames = shot_a + tinted
-    assert find_cuts(enumerate(frames), threshold=0.5) == [6]
-    assert find_cuts(enumerate(shot_a), threshold=0.5) == []
+    for clip, cuts in ((frames, [6]), (shot_a, [])):
+        detector = CutDetector(threshold=0.5)
+        for index, frame in enumerate(clip):
+            detector.add(index, frame)
+        assert detector.cuts == cuts
 
 
 def test_coherence_rows_carry_their_segment_and_schedules() -> None:
     args = [
         "input.path=a.mp4", "coherence=full", "+prompts.0=a cat", "+prompts.10=a dog",
-        "coherence.flow_weight=0:(0.2), 19:(0.8)", "coherence.attention_steps=0.75",
+        "coherence.flow_init=0:(0.2), 19:(0.8)", "coherence.attention_steps=0.75",
     ]  # fmt: skip
-    cfg = compose_checked(quote_text_values(args))  # as the command line quotes schedules
+    cfg = compose_checked(quote_text_values([*args, "prompt_blend=none"]))  # quoted as the CLI does
     rows = build_plan(cfg, 20, 64, 64, 12.0, cuts=[15]).rows
     assert [row.segment_start for row in rows] == [0] * 10 + [10] * 5 + [15] * 5
-    assert rows[0].flow_weight == pytest.approx(0.2) and rows[19].flow_weight == pytest.approx(0.8)
+    morphing = compose_checked(quote_text_values(args))  # a morph keeps its chain
+    starts = [row.segment_start for row in build_plan(morphing, 20, 64, 64, 12.0, cuts=[15]).rows]
+    assert starts == [0] * 15 + [15] * 5
+    assert rows[0].flow_init == pytest.approx(0.2) and rows[19].flow_init == pytest.approx(0.8)
+    assert {row.flow_fusion for row in rows} == {1.0} and {row.flow_output for row in rows} == {0.0}
     assert {row.attention_steps for row in rows} == {0.75}
     flow_only = compose_checked(["input.path=a.mp4", "coherence=flow"])
     row = build_plan(flow_only, 3, 64, 64, 12.0).rows[1]
-    assert (row.attention_steps, row.flow_weight, row.segment_start) == (None, 0.8, 0)
+    assert (row.attention_steps, row.flow_fusion, row.segment_start) == (None, 1.0, 0)
 
 
 def test_without_coherence_rows_and_their_keys_are_unchanged() -> None:
     cfg = compose_checked(["input.path=a.mp4"])
     data = json.loads(build_plan(cfg, 2, 64, 64, 12.0).rows[1].to_json())
-    assert not {"segment_start", "attention_steps", "flow_weight"} & set(data)
+    assert not {"segment_start", "attention_steps", "flow_fusion", "flow_init"} & set(data)
 
 
 def test_coherence_values_are_checked_per_frame() -> None:
-    cfg = compose_checked(["input.path=a.mp4", "coherence=flow", "coherence.flow_weight=1.5"])
-    with pytest.raises(RotoscopeError, match=r"coherence.flow_weight at frame 0: 1.5 is outside"):
+    cfg = compose_checked(["input.path=a.mp4", "coherence=flow", "coherence.flow_output=1.5"])
+    with pytest.raises(RotoscopeError, match=r"coherence.flow_output at frame 0: 1.5 is outside"):
         build_plan(cfg, 2, 64, 64, 12.0)
 
 
@@ -67,8 +74,8 @@ def test_keyframe_files_schedule_coherence(tmp_path) -> None:
 
     path = tmp_path / "anim.yaml"
     path.write_text(
-        'schedules:\n  flow_weight: "0:(0.3), 9:(0.9)"\nsettings:\n  coherence.flow: true\n'
+        'schedules:\n  flow_fusion: "0:(0.3), 9:(0.9)"\nsettings:\n  coherence.flow: true\n'
     )
     cfg, _ = apply_keyframes(compose_checked(["input.path=a.mp4", f"keyframes={path}"]), set())
     rows = build_plan(cfg, 10, 64, 64, 12.0).rows
-    assert rows[0].flow_weight == pytest.approx(0.3) and rows[9].flow_weight == pytest.approx(0.9)
+    assert rows[0].flow_fusion == pytest.approx(0.3) and rows[9].flow_fusion == pytest.approx(0.9)

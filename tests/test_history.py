@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,11 @@ from pipeline.jobs.history import history_bytes, publish, superseded_frames
 from pipeline.jobs.manifest import FrameRecord, Manifest
 from pipeline.jobs.prune import prunable, prune
 from pipeline.jobs.run_folder import RunFolder
+from pipeline.plan.rows import FrameJob
+
+
+def row(index: int) -> FrameJob:
+    return FrameJob(index, "a fox", "", 0.5, 7.0, 4, "Euler a", 1, 64, 64)
 
 
 def record(folder: RunFolder, index: int, key: str, content: bytes = b"png") -> FrameRecord:
@@ -19,7 +25,7 @@ def record(folder: RunFolder, index: int, key: str, content: bytes = b"png") -> 
     path = folder.frame(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    entry = FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0)
+    entry = FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0, asdict(row(index)))
     Manifest(folder).add(entry)
     return entry
 
@@ -30,9 +36,9 @@ def test_a_new_look_keeps_the_old_frame_and_going_back_finds_it(tmp_path: Path) 
     second = record(folder, 0, "b" * 64, b"second look")
     assert first.file != second.file and folder.frame(first.key).read_bytes() == b"first look"
     manifest = Manifest(folder)
-    assert manifest.finished(1) == [second]
+    assert manifest.finished([row(0)]) == ([second], [])
     assert manifest.current(0, "a" * 64) == first  # the earlier look, found by its key
-    assert Manifest(folder).finished(1) == [first]  # ... and current again for assemble
+    assert Manifest(folder).finished([row(0)]) == ([first], [])  # ... current again
     assert manifest.current(0, "c" * 64) is None
 
 
@@ -91,7 +97,7 @@ def test_prune_removes_only_what_no_current_frame_or_kept_deliverable_needs(
         and (folder.history / "clip-20250101-100000.mp4").exists()
     )
     manifest = Manifest(folder)
-    assert manifest.finished(2) == [current, other]
+    assert manifest.finished([row(0), row(1)]) == ([current, other], [])
     lines = [json.loads(line) for line in folder.manifest.read_text().splitlines()]
     assert [line["key"] for line in lines] == [current.key, other.key]  # compacted
     assert manifest.current(0, old.key) is None  # pruned looks are gone for good

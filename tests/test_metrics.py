@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.animation.flow import flow_pair
 from pipeline.animation.flow_cache import FlowCache
+from pipeline.jobs.run_folder import RunFolder
 from pipeline.metrics.warp_error import detail, pair_warp_error
 from pipeline.testing.synthetic import occluder_clip, pan_clip, static_clip
 
@@ -63,6 +64,14 @@ def test_flow_marks_what_an_occluder_uncovers_as_unreliable() -> None:
     assert np.mean(found) > 0.75  # most uncovered pixels are flagged
 
 
+def test_a_pair_with_nothing_reliable_is_not_counted_as_steady() -> None:
+    rng = np.random.default_rng(1)
+    noise = [rng.integers(0, 256, (48, 48, 3), dtype=np.uint8) for _ in range(2)]
+    pair = flow_pair(*noise)
+    pair = type(pair)(pair.forward + 100.0, pair.backward + 100.0)  # everything lands outside
+    assert pair_warp_error(noise[0], noise[1], pair) is None
+
+
 def test_detail_drops_with_blur() -> None:
     import cv2
 
@@ -72,9 +81,9 @@ def test_detail_drops_with_blur() -> None:
 
 def test_flow_cache_returns_the_same_pair_and_notices_other_frames(tmp_path) -> None:
     frames = pan_clip(frames=3, width=48, height=48).frames
-    cache = FlowCache(tmp_path)
+    cache = FlowCache(RunFolder(tmp_path).flow_pair)
     first = cache.pair(1, frames[0], frames[1])
-    again = FlowCache(tmp_path)
+    again = FlowCache(RunFolder(tmp_path).flow_pair)
     reread = again.pair(1, frames[0], frames[1])
     assert again.computed == 0
     assert np.array_equal(first.forward, reread.forward)

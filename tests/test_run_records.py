@@ -137,13 +137,18 @@ def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
     for index in range(3):
         key = f"k{index}"
         (tmp_path / RunFolder.frame_name(key)).write_bytes(b"png")
-        manifest.add(FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0))
+        row = asdict(job(index=index))
+        manifest.add(FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0, row))
     (tmp_path / RunFolder.frame_name("k2")).unlink()
     reloaded = Manifest(RunFolder(tmp_path))
     assert reloaded.current(0, "k0") is not None
     assert reloaded.current(1, "other") is None
     assert reloaded.current(2, "k2") is None  # file gone
-    assert [r.index for r in reloaded.finished(3)] == [0, 1]
+    rows = [job(index=index) for index in range(3)]
+    assert [r.index for r in reloaded.finished(rows)[0]] == [0, 1]
+    # a frame made for another row (an earlier look) is not a frame of this plan
+    finished, outdated = reloaded.finished([job(index=0, prompt="other"), *rows[1:]])
+    assert [r.index for r in finished] == [1] and outdated == [0]
 
 
 def test_manifest_survives_a_torn_last_line(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pipeline.errors import RotoscopeError, plural
 from pipeline.ffmpeg_exe import ffmpeg_exe
 from pipeline.jobs.history import clear_staging, publish, recipe_of
 from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.report import JobReport
+from pipeline.jobs.report import JobReport, frame_ranges
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
 from pipeline.source.base import SourceInfo
@@ -34,7 +34,13 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
     """
     rows = read_plan(folder)
     info = SourceInfo.read(folder.source_json)
-    records = Manifest(folder).finished(len(rows))
+    records, outdated = Manifest(folder).finished(rows)
+    if outdated:
+        log.warning(
+            "left out %s made for an earlier plan (frames %s): run the render stage to "
+            "render them for this one",
+            plural(len(outdated), "frame"), frame_ranges(outdated),
+        )  # fmt: skip
     if not records:
         raise RotoscopeError(f"no rendered frames in {folder}", "run the render stage first")
     if len(records) < len(rows):

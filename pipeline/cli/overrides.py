@@ -30,12 +30,17 @@ PROMPT_ENTRY = re.compile(r"prompts\.[^=]+")
 # Paths may hold spaces and brackets, but under multirun a comma lists several jobs
 # (-m input.path=a.mp4,b.mp4): then each element is quoted on its own.
 PATH_KEYS = frozenset(
-    {"name", "keyframes", "input.path", "model.path", "model.config", "model.vae"}
-)
+    {
+        "name", "keyframes", "input.path", "model.path", "model.config", "model.vae",
+        "model.lora_dir", "model.embeddings_dir", "styles_file", "output.root",
+    }
+)  # fmt: skip
 # Schedules (pipeline.config.schedulable) are quoted only when they use schedule syntax
 # (a colon or parentheses), so a plain number or a numeric sweep (-m strength=0.4,0.5)
 # keeps Hydra's meaning.
-CONTROL_PATH = re.compile(r"controlnet\.(annotators|units\.\w+\.(model|source))")
+PATH_PATTERN = re.compile(
+    r"controlnet\.(annotators|units\.\w+\.(model|source))|paths\.\w+"
+)  # the ControlNet paths and every folder of the paths group
 SWEEP_FUNCTIONS = ("choice(", "range(", "interval(", "glob(", "shuffle(", "sort(", "tag(")
 
 
@@ -75,7 +80,7 @@ def _quote_arg(arg: str, multirun: bool) -> str:
         entries = parse_prompt_map(value).items()
         pairs = ", ".join(f"{hydra_key(k)}: {hydra_quote(text)}" for k, text in entries)
         return f"++{name}={{{pairs}}}"  # "++": a struct dict takes new keys only so
-    is_path = name in PATH_KEYS or bool(CONTROL_PATH.fullmatch(name))
+    is_path = name in PATH_KEYS or bool(PATH_PATTERN.fullmatch(name))
     is_schedule = is_schedule_key(name) and any(ch in value for ch in ":()")
     if not (is_path or is_schedule) or _already_hydra_syntax(value):
         return arg

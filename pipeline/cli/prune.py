@@ -9,6 +9,7 @@ and removes nothing.
     rotoscope-prune --dry-run                   # every run folder under outputs/
     rotoscope-prune outputs/dance               # one run folder
     rotoscope-prune outputs/dance --keep-history 1   # also all but the last earlier video
+    rotoscope-prune --flow                      # also the optical flow caches
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep-history", type=int, metavar="N", default=None,
         help="also delete all but the newest N earlier versions of each deliverable",
     )  # fmt: skip
+    parser.add_argument(
+        "--flow", action="store_true",
+        help="also delete the optical flow cache (flow/: about the size of the frames; "
+        "computed again by the next coherent render or metrics stage)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         total: list[Prunable] = []
         for folder in folders:
             try:
-                items = (prunable if args.dry_run else prune)(folder, args.keep_history)
+                items = (prunable if args.dry_run else prune)(folder, args.keep_history, args.flow)
             except RotoscopeError as exc:  # a job is running there: leave that folder alone
                 print(f"rotoscope-prune: skipped {folder}: {exc}", file=sys.stderr)
                 continue

@@ -80,6 +80,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.atomic import write_text
 from pipeline.errors import RotoscopeError
 from pipeline.models.samplers import SAMPLER_NAMES, canonical_sampler
 
@@ -222,8 +223,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _write(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_text(path, text, durable=False)
     except OSError as exc:
         raise RotoscopeError(f"cannot write '{path}': {exc.strerror or exc}") from exc
 

@@ -49,7 +49,9 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("transform_center_y", "animation.transform_center_y", ScheduleGroup.motion),
     Schedulable("noise", "animation.noise", ScheduleGroup.motion),
     Schedulable("attention_steps", "coherence.attention_steps", ScheduleGroup.attention),
-    Schedulable("flow_weight", "coherence.flow_weight", ScheduleGroup.flow),
+    Schedulable("flow_fusion", "coherence.flow_fusion", ScheduleGroup.flow),
+    Schedulable("flow_init", "coherence.flow_init", ScheduleGroup.flow),
+    Schedulable("flow_output", "coherence.flow_output", ScheduleGroup.flow),
 )
 SCHEDULE_KEYS: dict[str, str] = {item.name: item.key for item in SCHEDULES}
 

@@ -138,7 +138,7 @@ class AttentionLayers(Enum):
 class Reanchor(Enum):
     """Where a new segment (a new anchor frame) starts."""
 
-    keyframes = "keyframes"  # at every prompt keyframe
+    keyframes = "keyframes"  # at prompt keyframes where the prompt switches (blend none)
     cuts = "cuts"  # at scene cuts found in the source
 
 
@@ -146,18 +146,23 @@ class Reanchor(Enum):
 class CoherenceConfig:
     # Cross-frame attention: each frame's self-attention also attends to its anchors'.
     attention: bool = False
-    attention_anchors: AttentionAnchors = AttentionAnchors.both
+    attention_anchors: AttentionAnchors = AttentionAnchors.first
     attention_layers: AttentionLayers = AttentionLayers.up
     # Schedule: the fraction of a frame's denoising steps (from the first) that use the
     # anchors.
     attention_steps: str = "0.5"
-    # Flow-guided init: the previous output, moved along the source's optical flow,
-    # replaces the source frame in the init image where the flow is reliable.
+    # Carry the previous frame along the source's optical flow (where it is reliable).
     flow: bool = False
-    # Schedule: how much of the moved previous output goes into the init (0..1).
-    flow_weight: str = "0.8"
+    # Schedules, 0..1: how much of what the previous frame's sampler added is carried into
+    # each step's latents (residual latent fusion, the main ingredient); how much of the
+    # previous output goes into the init picture (flow-guided init); how much of it is
+    # blended into the rendered output (temporal smoothing).
+    flow_fusion: str = "1"
+    flow_init: str = "0"
+    flow_output: str = "0"
     # Where segments start (a segment's first frame is rendered on its own and anchors
-    # the rest): at prompt keyframes and/or scene cuts; [] for never.
+    # the rest): at prompt keyframes where the prompt switches (prompt_blend=none; a
+    # morphing prompt keeps its chain) and/or scene cuts; [] for never.
     reanchor: list[Reanchor] = field(default_factory=lambda: [Reanchor.keyframes, Reanchor.cuts])
     # Also start a segment every N frames (0: never).
     reanchor_every: int = 0

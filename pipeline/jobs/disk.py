@@ -18,9 +18,10 @@ MIB = 2**20
 
 
 def estimate_bytes(frames: int, width: int, height: int) -> int:
-    """Upper-bound guess: raw RGB size per PNG frame (PNG rarely exceeds it), plus the
-    encoded video (a few bits per pixel at high quality) and a fixed margin."""
-    frame = width * height * 3 + 4096
+    """Upper-bound guess: raw RGB size per PNG frame (PNG rarely exceeds it), the optical
+    flow the metrics stage and coherence keep per frame (two half-precision flows), plus
+    the encoded video (a few bits per pixel at high quality) and a fixed margin."""
+    frame = width * height * 3 + 4096 + width * height * 8
     video = frames * width * height // 2
     return frames * frame + video + 16 * MIB
 

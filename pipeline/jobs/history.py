@@ -116,6 +116,20 @@ def superseded_frames(folder: RunFolder, manifest: Manifest) -> list[Path]:
     )
 
 
+def superseded_state(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """Coherence state files (latents, attention recordings) of frames no current manifest
+    line references: what earlier looks' chains handed on."""
+    if not folder.coherence.is_dir():
+        return []
+    current = {record.key for record in manifest.records.values()}
+    return sorted(
+        path
+        for path in folder.coherence.iterdir()
+        if (key := RunFolder.coherence_key(path)) is not None
+        and not any(full.startswith(key) for full in current)
+    )
+
+
 def size_of(paths: Iterable[Path]) -> int:
     """Bytes on disk of files and folders (recursively)."""
     total = 0
@@ -128,8 +142,10 @@ def size_of(paths: Iterable[Path]) -> int:
 
 
 def history_bytes(folder: RunFolder) -> int:
-    """Disk used by kept history: superseded frames plus earlier deliverables."""
+    """Disk used by kept history: superseded frames (and the coherence state their chains
+    left), plus earlier deliverables."""
     if not folder.path.is_dir():
         return 0
-    frames = superseded_frames(folder, Manifest(folder))
-    return size_of(frames) + size_of([folder.history])
+    manifest = Manifest(folder)
+    superseded = superseded_frames(folder, manifest) + superseded_state(folder, manifest)
+    return size_of(superseded) + size_of([folder.history])

@@ -21,8 +21,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -110,6 +110,15 @@ def rerender_reason(
 def record_line(record: FrameRecord) -> str:
     """One manifest line (JSON, newline-terminated)."""
     return json.dumps(asdict(record), sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def same_look(recorded: dict[str, Any], row: FrameJob) -> bool:
+    """Whether a frame recorded with the row ``recorded`` is a frame of ``row``."""
+    try:
+        made_from = FrameJob(**recorded)
+    except TypeError:  # a row of another rotoscope version
+        return False
+    return replace(made_from, network_files=None) == replace(row, network_files=None)
 
 
 class Manifest:
@@ -210,10 +219,19 @@ class Manifest:
         self.records = {record.index: record for record in kept}
         self.by_key = {record.key: record for record in kept}
 
-    def finished(self, count: int) -> list[FrameRecord]:
-        """Records of frames 0..count-1 that exist on disk, in order."""
-        return [
-            record
-            for index in range(count)
-            if (record := self.records.get(index)) and (self.run_dir / record.file).is_file()
-        ]
+    def finished(self, rows: Sequence[FrameJob]) -> tuple[list[FrameRecord], list[int]]:
+        """The frames of the plan ``rows`` on disk, in order, and the indices left out
+        because their recorded frame was made from another row: an earlier look that a
+        re-render has not replaced (it was interrupted, or the input frame is unreadable
+        now). Assembling those would mix two looks in one deliverable. File identities of
+        LoRAs and embeddings do not count: the render refreshes them itself."""
+        finished, outdated = [], []
+        for row in rows:
+            record = self.records.get(row.index)
+            if record is None or not (self.run_dir / record.file).is_file():
+                continue
+            if same_look(record.row, row):
+                finished.append(record)
+            else:
+                outdated.append(row.index)
+        return finished, outdated

@@ -6,7 +6,9 @@ when the user asks (``rotoscope-prune``):
 - frames no current manifest line references (earlier looks, and a frame a killed
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
-- leftovers of interrupted writes (hidden temporary and staging files);
+- the coherence state (latents, attention recordings) of those frames;
+- leftovers of interrupted writes (hidden temporary and staging files, in any folder);
+- with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
   ``history/`` (by default every earlier deliverable is kept: they are results).
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.atomic import TEMPORARY_GLOB
-from pipeline.jobs.history import size_of, superseded_frames
+from pipeline.jobs.history import size_of, superseded_frames, superseded_state
 from pipeline.jobs.lock import RunLock
 from pipeline.jobs.manifest import Manifest
 from pipeline.jobs.run_folder import RunFolder
@@ -47,16 +49,24 @@ def is_run_folder(path: Path) -> bool:
     return any(p.exists() for p in (folder.manifest, folder.run_json, folder.plan_jsonl))
 
 
-def prunable(folder: RunFolder, keep_history: int | None = None) -> list[Prunable]:
-    """What pruning ``folder`` would remove (nothing is removed here)."""
+def prunable(
+    folder: RunFolder, keep_history: int | None = None, flow: bool = False
+) -> list[Prunable]:
+    """What pruning ``folder`` would remove (nothing is removed here); ``flow`` adds the
+    optical flow cache, which the next coherent render or metrics stage computes again."""
+    manifest = Manifest(folder)
     items = [
         Prunable(path, size_of([path]), "earlier look")
-        for path in superseded_frames(folder, Manifest(folder))
+        for path in superseded_frames(folder, manifest)
     ]
-    leftovers = [*folder.path.glob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
-    if folder.frames.is_dir():
-        leftovers += folder.frames.glob(TEMPORARY_GLOB)
+    items += [
+        Prunable(path, size_of([path]), "earlier look's coherence state")
+        for path in superseded_state(folder, manifest)
+    ]
+    leftovers = [*folder.path.rglob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
     items += [Prunable(path, size_of([path]), "unfinished write") for path in leftovers]
+    if flow and folder.flow.is_dir():
+        items.append(Prunable(folder.flow, size_of([folder.flow]), "flow cache (recomputable)"))
     if keep_history is not None and folder.history.is_dir():
         versions: dict[str, list[Path]] = defaultdict(list)
         for entry in folder.history.iterdir():
@@ -78,10 +88,10 @@ def deliverable_of(entry: Path) -> str:
     return _HISTORY_STAMP.sub("", entry.stem) + entry.suffix
 
 
-def prune(folder: RunFolder, keep_history: int | None = None) -> list[Prunable]:
+def prune(folder: RunFolder, keep_history: int | None = None, flow: bool = False) -> list[Prunable]:
     """Remove what :func:`prunable` lists, holding the folder's lock; return it."""
     with RunLock(folder.lock):
-        items = prunable(folder, keep_history)
+        items = prunable(folder, keep_history, flow)
         for item in items:
             if item.path.is_dir():
                 shutil.rmtree(item.path)

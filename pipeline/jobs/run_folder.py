@@ -107,6 +107,16 @@ class RunFolder:
         """A frame's latents after each step (latent fusion of the next frame), by its key."""
         return self.coherence / f"latents-{key[:24]}.safetensors"
 
+    @staticmethod
+    def coherence_key(path: Path) -> str | None:
+        """The (shortened) frame key a coherence state file belongs to, or None."""
+        stem, dash, key = path.name.removesuffix(".safetensors").partition("-")
+        return key if dash and stem in ("attention", "latents") else None
+
+    def flow_pair(self, index: int) -> Path:
+        """The source flow between frames ``index - 1`` and ``index``."""
+        return self.flow / f"{index:06d}.npz"
+
     # --- metrics stage ---
     @property
     def metrics(self) -> Path:

@@ -61,6 +61,7 @@ class FrameOutcome:
 @dataclass
 class _Slot:
     outcome: FrameOutcome | None = None
+    committed: Callable[[], None] | None = None
     ready: bool = False
     error: BaseException | None = None
 
@@ -91,18 +92,24 @@ class FrameWriter:
             self._slots[index] = _Slot()
             self._order.append(index)
 
-    def fill(self, outcome: FrameOutcome, write: Callable[[], None] | None = None) -> None:
+    def fill(
+        self,
+        outcome: FrameOutcome,
+        write: Callable[[], None] | None = None,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
         """Complete frame ``outcome.index``: run ``write`` (its file, made durable) in the
-        pool, then commit the outcome in its turn. Blocks while the pool is full; raises
-        the error of an earlier frame that could not be written or committed."""
+        pool, then commit the outcome in its turn and call ``committed`` (a chain frees
+        what only a crash before the commit needed). Blocks while the pool is full;
+        raises the error of an earlier frame that could not be written or committed."""
         self.check()
         if write is None or self._pool is None:
-            self._run(outcome, write, hold_room=False)
+            self._run(outcome, write, committed, hold_room=False)
             self.check()
             return
         self._room.acquire()
         try:
-            self._pool.submit(self._run, outcome, write, True)
+            self._pool.submit(self._run, outcome, write, committed, True)
         except BaseException:
             self._room.release()
             raise
@@ -113,7 +120,11 @@ class FrameWriter:
             raise self._error
 
     def _run(
-        self, outcome: FrameOutcome, write: Callable[[], None] | None, hold_room: bool
+        self,
+        outcome: FrameOutcome,
+        write: Callable[[], None] | None,
+        committed: Callable[[], None] | None,
+        hold_room: bool,
     ) -> None:
         error: BaseException | None = None
         try:
@@ -127,6 +138,7 @@ class FrameWriter:
         with self._lock:
             slot = self._slots[outcome.index]
             slot.outcome, slot.ready, slot.error = outcome, True, error
+            slot.committed = committed
         self._commit_ready()
 
     def _commit_ready(self) -> None:
@@ -149,6 +161,8 @@ class FrameWriter:
                 try:
                     if slot.outcome is not None:
                         self._commit(slot.outcome)
+                    if slot.committed is not None:
+                        slot.committed()
                 except BaseException as exc:
                     with self._lock:
                         self._error = exc

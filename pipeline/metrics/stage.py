@@ -36,11 +36,12 @@ log = logging.getLogger("rotoscope")
 
 @dataclass(frozen=True)
 class PairMetrics:
-    """The pair (``index - 1``, ``index``): its output's and its source's warp error."""
+    """The pair (``index - 1``, ``index``): its output's and its source's warp error (None
+    where no pixel's flow is reliable: such a pair is listed but left out of the means)."""
 
     index: int
-    warp_error: float
-    source_warp_error: float
+    warp_error: float | None
+    source_warp_error: float | None
 
 
 @dataclass
@@ -51,7 +52,7 @@ class RunMetrics:
     source_warp_error: float | None
     detail: float | None  # mean Laplacian variance of the output frames
     source_detail: float | None
-    pairs: int
+    pairs: int  # pairs measured (pairs with no reliable pixel are not)
     flow: dict[str, object]
     frames: list[PairMetrics] = field(default_factory=list)
 
@@ -65,8 +66,9 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
         log.info("metrics: skipped, loopback frames do not follow the source's motion")
         return None
     rows = read_plan(folder)
-    records = {record.index: record for record in Manifest(folder).finished(len(rows))}
-    cache = FlowCache(folder.flow)
+    finished, _ = Manifest(folder).finished(rows)  # frames of this plan only
+    records = {record.index: record for record in finished}
+    cache = FlowCache(folder.flow_pair)
     pairs: list[PairMetrics] = []
     details: list[float] = []
     source_details: list[float] = []
@@ -97,12 +99,13 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
             previous = (frame.index, frame.image, output)
             progress.advance(reused=output is None)
     progress.close()
+    measured = [p for p in pairs if p.warp_error is not None and p.source_warp_error is not None]
     metrics = RunMetrics(
-        warp_error=_mean([p.warp_error for p in pairs]),
-        source_warp_error=_mean([p.source_warp_error for p in pairs]),
+        warp_error=_mean([p.warp_error for p in measured]),
+        source_warp_error=_mean([p.source_warp_error for p in measured]),
         detail=_mean(details),
         source_detail=_mean(source_details),
-        pairs=len(pairs),
+        pairs=len(measured),
         flow=flow_description(),
         frames=pairs,
     )
@@ -115,7 +118,7 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
     else:
         log.info(
             "metrics: warp error %.5f (source %.5f) over %d frame pairs; %s",
-            metrics.warp_error, metrics.source_warp_error, len(pairs), folder.metrics,
+            metrics.warp_error, metrics.source_warp_error, len(measured), folder.metrics,
         )  # fmt: skip
     return folder.metrics
 
@@ -132,8 +135,9 @@ def flow_description() -> dict[str, object]:
     }
 
 
-def _mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
+def _mean(values: list[float] | list[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return float(np.mean(known)) if known else None
 
 
 def _chart(metrics: RunMetrics, frame_count: int, folder: RunFolder) -> None:
@@ -141,7 +145,7 @@ def _chart(metrics: RunMetrics, frame_count: int, folder: RunFolder) -> None:
     output = np.full(frame_count, math.nan)
     floor = np.full(frame_count, math.nan)
     for pair in metrics.frames:
-        output[pair.index] = pair.warp_error
-        floor[pair.index] = pair.source_warp_error
+        output[pair.index] = math.nan if pair.warp_error is None else pair.warp_error
+        floor[pair.index] = math.nan if pair.source_warp_error is None else pair.source_warp_error
     series = [Series("warp error", output, []), Series("source (floor)", floor, [])]
     write_plan_chart(series, [], folder.metrics_chart)

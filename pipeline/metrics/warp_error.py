@@ -28,14 +28,16 @@ def as_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def pair_warp_error(previous: np.ndarray, current: np.ndarray, pair: FlowPair) -> float:
+def pair_warp_error(previous: np.ndarray, current: np.ndarray, pair: FlowPair) -> float | None:
     """The warp error of one pair of frames (``pair`` is the *source* flow between them).
 
-    0.0 when no pixel is reliable (a cut: nothing to compare).
+    None when no pixel's flow is reliable (a cut, a blank frame, a whip pan): there is
+    nothing to compare, and counting such a pair as perfectly steady would pull the
+    average down.
     """
     mask = pair.reliable_previous
     if not mask.any():
-        return 0.0
+        return None
     warped = pair.warp_current(as_float(current))
     squared = np.mean((as_float(previous) - warped) ** 2, axis=-1)
     return float(squared[mask].mean())

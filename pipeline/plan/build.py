@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -91,17 +92,21 @@ def build_plan(
         for part, field in CONTROL_UNIT_SCHEDULES.items()
     }  # fmt: skip
     motion_names = [item.name for item in active if item.group is ScheduleGroup.motion]
+    coherence_names = [item.name for item in active if item.group in COHERENCE_GROUPS]
     generate = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
     steps = [round_half_up(value) for value in series["steps"].values]
     seed_values = series["seed"].values if "seed" in series else None
     seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
     keys = prompt_keys(cfg, frame_count, fps, origins)
     coherent = cfg.coherence.attention or cfg.coherence.flow
-    starts = (
-        segment_starts(frame_count, cfg.coherence, [key.frame for key in keys], cuts or [])
-        if coherent
+    # a morphing prompt changes the look gradually, and a new anchor there would pop;
+    # prompts that switch at their keyframes (prompt_blend=none) start new segments
+    switches = (
+        [key.frame for before, key in pairwise(keys) if prompt_of(key) != prompt_of(before)]
+        if cfg.prompt_blend is PromptBlend.none
         else []
     )
+    starts = segment_starts(frame_count, cfg.coherence, switches, cuts or []) if coherent else []
     networks = Networks(
         cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras,
         origins.get("prompts", "command line"),
@@ -110,10 +115,8 @@ def build_plan(
     rows = []
     for index in range(frame_count):
         motion = {name: float(series[name].values[index]) for name in motion_names}
-        coherence = {
-            name: float(series[name].values[index])
-            for name in ("attention_steps", "flow_weight")
-            if name in series
+        coherence: dict[str, float | int] = {
+            name: float(series[name].values[index]) for name in coherence_names
         }
         if coherent:
             coherence["segment_start"] = segment_start_of(starts, index)
@@ -149,7 +152,7 @@ def build_plan(
     seed_keys = series["seed"].keys if "seed" in series else [0]
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
     chart += [series[name] for name in motion_names]
-    chart += [series[name] for name in ("attention_steps", "flow_weight") if name in series]
+    chart += [series[name] for name in coherence_names]
     if coherent:
         segment_numbers = np.searchsorted(starts, np.arange(frame_count), side="right") - 1
         chart.append(Series("segment", segment_numbers.astype(float), starts))
@@ -159,6 +162,15 @@ def build_plan(
         if part == "weight" or np.ptp(item.values) > 0
     ]
     return Plan(rows, chart, keys)
+
+
+# The schedules of temporal coherence: fractions and weights, all within 0..1.
+COHERENCE_GROUPS = (ScheduleGroup.attention, ScheduleGroup.flow)
+
+
+def prompt_of(key: PromptKey) -> tuple[str, str]:
+    """What a prompt keyframe asks for (a key that repeats the last one switches nothing)."""
+    return key.prompt, key.negative
 
 
 def active_schedules(cfg: RunConfig) -> list[Schedulable]:
@@ -337,9 +349,10 @@ def check_row(row: FrameJob, origins: dict[str, str]) -> None:
         fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
     if row.zoom is not None and row.zoom <= 0:
         fail("animation.zoom", f"{row.zoom:g} is not positive", "1 means no zoom")
-    for name, value in (("attention_steps", row.attention_steps), ("flow_weight", row.flow_weight)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            fail(f"coherence.{name}", f"{value:g} is outside 0..1", "a fraction from 0 to 1")
+    for item in SCHEDULES:
+        value = getattr(row, item.name)
+        if item.group in COHERENCE_GROUPS and value is not None and not 0.0 <= value <= 1.0:
+            fail(item.key, f"{value:g} is outside 0..1", "a fraction from 0 to 1")
     for unit, values in (row.controls or {}).items():
         if values["weight"] < 0:
             fail(

@@ -66,10 +66,14 @@ class FrameJob:
 
     # Temporal coherence (set only when it is on): the first frame of this frame's
     # segment (its anchor; the frame itself for a segment's first frame), the fraction
-    # of steps with cross-frame attention, the weight of the flow-moved previous output.
+    # of steps with cross-frame attention, and the weights of what is carried along the
+    # flow: the previous residual into the latents, the previous output into the init
+    # picture and into the output.
     segment_start: int | None = field(default=None, metadata=OPTIONAL)
     attention_steps: float | None = field(default=None, metadata=OPTIONAL)
-    flow_weight: float | None = field(default=None, metadata=OPTIONAL)
+    flow_fusion: float | None = field(default=None, metadata=OPTIONAL)
+    flow_init: float | None = field(default=None, metadata=OPTIONAL)
+    flow_output: float | None = field(default=None, metadata=OPTIONAL)
 
     def to_json(self) -> str:
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)

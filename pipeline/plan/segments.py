@@ -1,14 +1,15 @@
 """Segments: the chains temporal coherence renders, and where a new one starts.
 
-With coherence on, a frame depends on the frame before it (its init image is the
-previous output moved along the source's flow, its attention looks at the previous
-frame) and on the first frame of its segment (the anchor it keeps looking at). A chain
-that ran through a scene cut would drag the old shot's look into the new one, and one
-that ran through a prompt keyframe would hold on to the old prompt; so a new segment
-starts at those points (``coherence.reanchor``), optionally every N frames
-(``coherence.reanchor_every``). Segments are independent of each other, which is what
-lets them render on different GPUs, and a change re-renders at most to the end of its
-segment.
+With coherence on, a frame depends on the frame before it (what it carries along the
+source's flow) and on the first frame of its segment (the anchor its attention keeps
+looking at). A chain that ran through a scene cut would drag the old shot's look into
+the new one, and one that ran through a prompt switch would hold on to the old prompt;
+so a new segment starts at those points (``coherence.reanchor``), optionally every N
+frames (``coherence.reanchor_every``). A prompt that *morphs* between keyframes
+(``prompt_blend`` linear or slerp) keeps its chain: its look changes gradually, and a
+fresh anchor in the middle of the morph would pop. Segments are independent of each
+other, which is what lets them render on different GPUs, and a change re-renders at most
+to the end of its segment.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from pipeline.config.schema import CoherenceConfig, Reanchor
 def segment_starts(
     frame_count: int,
     coherence: CoherenceConfig,
-    prompt_keyframes: Iterable[int] = (),
+    prompt_switches: Iterable[int] = (),
     cuts: Iterable[int] = (),
 ) -> list[int]:
     """The first frame of every segment, in order (always starting with frame 0)."""
     starts = {0}
     if Reanchor.keyframes in coherence.reanchor:
-        starts.update(prompt_keyframes)
+        starts.update(prompt_switches)
     if Reanchor.cuts in coherence.reanchor:
         starts.update(cuts)
     if coherence.reanchor_every > 0:

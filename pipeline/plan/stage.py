@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config.schema import AnimationMode, Reanchor, RunConfig
+from pipeline.config.schema import AnimationMode, ControlMode, Reanchor, RunConfig
 from pipeline.control.maps import check_units
 from pipeline.errors import RotoscopeError, plural
 from pipeline.jobs.run_folder import RunFolder
@@ -29,12 +29,7 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
     name that file.
     """
     coherent = cfg.coherence.attention or cfg.coherence.flow
-    if coherent and cfg.animation.mode is AnimationMode.loopback:
-        raise RotoscopeError(
-            "coherence with animation.mode=loopback: loopback already makes every frame "
-            "from the previous output",
-            "use coherence=none with loopback, or coherence with animation=none",
-        )
+    check_coherence(cfg)
     cuts: list[int] = []
     with open_source(cfg.input, keeps_own_sizes(cfg)) as source:
         info = source.info
@@ -42,7 +37,8 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             detector = CutDetector(cfg.coherence.cut_threshold)
             for frame in source:  # one pass counts the frames and finds the cuts
                 detector.add(frame.index, frame.image)
-            count, cuts = source.frames_read, detector.cuts
+            # unreadable images skipped on the way still hold their frame numbers
+            count, cuts = source.frames_read + len(source.failures), detector.cuts
         else:
             count = source.count_frames()
     for note in source.notes:
@@ -71,6 +67,35 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
     info.write(folder.source_json)
     log.info("plan: %s", summarize(plan, info, cfg))
     return count
+
+
+def check_coherence(cfg: RunConfig) -> None:
+    """Refuse the combinations coherence cannot serve, and its values out of range."""
+    coherence = cfg.coherence
+    if not (coherence.attention or coherence.flow):
+        return
+    if cfg.animation.mode is AnimationMode.loopback:
+        raise RotoscopeError(
+            "coherence with animation.mode=loopback: loopback already makes every frame "
+            "from the previous output",
+            "use coherence=none with loopback, or coherence with animation=none",
+        )
+    if coherence.flow and cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img:
+        raise RotoscopeError(
+            "coherence.flow with controlnet.mode=txt2img: flow carries what img2img adds to "
+            "each frame's own picture, and txt2img has no picture to start from",
+            "use coherence=attention with txt2img, or controlnet.mode=img2img",
+        )
+    if not 0.0 <= coherence.cut_threshold <= 1.0:
+        raise RotoscopeError(
+            f"coherence.cut_threshold={coherence.cut_threshold:g} is outside 0..1",
+            "a histogram distance: 0.5 finds hard cuts, 1 finds none",
+        )
+    if coherence.reanchor_every < 0:
+        raise RotoscopeError(
+            f"coherence.reanchor_every={coherence.reanchor_every} is negative",
+            "a number of frames, or 0 for never",
+        )
 
 
 def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:

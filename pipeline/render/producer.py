@@ -51,7 +51,7 @@ log = logging.getLogger("rotoscope")
 
 class ChainedInput(Protocol):
     """A frame rendered from earlier frames too (temporal coherence, see
-    ``pipeline.render.coherent``): what joins its key, and how it renders."""
+    ``pipeline.render.coherence.strategy``): what joins its key, and how it renders."""
 
     dependencies: str  # joins the frame's key: the earlier frames' keys and settings
 
@@ -59,8 +59,12 @@ class ChainedInput(Protocol):
         """The init image and the hooks for the pipeline call."""
         ...
 
-    def rendered(self, key: str, output: np.ndarray) -> None:
-        """Keep what the frame hands on (called before its manifest line is written)."""
+    def rendered(self, key: str, output: np.ndarray) -> np.ndarray:
+        """The final output; keeps what the frame hands on (before its manifest line)."""
+        ...
+
+    def committed(self) -> None:
+        """The frame's manifest line is written: what only a crash before it needed can go."""
         ...
 
     def reused(self, key: str, output: np.ndarray) -> None:
@@ -136,9 +140,10 @@ class FrameProducer:
                 output = self.renderer.render(job, image, found.maps)
             else:
                 init, hooks = chained.prepare()
-                output = self.renderer.render(job, init, found.maps, hooks)
-                chained.rendered(found.key, output)
-            self.finish(found, output)
+                output = chained.rendered(
+                    found.key, self.renderer.render(job, init, found.maps, hooks)
+                )
+            self.finish(found, output, chained.committed if chained is not None else None)
         else:
             output = (
                 np.asarray(Image.open(self.folder.path / found.file).convert("RGB"))
@@ -190,8 +195,14 @@ class FrameProducer:
         for frame, output in zip(frames, self.renderer.render_batch(inputs), strict=True):
             self.finish(frame, output)
 
-    def finish(self, frame: PendingFrame, output: np.ndarray) -> None:
-        """Hand a rendered frame to the writer: its PNG (with metadata), then its line."""
+    def finish(
+        self,
+        frame: PendingFrame,
+        output: np.ndarray,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
+        """Hand a rendered frame to the writer: its PNG (with metadata), then its line;
+        ``committed`` is called once the line is committed."""
         job = frame.job
         renderer = self.renderer
         origin = frame.origin
@@ -230,7 +241,7 @@ class FrameProducer:
             except OSError as exc:
                 raise disk_full(exc, job.index, self.folder) from exc
 
-        self.writer.fill(FrameOutcome(job.index, record, frame.reason), write)
+        self.writer.fill(FrameOutcome(job.index, record, frame.reason), write, committed)
         self.report.count_render(job.index, frame.reason)
         self.progress.advance()
 

@@ -38,7 +38,7 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     report.planned = report.planned or len(rows)
     remove_partial_files(folder.frames)
     manifest = Manifest(folder)
-    pending = len(rows) - len(manifest.finished(len(rows)))
+    pending = len(rows) - len(manifest.finished(rows)[0])
     largest = max(rows, key=lambda row: row.width * row.height)
     check_free_space(folder.path, pending, largest.width, largest.height)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)

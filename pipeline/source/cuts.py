@@ -10,8 +10,6 @@ insensitive to motion within a shot, which moves pixels but keeps their colours.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import cv2
 import numpy as np
 
@@ -40,11 +38,3 @@ class CutDetector:
             if distance > self.threshold:
                 self.cuts.append(index)
         self._previous = histogram
-
-
-def find_cuts(frames: Iterable[tuple[int, np.ndarray]], threshold: float) -> list[int]:
-    """The indices of frames that start a new shot (never the first frame)."""
-    detector = CutDetector(threshold)
-    for index, image in frames:
-        detector.add(index, image)
-    return detector.cuts

@@ -1,12 +1,16 @@
-"""Tiny random-weight SD 1.x and SDXL pipelines, built locally for tests and the demo.
+"""Tiny SD 1.x and SDXL pipelines, built locally for tests and the demo.
 
 Machines here have no network access to model hubs, so tests and the offline demo need
 models that can be made from nothing. These are real diffusers pipelines (same classes,
 same folder layout, same loading code as the full-size models) with channel counts
-small enough that a 64x64 img2img takes milliseconds on a CPU. The VAE keeps four
-resolution levels so its scale factor is 8, like the real one, and the CLIP tokenizer
-gets a hand-written byte-level BPE vocabulary with CLIP's special tokens and its
-77-token context. Random weights give abstract images; that is expected.
+small enough that a 64x64 img2img takes milliseconds on a CPU. The UNet and the text
+encoders have random weights; the VAE is constructed by hand (``constructed_vae``) to
+encode a picture to its 8x8 block averages and decode it back, like a real VAE at a
+coarse grain, so img2img output follows its input (blurred, with the random UNet's
+colour blotches on it) and temporal coherence has something to keep coherent. It keeps
+four resolution levels so its scale factor is 8, like the real one, and the CLIP
+tokenizer gets a hand-written byte-level BPE vocabulary with CLIP's special tokens and
+its 77-token context.
 
 Besides the two diffusers folders, each model is also written as one A1111-style
 single-file checkpoint (see ``checkpoint_export``), so the single-file path is exercised
@@ -24,9 +28,10 @@ from pathlib import Path
 import torch
 
 from pipeline.testing.checkpoint_export import export_sd15_checkpoint, export_sdxl_checkpoint
+from pipeline.testing.constructed_vae import constructed_vae
 
 # Bump when the tiny architecture changes, so folders built by an older version are rebuilt.
-TINY_FORMAT = 2
+TINY_FORMAT = 3
 SEED = 0
 _STAMP = "tiny_models.json"
 
@@ -205,23 +210,6 @@ def _text_config(tokenizer, width: int, activation: str):
     )
 
 
-def _vae(scaling_factor: float):
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=64,
-        scaling_factor=scaling_factor,
-    )
-
-
 def _sd15_pipeline(workdir: Path):
     """SD 1.x layout: CLIP-L-like text encoder, attention on the high-res UNet level, PNDM."""
     from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -241,7 +229,7 @@ def _sd15_pipeline(workdir: Path):
         attention_head_dim=4,
     )
     return StableDiffusionPipeline(
-        vae=_vae(scaling_factor=0.18215),
+        vae=constructed_vae(scaling_factor=0.18215),
         text_encoder=CLIPTextModel(_text_config(tokenizer, _CLIP_L_WIDTH, "quick_gelu")),
         tokenizer=tokenizer,
         unet=unet,
@@ -280,7 +268,7 @@ def _sdxl_pipeline(workdir: Path):
         projection_class_embeddings_input_dim=6 * time_embed_dim + _OPEN_CLIP_WIDTH,
     )
     return StableDiffusionXLPipeline(
-        vae=_vae(scaling_factor=0.13025),
+        vae=constructed_vae(scaling_factor=0.13025),
         text_encoder=CLIPTextModel(_text_config(tokenizer, _CLIP_L_WIDTH, "quick_gelu")),
         text_encoder_2=CLIPTextModelWithProjection(
             _text_config(tokenizer, _OPEN_CLIP_WIDTH, "gelu")

@@ -75,9 +75,6 @@ class AttentionCache:
     states: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
     timesteps: list[float] = field(default_factory=list)
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.states.values())
-
     def lookup(self, layer: str, step: int, timestep: float | None) -> torch.Tensor | None:
         """The state for ``layer`` at the recorded step matching ``step`` and ``timestep``."""
         off_schedule = step >= len(self.timesteps) or self.timesteps[step] != timestep
@@ -230,8 +227,8 @@ class CrossFrameAttention:
         if not self.layers:
             raise ValueError(f"the UNet has no self-attention layer in {layers!r}")
         self._original = dict(unet.attn_processors)
-        replaced = {name: CrossFrameAttnProcessor(self, name) for name in self.layers}
-        unet.set_attn_processor({**self._original, **replaced})
+        self._processors = {name: CrossFrameAttnProcessor(self, name) for name in self.layers}
+        unet.set_attn_processor({**self._original, **self._processors})
         self._hook = unet.register_forward_pre_hook(self._before_unet, with_kwargs=True)
         self._pipe: Any = None
         self._active = False
@@ -244,6 +241,13 @@ class CrossFrameAttention:
         self._use_steps = 0
         self._record_steps = 0
 
+    def ensure_installed(self) -> None:
+        """Put the cross-frame processors back where something replaced them (diffusers'
+        attention slicing replaces every layer's processor)."""
+        current = self.unet.attn_processors
+        if any(current[name] is not processor for name, processor in self._processors.items()):
+            self.unet.set_attn_processor({**current, **self._processors})
+
     def remove(self) -> None:
         """Put the UNet's own processors back and drop the step hook."""
         self.unet.set_attn_processor(self._original)
@@ -255,18 +259,19 @@ class CrossFrameAttention:
         pipe: Any,
         anchors: Sequence[AttentionCache],
         fraction: float,
-        record_fraction: float | None = None,
+        record_fraction: float,
     ) -> Iterator[AttentionCache]:
         """Render one frame inside this block; yields the cache it records into.
 
-        ``fraction`` of the steps use the anchors; ``record_fraction`` (default
-        ``fraction``) of them are recorded for later frames, which may use more.
+        ``fraction`` of the steps use the anchors; ``record_fraction`` of them are
+        recorded for later frames (0: the frame is nobody's anchor; recording costs
+        memory while the frame renders).
         """
         self._pipe = pipe
         self._anchors = list({id(cache): cache for cache in anchors}.values())
         self._recording = AttentionCache()
         self._fraction = fraction
-        self._record_fraction = max(fraction, record_fraction or 0.0)
+        self._record_fraction = record_fraction
         self._step = -1
         self._active = True
         try:

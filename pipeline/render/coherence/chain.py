@@ -2,26 +2,31 @@
 
 With temporal coherence on, frame ``t`` of a segment is rendered from
 
-* its source frame, blended where the source flow is reliable with the previous output
-  carried along that flow (flow-guided init, ``coherence.flow``);
-* the previous frame's per-step latents, carried the same way and blended into the
-  first steps (latent fusion, part of ``coherence.flow``);
-* the recorded self-attention inputs of the segment's first frame and/or of the previous
-  frame, which its own self-attention also looks at (``coherence.attention``).
+* with ``coherence.flow``: what the previous frame's sampler added at each step,
+  carried along the source flow into this frame's latents (residual latent fusion,
+  ``flow_fusion``), and, if asked, the previous output carried into the init picture
+  (``flow_init``) and into the output (``flow_output``);
+* with ``coherence.attention``: the recorded self-attention inputs of the segment's
+  first frame and/or of the previous frame, which its own self-attention also looks at.
 
-A frame's key chains its predecessor's key and its anchor's key (the segment's first
-frame), so a change re-renders exactly the frames after it up to the next anchor, and a
-frame's key is known before anything renders. What a frame hands on, its
-:class:`FrameState`, is written to the run folder (``coherence/state-<key>.safetensors``,
-atomically, before the frame's manifest line), so a job killed at any point resumes with
-the same frames: the previous output is its PNG, the flow is in the flow cache, the
-latents and attention recordings are in the state file. Recordings are large (about
-130 MiB per frame for SD 1.5 at 512x512), so a frame's recording is kept only while it
-can still be needed: a segment's first frame keeps it for the whole segment, other
-frames only until the next frame's state is written. A render that starts in the
-middle of a segment without its predecessor's recording (a keyframe edit there, with
-``attention_anchors`` including ``previous``) first replays the frames before it from
-the segment's start: their outputs are already on disk and are not rewritten.
+A frame's key chains the keys of the earlier frames it is actually rendered from (its
+predecessor with flow or a ``previous`` attention anchor, the segment's first frame with a
+``first`` anchor), so a change re-renders exactly the frames after it up to the next
+anchor, and every key is known before anything renders. What a frame hands on
+(:class:`FrameState`) is written to the run folder before the frame's manifest line:
+
+* its per-step residual latents (``coherence/latents-<key>.safetensors``, a few hundred
+  kB at 512x512), kept for every frame, so any frame can be re-rendered from its
+  predecessor;
+* its attention recording (``coherence/attention-<key>.safetensors``, about 130 MiB per
+  frame for SD 1.5 at 512x512), made only when a later frame will read it and kept only
+  as long: a segment's first frame's for the whole segment, another frame's until the
+  next frame is safely recorded.
+
+So a job killed at any point resumes with the same frames. A render that starts in the
+middle of a segment without its predecessor's recording (an edit there, with
+``attention_anchors`` including ``previous``) first replays the frames before it from the
+segment's start to rebuild it (:func:`pipeline.render.coherence.strategy.rebuild_states`).
 """
 
 from __future__ import annotations
@@ -35,19 +40,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.animation.flow import FlowPair
-from pipeline.animation.flow_init import flow_init_image
+from pipeline.animation import carry as carry_settings
+from pipeline.animation.carry import carry
+from pipeline.animation.flow import ConsistencyThresholds, FlowPair
+from pipeline.animation.flow_cache import ESTIMATOR
 from pipeline.atomic import atomic_path
 from pipeline.config.schema import AttentionAnchors, CoherenceConfig
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import FrameJob
 from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
-from pipeline.render.coherence.fusion import LatentFusion
+from pipeline.render.coherence.fusion import ResidualFusion, init_latents, posterior_mean
 
-# Latent fusion (part of coherence.flow): the blend weight where the flow is reliable and
-# the share of the steps it acts in. Chosen on the coherence benchmark (README).
-FUSION_WEIGHT = 0.8
-FUSION_STEPS = 1.0
+# How this version of rotoscope carries frames along the flow, with every setting that
+# shapes the result; it joins the keys of coherent frames, so a change re-renders them.
+FLOW_METHOD = (
+    f"residual fusion, lanczos, posterior mean; flow {ESTIMATOR}; "
+    f"consistency {ConsistencyThresholds()}; "
+    f"carry mask erode {carry_settings.MASK_ERODE} blur {carry_settings.MASK_BLUR}"
+)
 
 
 @dataclass(frozen=True)
@@ -56,30 +66,60 @@ class ChainSettings:
 
     attention: bool
     anchors: AttentionAnchors
-    layers: str
+    layers: str  # AttentionLayers' value
     flow: bool
+    # the share of its steps a frame records for later frames: the largest share any
+    # frame of the plan attends with, so one recording serves them all
+    record_fraction: float
 
     @classmethod
-    def from_config(cls, config: CoherenceConfig) -> ChainSettings:
+    def from_config(cls, config: CoherenceConfig, rows: list[FrameJob]) -> ChainSettings:
+        fraction = max((row.attention_steps or 0.0) for row in rows) if config.attention else 0.0
         return cls(
-            config.attention, config.attention_anchors, config.attention_layers.value, config.flow
+            config.attention,
+            config.attention_anchors,
+            config.attention_layers.value,
+            config.flow,
+            fraction,
         )
 
     @property
     def uses_first(self) -> bool:
+        """Frames attend to their segment's first frame."""
         return self.attention and self.anchors is not AttentionAnchors.previous
 
     @property
     def uses_previous(self) -> bool:
+        """Frames attend to the frame before them."""
         return self.attention and self.anchors is not AttentionAnchors.first
+
+    @property
+    def uses_predecessor(self) -> bool:
+        """A frame is rendered from the frame before it (flow, or a previous anchor)."""
+        return self.flow or self.uses_previous
+
+    def records(self, anchor: bool) -> bool:
+        """Whether a frame's attention recording will be read by a later frame."""
+        return (anchor and self.uses_first) or self.uses_previous
 
     def signature(self) -> str:
         """What of these settings shapes a frame: part of every coherent frame's key."""
         parts = {
-            "attention": self.attention and f"{self.anchors.value}/{self.layers}",
-            "flow": self.flow and f"fusion {FUSION_WEIGHT}x{FUSION_STEPS}",
+            "attention": self.attention
+            and f"{self.anchors.value}/{self.layers}/records {self.record_fraction:g}",
+            "flow": self.flow and FLOW_METHOD,
         }
         return json.dumps(parts, sort_keys=True)
+
+    def dependencies(self, job: FrameJob, previous_key: str, anchor_key: str) -> str:
+        """The part of a frame's key that names what it is rendered from besides its row,
+        source and model: these settings, and the keys of the earlier frames it uses."""
+        parts = [self.signature()]
+        if previous_key and self.uses_predecessor:
+            parts.append(f"previous={previous_key}")
+        if anchor_key and self.uses_first:
+            parts.append(f"anchor={anchor_key}")
+        return "|".join(parts)
 
 
 @dataclass
@@ -92,7 +132,7 @@ class FrameState:
     source: np.ndarray
     output: np.ndarray
     attention: AttentionCache | None = None  # its recorded self-attention inputs
-    latents: list[torch.Tensor] = field(default_factory=list)  # after each step
+    latents: list[torch.Tensor] = field(default_factory=list)  # residual after each step
 
 
 def save_latents(latents: list[torch.Tensor], path: Path) -> None:
@@ -115,21 +155,12 @@ def load_latents(path: Path, device: torch.device) -> list[torch.Tensor] | None:
     return [tensors[str(i)] for i in range(len(tensors))]
 
 
-def dependencies(settings: ChainSettings, job: FrameJob, previous_key: str, anchor_key: str) -> str:
-    """The part of a frame's key that names what it is rendered from besides its row,
-    source and model: the coherence settings and, after a segment's first frame, the
-    keys of its predecessor and of its anchor."""
-    if job.segment_start == job.index or not previous_key:
-        return settings.signature()
-    return f"{settings.signature()}|previous={previous_key}|anchor={anchor_key}"
-
-
 class FrameCoherence:
     """One frame's coherence: its init image, and hooks inside its pipeline call.
 
     Implements the renderer's ``FrameHooks``: ``enter`` installs this frame's attention
-    recording/replay and latent fusion; after the call :meth:`state` gives what the
-    frame hands on.
+    recording/replay and residual fusion; after the call :meth:`finish` applies the
+    output blend and :meth:`state` gives what the frame hands on.
     """
 
     def __init__(
@@ -148,15 +179,13 @@ class FrameCoherence:
         self.anchor = anchor
         self.pair = pair
         self.recording: AttentionCache | None = None
-        self.fusion: LatentFusion | None = None
+        self.fusion: ResidualFusion | None = None
 
     def init_image(self) -> np.ndarray:
-        """The img2img init: the source, with the previous output carried in (flow)."""
-        if self.previous is None or self.pair is None or not self.chain.settings.flow:
+        """The img2img init: the source, with the previous output carried in (flow_init)."""
+        if self.previous is None or self.pair is None:
             return self.source
-        return flow_init_image(
-            self.source, self.previous.output, self.pair, self.job.flow_weight or 0.0
-        )
+        return carry(self.source, self.previous.output, self.pair, self.job.flow_init or 0.0)
 
     def enter(self, stack: ExitStack, pipe: Any) -> dict[str, Any]:
         settings = self.chain.settings
@@ -168,25 +197,40 @@ class FrameCoherence:
                 anchors.append(self.anchor.attention)
             if settings.uses_previous and self.previous is not None and self.previous.attention:
                 anchors.append(self.previous.attention)
-            fraction = self.job.attention_steps or 0.0
+            records = settings.records(anchor=self.previous is None)
             self.recording = stack.enter_context(
-                attention.frame(pipe, anchors, fraction, self.chain.record_fraction)
+                attention.frame(
+                    pipe,
+                    anchors,
+                    self.job.attention_steps or 0.0,
+                    settings.record_fraction if records else 0.0,
+                )
             )
         if settings.flow:
-            previous_latents = self.previous.latents if self.previous is not None else []
-            self.fusion = LatentFusion(FUSION_WEIGHT, FUSION_STEPS, self.pair, previous_latents)
+            stack.enter_context(posterior_mean(pipe))
+            caught = stack.enter_context(init_latents(pipe))
+            previous_residuals = self.previous.latents if self.previous is not None else []
+            weight = self.job.flow_fusion or 0.0
+            self.fusion = ResidualFusion(weight, caught, self.pair, previous_residuals)
             extra["callback_on_step_end"] = self.fusion
             extra["callback_on_step_end_tensor_inputs"] = ["latents"]
         return extra
 
+    def finish(self, output: np.ndarray) -> np.ndarray:
+        """The rendered frame with the previous output blended in (flow_output)."""
+        if self.previous is None or self.pair is None:
+            return output
+        return carry(output, self.previous.output, self.pair, self.job.flow_output or 0.0)
+
     def state(self, key: str, output: np.ndarray) -> FrameState:
+        recording = self.recording if self.recording and self.recording.states else None
         return FrameState(
             index=self.job.index,
             key=key,
             anchor=self.previous is None,
             source=self.source,
             output=output,
-            attention=self.recording,
+            attention=recording,
             latents=self.fusion.recorded if self.fusion is not None else [],
         )
 
@@ -195,39 +239,40 @@ class CoherenceChain:
     """The coherence of one run: settings, the attention processors, the state files."""
 
     def __init__(self, config: CoherenceConfig, folder: RunFolder, rows: list[FrameJob]) -> None:
-        self.settings = ChainSettings.from_config(config)
+        self.settings = ChainSettings.from_config(config, rows)
         self.folder = folder
-        # every frame records the steps any frame of the run uses, so an anchor serves all
-        self.record_fraction = max((row.attention_steps or 0.0) for row in rows)
         self._attention: CrossFrameAttention | None = None
-        self._unet: Any = None
 
     def attention(self, pipe: Any) -> CrossFrameAttention | None:
-        """The cross-frame processors on ``pipe``'s UNet, installed once (None: off)."""
+        """The cross-frame processors on ``pipe``'s UNet (None: off), installed on first
+        use and again whenever something replaced them (diffusers' attention slicing, an
+        out-of-memory saver, installs its own processors on every layer)."""
         if not self.settings.attention:
             return None
-        if self._unet is not pipe.unet:
+        if self._attention is None or self._attention.unet is not pipe.unet:
             self._attention = CrossFrameAttention(pipe.unet, self.settings.layers)
-            self._unet = pipe.unet
+        else:
+            self._attention.ensure_installed()
         return self._attention
 
-    def store(self, state: FrameState, previous: FrameState | None) -> None:
-        """Write what ``state`` hands on, before its frame's manifest line.
+    def close(self) -> None:
+        """Give the UNet its own processors back (the renderer may serve other work)."""
+        if self._attention is not None:
+            self._attention.remove()
+            self._attention = None
 
-        Latents are small and kept for every frame. An attention recording is kept
-        while a later frame can need it: an anchor's for its whole segment, another
-        frame's only until the next frame's state is written.
-        """
+    def store(self, state: FrameState) -> None:
+        """Write what ``state`` hands on, before its frame's manifest line."""
         if state.latents:
             save_latents(state.latents, self.folder.coherence_latents(state.key))
-        if state.attention is not None and self.needs_attention(state):
+        if state.attention is not None:
             state.attention.save(self.folder.anchor_attention(state.key))
+
+    def committed(self, previous: FrameState | None) -> None:
+        """The frame after ``previous`` is recorded: ``previous``'s attention recording is
+        no longer needed unless it anchors its segment."""
         if previous is not None and not (previous.anchor and self.settings.uses_first):
             self.folder.anchor_attention(previous.key).unlink(missing_ok=True)
-
-    def needs_attention(self, state: FrameState) -> bool:
-        """Whether a later frame will look at ``state``'s attention recording."""
-        return (state.anchor and self.settings.uses_first) or self.settings.uses_previous
 
     def restore(self, state: FrameState, device: torch.device) -> bool:
         """Fill a reused frame's recordings from the run folder; False if one is missing
@@ -237,7 +282,7 @@ class CoherenceChain:
             if latents is None:
                 return False
             state.latents = latents
-        if self.needs_attention(state):
+        if self.settings.records(state.anchor):
             path = self.folder.anchor_attention(state.key)
             if not path.is_file():
                 return False

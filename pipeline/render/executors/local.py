@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 from pipeline.config.schema import AnimationMode, RunConfig
 from pipeline.control.maps import ControlMaps
@@ -35,7 +36,7 @@ def render_locally(work: RenderWork) -> None:
     """Render ``work`` in this process."""
     from pipeline.models.devices import describe_device, resolve_device
     from pipeline.render.coherence.chain import CoherenceChain
-    from pipeline.render.coherent import render_coherent
+    from pipeline.render.coherence.strategy import render_coherent
     from pipeline.render.producer import (
         FrameProducer,
         manifest_commit,
@@ -63,7 +64,8 @@ def render_locally(work: RenderWork) -> None:
         elif is_coherent(cfg):
             note_sequential(cfg, "coherence renders each segment's frames in order")
             chain = CoherenceChain(cfg.coherence, work.folder, rows)
-            render_coherent(producer, rows, feed, chain, lambda: open_source(cfg.input))
+            reopen = partial(open_source, cfg.input, keeps_own_sizes(cfg))
+            render_coherent(producer, rows, feed, chain, reopen)
         else:
             render_frames(producer, rows, feed, cfg.render.batch_size)
 

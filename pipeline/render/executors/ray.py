@@ -575,7 +575,7 @@ class RenderWorker:
     def render_chain(self, unit: ChainUnit) -> None:
         """Render a segment or a loopback in order, reusing its current frames."""
         from pipeline.render.coherence.chain import CoherenceChain
-        from pipeline.render.coherent import render_coherent
+        from pipeline.render.coherence.strategy import render_coherent
         from pipeline.render.producer import render_loopback
 
         setup = self.setup

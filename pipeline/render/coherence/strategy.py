@@ -1,12 +1,11 @@
-"""The third input strategy: each frame from its own source frame and the frames before
-it in its segment (temporal coherence, ``coherence=attention|flow|full``).
+"""The coherent input strategy: each frame from its own source frame and the frames before
+it in its segment (``coherence=attention|flow|full``).
 
-Frames still render one at a time, in order. Each frame's key joins its predecessor's
-and its segment anchor's keys (:func:`pipeline.render.coherence.chain.dependencies`),
-so resume and change-aware re-render follow the one manifest rule, and a change
-re-renders exactly the rest of its segment. What a frame hands on is written before its
-manifest line (:class:`pipeline.render.coherence.chain.CoherenceChain`), and read back
-only when a later frame actually renders.
+Frames still render one at a time, in order. Each frame's key joins the keys of the
+earlier frames it is rendered from (:meth:`ChainSettings.dependencies`), so resume and
+change-aware re-render follow the one manifest rule, and a change re-renders exactly the
+rest of its segment. What a frame hands on is written before its manifest line
+(:class:`CoherenceChain`) and read back only when a later frame actually renders.
 """
 
 from __future__ import annotations
@@ -19,25 +18,22 @@ import numpy as np
 
 from pipeline.animation.flow_cache import FlowCache
 from pipeline.plan.rows import FrameJob
-from pipeline.render.coherence.chain import (
-    CoherenceChain,
-    FrameCoherence,
-    FrameState,
-    dependencies,
-)
+from pipeline.render.coherence.chain import CoherenceChain, FrameCoherence, FrameState
 from pipeline.render.producer import FrameProducer, check_size, frame_origin
 from pipeline.source.base import Source
 
 log = logging.getLogger("rotoscope")
 
 
-class ChainCursor:
-    """Where a pass over the frames stands: the previous frame's and the anchor's state."""
+class ChainWalk:
+    """A pass over the frames in order: the previous frame's and the anchor's state, and
+    the coherence of the next frame from them."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: CoherenceChain, flows: FlowCache) -> None:
+        self.chain = chain
+        self.flows = flows
         self.previous: FrameState | None = None
         self.anchor: FrameState | None = None
-        self.restored: set[int] = set()  # frames whose recordings are in memory
 
     def follows(self, job: FrameJob) -> bool:
         """Whether ``job`` continues the chain (else it starts one: a segment's first
@@ -51,7 +47,17 @@ class ChainCursor:
             and previous.output.shape[:2] == (job.height, job.width)
         )
 
+    def frame(self, job: FrameJob, source: np.ndarray) -> FrameCoherence:
+        """The coherence of ``job`` rendered after the frames this walk has passed."""
+        follows = self.follows(job)
+        previous, anchor = (self.previous, self.anchor) if follows else (None, None)
+        pair = None
+        if previous is not None and self.chain.settings.flow:
+            pair = self.flows.pair(job.index, previous.source, source)
+        return FrameCoherence(self.chain, job, source, previous, anchor, pair)
+
     def advance(self, state: FrameState) -> None:
+        """``state``'s frame is done: it is the previous frame now (and maybe the anchor)."""
         if state.anchor:
             self.anchor = state
         self.previous = state
@@ -64,50 +70,46 @@ class ChainedFrame:
         self,
         job: FrameJob,
         source: np.ndarray,
-        cursor: ChainCursor,
-        chain: CoherenceChain,
-        flows: FlowCache,
+        walk: ChainWalk,
         rebuild: Callable[[list[FrameState]], None],
     ) -> None:
         self.job = job
         self.source = source
-        self.cursor = cursor
-        self.chain = chain
-        self.flows = flows
+        self.walk = walk
         self.rebuild = rebuild
-        follows = cursor.follows(job)
-        self.previous = cursor.previous if follows else None
-        self.anchor = cursor.anchor if follows else None
-        self.dependencies = dependencies(
-            chain.settings,
+        follows = walk.follows(job)
+        self.previous = walk.previous if follows else None
+        self.anchor = walk.anchor if follows else None
+        self.dependencies = walk.chain.settings.dependencies(
             job,
             self.previous.key if self.previous else "",
             self.anchor.key if self.anchor else "",
         )
         self.coherence: FrameCoherence | None = None
+        self.state: FrameState | None = None
 
     def prepare(self) -> tuple[np.ndarray, FrameCoherence]:
         self.rebuild([state for state in (self.anchor, self.previous) if state is not None])
-        pair = None
-        if self.previous is not None:
-            pair = self.flows.pair(self.job.index, self.previous.source, self.source)
-        self.coherence = FrameCoherence(
-            self.chain, self.job, self.source, self.previous, self.anchor, pair
-        )
+        self.coherence = self.walk.frame(self.job, self.source)
         return self.coherence.init_image(), self.coherence
 
-    def rendered(self, key: str, output: np.ndarray) -> None:
+    def rendered(self, key: str, output: np.ndarray) -> np.ndarray:
         assert self.coherence is not None
-        state = self.coherence.state(key, output)
-        self.chain.store(state, self.previous)
-        self.cursor.restored.add(state.index)
-        self.cursor.advance(state)
+        output = self.coherence.finish(output)
+        self.state = self.coherence.state(key, output)
+        self.walk.chain.store(self.state)
+        self.walk.advance(self.state)
+        return output
+
+    def committed(self) -> None:
+        if self.state is not None:
+            self.walk.chain.committed(self.previous)
 
     def reused(self, key: str, output: np.ndarray) -> None:
-        state = FrameState(
-            self.job.index, key, self.previous is None, self.source, output
-        )  # recordings are read from disk only if a later frame renders
-        self.cursor.advance(state)
+        # its recordings are read from disk only if a later frame renders
+        self.walk.advance(
+            FrameState(self.job.index, key, self.previous is None, self.source, output)
+        )
 
 
 def render_coherent(
@@ -120,24 +122,30 @@ def render_coherent(
     """Render the planned frames as chains, one segment after another.
 
     ``reopen`` opens the source again, for the rare replay that rebuilds a recording
-    (see :func:`rebuild_state`).
+    (see :func:`rebuild_states`).
     """
-    flows = FlowCache(producer.folder.flow)
-    cursor = ChainCursor()
+    flows = FlowCache(producer.folder.flow_pair)
+    walk = ChainWalk(chain, flows)
+    restored: set[int] = set()  # frames whose recordings are in memory
 
     def rebuild(states: list[FrameState]) -> None:
-        missing = [state for state in states if state.index not in cursor.restored]
+        missing = [state for state in states if state.index not in restored]
         if missing:
             rebuild_states(producer, rows, chain, flows, reopen, missing)
-            cursor.restored.update(state.index for state in missing)
+            restored.update(state.index for state in missing)
 
-    for frame in source:
-        if frame.index >= len(rows):
-            break
-        job = rows[frame.index]
-        check_size(job, frame.image.shape)
-        chained = ChainedFrame(job, frame.image, cursor, chain, flows, rebuild)
-        producer.produce(job, frame.image, frame_origin(source, frame), chained=chained)
+    try:
+        for frame in source:
+            if frame.index >= len(rows):
+                break
+            job = rows[frame.index]
+            check_size(job, frame.image.shape)
+            chained = ChainedFrame(job, frame.image, walk, rebuild)
+            producer.produce(job, frame.image, frame_origin(source, frame), chained=chained)
+            if chained.state is not None:
+                restored.add(job.index)
+    finally:
+        chain.close()
     producer.note_source_end(rows, source)
 
 
@@ -167,7 +175,7 @@ def rebuild_states(
         "coherence: rebuilding the state of frame %d by rendering frames %d-%d again",
         last, start, last,
     )  # fmt: skip
-    cursor = ChainCursor()
+    walk = ChainWalk(chain, flows)
     with reopen() as again:
         for frame in again:
             if frame.index < start:
@@ -175,16 +183,14 @@ def rebuild_states(
             if frame.index > last:
                 break
             job = rows[frame.index]
-            follows = cursor.follows(job)
-            previous, anchor = (cursor.previous, cursor.anchor) if follows else (None, None)
-            pair = flows.pair(job.index, previous.source, frame.image) if previous else None
-            coherence = FrameCoherence(chain, job, frame.image, previous, anchor, pair)
+            check_size(job, frame.image.shape)
+            coherence = walk.frame(job, frame.image)
             maps = producer.control.maps(job.index, frame.image) if producer.control else []
             output = producer.renderer.render(
                 job, coherence.init_image(), producer.control_maps(maps), coherence
             )
-            rebuilt = coherence.state("", output)
+            rebuilt = coherence.state("", coherence.finish(output))
             if job.index in missing:
                 missing[job.index].attention = rebuilt.attention
                 missing[job.index].latents = rebuilt.latents
-            cursor.advance(rebuilt)
+            walk.advance(rebuilt)
