@@ -24,6 +24,12 @@ os.environ["DIFFUSERS_VERBOSITY"] = "error"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from cli_runner import close_server
+
+    close_server()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # diffusers' schedulers call np.array() on torch tensors; numpy >= 2.4 warns about
     # torch's __array__ signature on every step, thousands of times per run.

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from media import make_image_folder, make_video, write_image
 from PIL import Image
 from run_files import frame_file, frame_files, frames_of
@@ -30,10 +30,7 @@ def rotoscope(*args: str, cwd: Path, home: Path | None = None) -> subprocess.Com
     env = {
         **os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home or cwd),
     }  # fmt: skip
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    return run_cli(list(args), cwd, env)
 
 
 def probe_output(path: Path) -> str:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
 from media import make_video
 from PIL import Image
 from run_files import frames_of
@@ -45,8 +46,7 @@ def env(home: Path) -> dict[str, str]:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command(*args), cwd=cwd, env=env(cwd), capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
+    return run_cli(list(args), cwd, env(cwd))
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:

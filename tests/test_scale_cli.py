@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from media import make_video, write_image
 from run_files import frames_of
 
@@ -27,7 +28,9 @@ from pipeline.jobs.manifest import Manifest
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
 
-pytestmark = pytest.mark.slow
+# one test process runs every Ray test: ``ray_address=auto`` must find this file's
+# cluster, not a local Ray another test process started meanwhile
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 30
@@ -39,8 +42,7 @@ def env(home: Path) -> dict[str, str]:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env(cwd),
-                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    return run_cli(list(args), cwd, env(cwd))
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:

@@ -1,0 +1,216 @@
+"""Run ``python -m pipeline`` for end-to-end tests without paying its imports every time.
+
+A rendering CLI run spends about 15 s of CPU importing torch, transformers and diffusers
+before it renders a 64x64 frame in a tenth of a second; with a hundred runs in the suite
+that was most of its time. So the CLI runs are forked from a server process that has
+imported them once (:func:`run_cli`): each run is still a process of its own, started
+fresh from the server's state (nothing any earlier run did is in it), with its own
+arguments, working directory, environment and output, exiting through the interpreter's
+normal shutdown as ``python -m pipeline`` would. What differs from a fresh interpreter:
+the libraries are already imported, so environment variables they read at import time
+come from the server's environment, which is the test session's (``conftest.py`` sets
+the offline and thread-count variables before the server starts).
+
+The server never runs anything itself (no threads, no thread pools), so forking it is
+safe. Tests that signal or kill the CLI while it runs keep starting a real interpreter
+(``subprocess.Popen``), and ``ROTOSCOPE_TEST_FORK=0`` sends every run there too.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parents[1]
+FORK_ENV = "ROTOSCOPE_TEST_FORK"
+
+# what a rendering run imports; the server imports it once
+PRELOAD = (
+    "pipeline.cli.main",
+    "pipeline.render.stage",
+    "pipeline.render.renderer",
+    "pipeline.render.executors.local",
+    "pipeline.models.loader",
+    "pipeline.models.controlnets",
+    "pipeline.control.stage",
+    "pipeline.metrics.stage",
+    "pipeline.assemble.stage",
+)
+DIFFUSERS_CLASSES = (
+    "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionXLImg2ImgPipeline",
+    "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusionXLControlNetImg2ImgPipeline",
+    "ControlNetModel",
+    "AutoencoderKL",
+    "UNet2DConditionModel",
+)
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline *args`` in ``cwd`` with ``env``, as ``subprocess.run`` with
+    ``capture_output=True, text=True`` would return it."""
+    command = [sys.executable, "-m", "pipeline", *args]
+    if os.environ.get(FORK_ENV, "1") == "0":
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)  # fmt: skip
+    return _server().run(command, args, cwd, env, timeout)
+
+
+class ForkServer:
+    """The client's side: one server process, one run at a time."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.lock = threading.Lock()
+        if self._line(timeout=600) != "ready":
+            raise RuntimeError("the CLI fork server did not start")
+
+    def run(
+        self, command: list[str], args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        with self.lock, tempfile.TemporaryDirectory(prefix="cli-run-") as scratch:
+            out, err = Path(scratch, "stdout"), Path(scratch, "stderr")
+            request = {"args": args, "cwd": str(cwd), "env": env, "out": str(out), "err": str(err)}
+            assert self.process.stdin is not None
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            pid = int(self._line(timeout=60))
+            try:
+                code = int(self._line(timeout=timeout))
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                self._line(timeout=60)
+                raise subprocess.TimeoutExpired(command, timeout) from None
+            return subprocess.CompletedProcess(
+                command, code, out.read_text(errors="replace"), err.read_text(errors="replace")
+            )
+
+    def _line(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the CLI fork server died")
+        return line.decode().strip()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+_servers: list[ForkServer] = []
+
+
+def _server() -> ForkServer:
+    """This test process's server, started on first use."""
+    if not _servers:
+        _servers.append(ForkServer())
+    return _servers[0]
+
+
+def close_server() -> None:
+    """End the server (at the end of the test session)."""
+    while _servers:
+        _servers.pop().close()
+
+
+def serve() -> None:
+    """The server's side: import once, then fork one child per request and report its
+    pid, then its exit status. A child leaves this loop only by exiting."""
+    import importlib
+    import runpy
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    diffusers = importlib.import_module("diffusers")
+    for name in DIFFUSERS_CLASSES:
+        getattr(diffusers, name)
+    gc.freeze()  # children would otherwise copy every page the collector touches
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    replies.write("ready\n")
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            replies.close()
+            become_child(request)
+            sys.argv = [sys.argv[0], *request["args"]]
+            sys.path[0] = request["cwd"]  # as ``python -m`` puts the working directory first
+            code = 0
+            try:
+                runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+            except SystemExit as exc:
+                code = exit_status(exc)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            exit_child(code)
+        replies.write(f"{pid}\n")
+        _, status = os.waitpid(pid, 0)
+        replies.write(f"{os.waitstatus_to_exitcode(status)}\n")
+
+
+def exit_status(exc: SystemExit) -> int:
+    """The status the interpreter gives ``sys.exit(exc.code)``."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def exit_child(code: int) -> NoReturn:
+    """Exit as the interpreter does (wait for non-daemon threads, run the exit handlers,
+    flush the output) but without tearing down every imported module: with torch and
+    diffusers in memory that teardown takes seconds, and leaves nothing to see."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # the interpreter's own step; there is no public name for it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def become_child(request: dict) -> None:
+    """Give the forked child the run's working directory, environment and output."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    for fd, path in ((1, request["out"]), (2, request["err"])):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    os.close(null)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+if __name__ == "__main__":
+    serve()
