@@ -162,7 +162,7 @@ def render_once(clip: Path, folder: Path, count: int, seconds: float, overlapped
             producer = FrameProducer(run, manifest, "simulated", lambda: gpu, progress, report)  # type: ignore[arg-type, return-value]
             render_frames(producer, plan, source)
     wall = time.perf_counter() - started
-    if len(Manifest(run).finished(count)) != count:
+    if len(Manifest(run).finished(plan)[0]) != count:
         raise SystemExit(f"{folder}: not every frame was recorded")
     return wall
 

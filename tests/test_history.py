@@ -37,9 +37,10 @@ def test_a_new_look_keeps_the_old_frame_and_going_back_finds_it(tmp_path: Path) 
     assert first.file != second.file and folder.frame(first.key).read_bytes() == b"first look"
     manifest = Manifest(folder)
     assert manifest.finished([row(0)]) == ([second], [])
-    assert manifest.current(0, "a" * 64) == first  # the earlier look, found by its key
+    assert manifest.find(0, "a" * 64) == (first, True)  # the earlier look, found by its key
+    manifest.add(first)  # its line again (the render loop's writer does this)
     assert Manifest(folder).finished([row(0)]) == ([first], [])  # ... current again
-    assert manifest.current(0, "c" * 64) is None
+    assert manifest.find(0, "c" * 64) is None
 
 
 def test_publish_keeps_the_previous_deliverable_unless_it_is_the_same(tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def test_prune_removes_only_what_no_current_frame_or_kept_deliverable_needs(
     assert manifest.finished([row(0), row(1)]) == ([current, other], [])
     lines = [json.loads(line) for line in folder.manifest.read_text().splitlines()]
     assert [line["key"] for line in lines] == [current.key, other.key]  # compacted
-    assert manifest.current(0, old.key) is None  # pruned looks are gone for good
+    assert manifest.find(0, old.key) is None  # pruned looks are gone for good
     prune(folder, keep_history=0)
     assert not folder.history.exists() and history_bytes(folder) == 0
 

@@ -141,9 +141,9 @@ def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
         manifest.add(FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0, row))
     (tmp_path / RunFolder.frame_name("k2")).unlink()
     reloaded = Manifest(RunFolder(tmp_path))
-    assert reloaded.current(0, "k0") is not None
-    assert reloaded.current(1, "other") is None
-    assert reloaded.current(2, "k2") is None  # file gone
+    assert reloaded.find(0, "k0") is not None
+    assert reloaded.find(1, "other") is None
+    assert reloaded.find(2, "k2") is None  # file gone
     rows = [job(index=index) for index in range(3)]
     assert [r.index for r in reloaded.finished(rows)[0]] == [0, 1]
     # a frame made for another row (an earlier look) is not a frame of this plan

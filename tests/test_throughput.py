@@ -98,6 +98,33 @@ def test_the_pool_holds_a_bounded_number_of_frames() -> None:
     assert len(handed) == 20
 
 
+def test_a_written_frame_keeps_its_place_until_it_is_committed() -> None:
+    """A stalled first frame (a slow fsync) holds up the render loop: the frames written
+    after it cannot pile up uncommitted, or kill -9 would lose more than the pool."""
+    from pipeline.jobs.writer import PENDING_PER_THREAD
+
+    release = threading.Event()
+    committed: list[int] = []
+    handed: list[int] = []
+    writer = FrameWriter(lambda outcome: committed.append(outcome.index), threads=2)
+
+    def feed() -> None:
+        for index in range(20):
+            writer.reserve(index)
+            write = release.wait if index == 0 else (lambda: None)
+            writer.fill(FrameOutcome(index, None, "new"), write)
+            handed.append(index)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    time.sleep(0.3)
+    assert len(handed) == 2 * PENDING_PER_THREAD and committed == []
+    release.set()
+    feeder.join()
+    writer.close()
+    assert committed == list(range(20))
+
+
 # --- prefetch ---
 
 

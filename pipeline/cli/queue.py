@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,13 @@ class QueueSummary(Callback):
 
     def __init__(self) -> None:
         self.jobs: list[tuple[int, dict[str, Any]]] = []
-        self.launcher_pid: int | None = None
+        self.launcher: tuple[str, int] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.launcher_pid = os.getpid()
+        # a process id alone could be a job's on another machine
+        self.launcher = (socket.gethostname(), os.getpid())
+        # outcomes an earlier sweep into this folder left behind (it was killed) are not ours
+        shutil.rmtree(spool(Path(config.hydra.sweep.dir)), ignore_errors=True)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra = HydraConfig.get()
@@ -64,7 +68,7 @@ class QueueSummary(Callback):
             outcome = {"status": "failed", "error": repr(job_return._return_value)}
         outcome["overrides"] = list(job_return.overrides or [])
         number = int(hydra.job.num)
-        if self.launcher_pid in (None, os.getpid()):
+        if self.launcher in (None, (socket.gethostname(), os.getpid())):
             self.jobs.append((number, outcome))
         else:  # a job process of a submitit launcher
             write_text(spool(Path(hydra.sweep.dir)) / f"{number}.json", json.dumps(outcome))

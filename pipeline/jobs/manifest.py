@@ -156,25 +156,12 @@ class Manifest:
                 self.by_key[record.key] = record
         return records
 
-    def current(self, index: int, key: str) -> FrameRecord | None:
-        """The record for ``index`` if it was made with ``key`` and its file exists.
-
-        A frame made with ``key`` earlier (an earlier look) whose file is still on disk
-        counts too: the index is pointed back at it with a new line, so the assemble
-        stage picks that frame again.
-        """
-        found = self.find(index, key)
-        if found is None:
-            return None
-        record, needs_line = found
-        if needs_line:
-            self.add(record)
-        return record
-
     def find(self, index: int, key: str) -> tuple[FrameRecord, bool] | None:
-        """Like :meth:`current`, without writing: the record, and whether it is an earlier
-        look whose line must be appended again to make it current (the render loop
-        writes that line in frame order, through its writer)."""
+        """The record for ``index`` if it was made with ``key`` and its file exists, and
+        whether it is an earlier look (a frame made with ``key`` before another look
+        replaced it, its file still on disk) whose line must be appended again to make it
+        current, so the assemble stage picks it again. The render loop writes that line,
+        in frame order, through its writer."""
         record = self.records.get(index)
         if record and record.key == key and (self.run_dir / record.file).is_file():
             return record, False

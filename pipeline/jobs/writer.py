@@ -14,7 +14,9 @@ its outcome is committed (for a run folder: its manifest line appended and fsync
 only once its file is durable *and* every frame before it is committed. So the manifest
 stays in frame order, a line never points at a file that is not fully on disk, and
 ``kill -9`` loses at most the frames still in the pool (``PENDING_PER_THREAD`` per
-thread), which the next run renders again. A frame that needs no file (reused from
+thread: a frame holds its place until its outcome is committed, so a stalled fsync
+holds up the render loop rather than piling up frames), which the next run renders
+again. A frame that needs no file (reused from
 disk) still waits for its turn, so its line keeps the order too.
 
 The commit step is a callable, so the same writer serves the driver of a run (it
@@ -62,6 +64,7 @@ class FrameOutcome:
 class _Slot:
     outcome: FrameOutcome | None = None
     committed: Callable[[], None] | None = None
+    holds_room: bool = False  # one of the pool's places, given back at the commit
     ready: bool = False
     error: BaseException | None = None
 
@@ -107,7 +110,8 @@ class FrameWriter:
             self._run(outcome, write, committed, hold_room=False)
             self.check()
             return
-        self._room.acquire()
+        while not self._room.acquire(timeout=0.1):
+            self.check()  # after an error nothing commits, so no place is given back
         try:
             self._pool.submit(self._run, outcome, write, committed, True)
         except BaseException:
@@ -132,13 +136,10 @@ class FrameWriter:
                 write()
         except BaseException as exc:  # handed to the render loop, which raises it
             error = exc
-        finally:
-            if hold_room:
-                self._room.release()
         with self._lock:
             slot = self._slots[outcome.index]
             slot.outcome, slot.ready, slot.error = outcome, True, error
-            slot.committed = committed
+            slot.committed, slot.holds_room = committed, hold_room
         self._commit_ready()
 
     def _commit_ready(self) -> None:
@@ -169,6 +170,8 @@ class FrameWriter:
                     return
                 with self._lock:
                     del self._slots[self._order.popleft()]
+                if slot.holds_room:
+                    self._room.release()
 
     def close(self) -> None:
         """Finish every write, commit what can be committed, stop the pool."""

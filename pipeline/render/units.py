@@ -57,10 +57,6 @@ class FramesUnit:
     def indices(self) -> list[int]:
         return [frame.job.index for frame in self.frames]
 
-    def without(self, done: set[int]) -> FramesUnit:
-        """The same unit less the frames in ``done`` (a worker died part way through)."""
-        return FramesUnit(self.number, [f for f in self.frames if f.job.index not in done])
-
 
 @dataclass
 class ShippedMap:

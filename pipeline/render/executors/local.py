@@ -47,17 +47,18 @@ def render_locally(work: RenderWork) -> None:
     cfg, rows = work.cfg, work.rows
     work.report.device = describe_device(resolve_device(cfg.runtime.device))
     units = cfg.controlnet.units
+    depth = max(PREFETCH_FRAMES, 2 * cfg.render.batch_size)
     with (
         open_source(cfg.input, keeps_own_sizes(cfg)) as source,
         ControlMaps(cfg, work.folder, rows[0].width, rows[0].height) as maps,
         FrameWriter(manifest_commit(work.manifest, work.folder), WRITE_THREADS) as writer,
+        # closed first: its thread stops before the source it reads from closes
+        Prefetch(source, depth, digest=image_digest) as feed,
     ):
         producer = FrameProducer(
             work.folder, work.manifest, work.identity, lambda: timed_load(work), work.progress,
             work.report, work.stop, control=maps if units else None, writer=writer,
         )  # fmt: skip
-        depth = max(PREFETCH_FRAMES, 2 * cfg.render.batch_size)
-        feed = Prefetch(source, depth, digest=image_digest)
         if cfg.animation.mode is AnimationMode.loopback:
             note_sequential(cfg, "loopback renders each frame from the one before")
             render_loopback(producer, rows, feed, cfg.animation)

@@ -86,6 +86,8 @@ def render_on_ray(work: RenderWork) -> None:
             open_source(cfg.input, keeps_own_sizes(cfg)) as source,
             ControlMaps(cfg, work.folder, work.rows[0].width, work.rows[0].height) as maps,
             FrameWriter(manifest_commit(work.manifest, work.folder), threads=0) as writer,
+            # closed first: its thread stops before the source it reads from closes
+            Prefetch(source, PREFETCH_FRAMES, digest=image_digest) as feed,
         ):
             pool = WorkerPool(work, cluster, worker_cfg, writer, source)
             control = maps if cfg.controlnet.units else None
@@ -93,7 +95,6 @@ def render_on_ray(work: RenderWork) -> None:
                 work.folder, work.manifest, work.identity, refuse_renderer, work.progress,
                 work.report, work.stop, control=control, writer=writer,
             )  # fmt: skip
-            feed = Prefetch(source, PREFETCH_FRAMES, digest=image_digest)
             try:
                 if cfg.animation.mode is AnimationMode.loopback:
                     note_sequential(cfg, "loopback renders each frame from the one before")
@@ -332,6 +333,8 @@ class WorkerPool:
             ray.get([actor.close.remote() for actor in live])
         except ray.exceptions.RayTaskError as exc:
             raise unwrapped(exc) from None
+        except ray.exceptions.RayActorError as exc:  # every frame is back: nothing is lost
+            log.warning("ray: a worker died while closing (%s)", first_line(exc))
 
     # --- workers ---
 
@@ -351,8 +354,14 @@ class WorkerPool:
         )  # fmt: skip
         workers = work.cfg.runtime.workers
         self.actors = [actor_class.remote(setup, number) for number in range(workers)]
+        loads = [actor.load.remote() for actor in self.actors]
         try:
-            devices = ray.get([actor.load.remote() for actor in self.actors])
+            # loading takes minutes on a cluster: Ctrl-C must not wait for it
+            while len(ray.wait(loads, num_returns=len(loads), timeout=_POLL_SECONDS)[0]) < len(
+                loads
+            ):
+                work.stop.check()
+            devices = ray.get(loads)
         except ray.exceptions.RayTaskError as exc:
             raise unwrapped(exc) from None
         except ray.exceptions.RayActorError as exc:
@@ -389,7 +398,7 @@ class WorkerPool:
             except ray.exceptions.RayActorError as exc:
                 self.results.put(("died", number, exc))
                 return
-            except ray.exceptions.RayTaskError as exc:
+            except Exception as exc:  # the task failed, or Ray could not run it
                 self.results.put(("failed", number, exc))
                 return
 
@@ -400,7 +409,7 @@ class WorkerPool:
                 self.results.put(("outcome", number, ray.get(ref)))
         except ray.exceptions.RayActorError as exc:
             self.results.put(("died", number, exc))
-        except ray.exceptions.RayTaskError as exc:
+        except Exception as exc:  # the task failed, or Ray could not run it
             self.results.put(("failed", number, exc))
 
     # --- results (driver's main thread) ---
@@ -424,6 +433,7 @@ class WorkerPool:
             self.work.stop.check()  # Ctrl-C in a terminal reaches the workers too
             self._worker_died(worker, payload)
         else:
+            self.work.stop.check()  # a task ended by the same Ctrl-C: stop, with the resume line
             raise unwrapped(payload)
 
     def _take(self, outcome: FrameOutcome) -> None:
@@ -461,9 +471,15 @@ class WorkerPool:
             if unit is None:
                 continue
             if isinstance(unit, FramesUnit):
-                rest: WorkUnit = unit.without(set(self.returned))
+                # whole: a smaller batch would round its frames differently; the frames
+                # already returned come back again and are dropped (``_take``)
+                rest: WorkUnit = unit
             else:
-                kept = [record for record in self.returned.values() if record is not None]
+                kept = [
+                    record
+                    for index in unit.indices
+                    if (record := self.returned.get(index)) is not None
+                ]
                 rest = unit.without(set(self.returned), kept)
             left += len(self.waiting[number])
             self.outstanding[number] = rest
@@ -495,7 +511,7 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def unwrapped(exc: ray.exceptions.RayTaskError) -> BaseException:
+def unwrapped(exc: BaseException) -> BaseException:
     """The error a worker raised (a RotoscopeError keeps its one-line message)."""
     cause = getattr(exc, "cause", None)
     if isinstance(cause, RotoscopeError):
@@ -573,7 +589,13 @@ class RenderWorker:
         producer.render_batch(unit.frames)
 
     def render_chain(self, unit: ChainUnit) -> None:
-        """Render a segment or a loopback in order, reusing its current frames."""
+        """Render a segment or a loopback in order, reusing its current frames.
+
+        A frame's outcome counts as committed here once it is handed to the driver, which
+        writes its manifest line a little later: the previous frame's attention recording
+        is deleted at that point. If the driver dies in between, the resumed segment
+        rebuilds that recording by replaying from its anchor (the frames are the same).
+        """
         from pipeline.render.coherence.chain import CoherenceChain
         from pipeline.render.coherence.strategy import render_coherent
         from pipeline.render.producer import render_loopback
