@@ -18,12 +18,16 @@ Two loops, measured in the same run:
   before (level 4, default strategy; now ``Z_RLE``, see ``pngmeta.write_png``), and a
   third row shows the serial loop with today's PNGs, to tell the two gains apart.
 
-Printed: per-frame wall time and efficiency ``T / per-frame time`` at ``T`` = 100 ms
-(target >= 0.95: the GPU is busy 95% of the time), and frames/s at ``T`` = 0 (pure
-overhead) for the loops, with the ratio of overlapped to serial-before (target >= 2x).
-Each measurement runs ``--repeat`` times, the loops taking turns, and medians are
-compared. The CPU time other
-processes used meanwhile is printed too: this machine may be shared.
+Printed: per-frame wall time over the whole run and in steady state (from the first
+GPU call to the last, per call), and the efficiency ``T / per-frame time`` at ``T`` =
+100 ms (target >= 0.95: the GPU is busy 95% of the time). The target is judged in
+steady state: the whole run also counts the ~0.25 s ffmpeg takes to start and decode
+the first frame, once per job (0.25 ms per frame over a 1000-frame job, and a real
+render loads its model after it anyway), not a wait between frames; both are printed.
+Frames/s at ``T`` = 0 (pure overhead) for the loops, whole runs, with the ratio of
+overlapped to serial-before (target >= 2x). Each measurement runs ``--repeat`` times,
+the loops taking turns, and medians are compared. The CPU time other processes used
+meanwhile is printed too: this machine may be shared.
 
     .venv/bin/python scripts/bench_orchestration.py [--frames 48] [--repeat 3]
 """
@@ -91,11 +95,13 @@ class SimulatedGPU:
             for k in range(4)
         ]
         self.calls = 0
+        self.call_starts: list[float] = []  # perf_counter() as each call began
 
     def control_details(self) -> list[dict[str, str]]:
         return []
 
     def render_batch(self, frames: list) -> list[np.ndarray]:
+        self.call_starts.append(time.perf_counter())
         time.sleep(self.seconds * len(frames))  # the GIL is free meanwhile, as on a GPU
         self.calls += 1
         return [self.frames[(self.calls + n) % len(self.frames)] for n in range(len(frames))]
@@ -140,8 +146,13 @@ def png_settings_before() -> Iterator[None]:
         producer_module.write_png = current
 
 
-def render_once(clip: Path, folder: Path, count: int, seconds: float, overlapped: bool) -> float:
-    """Wall seconds of one render loop over ``count`` frames into a fresh run folder."""
+def render_once(
+    clip: Path, folder: Path, count: int, seconds: float, overlapped: bool
+) -> tuple[float, float]:
+    """Wall seconds of one render loop over ``count`` frames into a fresh run folder, and
+    the steady-state seconds per frame: from the first GPU call to the last, per call
+    (one frame each), which leaves out the decoder's start-up before the first frame
+    and the last writes after the last one."""
     run = RunFolder(folder)
     manifest = Manifest(run)
     gpu = SimulatedGPU(seconds)
@@ -164,20 +175,22 @@ def render_once(clip: Path, folder: Path, count: int, seconds: float, overlapped
     wall = time.perf_counter() - started
     if len(Manifest(run).finished(plan)[0]) != count:
         raise SystemExit(f"{folder}: not every frame was recorded")
-    return wall
+    starts = gpu.call_starts
+    return wall, (starts[-1] - starts[0]) / max(1, len(starts) - 1)
 
 
 def measure_once(clip: Path, folder: Path, count: int, seconds: float, loop: str) -> tuple:
-    """Wall seconds per frame of one run, and the cores other processes used meanwhile."""
+    """Wall seconds per frame of one run, steady-state seconds per frame, and the cores
+    other processes used meanwhile."""
     busy = machine_busy_seconds()
     cpu = time.process_time()
     with png_settings_before() if loop == BEFORE else nullcontext():
-        wall = render_once(clip, folder, count, seconds, loop == OVERLAPPED)
+        wall, steady = render_once(clip, folder, count, seconds, loop == OVERLAPPED)
     after = machine_busy_seconds()
     other = float("nan")
     if busy is not None and after is not None:
         other = max(0.0, after - busy - (time.process_time() - cpu)) / wall
-    return wall / count, other
+    return wall / count, steady, other
 
 
 def body(args: argparse.Namespace, tmp: Path) -> bool:
@@ -188,31 +201,32 @@ def body(args: argparse.Namespace, tmp: Path) -> bool:
           f"(waited {waited:.0f} s for a quiet machine)\n")  # fmt: skip
     t = args.gpu_ms / 1000
     runs = [(t, OVERLAPPED), (0.0, OVERLAPPED), (0.0, BEFORE), (0.0, SERIAL_TODAY)]
-    samples: dict[tuple[float, str], list[tuple[float, float]]] = {run: [] for run in runs}
+    samples: dict[tuple[float, str], list[tuple[float, float, float]]] = {r: [] for r in runs}
     for attempt in range(args.repeat):  # the loops take turns
         for seconds, loop in runs:
             folder = tmp / f"{attempt}-{seconds}-{loop}".replace(" ", "-").replace("'", "")
             samples[(seconds, loop)].append(measure_once(clip, folder, args.frames, seconds, loop))
     results = {
-        run: (median([s[0] for s in values]), median([s[1] for s in values]))
+        run: tuple(median([s[n] for s in values]) for n in range(3))
         for run, values in samples.items()
     }
-    gpu_frame = results[(t, OVERLAPPED)][0]
-    efficiency = t / gpu_frame
+    whole, steady, _ = results[(t, OVERLAPPED)]
+    efficiency = t / steady
     speedup = results[(0.0, BEFORE)][0] / results[(0.0, OVERLAPPED)][0]
     print_table(
-        ["loop", "T (ms)", "ms/frame", "frames/s", "other load (cores)"],
+        ["loop", "T (ms)", "ms/frame", "frames/s", "steady ms/frame", "other load (cores)"],
         [
-            [loop, seconds * 1000, per_frame * 1000, 1 / per_frame, load]
-            for (seconds, loop), (per_frame, load) in results.items()
+            [loop, seconds * 1000, per_frame * 1000, 1 / per_frame, steady_frame * 1000, load]
+            for (seconds, loop), (per_frame, steady_frame, load) in results.items()
         ],
     )
     ok_efficiency = efficiency >= args.target_efficiency
     ok_speedup = speedup >= args.target_speedup
     verdict = {True: "PASS", False: "FAIL"}
     print(
-        f"\nefficiency at T={args.gpu_ms:g} ms: {efficiency:.3f} "
-        f"(target >= {args.target_efficiency}): {verdict[ok_efficiency]}"
+        f"\nefficiency at T={args.gpu_ms:g} ms, steady state: {efficiency:.3f} "
+        f"(target >= {args.target_efficiency}): {verdict[ok_efficiency]}; over the whole "
+        f"run, with the decoder's start-up: {t / whole:.3f}"
     )
     print(
         f"frames/s at T=0, overlapped / serial before: {speedup:.2f}x "
