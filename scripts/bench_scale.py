@@ -11,15 +11,15 @@ configurations measured in the same run:
 
 The rate compared is frames per second of *render time* (``report.json``:
 ``rendered / render_seconds``), which leaves out what does not grow with the clip:
-starting Python, planning, starting Ray and loading the model in each worker (printed
-apart as "start-up"). Whole-process wall time is printed too. All runs render into
-fresh run folders and must produce the same frames (batches within 1/255), which is
-checked. The load of other processes is printed: measured for two seconds before each
-run ("before"), and during it ("during"; for Ray runs this includes the workers
-themselves, whose CPU time Ray does not hand back to the command). On a shared machine
-a busy neighbour halves what two workers can gain.
+starting Python, planning, starting Ray and loading the model in each worker, and
+stopping Ray at the end (printed apart as "start/stop"). Whole-process wall time is
+printed too. All runs render into fresh run folders and must produce the same frames
+(batches within 1/255), which is checked. The load of other processes is printed:
+measured for two seconds before each run ("before"), and during it ("during"; for Ray
+runs this includes the workers themselves, whose CPU time Ray does not hand back to
+the command). On a shared machine a busy neighbour halves what two workers can gain.
 
-    .venv/bin/python scripts/bench_scale.py [--frames 24] [--size 256] [--steps 20]
+    .venv/bin/python scripts/bench_scale.py [--frames 24] [--size 256] [--steps 20] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from bench_common import (
     cli_command,
     machine_busy_seconds,
     make_clip,
+    median,
     print_table,
     run_in_tempdir,
     timed_run,
@@ -60,34 +61,41 @@ def body(args: argparse.Namespace, tmp: Path) -> bool:
     env = bench_env(args.threads)
     model = tiny_sd15(args.models, tmp, env)
     clip = make_clip(tmp / "clip.mp4", args.frames, 24, args.size, args.size, env)
-    rows = []
-    rates: dict[str, float] = {}
+    samples: dict[str, list[list[float]]] = {label: [] for label in CONFIGS}
     frames: dict[str, list[np.ndarray]] = {}
-    for label, overrides in CONFIGS.items():
-        wait_for_quiet(args.idle_wait)
-        before = load_now()
-        name = label.replace(" ", "").replace(",", "-")
-        cmd = cli_command(
-            clip, model, tmp / "outputs", name, prompt="a watercolor street",
-            steps=args.steps, strength=0.5, seed=7, guidance=7.0,
-        )  # fmt: skip
-        run = timed_run([*cmd, "stages=[plan,render]", *overrides], env, tmp)
-        if run.proc.returncode != 0:
-            print(run.proc.stderr[-2000:])
-            raise SystemExit(f"{label}: the CLI failed")
-        report = json.loads((tmp / "outputs" / name / "report.json").read_text())
-        rates[label] = report["rendered"] / report["render_seconds"]
-        frames[label] = frames_of(tmp / "outputs" / name)
-        startup = run.wall - report["render_seconds"]
-        rows.append([label, run.wall, startup, report["render_seconds"], rates[label],
-                     before, run.other_load])  # fmt: skip
+    for attempt in range(args.repeat):  # the configurations take turns
+        for label, overrides in CONFIGS.items():
+            wait_for_quiet(args.idle_wait)
+            before = load_now()
+            name = label.replace(" ", "").replace(",", "-") + f"-{attempt}"
+            cmd = cli_command(
+                clip, model, tmp / "outputs", name, prompt="a watercolor street",
+                steps=args.steps, strength=0.5, seed=7, guidance=7.0,
+            )  # fmt: skip
+            run = timed_run([*cmd, "stages=[plan,render]", *overrides], env, tmp)
+            if run.proc.returncode != 0:
+                print(run.proc.stderr[-2000:])
+                raise SystemExit(f"{label}: the CLI failed")
+            report = json.loads((tmp / "outputs" / name / "report.json").read_text())
+            render = report["render_seconds"]
+            rate = report["rendered"] / render
+            samples[label].append([run.wall, run.wall - render, render, rate, before,
+                                   run.other_load])  # fmt: skip
+            frames.setdefault(label, frames_of(tmp / "outputs" / name))
+    medians = {
+        label: [median([sample[n] for sample in runs]) for n in range(6)]
+        for label, runs in samples.items()
+    }
+    rows = [[label, *values] for label, values in medians.items()]
+    rates = {label: values[3] for label, values in medians.items()}
     print(f"{args.frames} frames, {args.size}x{args.size}, {args.steps} steps x 0.5, tiny SD 1.5 "
-          f"on the CPU, {args.threads} thread(s) per process\n")  # fmt: skip
+          f"on the CPU, {args.threads} thread(s) per process, median of {args.repeat} "
+          f"run(s) each\n")  # fmt: skip
     print_table(
         [
             "configuration",
             "wall s",
-            "start-up s",
+            "start/stop s",
             "render s",
             "frames/s",
             "load before",
@@ -127,6 +135,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--target", type=float, default=1.6)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration")
     parser.add_argument(
         "--idle-wait", type=float, default=20.0, help="seconds to wait for a quiet machine"
     )

@@ -78,7 +78,6 @@ def render_on_ray(work: RenderWork) -> None:
     """Render ``work`` on Ray workers (see the module docstring)."""
     cfg = work.cfg
     cluster = RayCluster(cfg)
-    work.progress.exclude(cluster.started_seconds)  # joining a cluster is not frame time
     try:
         worker_cfg = cluster.worker_config()
         work.identity = worker_identity(worker_cfg, work.identity)
@@ -106,9 +105,13 @@ def render_on_ray(work: RenderWork) -> None:
                     render_frames(producer, work.rows, feed, cfg.render.batch_size, pool.frames)
                 pool.finish()
             finally:
+                stopping = time.monotonic()
                 pool.close()
+                work.progress.exclude(time.monotonic() - stopping)
     finally:
-        cluster.close()
+        stopping = time.monotonic()
+        cluster.close()  # stopping Ray takes seconds: like starting it, not frame time
+        work.progress.exclude(time.monotonic() - stopping)
 
 
 def refuse_renderer() -> Renderer:
@@ -174,7 +177,6 @@ class RayCluster:
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
-        self.started_seconds = 0.0
         self.wants_cpu = cfg.runtime.device.strip().lower() == "cpu"
         if cfg.runtime.ray_address:
             self.start()
@@ -188,7 +190,6 @@ class RayCluster:
             return
         workers = self.cfg.runtime.workers
         address = self.cfg.runtime.ray_address
-        started = time.monotonic()
         graceful = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with an exit
         try:
             if address:
@@ -209,7 +210,6 @@ class RayCluster:
             ) from exc
         finally:
             signal.signal(signal.SIGTERM, graceful)  # SIGTERM stops after the frame again
-        self.started_seconds = time.monotonic() - started
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 0))
