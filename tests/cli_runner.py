@@ -19,6 +19,7 @@ safe. Tests that signal or kill the CLI while it runs keep starting a real inter
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import json
 import os
@@ -79,6 +80,7 @@ class ForkServer:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            bufsize=0,  # unbuffered: a line read never takes the next one along, unseen by select
         )
         self.lock = threading.Lock()
         if self._line(timeout=600) != "ready":
@@ -97,7 +99,8 @@ class ForkServer:
             try:
                 code = int(self._line(timeout=timeout))
             except TimeoutError:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
                 self._line(timeout=60)
                 raise subprocess.TimeoutExpired(command, timeout) from None
             return subprocess.CompletedProcess(
@@ -188,10 +191,10 @@ def exit_child(code: int) -> NoReturn:
     """Exit as the interpreter does (wait for non-daemon threads, run the exit handlers,
     flush the output) but without tearing down every imported module: with torch and
     diffusers in memory that teardown takes seconds, and leaves nothing to see."""
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()  # the interpreter's own step; there is no public name for it
+    # the interpreter's own steps (there are no public names for them): wake idle
+    # executor threads and join the non-daemon threads, then run the exit handlers
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -77,7 +77,9 @@ _POLL_SECONDS = 0.2
 def render_on_ray(work: RenderWork) -> None:
     """Render ``work`` on Ray workers (see the module docstring)."""
     cfg = work.cfg
-    cluster = RayCluster(cfg)
+    joining = time.monotonic()
+    cluster = RayCluster(cfg)  # joins runtime.ray_address at once: not frame time
+    work.progress.exclude(time.monotonic() - joining)
     try:
         worker_cfg = cluster.worker_config()
         work.identity = worker_identity(worker_cfg, work.identity)
