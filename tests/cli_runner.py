@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import NoReturn
@@ -57,6 +58,27 @@ DIFFUSERS_CLASSES = (
     "AutoencoderKL",
     "UNet2DConditionModel",
 )
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    """The environment a CLI test runs in: offline, this checkout first on the path, and
+    ``home`` as rotoscope's home (run folders land in ``home/outputs``)."""
+    from pipeline.config.paths import HOME_ENV
+
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home)}
+
+
+def wait_for_lines(
+    run_dir: Path, count: int, proc: subprocess.Popen[str], timeout: float = 120
+) -> None:
+    """Block until the run's manifest has ``count`` lines (the process must still run)."""
+    from run_files import manifest_lines
+
+    deadline = time.monotonic() + timeout
+    while len(manifest_lines(run_dir)) < count:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no frames rendered in time"
+        time.sleep(0.05)
 
 
 def run_cli(

@@ -7,6 +7,7 @@ Import from tests as ``from run_files import ...``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +29,14 @@ def frame_file(run_dir: Path, index: int) -> Path:
 
 def frames_of(run_dir: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(path)) for path in frame_files(run_dir)]
+
+
+def report_of(run_dir: Path) -> dict:
+    """The run's ``report.json``."""
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def manifest_lines(run_dir: Path) -> list[dict]:
+    """Every line of the run's manifest, in file order (none before the first frame)."""
+    path = run_dir / "manifest.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

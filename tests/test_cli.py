@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import cli_env, run_cli
 from media import make_image_folder, make_video, write_image
 from PIL import Image
 from run_files import frame_file, frame_files, frames_of
 
-from pipeline.config.paths import HOME_ENV
 from pipeline.render.pngmeta import read_png_metadata
 
 # End to end through the command line: each test renders in a subprocess.
@@ -27,10 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def rotoscope(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m pipeline`` like a user would, offline, from ``cwd``, with ``home``
     (by default ``cwd``) as rotoscope's home, so run folders land in ``home/outputs``."""
-    env = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home or cwd),
-    }  # fmt: skip
-    return run_cli(list(args), cwd, env)
+    return run_cli(list(args), cwd, cli_env(home or cwd))
 
 
 def probe_output(path: Path) -> str:

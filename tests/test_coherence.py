@@ -216,7 +216,8 @@ def test_a_mid_segment_render_rebuilds_the_previous_frames_state(
 
 @pytest.mark.slow
 def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models, tmp_path):
-    from test_overnight import start, wait_for_frames
+    from cli_runner import wait_for_lines
+    from test_overnight import start
 
     settings = ["coherence=full", "coherence.attention_anchors=both", "steps=8"]
     reference, _ = run(pan_folder, tiny_models, tmp_path, *settings, "name=whole")
@@ -226,7 +227,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models
     ]  # fmt: skip
     proc = start(*args, "name=killed", cwd=tmp_path)
     run_dir = tmp_path / "outputs/killed"
-    wait_for_frames(run_dir, 3, proc)
+    wait_for_lines(run_dir, 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(0.1)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from media import make_video, write_image
 from PIL import Image
-from run_files import frame_files, frames_of
+from run_files import frame_files, frames_of, report_of
 from test_cli import rotoscope
 
 pytestmark = pytest.mark.slow
@@ -24,10 +24,6 @@ pytestmark = pytest.mark.slow
 def clip_at(path: Path, frames: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return make_video(path, frames=frames, fps=8)
-
-
-def report_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())
 
 
 def one_error_line(result) -> str:

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import cli_env, run_cli, wait_for_lines
 from media import make_video
 from PIL import Image
-from run_files import frames_of
+from run_files import frames_of, report_of
 
-from pipeline.config.paths import HOME_ENV
 from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
 from pipeline.jobs.lock import RunLock
@@ -33,7 +30,6 @@ from pipeline.plan.rows import FrameJob
 from pipeline.render.producer import FrameProducer
 from pipeline.render.renderer import Renderer
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 40
 
 
@@ -41,33 +37,13 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
 
 
-def env(home: Path) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home)}
-
-
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run_cli(list(args), cwd, env(cwd))
+    return run_cli(list(args), cwd, cli_env(cwd))
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(command(*args), cwd=cwd, env=env(cwd), stdout=subprocess.PIPE,
+    return subprocess.Popen(command(*args), cwd=cwd, env=cli_env(cwd), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-
-def wait_for_frames(run_dir: Path, count: int, proc: subprocess.Popen[str]) -> None:
-    """Block until the manifest records ``count`` frames (the process must still run)."""
-    manifest = run_dir / "manifest.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if manifest.exists() and len(manifest.read_text().splitlines()) >= count:
-            return
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(0.05)
-    raise AssertionError("no frames rendered in time")
-
-
-def report_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +76,7 @@ def assert_same_frames(run_dir: Path, reference: list) -> None:
 def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tmp_path) -> None:
     proc = start(*job_args, "name=killed", cwd=tmp_path)
     run_dir = tmp_path / "outputs/killed"
-    wait_for_frames(run_dir, 5, proc)
+    wait_for_lines(run_dir, 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(Manifest(RunFolder(run_dir)).records)
@@ -122,7 +98,7 @@ def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
 ) -> None:
     proc = start(*job_args, "name=stopped", cwd=tmp_path)
     run_dir = tmp_path / "outputs/stopped"
-    wait_for_frames(run_dir, 3, proc)
+    wait_for_lines(run_dir, 3, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -142,7 +118,7 @@ def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
 def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> None:
     first = start(*job_args, "name=busy", cwd=tmp_path)
     try:
-        wait_for_frames(tmp_path / "outputs/busy", 1, first)
+        wait_for_lines(tmp_path / "outputs/busy", 1, first)
         second = run(*job_args, "name=busy", cwd=tmp_path)
         assert second.returncode == 2
         assert f"is in use by process {first.pid}" in second.stderr

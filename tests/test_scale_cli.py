@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import run_cli
+from cli_runner import cli_env, run_cli, wait_for_lines
 from media import make_video, write_image
-from run_files import frames_of
+from run_files import frames_of, manifest_lines, report_of
 
-from pipeline.config.paths import HOME_ENV
 from pipeline.jobs.manifest import Manifest
 from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
@@ -32,13 +31,11 @@ from pipeline.plan.rows import read_plan
 # cluster, not a local Ray another test process started meanwhile
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAMES = 30
 
 
 def env(home: Path) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home),
-            "OMP_NUM_THREADS": "1"}  # fmt: skip
+    return {**cli_env(home), "OMP_NUM_THREADS": "1"}
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -50,19 +47,6 @@ def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env(cwd),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
-
-
-def manifest_lines(run_dir: Path) -> list[dict]:
-    path = run_dir / "manifest.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_for_lines(run_dir: Path, count: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
-    while len(manifest_lines(run_dir)) < count:
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "no frames in time"
-        time.sleep(0.05)
 
 
 def kill_session(proc: subprocess.Popen[str]) -> None:
@@ -82,10 +66,6 @@ def assert_frames_equal(run_dir: Path, reference: list[np.ndarray]) -> None:
 def assert_in_frame_order(run_dir: Path) -> None:
     indices = [line["index"] for line in manifest_lines(run_dir)]
     assert indices == sorted(indices), indices
-
-
-def report_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())
 
 
 @pytest.fixture(scope="module")
