@@ -228,6 +228,16 @@ def test_model_load_is_not_frame_time_in_rate_eta_or_report() -> None:
     assert report.seconds_per_frame == 1.5 and report.seconds == 103.0
 
 
+def test_time_spent_excluding_is_left_out_even_when_the_block_fails() -> None:
+    ticks = iter([0.0, 10.0, 14.0, 20.0, 27.0])
+    progress = Progress(10, log_every=100.0, stream=io.StringIO(), clock=lambda: next(ticks))
+    with progress.excluding():  # 10 -> 14: starting Ray, say
+        pass
+    with pytest.raises(RuntimeError), progress.excluding():  # 20 -> 27, then an error
+        raise RuntimeError("stop")
+    assert progress.excluded == 11.0
+
+
 def test_one_frame_is_singular_and_repeated_frames_are_not_called_skipped() -> None:
     progress = Progress(1, log_every=100.0, stream=io.StringIO(), clock=lambda: 0.0)
     assert progress.line(0.0).startswith("render 0/1 frame (0%)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from pipeline.cli.logs import FILE_ONLY
@@ -54,6 +56,15 @@ class Progress:
     def exclude(self, seconds: float) -> None:
         """Leave ``seconds`` (say, loading the model) out of the rate and the ETA."""
         self.excluded += seconds
+
+    @contextmanager
+    def excluding(self) -> Iterator[None]:
+        """Leave the time spent inside the block (say, starting or stopping Ray) out."""
+        started = self.clock()
+        try:
+            yield
+        finally:
+            self.exclude(self.clock() - started)
 
     def advance(self, reused: bool = False) -> None:
         """One more frame finished (rendered now, or reused from disk)."""

@@ -77,9 +77,8 @@ _POLL_SECONDS = 0.2
 def render_on_ray(work: RenderWork) -> None:
     """Render ``work`` on Ray workers (see the module docstring)."""
     cfg = work.cfg
-    joining = time.monotonic()
-    cluster = RayCluster(cfg)  # joins runtime.ray_address at once: not frame time
-    work.progress.exclude(time.monotonic() - joining)
+    with work.progress.excluding():  # joins runtime.ray_address at once: not frame time
+        cluster = RayCluster(cfg)
     try:
         worker_cfg = cluster.worker_config()
         work.identity = worker_identity(worker_cfg, work.identity)
@@ -107,13 +106,11 @@ def render_on_ray(work: RenderWork) -> None:
                     render_frames(producer, work.rows, feed, cfg.render.batch_size, pool.frames)
                 pool.finish()
             finally:
-                stopping = time.monotonic()
-                pool.close()
-                work.progress.exclude(time.monotonic() - stopping)
+                with work.progress.excluding():
+                    pool.close()
     finally:
-        stopping = time.monotonic()
-        cluster.close()  # stopping Ray takes seconds: like starting it, not frame time
-        work.progress.exclude(time.monotonic() - stopping)
+        with work.progress.excluding():  # stopping Ray takes seconds, as starting it does
+            cluster.close()
 
 
 def refuse_renderer() -> Renderer:
@@ -359,9 +356,7 @@ class WorkerPool:
         loads = [actor.load.remote() for actor in self.actors]
         try:
             # loading takes minutes on a cluster: Ctrl-C must not wait for it
-            while len(ray.wait(loads, num_returns=len(loads), timeout=_POLL_SECONDS)[0]) < len(
-                loads
-            ):
+            while ray.wait(loads, num_returns=len(loads), timeout=_POLL_SECONDS)[1]:
                 work.stop.check()
             devices = ray.get(loads)
         except ray.exceptions.RayTaskError as exc:
