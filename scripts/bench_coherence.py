@@ -39,9 +39,9 @@ from bench_common import PYTHON, bench_env, timed_run, tiny_sd15
 from PIL import Image
 
 from pipeline.animation.flow_cache import FlowCache
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.metrics.warp_error import pair_warp_error
+from pipeline.records.manifest import Manifest
+from pipeline.records.run_folder import RunFolder
 from pipeline.testing.synthetic import pan_clip, zoom_clip
 
 PRESETS = ("none", "attention", "flow", "full")

@@ -63,15 +63,18 @@ from bench_common import (
 import pipeline.render.producer as producer_module
 from pipeline.atomic import atomic_path
 from pipeline.config.schema import InputConfig
-from pipeline.jobs.manifest import Manifest, image_digest
-from pipeline.jobs.progress import Progress
-from pipeline.jobs.report import JobReport
-from pipeline.jobs.run_folder import RunFolder
-from pipeline.jobs.writer import FrameWriter
-from pipeline.plan.rows import FrameJob
-from pipeline.render.executors.local import WRITE_THREADS
+from pipeline.plan.rows import PlanRow
+from pipeline.records.manifest import Manifest, image_digest
+from pipeline.records.progress import Progress
+from pipeline.records.report import JobReport
+from pipeline.records.run_folder import RunFolder
+from pipeline.records.writer import FrameWriter
+from pipeline.render.executors.local import WRITE_THREADS, RenderHere
 from pipeline.render.pngmeta import JSON_KEY, PARAMETERS_KEY
-from pipeline.render.producer import FrameProducer, manifest_commit, render_frames
+from pipeline.render.producer import FrameProducer, manifest_commit
+from pipeline.render.strategies.base import UnitContext
+from pipeline.render.strategies.plain import PlainStrategy
+from pipeline.source.base import Source
 from pipeline.source.open import open_source
 from pipeline.source.prefetch import PREFETCH_FRAMES, Prefetch
 
@@ -107,9 +110,9 @@ class SimulatedGPU:
         return [self.frames[(self.calls + n) % len(self.frames)] for n in range(len(frames))]
 
 
-def rows(count: int) -> list[FrameJob]:
+def rows(count: int) -> list[PlanRow]:
     return [
-        FrameJob(
+        PlanRow(
             index=i,
             prompt="simulated",
             negative_prompt="",
@@ -168,15 +171,22 @@ def render_once(
                     run, manifest, "simulated", lambda: gpu, progress, report, writer=writer
                 )  # type: ignore[arg-type, return-value]
                 feed = Prefetch(source, PREFETCH_FRAMES, digest=image_digest)
-                render_frames(producer, plan, feed)
+                render_plain(producer, plan, feed)
         else:
             producer = FrameProducer(run, manifest, "simulated", lambda: gpu, progress, report)  # type: ignore[arg-type, return-value]
-            render_frames(producer, plan, source)
+            render_plain(producer, plan, source)
     wall = time.perf_counter() - started
     if len(Manifest(run).finished(plan)[0]) != count:
         raise SystemExit(f"{folder}: not every frame was recorded")
     starts = gpu.call_starts
     return wall, (starts[-1] - starts[0]) / max(1, len(starts) - 1)
+
+
+def render_plain(producer: FrameProducer, plan: list[PlanRow], source: Source) -> None:
+    """The plain strategy's frames rendered in this process, as the local executor does."""
+    strategy = PlainStrategy()
+    context = UnitContext(plan, source.info, source.selection, lambda: source)
+    strategy.feed(producer, plan, source, RenderHere(strategy, producer, context))
 
 
 def measure_once(clip: Path, folder: Path, count: int, seconds: float, loop: str) -> tuple:

@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.manifest import Manifest
+from pipeline.records.run_folder import RunFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import (

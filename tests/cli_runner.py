@@ -45,7 +45,7 @@ PRELOAD = (
     "pipeline.render.executors.local",
     "pipeline.models.loader",
     "pipeline.models.controlnets",
-    "pipeline.control.stage",
+    "pipeline.assemble.control_preview",
     "pipeline.metrics.stage",
     "pipeline.assemble.stage",
 )

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.manifest import Manifest
+from pipeline.records.run_folder import RunFolder
 
 
 def frame_files(run_dir: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from pipeline.errors import RotoscopeError
 from pipeline.models.loader import LoadedModel, load_model
 from pipeline.models.safe_load import load_weights
 from pipeline.plan.networks import Networks
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.render.adapters import Adapters
 from pipeline.render.conditioning import PromptEncoder, TextSettings
 from pipeline.render.renderer import Renderer
@@ -37,7 +37,7 @@ def networks_of(adapters: TinyAdapters, loras: Path | None = None) -> Networks:
     return Networks(str(loras or adapters.loras), str(adapters.embeddings))
 
 
-def row(networks: Networks, prompt: str, negative: str = "", **changes: object) -> FrameJob:
+def row(networks: Networks, prompt: str, negative: str = "", **changes: object) -> PlanRow:
     """A plan row for ``prompt``, its LoRA and embedding fields resolved by the plan's code."""
     base = dict(
         index=0, prompt=prompt, negative_prompt=negative, strength=0.6, guidance_scale=7.0,
@@ -45,11 +45,11 @@ def row(networks: Networks, prompt: str, negative: str = "", **changes: object) 
     )  # fmt: skip
     base.update(networks.row_fields(prompt, negative))
     base.update(changes)
-    return FrameJob(**base)  # type: ignore[arg-type]
+    return PlanRow(**base)  # type: ignore[arg-type]
 
 
 def renderer_for(
-    model: LoadedModel, rows: list[FrameJob], networks: Networks, fuse: bool = True
+    model: LoadedModel, rows: list[PlanRow], networks: Networks, fuse: bool = True
 ) -> Renderer:
     return Renderer(model, adapters=Adapters(model, rows, networks, fuse_loras=fuse))
 
@@ -251,7 +251,7 @@ def test_clip_skip(tiny_models: TinyModels) -> None:
 
 def test_clip_skip_2_renders_differently(tiny_models: TinyModels) -> None:
     renderer = Renderer(load(tiny_models, "sd15"))
-    plain = FrameJob(0, "a cat", "", 0.6, 7.0, 4, "Euler", 3, 64, 64)
+    plain = PlanRow(0, "a cat", "", 0.6, 7.0, 4, "Euler", 3, 64, 64)
     skipped = replace(plain, clip_skip=2)
     assert difference(renderer.render(plain, IMAGE), renderer.render(skipped, IMAGE)) > 5
 

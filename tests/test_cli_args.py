@@ -9,9 +9,9 @@ import pytest
 from pipeline.cli.overrides import quote_text_values
 from pipeline.cli.prompt_map import parse_prompt_map
 from pipeline.config.compose import compose_checked
-from pipeline.config.keyframes import apply_keyframes
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
+from pipeline.run.configure import apply_keyframes
 
 
 def compose(*args: str, multirun: bool = False) -> RunConfig:

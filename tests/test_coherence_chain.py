@@ -11,19 +11,19 @@ import torch
 from pipeline.config.compose import compose_checked
 from pipeline.config.schema import AttentionAnchors, CoherenceConfig
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.history import history_bytes
-from pipeline.jobs.manifest import FrameRecord, Manifest
-from pipeline.jobs.prune import prune
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.build import build_plan
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.plan.stage import check_coherence
+from pipeline.records.history import history_bytes
+from pipeline.records.manifest import FrameRecord, Manifest
+from pipeline.records.prune import prune
+from pipeline.records.run_folder import RunFolder
 from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttnProcessor
 from pipeline.render.coherence.chain import ChainSettings, CoherenceChain, FrameState
 
 
-def rows(count: int, attention_steps: float = 0.5) -> list[FrameJob]:
-    base = FrameJob(0, "a fox", "", 0.5, 7.0, 4, "Euler a", 1, 64, 64)
+def rows(count: int, attention_steps: float = 0.5) -> list[PlanRow]:
+    base = PlanRow(0, "a fox", "", 0.5, 7.0, 4, "Euler a", 1, 64, 64)
     return [
         replace(base, index=i, segment_start=0, attention_steps=attention_steps)
         for i in range(count)

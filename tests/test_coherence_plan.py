@@ -70,7 +70,7 @@ def test_coherence_values_are_checked_per_frame() -> None:
 
 
 def test_keyframe_files_schedule_coherence(tmp_path) -> None:
-    from pipeline.config.keyframes import apply_keyframes
+    from pipeline.run.configure import apply_keyframes
 
     path = tmp_path / "anim.yaml"
     path.write_text(

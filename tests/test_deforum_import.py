@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.config.deforum_import import DeforumImport, import_deforum, keyframe_text, main
+from pipeline.cli.import_deforum import main
 from pipeline.errors import RotoscopeError
+from pipeline.interop.deforum.importer import DeforumImport, import_deforum, keyframe_text
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "keyframes" / "deforum_example_settings.txt"
 
@@ -367,7 +368,7 @@ def test_cli_error_exits_2_with_one_line(
 
 
 def test_the_keyframe_loader_reads_the_import(tmp_path: Path) -> None:
-    from pipeline.config.keyframes import load_keyframes
+    from pipeline.run.configure import load_keyframes
 
     out = tmp_path / "forest.yaml"
     out.write_text(keyframe_text(import_deforum(EXAMPLE), EXAMPLE), encoding="utf-8")
@@ -452,8 +453,8 @@ def test_deforum_files_of_every_version_plan(settings: Path, tmp_path: Path) -> 
     renders: every row passes the plan's checks. LoRA tags and embedding names pass
     through to rotoscope's prompts."""
     from pipeline.config.compose import compose_checked
-    from pipeline.config.keyframes import apply_keyframes
     from pipeline.plan.build import build_plan
+    from pipeline.run.configure import apply_keyframes
 
     loras, embeddings = tmp_path / "Lora", tmp_path / "embeddings"
     loras.mkdir()

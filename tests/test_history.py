@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli.prune import main as prune_main
-from pipeline.jobs.history import history_bytes, publish, superseded_frames
-from pipeline.jobs.manifest import FrameRecord, Manifest
-from pipeline.jobs.prune import prunable, prune
-from pipeline.jobs.run_folder import RunFolder
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
+from pipeline.records.history import history_bytes, publish, superseded_frames
+from pipeline.records.manifest import FrameRecord, Manifest
+from pipeline.records.prune import prunable, prune
+from pipeline.records.run_folder import RunFolder
 
 
-def row(index: int) -> FrameJob:
-    return FrameJob(index, "a fox", "", 0.5, 7.0, 4, "Euler a", 1, 64, 64)
+def row(index: int) -> PlanRow:
+    return PlanRow(index, "a fox", "", 0.5, 7.0, 4, "Euler a", 1, 64, 64)
 
 
 def record(folder: RunFolder, index: int, key: str, content: bytes = b"png") -> FrameRecord:

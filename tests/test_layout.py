@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from pipeline.config.schedulable import CONTROL_UNIT_SCHEDULES, SCHEDULES
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
@@ -163,7 +163,7 @@ def test_run_folder_file_names_live_in_run_folder_alone() -> None:
     offenders = sorted(
         f"{name}: {text!r}"
         for name, path in MODULES.items()
-        if name != "pipeline.jobs.run_folder"
+        if name != "pipeline.records.run_folder"
         for text in code_strings(path)
         if any(text == file or text.endswith("/" + file) for file in RUN_FOLDER_FILES)
     )
@@ -173,7 +173,7 @@ def test_run_folder_file_names_live_in_run_folder_alone() -> None:
 def test_hydra_writes_the_log_where_run_folder_says() -> None:
     import yaml
 
-    from pipeline.jobs.run_folder import RunFolder
+    from pipeline.records.run_folder import RunFolder
 
     job_name = yaml.safe_load((PACKAGE / "conf/config.yaml").read_text())["hydra"]["job"]["name"]
     logging_conf = (PACKAGE / "conf/hydra/job_logging/rotoscope.yaml").read_text()
@@ -182,7 +182,7 @@ def test_hydra_writes_the_log_where_run_folder_says() -> None:
 
 
 def test_every_schedule_fills_a_plan_row_field() -> None:
-    row_fields = {field.name for field in fields(FrameJob)}
+    row_fields = {field.name for field in fields(PlanRow)}
     assert {item.name for item in SCHEDULES} <= row_fields
     assert set(CONTROL_UNIT_SCHEDULES) == {"weight", "start", "end"}
 

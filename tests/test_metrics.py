@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.animation.flow import flow_pair
 from pipeline.animation.flow_cache import FlowCache
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.metrics.warp_error import detail, pair_warp_error
+from pipeline.records.run_folder import RunFolder
 from pipeline.testing.synthetic import occluder_clip, pan_clip, static_clip
 
 
@@ -93,8 +93,8 @@ def test_flow_cache_returns_the_same_pair_and_notices_other_frames(tmp_path) -> 
 
 
 def test_metrics_json_has_the_promised_keys(tmp_path) -> None:
-    from pipeline.jobs.run_folder import RunFolder
     from pipeline.metrics.stage import PairMetrics, RunMetrics, flow_description
+    from pipeline.records.run_folder import RunFolder
 
     folder = RunFolder(tmp_path)
     RunMetrics(0.01, 0.001, 0.2, 0.3, 1, flow_description(), [PairMetrics(1, 0.01, 0.001)]).write(

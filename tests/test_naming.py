@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.naming import (
+from pipeline.records.naming import (
     MAX_NAME,
     RunOwner,
     bounded,
@@ -18,7 +18,7 @@ from pipeline.jobs.naming import (
     job_part,
     owner_of,
 )
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.run_folder import RunFolder
 
 LONG_A = "prompt='masterpiece, best quality, highly detailed watercolor painting of a misty " \
     "mountain village at dawn'"  # fmt: skip

@@ -10,7 +10,6 @@ import pytest
 
 from pipeline.config.schema import InputConfig, ModelConfig, PromptBlend, RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.manifest import frame_key
 from pipeline.plan.build import build_plan
 from pipeline.plan.networks import (
     Networks,
@@ -19,6 +18,7 @@ from pipeline.plan.networks import (
     strip_network_tags,
     words,
 )
+from pipeline.records.manifest import frame_key
 
 
 @pytest.fixture

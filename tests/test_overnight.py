@@ -20,15 +20,16 @@ from run_files import frames_of, report_of
 
 from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.lock import RunLock
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.progress import Progress
-from pipeline.jobs.report import JobReport, frame_ranges
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.models.loader import load_model
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
+from pipeline.records.lock import RunLock
+from pipeline.records.manifest import Manifest
+from pipeline.records.progress import Progress
+from pipeline.records.report import JobReport, frame_ranges
+from pipeline.records.run_folder import RunFolder
 from pipeline.render.producer import FrameProducer
 from pipeline.render.renderer import Renderer
+from pipeline.render.units import FrameOrigin
 
 FRAMES = 40
 
@@ -200,8 +201,8 @@ def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) ->
 # -- simulated resource faults (in process) ------------------------------------------------
 
 
-def job(index: int = 0) -> FrameJob:
-    return FrameJob(index=index, prompt="a cat", negative_prompt="", strength=0.5,
+def job(index: int = 0) -> PlanRow:
+    return PlanRow(index=index, prompt="a cat", negative_prompt="", strength=0.5,
                     guidance_scale=7.0, steps=2, sampler="Euler a", seed=1, width=64,
                     height=64)  # fmt: skip
 
@@ -243,7 +244,7 @@ def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> 
     producer = FrameProducer(RunFolder(tmp_path), manifest, model.identity, lambda: Renderer(model),
                              Progress(2), JobReport(str(tmp_path)))  # fmt: skip
     image = np.full((64, 64, 3), 100, np.uint8)
-    producer.produce(job(0), image, {"index": 0, "name": None, "time": 0.0})
+    producer.produce(job(0), image, FrameOrigin("clip.mp4", 0, 0.0, None))
     real_save = Image.Image.save
 
     def full(self, fp, *args, **kwargs):
@@ -252,14 +253,14 @@ def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.setattr(Image.Image, "save", full)
     with pytest.raises(RotoscopeError, match="disk full while writing frame 1"):
-        producer.produce(job(1), image, {"index": 1, "name": None, "time": 0.1})
+        producer.produce(job(1), image, FrameOrigin("clip.mp4", 1, 0.1, None))
     kept = Manifest(RunFolder(tmp_path)).records
     assert list(kept) == [0]
     assert [p.name for p in (tmp_path / "frames").iterdir()] == [Path(kept[0].file).name]
 
 
 def test_free_disk_is_checked_before_rendering(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.jobs import disk
+    from pipeline.records import disk
 
     monkeypatch.setattr(disk.shutil, "disk_usage", lambda _: SimpleNamespace(free=10 * 2**20))
     with pytest.raises(RotoscopeError, match="not enough free disk for 500 frames"):

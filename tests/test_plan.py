@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config.keyframes import apply_keyframes, explicit_keys
+from pipeline.config.keyframes import explicit_keys
 from pipeline.config.schema import (
     AnimationMode,
     InputConfig,
@@ -22,6 +22,7 @@ from pipeline.config.schema import (
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan, join_prompt
 from pipeline.plan.chart import write_plan_chart
+from pipeline.run.configure import apply_keyframes
 
 KEYFRAMES = Path(__file__).resolve().parents[1] / "keyframes"
 

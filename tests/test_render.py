@@ -8,21 +8,21 @@ import torch
 
 from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.models.loader import load_model
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.render.conditioning import Conditioning
 from pipeline.render.renderer import Renderer
 
 
-def job(**changes: object) -> FrameJob:
+def job(**changes: object) -> PlanRow:
     base = dict(
         index=0, prompt="winter forest", negative_prompt="", strength=0.5, guidance_scale=7.0,
         steps=2, sampler="Euler a", seed=1, width=64, height=64,
     )  # fmt: skip
     base.update(changes)
-    return FrameJob(**base)  # type: ignore[arg-type]
+    return PlanRow(**base)  # type: ignore[arg-type]
 
 
-def first_conditioning(renderer: Renderer, row: FrameJob) -> Conditioning:
+def first_conditioning(renderer: Renderer, row: PlanRow) -> Conditioning:
     return renderer.conditionings(row, lambda: row.steps).at(0)
 
 

@@ -12,18 +12,18 @@ import pytest
 
 from pipeline.config.schema import InputConfig, ModelConfig, RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.manifest import (
+from pipeline.plan.build import build_plan
+from pipeline.plan.rows import PlanRow, read_plan, write_plan
+from pipeline.records.manifest import (
     FrameRecord,
     Manifest,
     frame_key,
     image_digest,
     rerender_reason,
 )
-from pipeline.jobs.progress import Progress
-from pipeline.jobs.report import JobReport
-from pipeline.jobs.run_folder import RunFolder
-from pipeline.plan.build import build_plan
-from pipeline.plan.rows import FrameJob, read_plan, write_plan
+from pipeline.records.progress import Progress
+from pipeline.records.report import JobReport
+from pipeline.records.run_folder import RunFolder
 from pipeline.render.pngmeta import a1111_parameters, read_png_metadata, write_png
 
 
@@ -34,13 +34,13 @@ def make_cfg(**values: object) -> RunConfig:
     return cfg
 
 
-def job(**changes: object) -> FrameJob:
+def job(**changes: object) -> PlanRow:
     base = dict(
         index=0, prompt="a cat, (oil:1.2)", negative_prompt="blurry", strength=0.45,
         guidance_scale=7.0, steps=20, sampler="DPM++ 2M Karras", seed=42, width=64, height=48,
     )  # fmt: skip
     base.update(changes)
-    return FrameJob(**base)  # type: ignore[arg-type]
+    return PlanRow(**base)  # type: ignore[arg-type]
 
 
 def test_plan_rows_round_trip(tmp_path: Path) -> None:
@@ -191,14 +191,14 @@ def test_a_plain_rows_key_is_unchanged_by_the_later_row_fields() -> None:
     """Rows that use no LoRA, embedding or CLIP skip hash exactly as before those fields
     existed, so upgrading never re-renders finished frames (the key was computed by the
     previous release for this row)."""
-    row = FrameJob(
+    row = PlanRow(
         index=3, prompt="winter forest, (snow:1.2)", negative_prompt="blurry", strength=0.5,
         guidance_scale=7.0, steps=20, sampler="Euler a", seed=42, width=64, height=48,
         prompt_to="spring", negative_prompt_to="", blend=0.25,
     )  # fmt: skip
     expected = "169b8fd1a2c27b5ef29268416d3386bfe4b992732e6edb565c14a721ec72ae96"
     assert frame_key(row, "digest", "identity", "") == expected
-    with_lora = FrameJob(**{**asdict(row), "loras": {"ink": 0.5}})
+    with_lora = PlanRow(**{**asdict(row), "loras": {"ink": 0.5}})
     assert frame_key(with_lora, "digest", "identity", "") != expected
 
 
@@ -259,7 +259,7 @@ def test_a_permission_error_inside_a_job_is_one_line_in_the_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipeline.config.compose import compose_checked
-    from pipeline.jobs import run as run_module
+    from pipeline.run import job as run_module
 
     def denied(path: Path, text: str, durable: bool = True) -> Path:
         raise PermissionError(13, "Permission denied", str(path))
@@ -277,7 +277,7 @@ def test_a_permission_error_inside_a_job_is_one_line_in_the_report(
 
 def test_a_job_that_fails_before_making_anything_leaves_no_folder(tmp_path: Path) -> None:
     from pipeline.config.compose import compose_checked
-    from pipeline.jobs.run import run_job
+    from pipeline.run.job import run_job
 
     cfg = compose_checked([f"input.path={tmp_path / 'missing.mp4'}", "stages=[plan]"])
     fresh = tmp_path / "fresh"

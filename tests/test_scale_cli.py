@@ -23,9 +23,9 @@ from cli_runner import cli_env, run_cli, wait_for_lines
 from media import make_video, write_image
 from run_files import frames_of, manifest_lines, report_of
 
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
+from pipeline.records.manifest import Manifest
+from pipeline.records.run_folder import RunFolder
 
 # one test process runs every Ray test: ``ray_address=auto`` must find this file's
 # cluster, not a local Ray another test process started meanwhile

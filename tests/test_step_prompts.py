@@ -20,7 +20,7 @@ from pipeline.config.schema import ControlMode, ModelConfig, RuntimeConfig
 from pipeline.models.controlnets import load_controlnet
 from pipeline.models.loader import load_model
 from pipeline.models.samplers import SAMPLER_NAMES, denoising_steps, make_scheduler
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.render.conditioning import Conditioning, blend
 from pipeline.render.renderer import LoadedControlNet, Renderer
 from pipeline.testing.tiny_models import TinyModels
@@ -35,14 +35,14 @@ def renderer(request: pytest.FixtureRequest, tiny_models: TinyModels) -> Rendere
     return Renderer(load_model(ModelConfig(path=str(path)), RuntimeConfig(device="cpu")))
 
 
-def job(**changes: Any) -> FrameJob:
+def job(**changes: Any) -> PlanRow:
     """Strength 0.6 of 5 steps: 3 denoising steps run (0, 1, 2)."""
     base = dict(
         index=0, prompt="cat", negative_prompt="", strength=0.6, guidance_scale=7.0, steps=5,
         sampler="Euler", seed=11, width=64, height=64,
     )  # fmt: skip
     base.update(changes)
-    return FrameJob(**base)  # type: ignore[arg-type]
+    return PlanRow(**base)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -13,10 +13,10 @@ import torch
 
 from pipeline.config.schema import ModelConfig, RunConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.manifest import FrameRecord
-from pipeline.jobs.writer import FrameOutcome, FrameWriter
 from pipeline.models.loader import load_model
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
+from pipeline.records.manifest import FrameRecord
+from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.batch import Batcher, FrameInput, call_signature
 from pipeline.render.renderer import LoadedControlNet, Renderer
 from pipeline.source.base import Frame, Selection, Source, SourceInfo
@@ -76,7 +76,7 @@ def test_a_failed_write_stops_the_commits_after_it_and_is_raised() -> None:
 
 
 def test_the_pool_holds_a_bounded_number_of_frames() -> None:
-    from pipeline.jobs.writer import PENDING_PER_THREAD
+    from pipeline.records.writer import PENDING_PER_THREAD
 
     release = threading.Event()
     handed: list[int] = []
@@ -101,7 +101,7 @@ def test_the_pool_holds_a_bounded_number_of_frames() -> None:
 def test_a_written_frame_keeps_its_place_until_it_is_committed() -> None:
     """A stalled first frame (a slow fsync) holds up the render loop: the frames written
     after it cannot pile up uncommitted, or kill -9 would lose more than the pool."""
-    from pipeline.jobs.writer import PENDING_PER_THREAD
+    from pipeline.records.writer import PENDING_PER_THREAD
 
     release = threading.Event()
     committed: list[int] = []
@@ -171,17 +171,17 @@ def test_prefetch_stops_its_thread_when_the_loop_breaks_early() -> None:
 # --- batching ---
 
 
-def job(index: int = 0, **changes: object) -> FrameJob:
+def job(index: int = 0, **changes: object) -> PlanRow:
     base = dict(
         index=index, prompt="winter forest", negative_prompt="blurry", strength=0.6,
         guidance_scale=7.0, steps=4, sampler="Euler a", seed=10 + index, width=64, height=64,
     )  # fmt: skip
     base.update(changes)
-    return FrameJob(**base)  # type: ignore[arg-type]
+    return PlanRow(**base)  # type: ignore[arg-type]
 
 
 class Item:
-    def __init__(self, row: FrameJob) -> None:
+    def __init__(self, row: PlanRow) -> None:
         self.job = row
 
 
@@ -208,7 +208,7 @@ def renderer(tiny_models) -> Renderer:
     return Renderer(model)
 
 
-def frames_for(rows: list[FrameJob]) -> list[FrameInput]:
+def frames_for(rows: list[PlanRow]) -> list[FrameInput]:
     rng = np.random.default_rng(3)
     return [FrameInput(row, rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for row in rows]
 

@@ -1,7 +1,7 @@
 """The assemble stage: the finished frames encoded as a video, or copied as images.
 
 It reads the manifest's current frame of each index, writes the deliverable under a
-hidden staging name and then publishes it (:func:`pipeline.jobs.history.publish`): a
+hidden staging name and then publishes it (:func:`pipeline.records.history.publish`): a
 deliverable made from other frames or options than the one it replaces moves the old
 one into ``history/`` first, so a new look never destroys the last one.
 """
@@ -16,11 +16,11 @@ from pipeline.assemble.images import write_image_folder
 from pipeline.config.schema import OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError, plural
 from pipeline.ffmpeg_exe import ffmpeg_exe
-from pipeline.jobs.history import clear_staging, publish, recipe_of
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.report import JobReport, frame_ranges
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
+from pipeline.records.history import clear_staging, publish, recipe_of
+from pipeline.records.manifest import Manifest
+from pipeline.records.report import JobReport, frame_ranges
+from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo
 
 log = logging.getLogger("rotoscope")

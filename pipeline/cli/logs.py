@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from pipeline.records.progress import FILE_ONLY
+
 
 class ConsoleFormatter(logging.Formatter):
     """``rotoscope: message``, with ``warning:`` / ``error:`` for the levels that need it."""
@@ -20,9 +22,6 @@ class ConsoleFormatter(logging.Formatter):
         if record.levelno >= logging.WARNING:
             return f"rotoscope: warning: {message}"
         return f"rotoscope: {message}"
-
-
-FILE_ONLY = "file_only"
 
 
 class SkipFileOnly(logging.Filter):

@@ -26,10 +26,10 @@ from pipeline.config.compose import compose_checked, to_run_config
 from pipeline.config.keyframes import explicit_keys
 from pipeline.config.schema import RunConfig, register
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.interrupts import StopRequested
-from pipeline.jobs.naming import check_writable, choose_folder, register_resolvers
-from pipeline.jobs.run import run_job
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.interrupts import StopRequested
+from pipeline.records.naming import check_writable, choose_folder, register_resolvers
+from pipeline.records.run_folder import RunFolder
+from pipeline.run.job import run_job
 
 log = logging.getLogger("rotoscope")
 

@@ -1,9 +1,9 @@
 """``rotoscope-prune``: free the disk a run folder's kept history uses.
 
-A re-run never destroys earlier results (:mod:`pipeline.jobs.history`); this command is
+A re-run never destroys earlier results (:mod:`pipeline.records.history`); this command is
 how they go once they are no longer wanted. It takes run folders, or folders of run
 folders (by default the home's ``outputs/``), and removes what no current frame or kept
-deliverable needs (:mod:`pipeline.jobs.prune`). ``--dry-run`` lists it all with sizes
+deliverable needs (:mod:`pipeline.records.prune`). ``--dry-run`` lists it all with sizes
 and removes nothing.
 
     rotoscope-prune --dry-run                   # every run folder under outputs/
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from pipeline.config.paths import rotoscope_home
 from pipeline.errors import RotoscopeError, plural
-from pipeline.jobs.prune import Prunable, is_run_folder, prunable, prune
-from pipeline.jobs.report import format_bytes
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.prune import Prunable, is_run_folder, prunable, prune
+from pipeline.records.report import format_bytes
+from pipeline.records.run_folder import RunFolder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

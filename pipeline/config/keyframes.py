@@ -39,7 +39,6 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config.compose import explain, literal, literal_node, to_run_config
-from pipeline.config.paths import find_keyframes
 from pipeline.config.schedulable import SCHEDULE_KEYS
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
@@ -61,22 +60,16 @@ class KeyframeFile:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-def load_keyframes(path: Path) -> KeyframeFile:
-    """Read and check a keyframe file (YAML, a JSON prompt object, or Deforum settings)."""
-    data = _read(path)
-    if _looks_like_deforum_settings(data):
-        from pipeline.config.deforum_import import import_deforum
-
-        converted = import_deforum(path)
-        for warning in converted.warnings:
-            log.warning("%s: %s", path, warning)
-        data = converted.keyframes
-    elif data and all(_looks_like_frame_key(key) for key in data):
+def keyframe_file(path: Path, data: dict[str, Any]) -> KeyframeFile:
+    """Check the entries of a keyframe file read from ``path`` (a Deforum settings file
+    already converted: see :mod:`pipeline.run.configure`)."""
+    if data and all(_looks_like_frame_key(key) for key in data):
         data = {"prompts": data}  # a bare Deforum/FizzNodes prompt object
     return KeyframeFile(path=path, values=_to_config_keys(data, path))
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_keyframe_data(path: Path) -> dict[str, Any]:
+    """The mapping a keyframe file holds (YAML, or JSON: Deforum's files load too)."""
     if not path.is_file():
         raise RotoscopeError(
             f"keyframes file '{path}' does not exist", "give a .yaml file like those in keyframes/"
@@ -97,10 +90,6 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RotoscopeError(f"keyframes file '{path}' must be a mapping of entries, not a list")
     return data
-
-
-def _looks_like_deforum_settings(data: dict[str, Any]) -> bool:
-    return ("prompts" in data or "animation_prompts" in data) and "max_frames" in data
 
 
 def _looks_like_frame_key(key: object) -> bool:
@@ -162,15 +151,14 @@ def _prompts(prompts: Any, path: Path) -> dict[str, str]:
     return result
 
 
-def apply_keyframes(cfg: RunConfig, explicit: Iterable[str]) -> tuple[RunConfig, dict[str, str]]:
+def apply_keyframe_file(
+    cfg: RunConfig, keyframes: KeyframeFile, explicit: Iterable[str]
+) -> tuple[RunConfig, dict[str, str]]:
     """``cfg`` with the keyframe file's values for every key not set on the command line.
 
     Also returns, for each key the file supplied, the file's path: errors found later
     (a bad schedule) then name the file rather than the command line.
     """
-    if not cfg.keyframes:
-        return cfg, {}
-    keyframes = load_keyframes(find_keyframes(cfg.keyframes))
     explicit_keys = {key.lstrip("+~") for key in explicit}
     node = literal_node(cfg)
     origins: dict[str, str] = {}

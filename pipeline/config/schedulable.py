@@ -2,7 +2,7 @@
 
 A schedulable value is written in Deforum's schedule syntax (``0:(0.65), 60:(0.45)``) at a
 config key, evaluated per frame by the plan, stored in a field of each plan row
-(:class:`pipeline.plan.rows.FrameJob`) of the same name, charted in ``plan.png`` and
+(:class:`pipeline.plan.rows.PlanRow`) of the same name, charted in ``plan.png`` and
 listed in keyframe files under ``schedules:``. Adding a schedule means adding one entry
 here and the row field it fills; the keyframe-file reader, the command-line quoting,
 the plan and the chart all read this table. ControlNet units add three schedules per

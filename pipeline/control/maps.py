@@ -29,8 +29,8 @@ from pipeline.control.preprocessors import (
     preprocessor_signature,
 )
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.manifest import image_digest
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.manifest import image_digest
+from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import Frame, Source
 from pipeline.source.open import open_source
 

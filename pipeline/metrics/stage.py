@@ -22,13 +22,13 @@ from pipeline.animation import flow as flow_settings
 from pipeline.animation.flow_cache import ESTIMATOR, FlowCache
 from pipeline.atomic import write_text
 from pipeline.config.schema import AnimationMode, RunConfig
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.progress import Progress
-from pipeline.jobs.report import JobReport
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.metrics.warp_error import detail, pair_warp_error
 from pipeline.plan.chart import Series, write_plan_chart
 from pipeline.plan.rows import read_plan
+from pipeline.records.manifest import Manifest
+from pipeline.records.progress import Progress
+from pipeline.records.report import JobReport
+from pipeline.records.run_folder import RunFolder
 from pipeline.source.open import open_source
 
 log = logging.getLogger("rotoscope")

@@ -1,6 +1,6 @@
 """Rows out: every schedule, prompt keyframe and seed resolved into one row per frame.
 
-``build`` makes the rows (``rows.FrameJob``) from the config, ``schedules`` and
+``build`` makes the rows (``rows.PlanRow``) from the config, ``schedules`` and
 ``expressions`` parse Deforum's schedule language with a safe evaluator, ``seeds`` the
 seed behaviours, ``prompt_syntax`` A1111's attention syntax, ``prompt_editing`` its
 ``[a:b:when]``/``[a|b]``, ``networks`` LoRA tags and embedding names (files found

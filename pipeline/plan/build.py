@@ -32,7 +32,7 @@ from pipeline.plan.chart import Series
 from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags
 from pipeline.plan.prompt_editing import check_composable
 from pipeline.plan.prompt_syntax import parse_attention
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
 from pipeline.plan.seeds import frame_seeds
 from pipeline.plan.segments import segment_start_of, segment_starts
@@ -54,7 +54,7 @@ class PromptKey:
 class Plan:
     """The rows, plus what the chart and the summary show about how they came about."""
 
-    rows: list[FrameJob]
+    rows: list[PlanRow]
     series: list[Series]
     prompt_keys: list[PromptKey]
 
@@ -128,7 +128,7 @@ def build_plan(
             for unit in cfg.controlnet.units
         }
         prompt = _prompt_at(keys, index, cfg.prompt_blend)
-        row = FrameJob(
+        row = PlanRow(
             index=index,
             # txt2img ControlNet generates from noise: the whole schedule runs
             strength=1.0 if generate else float(series["strength"].values[index]),
@@ -326,7 +326,7 @@ def check_seed(cfg: RunConfig) -> None:
         raise RotoscopeError(f"seed_iter_n={cfg.seed_iter_n} must be at least 1")
 
 
-def check_row(row: FrameJob, origins: dict[str, str]) -> None:
+def check_row(row: PlanRow, origins: dict[str, str]) -> None:
     """Reject values diffusers would fail on mid-run, naming the frame and schedule."""
 
     def fail(key: str, problem: str, hint: str) -> None:

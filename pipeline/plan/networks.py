@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pipeline.errors import RotoscopeError
 from pipeline.models.weights import file_fingerprint
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
@@ -325,7 +325,7 @@ class Networks:
         kind, _, name = key.partition(":")
         return self.lora_file(name) if f"{kind}:" == LORA_KEY else self.embedding_file(name)
 
-    def refreshed(self, rows: Iterable[FrameJob]) -> list[FrameJob]:
+    def refreshed(self, rows: Iterable[PlanRow]) -> list[PlanRow]:
         """``rows`` with each file's fingerprint read again (files may have changed since
         the plan was written); a file that is gone is an error naming it."""
         return [

@@ -16,14 +16,14 @@ from typing import Any
 
 from pipeline.atomic import write_text
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.run_folder import RunFolder
 
-# Marks a field that :meth:`FrameJob.to_json` leaves out while it is None.
+# Marks a field that :meth:`PlanRow.to_json` leaves out while it is None.
 OPTIONAL = {"omit_when_unset": True}
 
 
 @dataclass(frozen=True)
-class FrameJob:
+class PlanRow:
     """What one output frame is generated with; ``index`` is the output frame number.
 
     Between two prompt keyframes the frame's conditioning lies ``blend`` of the way from
@@ -78,6 +78,10 @@ class FrameJob:
     def to_json(self) -> str:
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)
 
+    def as_record(self) -> dict[str, Any]:
+        """Every field, as a manifest line records the row."""
+        return asdict(self)
+
     def keyed_fields(self) -> dict[str, Any]:
         """The row as a dict, without the later-added fields that are unset."""
         omitted = {f.name for f in fields(self) if f.metadata.get("omit_when_unset")}
@@ -88,11 +92,11 @@ class FrameJob:
         }
 
 
-def write_plan(rows: list[FrameJob], folder: RunFolder) -> None:
+def write_plan(rows: list[PlanRow], folder: RunFolder) -> None:
     """Write the rows as JSON lines (for the renderer) and CSV (for people)."""
     write_text(folder.plan_jsonl, "".join(row.to_json() + "\n" for row in rows))
     table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=[f.name for f in fields(FrameJob)])
+    writer = csv.DictWriter(table, fieldnames=[f.name for f in fields(PlanRow)])
     writer.writeheader()
     for row in rows:
         values = asdict(row)
@@ -102,7 +106,7 @@ def write_plan(rows: list[FrameJob], folder: RunFolder) -> None:
     write_text(folder.plan_csv, table.getvalue())
 
 
-def read_plan(folder: RunFolder) -> list[FrameJob]:
+def read_plan(folder: RunFolder) -> list[PlanRow]:
     """Load the rows the plan stage wrote; a missing plan means the stage did not run."""
     path = folder.plan_jsonl
     if not path.exists():
@@ -112,7 +116,7 @@ def read_plan(folder: RunFolder) -> list[FrameJob]:
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            rows.append(FrameJob(**json.loads(line)))
+            rows.append(PlanRow(**json.loads(line)))
         except (json.JSONDecodeError, TypeError) as exc:
             raise RotoscopeError(
                 f"{path} line {number} is not a plan row", "rerun the plan stage"

@@ -11,10 +11,10 @@ import logging
 from pipeline.config.schema import AnimationMode, ControlMode, Reanchor, RunConfig
 from pipeline.control.maps import check_units
 from pipeline.errors import RotoscopeError, plural
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
 from pipeline.plan.rows import write_plan
+from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo
 from pipeline.source.cuts import CutDetector
 from pipeline.source.open import keeps_own_sizes, open_source

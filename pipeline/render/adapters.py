@@ -21,7 +21,7 @@ from pipeline.models.embeddings import read_embedding, short_hash
 from pipeline.models.loader import LoadedModel
 from pipeline.models.lora import LoraFile, LoraSet
 from pipeline.plan.networks import EMBEDDING_KEY, LORA_KEY, Networks, embedding_name
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.render.conditioning import PromptEncoder, TextSettings
 
 log = logging.getLogger("rotoscope")
@@ -33,7 +33,7 @@ class Adapters:
     def __init__(
         self,
         model: LoadedModel,
-        rows: Sequence[FrameJob] = (),
+        rows: Sequence[PlanRow] = (),
         networks: Networks | None = None,
         fuse_loras: bool = True,
     ) -> None:
@@ -76,7 +76,7 @@ class Adapters:
             encoder.add_embedding(embedding.name, embedding.vectors)
             self._installed.add(embedding.name)
 
-    def settings(self, job: FrameJob) -> TextSettings:
+    def settings(self, job: PlanRow) -> TextSettings:
         """Set the frame's LoRA weights; how its texts are to be encoded."""
         lora_state = self.loras.apply(job.loras)
         names = frozenset(
@@ -86,7 +86,7 @@ class Adapters:
         )
         return TextSettings(clip_skip=job.clip_skip or 1, embeddings=names, lora=lora_state)
 
-    def infotext(self, job: FrameJob) -> list[tuple[str, str]]:
+    def infotext(self, job: PlanRow) -> list[tuple[str, str]]:
         """A1111's ``Lora hashes`` and ``TI hashes`` entries for a frame's metadata."""
         entries = []
         loras = [f"{name}: {self.loras.hashes[name]}" for name in sorted(job.loras or {})]

@@ -32,7 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import torch
 
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.render.conditioning import Conditioning
 from pipeline.render.prompt_schedule import StepConditionings
 
@@ -41,12 +41,12 @@ from pipeline.render.prompt_schedule import StepConditionings
 class FrameInput:
     """One frame of a pipeline call: its row, its init image and its control maps."""
 
-    job: FrameJob
+    job: PlanRow
     image: np.ndarray
     maps: list[np.ndarray] | None = None
 
 
-def call_signature(job: FrameJob) -> str:
+def call_signature(job: PlanRow) -> str:
     """What must be equal for frames to share a pipeline call (one JSON-like string)."""
     controls = sorted((job.controls or {}).items())
     loras = sorted((job.loras or {}).items())
@@ -58,7 +58,7 @@ def call_signature(job: FrameJob) -> str:
 
 class HasJob(Protocol):
     @property
-    def job(self) -> FrameJob: ...
+    def job(self) -> PlanRow: ...
 
 
 Item = TypeVar("Item", bound=HasJob)

@@ -31,8 +31,9 @@ trained on the penultimate layer (without that norm), i.e. at CLIP skip 2 alread
 there 1 and 2 both mean SDXL's own layer and ``n`` > 2 goes further back, for both
 encoders; the pooled embedding always comes from the last layer (as in A1111 and ComfyUI).
 
-Textual inversion (:meth:`PromptEncoder.add_embedding`) adds one token per vector to each
-tokenizer and its vector as a row of the text encoder's token embeddings. A text uses an
+Textual inversion (:meth:`PromptEncoder.add_embedding`, installed by
+:mod:`pipeline.models.textual_inversion`) adds one token per vector to each tokenizer and
+its vector as a row of the text encoder's token embeddings. A text uses an
 embedding where the tokens of its name appear as whole words (A1111 compares tokens; the
 whole-word rule is what the plan can check without a tokenizer), and only embeddings
 its :class:`TextSettings` allow. Its vectors carry the weight of the piece they are in
@@ -52,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import torch
 
 from pipeline.errors import RotoscopeError
+from pipeline.models.textual_inversion import InstalledEmbedding, install_embedding
 from pipeline.plan.prompt_syntax import BREAK, parse_attention
 
 if TYPE_CHECKING:
@@ -106,17 +108,11 @@ class TextSettings:
 
 
 @dataclass(frozen=True)
-class _Embedding:
-    name_ids: tuple[int, ...]  # the name as the tokenizer splits it
-    vector_ids: tuple[int, ...]  # the added tokens that hold its vectors
-
-
-@dataclass(frozen=True)
 class _TextEncoder:
     tokenizer: Any  # transformers' CLIPTokenizer(Fast)
     model: Any  # CLIPTextModel or CLIPTextModelWithProjection
     penultimate: bool  # SDXL conditions on hidden_states[-2], SD 1.x on the last one
-    embeddings: dict[str, _Embedding] = field(default_factory=dict)
+    embeddings: dict[str, InstalledEmbedding] = field(default_factory=dict)
 
     @property
     def text_model(self) -> Any:
@@ -207,13 +203,9 @@ class PromptEncoder:
     @torch.inference_mode()
     def add_embedding(self, name: str, vectors: Sequence[torch.Tensor]) -> None:
         """Make ``name`` a textual-inversion embedding: ``vectors`` holds one (count, width)
-        tensor per text encoder, in the order of :attr:`widths`.
-
-        The vectors become new tokens of each tokenizer and new rows of each encoder's
-        token embeddings. A CLIP config with the legacy ``eos_token_id`` 2 pools at the
-        highest token id, which an added token would now be, so such an encoder is switched
-        to pooling at the first end-of-text token: the same position for every prompt
-        without added tokens, and the right one with them.
+        tensor per text encoder, in the order of :attr:`widths`; each is installed into
+        its encoder (:func:`pipeline.models.textual_inversion.install_embedding`) and a
+        text that names it is tokenized with its vectors from then on.
         """
         if len(vectors) != len(self._encoders) or any(
             tensor.ndim != 2 or tensor.shape[1] != width
@@ -221,19 +213,9 @@ class PromptEncoder:
         ):
             raise ValueError(f"embedding {name!r} needs one (count, width) tensor per encoder")
         for encoder, tensor in zip(self._encoders, vectors, strict=True):
-            tokenizer, model = encoder.tokenizer, encoder.model
-            placeholders = [f"<rotoscope-embedding:{name}:{k}>" for k in range(len(tensor))]
-            tokenizer.add_tokens(placeholders)
-            ids = tokenizer.convert_tokens_to_ids(placeholders)
-            table = model.get_input_embeddings()
-            if table.num_embeddings < len(tokenizer):
-                model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-                table = model.get_input_embeddings()
-            table.weight[ids] = tensor.to(table.weight.device, table.weight.dtype)
-            if encoder.text_model.eos_token_id == 2:
-                encoder.text_model.eos_token_id = tokenizer.eos_token_id
-            name_ids = tokenizer(name, add_special_tokens=False).input_ids
-            encoder.embeddings[name] = _Embedding(tuple(name_ids), tuple(ids))
+            encoder.embeddings[name] = install_embedding(
+                encoder.tokenizer, encoder.model, name, tensor
+            )
         self._texts = _Cache(CACHE_ENTRIES)  # a text may read differently now
         self._pairs = _Cache(CACHE_ENTRIES)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config.schema import RunConfig
 from pipeline.plan.networks import Networks
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 
 if TYPE_CHECKING:  # torch and diffusers load only when a frame renders
     from pipeline.models.loader import LoadedModel
@@ -24,7 +24,7 @@ def plan_networks(cfg: RunConfig) -> Networks:
     return Networks(cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras)
 
 
-def load_renderer(cfg: RunConfig, rows: list[FrameJob], networks: Networks) -> Renderer:
+def load_renderer(cfg: RunConfig, rows: list[PlanRow], networks: Networks) -> Renderer:
     """Load the model (with the plan's LoRAs and embeddings, and the ControlNets): called
     when the first frame needs rendering."""
     from pipeline.models.loader import load_model

@@ -18,14 +18,14 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from pipeline.atomic import atomic_path
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 
 PARAMETERS_KEY = "parameters"
 JSON_KEY = "rotoscope"
 
 
 def a1111_parameters(
-    job: FrameJob,
+    job: PlanRow,
     model_name: str,
     model_hash: str | None,
     controlnets: list[dict[str, str]] | None = None,

@@ -1,57 +1,50 @@
-"""Where each frame's input comes from, and the one rule for reusing finished frames.
+"""The one rule for reusing finished frames, and the hand-over of rendered ones.
 
-Two input strategies share one producer: ``render_frames`` takes every frame from the
-source (stylizing a clip or a folder), in batches where frames can share a pipeline
-call; ``render_loopback`` takes only the first one and builds every later input from
-the previous output, moved by the row's motion values (Deforum's 2D mode). Either way
-the producer hashes the row, the exact input pixels and the model into the frame's key,
-so a frame whose key is in the manifest is reused, not rendered. In loopback the input
-pixels come from the previous output, so a change to one frame changes the keys of
-every frame after it, and only those re-render.
+Every render strategy (:mod:`pipeline.render.strategies`) gives each frame's row and
+input to one :class:`FrameProducer`, which hashes the row, the exact input pixels, the
+model, the control maps and (for a chain) the earlier frames into the frame's key: a
+frame whose key is in the manifest is reused, not rendered. Rendered frames go to the
+writer with their metadata.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from pipeline import __version__
-from pipeline.animation.color_match import match_colors_lab
-from pipeline.animation.motion import add_noise, warp_2d
-from pipeline.config.schema import AnimationConfig, ColorCoherence
 from pipeline.control.maps import UnitMap
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.disk import is_disk_full
-from pipeline.jobs.interrupts import GracefulStop
-from pipeline.jobs.manifest import (
+from pipeline.plan.rows import PlanRow
+from pipeline.records.disk import is_disk_full
+from pipeline.records.interrupts import GracefulStop
+from pipeline.records.manifest import (
     FrameRecord,
     Manifest,
     frame_key,
     image_digest,
     rerender_reason,
 )
-from pipeline.jobs.progress import Progress
-from pipeline.jobs.report import JobReport
-from pipeline.jobs.run_folder import RunFolder
-from pipeline.jobs.writer import FrameOutcome, FrameWriter
-from pipeline.plan.rows import FrameJob
-from pipeline.render.batch import Batcher, FrameInput
+from pipeline.records.progress import Progress
+from pipeline.records.report import JobReport
+from pipeline.records.run_folder import RunFolder
+from pipeline.records.writer import FrameOutcome, FrameWriter
+from pipeline.render.batch import FrameInput
 from pipeline.render.pngmeta import a1111_parameters, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
-from pipeline.render.units import PendingFrame
-from pipeline.source.base import Frame, Source
+from pipeline.render.units import FrameOrigin, PendingFrame
+from pipeline.source.base import Source
 
 log = logging.getLogger("rotoscope")
 
 
 class ChainedInput(Protocol):
     """A frame rendered from earlier frames too (temporal coherence, see
-    ``pipeline.render.coherence.strategy``): what joins its key, and how it renders."""
+    ``pipeline.render.strategies.coherent``): what joins its key, and how it renders."""
 
     dependencies: str  # joins the frame's key: the earlier frames' keys and settings
 
@@ -122,9 +115,9 @@ class FrameProducer:
 
     def produce(
         self,
-        job: FrameJob,
+        job: PlanRow,
         image: np.ndarray,
-        source: dict[str, object],
+        origin: FrameOrigin,
         need_output: bool = False,
         chained: ChainedInput | None = None,
     ) -> np.ndarray | None:
@@ -134,7 +127,7 @@ class FrameProducer:
         ``chained`` frame also depends on earlier frames. Checks for a stop request
         after the frame is handed to the writer, never before.
         """
-        found = self.prepare(job, image, source, chained)
+        found = self.prepare(job, image, origin, chained)
         if isinstance(found, PendingFrame):
             if chained is None:
                 output = self.renderer.render(job, image, found.maps)
@@ -158,9 +151,9 @@ class FrameProducer:
 
     def prepare(
         self,
-        job: FrameJob,
+        job: PlanRow,
         image: np.ndarray,
-        source: dict[str, object],
+        origin: FrameOrigin,
         chained: ChainedInput | None = None,
         digest: str | None = None,
     ) -> PendingFrame | FrameRecord:
@@ -186,7 +179,7 @@ class FrameProducer:
             dependencies,
         )  # fmt: skip
         return PendingFrame(
-            job, image, source, digest, control, dependencies, key, reason, self.control_maps(maps)
+            job, image, origin, digest, control, dependencies, key, reason, self.control_maps(maps)
         )
 
     def render_batch(self, frames: list[PendingFrame]) -> None:
@@ -206,14 +199,14 @@ class FrameProducer:
         job = frame.job
         renderer = self.renderer
         origin = frame.origin
-        row = asdict(job)
+        row = job.as_record()
         record = FrameRecord(
             index=job.index,
             file=RunFolder.frame_name(frame.key),
             key=frame.key,
-            source_index=int(origin["index"]),  # type: ignore[call-overload]
-            source_name=origin["name"],  # type: ignore[arg-type]
-            time=float(origin["time"]),  # type: ignore[arg-type]
+            source_index=origin.index,
+            source_name=origin.name,
+            time=origin.time,
             row=row,
             input=frame.digest,
             model=self.identity,
@@ -228,7 +221,7 @@ class FrameProducer:
                 "rotoscope": __version__,
                 "key": frame.key,
                 "plan": row,
-                "source": origin,
+                "source": origin.metadata(),
                 "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
                 "controlnet": renderer.control_details(),
             }
@@ -245,7 +238,7 @@ class FrameProducer:
         self.report.count_render(job.index, frame.reason)
         self.progress.advance()
 
-    def note_source_end(self, rows: list[FrameJob], source: Source) -> None:
+    def note_source_end(self, rows: list[PlanRow], source: Source) -> None:
         """After a pass: report unreadable input frames, and an input that ended early."""
         for index, problem in source.failures:
             self.report.skipped_frames.append(f"{index}: {problem}")
@@ -289,95 +282,7 @@ def manifest_commit(manifest: Manifest, folder: RunFolder) -> Callable[[FrameOut
     return commit
 
 
-def render_frames(
-    producer: FrameProducer,
-    rows: list[FrameJob],
-    source: Source,
-    batch_size: int = 1,
-    render: Callable[[list[PendingFrame]], None] | None = None,
-) -> None:
-    """Each planned frame from its own source frame, frames that can share a pipeline
-    call in batches of up to ``batch_size`` (see :mod:`pipeline.render.batch`).
-
-    ``render`` renders a batch (by default the producer itself; the Ray driver hands it
-    to a worker). A stop request is honoured between batches.
-    """
-    render = render or producer.render_batch
-    batcher: Batcher[PendingFrame] = Batcher(batch_size)
-    for frame in source:
-        if frame.index >= len(rows):
-            break
-        job = rows[frame.index]
-        check_size(job, frame.image.shape)
-        found = producer.prepare(job, frame.image, frame_origin(source, frame), None, frame.digest)
-        for batch in batcher.add(found) if isinstance(found, PendingFrame) else []:
-            render(batch)
-        if producer.stop is not None:
-            producer.stop.check()
-    for batch in batcher.flush():
-        render(batch)
-    producer.note_source_end(rows, source)
-
-
-def frame_origin(source: Source, frame: Frame) -> dict[str, object]:
-    """Where a frame came from, as its metadata and manifest line record it."""
-    return {
-        "path": str(source.info.path),
-        "index": frame.source_index,
-        "time": frame.time,
-        "name": frame.name,
-    }
-
-
-def render_loopback(
-    producer: FrameProducer, rows: list[FrameJob], source: Source, animation: AnimationConfig
-) -> None:
-    """Frame 0 from the first source frame, every later frame from the one before.
-
-    Each later input is the previous output warped by the row's motion, colour-matched
-    to frame 0's output (with ``color_coherence: lab``) against loopback's drift, and
-    given the row's noise, seeded by the row's seed.
-    """
-    first = next(iter(source), None)
-    if first is None:
-        raise RotoscopeError(f"input.path '{source.info.path}' has no frame to start from")
-    check_size(rows[0], first.image.shape)
-    previous: np.ndarray | None = None
-    reference: np.ndarray | None = None
-    for job in rows:
-        if previous is None:
-            image = first.image
-        else:
-            image = warp_2d(
-                previous,
-                zoom=_motion(job.zoom, 1.0),
-                angle=_motion(job.angle, 0.0),
-                translation_x=_motion(job.translation_x, 0.0),
-                translation_y=_motion(job.translation_y, 0.0),
-                center_x=_motion(job.transform_center_x, 0.5),
-                center_y=_motion(job.transform_center_y, 0.5),
-                border=animation.border.value,
-            )
-            if animation.color_coherence is ColorCoherence.lab and reference is not None:
-                image = match_colors_lab(image, reference)
-            image = add_noise(image, _motion(job.noise, 0.0), job.seed)
-        origin = {
-            "path": str(source.info.path),
-            "index": first.source_index if job.index == 0 else -1,
-            "time": job.index / source.info.fps if source.info.fps else 0.0,
-            "name": first.name,
-            "loopback_from": None if job.index == 0 else job.index - 1,
-        }
-        previous = producer.produce(job, image, origin, need_output=True)
-        if reference is None:
-            reference = previous
-
-
-def _motion(value: float | None, default: float) -> float:
-    return default if value is None else value
-
-
-def check_size(job: FrameJob, shape: tuple[int, ...]) -> None:
+def check_size(job: PlanRow, shape: tuple[int, ...]) -> None:
     """A frame whose size is not the plan's (the input changed since planning) stops the job."""
     if (shape[1], shape[0]) != (job.width, job.height):
         raise RotoscopeError(

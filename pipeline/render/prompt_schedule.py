@@ -24,7 +24,7 @@ import torch
 
 from pipeline.plan.networks import strip_network_tags
 from pipeline.plan.prompt_editing import has_prompt_editing, prompt_schedule, text_at_step
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.render.conditioning import Conditioning, PromptEncoder, TextSettings, blend
 
 StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -91,7 +91,7 @@ def _as_pipeline_tensors(
 
 def step_conditionings(
     encoder: PromptEncoder,
-    job: FrameJob,
+    job: PlanRow,
     settings: TextSettings,
     do_cfg: bool,
     count_steps: Callable[[], int],
@@ -126,7 +126,7 @@ def step_conditionings(
 def _blended(
     encoder: PromptEncoder,
     texts: list[str],
-    job: FrameJob,
+    job: PlanRow,
     settings: TextSettings,
     do_cfg: bool,
 ) -> Conditioning:

@@ -35,7 +35,7 @@ from pipeline.models.samplers import (
     make_scheduler,
     seed_scheduler,
 )
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
 from pipeline.render.adapters import Adapters
 from pipeline.render.batch import FrameInput, batch_call_arguments, conditioning_shapes
 from pipeline.render.conditioning import PromptEncoder
@@ -130,7 +130,7 @@ class Renderer:
 
     def render(
         self,
-        job: FrameJob,
+        job: PlanRow,
         image: np.ndarray,
         maps: list[np.ndarray] | None = None,
         hooks: FrameHooks | None = None,
@@ -260,7 +260,7 @@ class Renderer:
             arguments["strength"] = job.strength
         return arguments
 
-    def conditionings(self, job: FrameJob, count_steps: Callable[[], int]) -> StepConditionings:
+    def conditionings(self, job: PlanRow, count_steps: Callable[[], int]) -> StepConditionings:
         """The row's prompt embeddings for each denoising step (its keyframe's, or a blend
         toward the next one, switched by prompt editing), with its LoRA weights set.
 

@@ -13,13 +13,13 @@ import time
 from pipeline.atomic import remove_partial_files
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.disk import check_free_space
-from pipeline.jobs.interrupts import GracefulStop
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.progress import Progress, format_duration
-from pipeline.jobs.report import JobReport
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
+from pipeline.records.disk import check_free_space
+from pipeline.records.interrupts import GracefulStop
+from pipeline.records.manifest import Manifest
+from pipeline.records.progress import Progress, format_duration
+from pipeline.records.report import JobReport
+from pipeline.records.run_folder import RunFolder
 
 log = logging.getLogger("rotoscope")
 

@@ -12,32 +12,57 @@ worker gets is one of:
   them), or the whole of a loopback animation (every frame is made from the one
   before, so it is a single unit).
 
-Units carry pixels, not paths: the input is decoded once, by the driver, however many
-workers there are. They are plain picklable data (numpy arrays, plan rows, manifest
-records), which is what Ray ships.
+Which units a render makes is its strategy's choice (:mod:`pipeline.render.strategies`).
+Shipped units carry pixels, not paths: the input is decoded once, by the driver, however
+many workers there are. They are plain picklable data (numpy arrays, plan rows, manifest
+records), which is what Ray ships; in the driver's own process a chain's frames are
+handed over lazily, as they are decoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.control.maps import UnitMap
-from pipeline.jobs.manifest import FrameRecord
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
+from pipeline.records.manifest import FrameRecord
 from pipeline.source.base import Frame, Selection, Source, SourceInfo
+
+
+@dataclass(frozen=True)
+class FrameOrigin:
+    """Where a frame's input came from, as its metadata and manifest line say."""
+
+    path: str  # the input
+    index: int  # the source frame's number in the input (-1: made from an earlier output)
+    time: float  # seconds into the input
+    name: str | None  # the source file's name (image inputs)
+    loopback_from: int | None = None  # loopback: the frame whose output this one moves
+
+    @classmethod
+    def of(cls, info: SourceInfo, frame: Frame) -> FrameOrigin:
+        """The origin of a frame rendered from its own source frame."""
+        return cls(str(info.path), frame.source_index, frame.time, frame.name)
+
+    def metadata(self) -> dict[str, object]:
+        """As the PNG's ``rotoscope`` chunk records it (``loopback_from`` when set)."""
+        fields = asdict(self)
+        if self.loopback_from is None:
+            del fields["loopback_from"]
+        return fields
 
 
 @dataclass
 class PendingFrame:
     """A frame that needs rendering, with everything its file and manifest line record."""
 
-    job: FrameJob
+    job: PlanRow
     image: np.ndarray  # the input frame (the init image, unless a chain replaces it)
-    origin: dict[str, object]  # where it came from, as its metadata and manifest line say
+    origin: FrameOrigin
     digest: str  # of ``image``
     control: str  # its control maps' keys
     dependencies: str  # temporal coherence: the earlier frames it is made from
@@ -72,17 +97,17 @@ class ShippedMap:
 
 @dataclass
 class ChainUnit:
-    """Frames rendered in order on one worker: a coherence segment, or a loopback.
+    """Frames rendered in order, one after the other: a coherence segment, or a loopback.
 
-    ``frames`` are the source frames (a loopback has only its first); ``maps`` the
-    control maps by frame index; ``records`` the manifest records of these frames a
-    worker may reuse (a segment is shipped whole, and its current frames are reused
-    there, so the chain's earlier frames are at hand when a later one renders).
+    ``frames`` are the source frames (a loopback has only its first; a list once
+    shipped); ``indices`` the output frames the chain makes; ``maps`` the control maps
+    by frame index; ``records`` the manifest records of these frames a worker may reuse
+    (a segment is shipped whole, and its current frames are reused there, so the
+    chain's earlier frames are at hand when a later one renders).
     """
 
     number: int
-    loopback: bool
-    frames: list[Frame]
+    frames: Iterable[Frame]
     indices: list[int]
     maps: dict[int, list[ShippedMap]] = field(default_factory=dict)
     records: list[FrameRecord] = field(default_factory=list)
@@ -92,7 +117,7 @@ class ChainUnit:
         from its first frame), with the records of the frames it did finish, so they
         are reused instead of rendered twice."""
         return ChainUnit(
-            self.number, self.loopback, self.frames, self.indices, self.maps,
+            self.number, self.frames, self.indices, self.maps,
             [*self.records, *(record for record in records if record.index in done)],
         )  # fmt: skip
 
@@ -111,12 +136,13 @@ class ShippedMaps:
 
 
 class FrameList(Source):
-    """Frames already in memory, as a :class:`Source` (a worker's share of the input).
+    """A chain's frames as a :class:`Source` (a worker's share of the input, or the frames
+    of a segment as the driver decodes them).
 
     ``info`` and ``selection`` are the whole input's, so sizes and rates read the same.
     """
 
-    def __init__(self, info: SourceInfo, selection: Selection, frames: list[Frame]) -> None:
+    def __init__(self, info: SourceInfo, selection: Selection, frames: Iterable[Frame]) -> None:
         super().__init__(info, selection)
         self.frames = frames
 

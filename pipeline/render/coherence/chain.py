@@ -26,7 +26,7 @@ anchor, and every key is known before anything renders. What a frame hands on
 So a job killed at any point resumes with the same frames. A render that starts in the
 middle of a segment without its predecessor's recording (an edit there, with
 ``attention_anchors`` including ``previous``) first replays the frames before it from the
-segment's start to rebuild it (:func:`pipeline.render.coherence.strategy.rebuild_states`).
+segment's start to rebuild it (:func:`pipeline.render.strategies.coherent.rebuild_states`).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from pipeline.animation.flow import ConsistencyThresholds, FlowPair
 from pipeline.animation.flow_cache import ESTIMATOR
 from pipeline.atomic import atomic_path
 from pipeline.config.schema import AttentionAnchors, CoherenceConfig
-from pipeline.jobs.run_folder import RunFolder
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
+from pipeline.records.run_folder import RunFolder
 from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
 from pipeline.render.coherence.fusion import ResidualFusion, init_latents, posterior_mean
 
@@ -73,7 +73,7 @@ class ChainSettings:
     record_fraction: float
 
     @classmethod
-    def from_config(cls, config: CoherenceConfig, rows: list[FrameJob]) -> ChainSettings:
+    def from_config(cls, config: CoherenceConfig, rows: list[PlanRow]) -> ChainSettings:
         fraction = max((row.attention_steps or 0.0) for row in rows) if config.attention else 0.0
         return cls(
             config.attention,
@@ -111,7 +111,7 @@ class ChainSettings:
         }
         return json.dumps(parts, sort_keys=True)
 
-    def dependencies(self, job: FrameJob, previous_key: str, anchor_key: str) -> str:
+    def dependencies(self, job: PlanRow, previous_key: str, anchor_key: str) -> str:
         """The part of a frame's key that names what it is rendered from besides its row,
         source and model: these settings, and the keys of the earlier frames it uses."""
         parts = [self.signature()]
@@ -166,7 +166,7 @@ class FrameCoherence:
     def __init__(
         self,
         chain: CoherenceChain,
-        job: FrameJob,
+        job: PlanRow,
         source: np.ndarray,
         previous: FrameState | None,
         anchor: FrameState | None,
@@ -238,7 +238,7 @@ class FrameCoherence:
 class CoherenceChain:
     """The coherence of one run: settings, the attention processors, the state files."""
 
-    def __init__(self, config: CoherenceConfig, folder: RunFolder, rows: list[FrameJob]) -> None:
+    def __init__(self, config: CoherenceConfig, folder: RunFolder, rows: list[PlanRow]) -> None:
         self.settings = ChainSettings.from_config(config, rows)
         self.folder = folder
         self._attention: CrossFrameAttention | None = None

@@ -30,7 +30,7 @@ def executor_for(runtime: RuntimeConfig) -> Executor:
     """Ray when more than one worker or a cluster is asked for, else this process."""
     if runtime.workers > 1 or runtime.ray_address:
         try:
-            from pipeline.render.executors.ray import render_on_ray
+            from pipeline.render.executors.ray.driver import render_on_ray
         except ModuleNotFoundError as exc:
             if exc.name != "ray":
                 raise

@@ -4,7 +4,7 @@ Three things overlap here. Decoding runs ahead of the renderer in a thread
 (:class:`pipeline.source.prefetch.Prefetch`); the render loop computes keys, reuses
 what is current and renders the rest (in batches where frames can share a pipeline
 call); and each rendered frame's PNG compression and fsync, then its manifest line,
-happen in the writer's pool (:class:`pipeline.jobs.writer.FrameWriter`) while the
+happen in the writer's pool (:class:`pipeline.records.writer.FrameWriter`) while the
 next frame renders. A chain (loopback, temporal coherence) needs the previous output
 before its next frame starts: it has it in memory, the renderer's own output array, so
 the writer never holds it up.
@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from functools import partial
 
-from pipeline.config.schema import AnimationMode, RunConfig
+from pipeline.config.schema import RunConfig
 from pipeline.control.maps import ControlMaps
-from pipeline.jobs.manifest import image_digest
-from pipeline.jobs.writer import FrameWriter
-from pipeline.render.executors.work import RenderWork, is_coherent
+from pipeline.records.manifest import image_digest
+from pipeline.records.writer import FrameWriter
+from pipeline.render.executors.work import RenderWork
+from pipeline.render.producer import FrameProducer, manifest_commit
 from pipeline.render.renderer import Renderer
+from pipeline.render.strategies import strategy_for
+from pipeline.render.strategies.base import RenderStrategy, UnitContext
+from pipeline.render.units import ChainUnit, FramesUnit, PendingFrame
+from pipeline.source.base import Frame
 from pipeline.source.open import keeps_own_sizes, open_source
 from pipeline.source.prefetch import PREFETCH_FRAMES, Prefetch
 
@@ -35,19 +41,12 @@ WRITE_THREADS = 2
 def render_locally(work: RenderWork) -> None:
     """Render ``work`` in this process."""
     from pipeline.models.devices import describe_device, resolve_device
-    from pipeline.render.coherence.chain import CoherenceChain
-    from pipeline.render.coherence.strategy import render_coherent
-    from pipeline.render.producer import (
-        FrameProducer,
-        manifest_commit,
-        render_frames,
-        render_loopback,
-    )
 
     cfg, rows = work.cfg, work.rows
     work.report.device = describe_device(resolve_device(cfg.runtime.device))
-    units = cfg.controlnet.units
     depth = max(PREFETCH_FRAMES, 2 * cfg.render.batch_size)
+    strategy = strategy_for(cfg, work.folder, rows)
+    note_sequential(cfg, strategy.sequential)
     with (
         open_source(cfg.input, keeps_own_sizes(cfg)) as source,
         ControlMaps(cfg, work.folder, rows[0].width, rows[0].height) as maps,
@@ -57,24 +56,39 @@ def render_locally(work: RenderWork) -> None:
     ):
         producer = FrameProducer(
             work.folder, work.manifest, work.identity, lambda: timed_load(work), work.progress,
-            work.report, work.stop, control=maps if units else None, writer=writer,
+            work.report, work.stop, control=maps if cfg.controlnet.units else None, writer=writer,
         )  # fmt: skip
-        if cfg.animation.mode is AnimationMode.loopback:
-            note_sequential(cfg, "loopback renders each frame from the one before")
-            render_loopback(producer, rows, feed, cfg.animation)
-        elif is_coherent(cfg):
-            note_sequential(cfg, "coherence renders each segment's frames in order")
-            chain = CoherenceChain(cfg.coherence, work.folder, rows)
-            reopen = partial(open_source, cfg.input, keeps_own_sizes(cfg))
-            render_coherent(producer, rows, feed, chain, reopen)
-        else:
-            render_frames(producer, rows, feed, cfg.render.batch_size)
+        reopen = partial(open_source, cfg.input, keeps_own_sizes(cfg))
+        context = UnitContext(rows, source.info, source.selection, reopen)
+        try:
+            strategy.feed(producer, rows, feed, RenderHere(strategy, producer, context))
+        finally:
+            strategy.close()
 
 
-def note_sequential(cfg: RunConfig, why: str) -> None:
+class RenderHere:
+    """The local dispatch: every unit is rendered at once, in this process (a chain's
+    frames as the source decodes them)."""
+
+    def __init__(
+        self, strategy: RenderStrategy, producer: FrameProducer, context: UnitContext
+    ) -> None:
+        self.strategy = strategy
+        self.producer = producer
+        self.context = context
+
+    def frames(self, batch: list[PendingFrame]) -> None:
+        self.strategy.render_unit(self.producer, FramesUnit(0, batch), self.context)
+
+    def chain(self, frames: Iterable[Frame], indices: Sequence[int] | None = None) -> None:
+        unit = ChainUnit(0, frames, list(indices or []))
+        self.strategy.render_unit(self.producer, unit, self.context)
+
+
+def note_sequential(cfg: RunConfig, why: str | None) -> None:
     """One log line when ``render.batch_size`` cannot apply: frames of a chain wait for
-    each other's output."""
-    if cfg.render.batch_size > 1:
+    each other's output (``why``; None where frames batch)."""
+    if why is not None and cfg.render.batch_size > 1:
         log.info(
             "render.batch_size=%d: %s, one frame per call (with runtime.workers, segments "
             "render side by side)",

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.config.schema import RunConfig
-from pipeline.jobs.interrupts import GracefulStop
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.progress import Progress
-from pipeline.jobs.report import JobReport
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.networks import Networks
-from pipeline.plan.rows import FrameJob
+from pipeline.plan.rows import PlanRow
+from pipeline.records.interrupts import GracefulStop
+from pipeline.records.manifest import Manifest
+from pipeline.records.progress import Progress
+from pipeline.records.report import JobReport
+from pipeline.records.run_folder import RunFolder
 
 
 @dataclass
@@ -20,15 +20,10 @@ class RenderWork:
 
     cfg: RunConfig
     folder: RunFolder
-    rows: list[FrameJob]
+    rows: list[PlanRow]
     networks: Networks
     manifest: Manifest
     identity: str  # the weights, as frame keys name them
     progress: Progress
     report: JobReport
     stop: GracefulStop
-
-
-def is_coherent(cfg: RunConfig) -> bool:
-    """Whether frames render as chains (temporal coherence on)."""
-    return cfg.coherence.attention or cfg.coherence.flow

@@ -22,16 +22,32 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.atomic import write_text
-from pipeline.jobs.run_folder import RunFolder
-from pipeline.plan.rows import FrameJob
+from pipeline.records.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
+
+
+class KeyedRow(Protocol):
+    """What the manifest needs of a plan row (:class:`pipeline.plan.rows.PlanRow` is one):
+    its frame index, the JSON its key hashes, and its fields as a record stores them."""
+
+    @property
+    def index(self) -> int: ...
+
+    def to_json(self) -> str: ...
+
+    def as_record(self) -> dict[str, Any]: ...
+
+
+# A row field that identifies files (LoRAs, embeddings) rather than a look: the render
+# refreshes it itself, so a frame recorded with other file identities is the same look.
+FILE_IDENTITIES = "network_files"
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,7 @@ def image_digest(image: np.ndarray) -> str:
 
 
 def frame_key(
-    job: FrameJob,
+    job: KeyedRow,
     input_digest: str,
     model_identity: str,
     control: str = "",
@@ -82,7 +98,7 @@ def frame_key(
 
 def rerender_reason(
     record: FrameRecord | None,
-    job: FrameJob,
+    job: KeyedRow,
     input_digest: str,
     model_identity: str,
     control: str = "",
@@ -93,7 +109,7 @@ def rerender_reason(
         return "new"
     if record.key == frame_key(job, input_digest, model_identity, control, dependencies):
         return "file missing"
-    changed = [name for name, value in asdict(job).items() if record.row.get(name) != value]
+    changed = [name for name, value in job.as_record().items() if record.row.get(name) != value]
     if changed and record.row:
         return "changed " + ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
     if record.model and record.model != model_identity:
@@ -112,13 +128,16 @@ def record_line(record: FrameRecord) -> str:
     return json.dumps(asdict(record), sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def same_look(recorded: dict[str, Any], row: FrameJob) -> bool:
-    """Whether a frame recorded with the row ``recorded`` is a frame of ``row``."""
-    try:
-        made_from = FrameJob(**recorded)
-    except TypeError:  # a row of another rotoscope version
+def same_look(recorded: dict[str, Any], row: KeyedRow) -> bool:
+    """Whether a frame recorded with the row ``recorded`` is a frame of ``row``: equal
+    fields (one the record lacks, from before the field existed, counts as unset), file
+    identities aside; a field the row does not have is another version's row."""
+    current = row.as_record()
+    if not set(recorded) <= set(current):
         return False
-    return replace(made_from, network_files=None) == replace(row, network_files=None)
+    return all(
+        recorded.get(name) == value for name, value in current.items() if name != FILE_IDENTITIES
+    )
 
 
 class Manifest:
@@ -206,7 +225,7 @@ class Manifest:
         self.records = {record.index: record for record in kept}
         self.by_key = {record.key: record for record in kept}
 
-    def finished(self, rows: Sequence[FrameJob]) -> tuple[list[FrameRecord], list[int]]:
+    def finished(self, rows: Sequence[KeyedRow]) -> tuple[list[FrameRecord], list[int]]:
         """The frames of the plan ``rows`` on disk, in order, and the indices left out
         because their recorded frame was made from another row: an earlier look that a
         re-render has not replaced (it was interrupted, or the input frame is unreadable

@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 
 from pipeline.atomic import write_text
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.run_folder import RunFolder
 
 log = logging.getLogger("rotoscope")
 

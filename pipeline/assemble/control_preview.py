@@ -17,9 +17,9 @@ from pipeline.assemble.encode import encode_video
 from pipeline.config.schema import OutputFormat, RunConfig
 from pipeline.control.maps import ControlMaps, preview_frame
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.progress import Progress
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.plan.rows import read_plan
+from pipeline.records.progress import Progress
+from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo
 from pipeline.source.open import open_source
 

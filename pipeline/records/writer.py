@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
-from pipeline.jobs.manifest import FrameRecord
+from pipeline.records.manifest import FrameRecord
 
 # Frames whose file is being written at once, per writer thread: enough to keep every
 # thread busy while the renderer hands over the next frame, few enough that a crash

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from pipeline.cli.logs import FILE_ONLY
+# The extra field of a log record that only the run's log file shows (the console has
+# the live line instead); ``pipeline.cli.logs`` filters it from the console.
+FILE_ONLY = "file_only"
 
 log = logging.getLogger("rotoscope")
 

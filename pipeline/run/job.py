@@ -18,23 +18,23 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from pipeline.assemble.control_preview import control_stage
 from pipeline.assemble.encode import check_output_options
 from pipeline.assemble.stage import assemble_stage
 from pipeline.atomic import write_text
 from pipeline.config.compose import literal_node
-from pipeline.config.keyframes import apply_keyframes
 from pipeline.config.schema import STAGES, RunConfig
-from pipeline.control.stage import control_stage
 from pipeline.errors import RotoscopeError
-from pipeline.jobs.history import history_bytes
-from pipeline.jobs.interrupts import StopRequested
-from pipeline.jobs.lock import RunLock
-from pipeline.jobs.naming import claim, owner_of
-from pipeline.jobs.report import JobReport
-from pipeline.jobs.run_folder import RunFolder
 from pipeline.metrics.stage import metrics_stage
 from pipeline.plan.stage import plan_stage
+from pipeline.records.history import history_bytes
+from pipeline.records.interrupts import StopRequested
+from pipeline.records.lock import RunLock
+from pipeline.records.naming import claim, owner_of
+from pipeline.records.report import JobReport
+from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage
+from pipeline.run.configure import apply_keyframes
 
 log = logging.getLogger("rotoscope")
 
@@ -51,7 +51,7 @@ def run_job(
     ``explicit`` names the config keys given on the command line: they win over a
     keyframe file's values (which win over presets and defaults). ``command`` is what
     resumes this job; it goes into the report. ``job`` is a multirun job's own
-    overrides (they name its folder; see :mod:`pipeline.jobs.naming`). The report is
+    overrides (they name its folder; see :mod:`pipeline.records.naming`). The report is
     written whatever happens. A job that fails before making anything in a folder it
     found empty removes that folder again, so a typo leaves no clutter behind (its error
     was printed, and a queue keeps it in ``queue.json``).

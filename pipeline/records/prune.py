@@ -1,6 +1,6 @@
 """Pruning a run folder's kept history: what no current frame or kept deliverable needs.
 
-Runs keep every earlier look (:mod:`pipeline.jobs.history`); this decides what may go
+Runs keep every earlier look (:mod:`pipeline.records.history`); this decides what may go
 when the user asks (``rotoscope-prune``):
 
 - frames no current manifest line references (earlier looks, and a frame a killed
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.atomic import TEMPORARY_GLOB
-from pipeline.jobs.history import size_of, superseded_frames, superseded_state
-from pipeline.jobs.lock import RunLock
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.history import size_of, superseded_frames, superseded_state
+from pipeline.records.lock import RunLock
+from pipeline.records.manifest import Manifest
+from pipeline.records.run_folder import RunFolder
 
 # history/<stem>-<YYYYmmdd-HHMMSS>[-n]<suffix>: what is left of the deliverable's name
 _HISTORY_STAMP = re.compile(r"-\d{8}-\d{6}(?:-\d+)?$")

@@ -1,26 +1,33 @@
-"""The coherent input strategy: each frame from its own source frame and the frames before
-it in its segment (``coherence=attention|flow|full``).
+"""The coherent strategy: each frame from its own source frame and the frames before it in
+its segment (``coherence=attention|flow|full``).
 
-Frames still render one at a time, in order. Each frame's key joins the keys of the
-earlier frames it is rendered from (:meth:`ChainSettings.dependencies`), so resume and
-change-aware re-render follow the one manifest rule, and a change re-renders exactly the
-rest of its segment. What a frame hands on is written before its manifest line
-(:class:`CoherenceChain`) and read back only when a later frame actually renders.
+Frames still render one at a time, in order; each segment (from one anchor to the next)
+is one chain, one unit of work, so the Ray executor renders segments side by side. Each
+frame's key joins the keys of the earlier frames it is rendered from
+(:meth:`ChainSettings.dependencies`), so resume and change-aware re-render follow the one
+manifest rule, and a change re-renders exactly the rest of its segment. What a frame
+hands on is written before its manifest line (:class:`CoherenceChain`) and read back only
+when a later frame actually renders.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from itertools import groupby, takewhile
 
 import numpy as np
 
 from pipeline.animation.flow_cache import FlowCache
-from pipeline.plan.rows import FrameJob
+from pipeline.config.schema import CoherenceConfig
+from pipeline.plan.rows import PlanRow
+from pipeline.records.run_folder import RunFolder
 from pipeline.render.coherence.chain import CoherenceChain, FrameCoherence, FrameState
-from pipeline.render.producer import FrameProducer, check_size, frame_origin
-from pipeline.source.base import Source
+from pipeline.render.producer import FrameProducer, check_size
+from pipeline.render.strategies.base import Dispatch, RenderStrategy, UnitContext
+from pipeline.render.units import ChainUnit, FrameList, FrameOrigin, WorkUnit
+from pipeline.source.base import Frame, Source
 
 log = logging.getLogger("rotoscope")
 
@@ -35,7 +42,7 @@ class ChainWalk:
         self.previous: FrameState | None = None
         self.anchor: FrameState | None = None
 
-    def follows(self, job: FrameJob) -> bool:
+    def follows(self, job: PlanRow) -> bool:
         """Whether ``job`` continues the chain (else it starts one: a segment's first
         frame, the frame after a gap left by an unreadable input frame, or an image of
         another size)."""
@@ -47,7 +54,7 @@ class ChainWalk:
             and previous.output.shape[:2] == (job.height, job.width)
         )
 
-    def frame(self, job: FrameJob, source: np.ndarray) -> FrameCoherence:
+    def frame(self, job: PlanRow, source: np.ndarray) -> FrameCoherence:
         """The coherence of ``job`` rendered after the frames this walk has passed."""
         follows = self.follows(job)
         previous, anchor = (self.previous, self.anchor) if follows else (None, None)
@@ -68,7 +75,7 @@ class ChainedFrame:
 
     def __init__(
         self,
-        job: FrameJob,
+        job: PlanRow,
         source: np.ndarray,
         walk: ChainWalk,
         rebuild: Callable[[list[FrameState]], None],
@@ -112,46 +119,66 @@ class ChainedFrame:
         )
 
 
-def render_coherent(
-    producer: FrameProducer,
-    rows: list[FrameJob],
-    source: Source,
-    chain: CoherenceChain,
-    reopen: Callable[[], AbstractContextManager[Source]],
-) -> None:
-    """Render the planned frames as chains, one segment after another.
+class CoherentStrategy(RenderStrategy):
+    """Segments rendered as chains (see the module notes)."""
 
-    ``reopen`` opens the source again, for the rare replay that rebuilds a recording
-    (see :func:`rebuild_states`).
-    """
-    flows = FlowCache(producer.folder.flow_pair)
-    walk = ChainWalk(chain, flows)
-    restored: set[int] = set()  # frames whose recordings are in memory
+    sequential = "coherence renders each segment's frames in order"
 
-    def rebuild(states: list[FrameState]) -> None:
-        missing = [state for state in states if state.index not in restored]
-        if missing:
-            rebuild_states(producer, rows, chain, flows, reopen, missing)
-            restored.update(state.index for state in missing)
+    def __init__(self, config: CoherenceConfig, folder: RunFolder, rows: list[PlanRow]) -> None:
+        self.chain = CoherenceChain(config, folder, rows)
+        self.flows = FlowCache(folder.flow_pair)
 
-    try:
-        for frame in source:
-            if frame.index >= len(rows):
-                break
-            job = rows[frame.index]
-            check_size(job, frame.image.shape)
-            chained = ChainedFrame(job, frame.image, walk, rebuild)
-            producer.produce(job, frame.image, frame_origin(source, frame), chained=chained)
-            if chained.state is not None:
-                restored.add(job.index)
-    finally:
-        chain.close()
-    producer.note_source_end(rows, source)
+    def feed(
+        self, producer: FrameProducer, rows: list[PlanRow], source: Source, dispatch: Dispatch
+    ) -> None:
+        """Each segment's frames, as they are decoded, as one chain."""
+        planned = takewhile(lambda frame: frame.index < len(rows), source)
+        for _, segment in groupby(planned, key=lambda frame: rows[frame.index].segment_start):
+            dispatch.chain(sized(segment, rows))
+        producer.note_source_end(rows, source)
+
+    def render_unit(self, producer: FrameProducer, unit: WorkUnit, context: UnitContext) -> None:
+        """Render one segment in order, reusing its current frames.
+
+        ``context.reopen`` reads the source again, for the rare replay that rebuilds a
+        recording (see :func:`rebuild_states`).
+        """
+        assert isinstance(unit, ChainUnit), "the coherent strategy makes chains"
+        rows, chain = context.rows, self.chain
+        walk = ChainWalk(chain, self.flows)
+        restored: set[int] = set()  # frames whose recordings are in memory
+
+        def rebuild(states: list[FrameState]) -> None:
+            missing = [state for state in states if state.index not in restored]
+            if missing:
+                rebuild_states(producer, rows, chain, self.flows, context.reopen, missing)
+                restored.update(state.index for state in missing)
+
+        source = FrameList(context.info, context.selection, unit.frames)
+        try:
+            for frame in sized(source, rows):
+                row = rows[frame.index]
+                chained = ChainedFrame(row, frame.image, walk, rebuild)
+                origin = FrameOrigin.of(context.info, frame)
+                producer.produce(row, frame.image, origin, chained=chained)
+                if chained.state is not None:
+                    restored.add(row.index)
+        finally:
+            chain.close()
+
+
+def sized(frames: Iterable[Frame], rows: list[PlanRow]) -> Iterator[Frame]:
+    """``frames`` up to the plan's last, each checked to have the plan's size."""
+    for frame in frames:
+        if frame.index >= len(rows):
+            return
+        check_size(rows[frame.index], frame.image.shape)
+        yield frame
 
 
 def rebuild_states(
     producer: FrameProducer,
-    rows: list[FrameJob],
+    rows: list[PlanRow],
     chain: CoherenceChain,
     flows: FlowCache,
     reopen: Callable[[], AbstractContextManager[Source]],

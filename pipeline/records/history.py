@@ -13,7 +13,7 @@ what makes resume and change-aware re-render work), so it keeps history inside i
   place (``deliverables.json`` records what each current deliverable was made from).
 
 :func:`history_bytes` is the disk this costs (reported per job); ``rotoscope-prune``
-(:mod:`pipeline.jobs.prune`) frees it.
+(:mod:`pipeline.records.prune`) frees it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.atomic import move, write_text
-from pipeline.jobs.manifest import Manifest
-from pipeline.jobs.run_folder import RunFolder
+from pipeline.records.manifest import Manifest
+from pipeline.records.run_folder import RunFolder
 
 log = logging.getLogger("rotoscope")
 

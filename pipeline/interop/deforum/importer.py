@@ -1,0 +1,539 @@
+"""Convert a Deforum settings file into a rotoscope keyframe file.
+
+Deforum (the AUTOMATIC1111 extension, deforum-art/sd-webui-deforum) saves its settings
+as one flat JSON object: "Save settings" in its UI, and ``<timestring>_settings.txt``
+next to the frames of every run. ``rotoscope-import-deforum SETTINGS -o
+keyframes/NAME.yaml`` writes the equivalent keyframe file; ``keyframes=`` also takes the
+settings file directly and converts it on load. Whatever rotoscope cannot reproduce is
+reported, each with its Deforum name and value, and never dropped silently.
+
+Facts about Deforum this relies on (checked against its ``args.py``, ``settings.py``,
+``render.py``, ``animation.py``, ``animation_key_frames.py`` and
+``deprecation_utils.py``):
+
+- Prompts are ``prompts`` (older files: ``animation_prompts``), frame -> text, keys are
+  frame numbers as strings or ``max_f`` expressions, ``--neg`` starts the negative
+  part. A run prepends ``animation_prompts_positive`` and appends
+  ``animation_prompts_negative`` to the negative part, and a run's own
+  ``_settings.txt`` stores the prompts already combined that way, with the parts under
+  ``positive_prompts``/``negative_prompts``; the import takes the combination apart.
+  Prompts hold until the next key (no blending), so the import sets
+  ``prompt_blend: none``.
+- Schedules are ``frame:(value), ...``; numbers interpolate linearly, expressions of
+  ``t``, ``max_f`` and ``s`` are evaluated per frame: the syntax rotoscope reads, so
+  they are copied as written. ``strength_schedule`` is how much of the previous frame
+  to keep, rotoscope's strength how much to change: ``v`` becomes ``1-v`` (exactly, so
+  0.65 becomes 0.35) and an expression ``e`` becomes ``1-(e)``.
+- ``steps_schedule`` counts only with ``enable_steps_scheduling``, otherwise ``steps``.
+  A1111's img2img (under Deforum) and diffusers' both run about ``steps * strength``
+  denoising steps, so the number means the same in both.
+- ``seed`` -1 means a random seed (a run's file keeps the -1). ``seed_schedule`` counts
+  only with ``seed_behavior: schedule``, and -1 in it means a random seed too.
+- Modes: "2D" warps the previous output (loopback); "3D" warps it with a depth model;
+  "Video Input" img2imgs the frames of ``video_init_path`` (taking the frame count
+  from the video, not ``max_frames``); "Interpolation" is txt2img per frame.
+- 2D motion is ``cv2.getRotationMatrix2D(centre, angle, zoom)`` after a translation by
+  ``translation_x/y`` pixels, about ``transform_center_x/y`` (fractions of W/H), with
+  ``border`` "wrap" or, for any other value, replicate (see pipeline.animation.motion).
+- ``color_coherence`` is "None", "LAB", "HSV", "RGB", "Video Input" or "Image"; older
+  files say "Match Frame 0 LAB" and so on for the first three.
+- ``diffusion_cadence`` n > 1 diffuses every n-th frame and blends the frames between
+  (not in Video Input mode); the anti-blur (``amount_schedule`` > 0, on by default),
+  ``contrast_schedule``, Perlin ``noise_type`` and the ``enable_*_scheduling`` switches
+  act every frame.
+- ``noise_schedule``: Deforum blends the frame towards a noise image by that amount
+  (the image's spread is about 0.36 of the range), rotoscope adds Gaussian noise of
+  that standard deviation. So each value is multiplied by 0.36 (an expression ``e``
+  becomes ``0.36*(e)``): about the same amount of noise, without Deforum's loss of
+  contrast.
+- Deforum reads schedules leniently: ``re.finditer`` over ``frame: (value)`` entries,
+  skipping whatever lies between them, so ``0:0: (7)`` is ``0: (7)`` there. A schedule
+  rotoscope's stricter syntax would refuse is rewritten as Deforum reads it, with a
+  warning. ``zoom``, ``angle`` and the transform centre act in 2D mode only (3D mode
+  moves its camera with ``translation_x/y/z`` and ``rotation_3d_*``, which are
+  reported), so they are copied for 2D files alone; a 2D zoom keyframe that is not
+  positive (Deforum shrinks the frame to nothing) is imported as 1, with a warning.
+- Files from A1111 1.9 on store ``sampler_name`` and ``scheduler`` ("Karras",
+  "Automatic", ...) where older ones had ``sampler`` ("DPM++ 2M Karras"), and some
+  store ``width``/``height`` instead of ``W``/``H``; both spellings are read.
+  ``Automatic`` means the sampler's A1111 default (Karras for DPM++ 2M and DPM++ SDE).
+- ``clipskip_schedule`` (with ``enable_clipskip_scheduling``) becomes ``clip_skip``: its
+  value at frame 0, with a warning when it changes later.
+
+A setting is reported when it would change Deforum's picture for this file (its switch
+is on, its value is not the neutral one, it applies to the file's mode) and rotoscope
+cannot reproduce it. Settings that never change the picture (names, folders, saving,
+video encoding) are listed in IGNORED; a setting in no list is reported as unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import RotoscopeError
+from pipeline.interop.deforum.schedules import (
+    DEFORUM_ENTRY,
+    NUMBER,
+    constant_value,
+    is_strict_schedule,
+    keep_to_strength,
+    scaled,
+    schedule_entries,
+)
+from pipeline.interop.deforum.tables import (
+    ANIMATION_MODES,
+    AUTOMATIC_KARRAS,
+    BORDERS,
+    CONTROLNET,
+    COVERED,
+    HYBRID,
+    IGNORED,
+    LOOPBACK_MODES,
+    MAPPED,
+    MOTION_SCHEDULES,
+    NOISE_SCALE,
+    PLAIN_SCHEDULERS,
+    SAMPLER_ALIASES,
+    SEED_BEHAVIORS,
+    THREE_D_MOVES,
+    TWO_D_ONLY,
+    UNSUPPORTED,
+    animation_mode,
+)
+from pipeline.interop.deforum.values import as_int, details, is_on, show
+from pipeline.models.samplers import SAMPLER_NAMES, canonical_sampler
+
+
+@dataclass
+class DeforumImport:
+    """A converted settings file: the keyframe-file content and what did not carry over."""
+
+    keyframes: dict[str, Any]  # ready for yaml.safe_dump; read by pipeline.config.keyframes
+    warnings: list[str] = field(default_factory=list)
+
+
+def import_deforum(path: Path) -> DeforumImport:
+    """Read Deforum settings (JSON) and convert them; see the module notes for the rules."""
+    return _Importer(load_settings(path), path).run()
+
+
+def keyframe_text(result: DeforumImport, source: Path) -> str:
+    """The keyframe file as YAML, headed by comments naming the source and every warning."""
+    lines = [
+        f"# rotoscope keyframes imported from Deforum settings {source}",
+        "# (rotoscope-import-deforum). Strength is diffusers' (how much to change),",
+        "# converted from Deforum's strength_schedule (how much to keep): 1 - value.",
+    ]
+    if result.warnings:
+        lines.append("# Not imported or changed, review before rendering:")
+        lines += [f"#   - {warning}" for warning in result.warnings]
+    body = yaml.safe_dump(
+        result.keyframes, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
+    )
+    return "\n".join(lines) + "\n" + body
+
+
+def is_deforum_settings(data: Mapping[str, Any]) -> bool:
+    """Whether a mapping read from a keyframe file is a Deforum settings file."""
+    return ("prompts" in data or "animation_prompts" in data) and "max_frames" in data
+
+
+def load_settings(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RotoscopeError(
+            f"Deforum settings file '{path}' does not exist",
+            "Deforum saves it as <timestring>_settings.txt next to a run's frames",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RotoscopeError(f"Deforum settings file '{path}' is not a text file") from exc
+    except OSError as exc:
+        raise RotoscopeError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise RotoscopeError(
+            f"Deforum settings file '{path}' is not valid JSON "
+            f"(line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    if not (
+        isinstance(data, dict)
+        and ("prompts" in data or "animation_prompts" in data)
+        and ("max_frames" in data or "animation_mode" in data)
+    ):
+        raise RotoscopeError(
+            f"'{path}' is not a Deforum settings file",
+            "it needs 'prompts' and 'max_frames' entries, as Deforum writes them",
+        )
+    return data
+
+
+# ---------------------------------------------------------------- schedule strings
+
+
+class _Importer:
+    """One conversion: reads ``data``, fills ``keyframes`` and ``warnings``."""
+
+    def __init__(self, data: dict[str, Any], path: Path) -> None:
+        self.data = data
+        self.path = path
+        self.mode = animation_mode(data)
+        self.warnings: list[str] = []
+        self.schedules: dict[str, str] = {}
+        self.settings: dict[str, Any] = {}
+
+    def run(self) -> DeforumImport:
+        keyframes: dict[str, Any] = {}
+        prompts, negative, prefix = self._prompts()
+        keyframes["prompts"] = prompts
+        if negative:
+            keyframes["negative_prompt"] = negative
+        if prefix:
+            keyframes["prompt_prefix"] = prefix
+        self._generation()
+        self._animation()
+        self._unsupported()
+        keyframes["schedules"] = self.schedules
+        keyframes["settings"] = self.settings
+        return DeforumImport(keyframes=keyframes, warnings=self.warnings)
+
+    # -- prompts
+
+    def _prompts(self) -> tuple[dict[int | str, str], str, str]:
+        """Prompts by frame, the negative added to all, and the prefix of all."""
+        raw = self.data.get("prompts", self.data.get("animation_prompts"))
+        if isinstance(raw, str):  # older files store the prompt box's JSON text
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise self._error(f"the prompts are not a JSON object ({exc.msg})") from exc
+        if not isinstance(raw, dict) or not raw:
+            raise self._error("'prompts' must map frames to prompt text")
+        prompts: dict[int | str, str] = {}
+        for key, text in raw.items():
+            if not isinstance(text, str):
+                raise self._error(f"the prompt at frame '{key}' is not text")
+            frame = str(key).strip()
+            prompts[int(frame) if frame.isdigit() else frame] = text
+
+        if "animation_prompts_positive" in self.data or "animation_prompts_negative" in self.data:
+            prefix = str(self.data.get("animation_prompts_positive") or "")
+            negative = str(self.data.get("animation_prompts_negative") or "")
+        else:  # a run's settings file: prompts already combined with these two
+            prefix = str(self.data.get("positive_prompts") or "")
+            negative = str(self.data.get("negative_prompts") or "")
+            separated = _separate(prompts, prefix, negative.replace("--neg", ""))
+            if separated is None:
+                prefix = negative = ""  # keep the combined prompts: nothing is added twice
+            else:
+                prompts = separated
+        prompts = dict(sorted(prompts.items(), key=_frame_order))
+        math_frames = [str(frame) for frame, text in prompts.items() if "`" in text]
+        if math_frames:
+            self.warnings.append(
+                f"prompts at frame {', '.join(math_frames)} use Deforum's `expression` "
+                "weights, which rotoscope does not evaluate: replace them with numbers"
+            )
+        return prompts, negative.replace("--neg", "").strip(), prefix.strip()
+
+    # -- sampling
+
+    def _generation(self) -> None:
+        data, settings = self.data, self.settings
+        if "strength_schedule" in data:
+            text = self._schedule_text("strength_schedule")
+            try:
+                self.schedules["strength"] = keep_to_strength(text)
+            except ValueError as exc:
+                raise self._error(f"strength_schedule '{text}' is not a schedule: {exc}") from exc
+        if "cfg_scale_schedule" in data:
+            self.schedules["guidance_scale"] = self._schedule_text("cfg_scale_schedule")
+        elif "scale" in data:  # Colab-era files: one CFG scale
+            self.schedules["guidance_scale"] = f"0:({data['scale']})"
+        if is_on(data.get("enable_steps_scheduling")) and "steps_schedule" in data:
+            self.schedules["steps"] = self._schedule_text("steps_schedule")
+        elif "steps" in data:
+            self.schedules["steps"] = f"0:({data['steps']})"
+
+        behavior = str(data.get("seed_behavior", "iter"))
+        if behavior in SEED_BEHAVIORS:
+            settings["seed_behavior"] = behavior
+        else:
+            self.warnings.append(
+                f"seed_behavior {show(behavior)} is unknown: rotoscope's default is used"
+            )
+        seed = as_int(data.get("seed", -1), -1)
+        if seed >= 0:
+            settings["seed"] = seed
+        else:
+            why = "is random in Deforum" if seed == -1 else "is not a seed"
+            self.warnings.append(
+                f"seed={show(data.get('seed', -1))} {why}, which has no reproducible "
+                "equivalent: the seed is left to rotoscope (set seed=N to choose one)"
+            )
+        if behavior == "iter" and "seed_iter_N" in data:
+            settings["seed_iter_n"] = as_int(data["seed_iter_N"], 1)
+        if behavior == "schedule" and "seed_schedule" in data:
+            text = self._schedule_text("seed_schedule")
+            self.schedules["seed"] = text
+            try:
+                random_keys = [frame for frame, value in schedule_entries(text) if value == "-1"]
+            except ValueError:
+                random_keys = []  # rotoscope reports the broken schedule when it reads it
+            if random_keys:
+                self.warnings.append(
+                    f"seed_schedule={show(text)} uses -1 (a random seed in Deforum) at frame "
+                    f"{', '.join(random_keys)}: rotoscope takes -1 as a seed value"
+                )
+        self._sampler()
+        self._clip_skip()
+        for target, keys in (("input.width", ("W", "width")), ("input.height", ("H", "height"))):
+            present = [key for key in keys if key in data]
+            if present:
+                settings[target] = as_int(data[present[0]], 0)
+        settings["prompt_blend"] = "none"  # Deforum switches prompts at their keys
+
+    def _sampler(self) -> None:
+        key = "sampler" if "sampler" in self.data else "sampler_name"
+        if key not in self.data:
+            return
+        name = self.data[key]
+        if isinstance(name, str):
+            try:
+                sampler = canonical_sampler(SAMPLER_ALIASES.get(name, name))
+            except RotoscopeError:
+                pass
+            else:
+                self.settings["sampler"] = self._with_scheduler(sampler)
+                return
+        self.warnings.append(
+            f"{key}={show(name)} is not available in rotoscope: the default sampler is used"
+        )
+
+    def _clip_skip(self) -> None:
+        if not is_on(self.data.get("enable_clipskip_scheduling")):
+            return
+        text = self._schedule_text("clipskip_schedule") if "clipskip_schedule" in self.data else ""
+        try:
+            entries = schedule_entries(text)
+        except ValueError:
+            entries = []
+        first = next((value for frame, value in entries if frame == "0"), None)
+        if first is None or not NUMBER.fullmatch(first):
+            self.warnings.append(
+                f"clipskip_schedule={show(text)} has no number at frame 0: clip_skip is left as is"
+            )
+            return
+        self.settings["clip_skip"] = as_int(first, 1)
+        if constant_value(text) is None:
+            self.warnings.append(
+                f"clipskip_schedule={show(text)} changes over time, which rotoscope does not "
+                f"schedule: clip_skip {self.settings['clip_skip']} (frame 0's) is used throughout"
+            )
+
+    def _with_scheduler(self, sampler: str) -> str:
+        """A1111 1.9's sampler + ``scheduler`` pair as one of rotoscope's sampler names."""
+        if "scheduler" not in self.data:
+            return sampler
+        scheduler = str(self.data["scheduler"] or "").strip()
+        wanted = scheduler.lower()
+        if wanted == "automatic":
+            if sampler in AUTOMATIC_KARRAS:
+                wanted = "karras"
+            elif "SDE" in sampler and "Karras" not in sampler:
+                wanted = "exponential"  # A1111's default for its SDE samplers
+            else:
+                return sampler
+        if wanted == "karras":
+            with_karras = sampler if sampler.endswith("Karras") else f"{sampler} Karras"
+            if with_karras in SAMPLER_NAMES:
+                return with_karras
+        elif wanted in PLAIN_SCHEDULERS:
+            return sampler
+        self.warnings.append(
+            f"scheduler={show(scheduler)} is not available for sampler {sampler!r} in "
+            "rotoscope: the sampler's own noise schedule is used"
+        )
+        return sampler
+
+    # -- animation
+
+    def _animation(self) -> None:
+        data, settings, mode = self.data, self.settings, self.mode
+        if mode not in ANIMATION_MODES:
+            self.warnings.append(
+                f"animation_mode {show(mode)} is unknown: imported as animation.mode none"
+            )
+        settings["animation.mode"] = ANIMATION_MODES.get(mode, "none")
+        if mode == "Video Input":
+            self._video_input()
+        elif mode == "Interpolation":
+            self.warnings.append(
+                "animation_mode 'Interpolation' (txt2img of every frame) is not supported: "
+                "imported as animation.mode none, which repaints the frames of input.path"
+            )
+        if mode in LOOPBACK_MODES:
+            for name, key in MOTION_SCHEDULES.items():
+                if key not in data or (mode != "2D" and name in (*TWO_D_ONLY, *THREE_D_MOVES)):
+                    continue
+                text = self._schedule_text(key)
+                if name == "noise":
+                    text = scaled(text, NOISE_SCALE)
+                elif name == "zoom":
+                    text = self._positive_zoom(text)
+                self.schedules[name] = text
+            border = str(data.get("border", "replicate"))
+            if border not in BORDERS:
+                self.warnings.append(
+                    f"border={show(border)} is not a Deforum border mode; Deforum replicates "
+                    "the edge for it, and so does this import"
+                )
+            settings["animation.border"] = "wrap" if border == "wrap" else "replicate"
+        if "color_coherence" in data:
+            settings["animation.color_coherence"] = self._color_coherence()
+        if "fps" in data:
+            settings["input.fps"] = data["fps"]
+            settings["output.fps"] = data["fps"]
+        if "max_frames" in data and mode != "Video Input":  # video mode counts the video
+            settings["input.max_frames"] = as_int(data["max_frames"], 0)
+
+    def _positive_zoom(self, text: str) -> str:
+        """A 2D zoom with keyframes of 0 or less (Deforum shrinks the frame to nothing, and
+        rotoscope refuses it) with those keyframes at 1, no zoom."""
+        try:
+            entries = schedule_entries(text)
+        except ValueError:
+            return text
+        bad = [f for f, value in entries if NUMBER.fullmatch(value) and Decimal(value) <= 0]
+        if not bad:
+            return text
+        self.warnings.append(
+            f"zoom={show(text)} is 0 or less at frame {', '.join(bad)}, which shrinks "
+            "Deforum's frame to nothing: imported as 1 (no zoom) there"
+        )
+        return ", ".join(
+            f"{frame}:(1)" if frame in bad else f"{frame}:({value})" for frame, value in entries
+        )
+
+    def _video_input(self) -> None:
+        data = self.data
+        hints = [f"input.path={show(str(data.get('video_init_path', '')))}"]
+        every = as_int(data.get("extract_nth_frame", 1), 1)
+        start = as_int(data.get("extract_from_frame", 0), 0)
+        stop = as_int(data.get("extract_to_frame", -1), -1)
+        if every > 1:
+            hints.append(f"input.every={every}")
+        if start > 0:
+            hints.append(f"input.start={start}")
+        if stop >= 0:
+            hints.append(f"input.end={stop + 1}")  # Deforum's last frame is inclusive
+        self.warnings.append(
+            "animation_mode 'Video Input' is imported as animation.mode none (img2img of "
+            f"every input frame): give the video on the command line: {' '.join(hints)}"
+        )
+
+    def _color_coherence(self) -> str:
+        value = str(self.data["color_coherence"])
+        method = value.removeprefix("Match Frame 0 ")
+        if method in ("None", "False"):
+            return "none"
+        if method != "LAB":
+            keys = ["color_coherence"]
+            if method == "Video Input":
+                keys.append("color_coherence_video_every_N_frames")
+            elif method == "Image":
+                keys.append("color_coherence_image_path")
+            self.warnings.append(
+                f"color coherence {show(value)} is not implemented, only matching frame 0 in "
+                f"LAB: imported as lab ({details(self.data, keys)})"
+            )
+        return "lab"
+
+    # -- the rest
+
+    def _unsupported(self) -> None:
+        data = self.data
+        for rule in UNSUPPORTED:
+            if rule.active(data):
+                self.warnings.append(f"{rule.what} ({details(data, rule.keys)})")
+        units = sorted({int(m.group(1)) for key in data if (m := CONTROLNET.match(key))})
+        for unit in units:
+            if is_on(data.get(f"cn_{unit}_enabled")):
+                keys = [f"cn_{unit}_{name}" for name in ("module", "model", "weight", "vid_path")]
+                self.warnings.append(
+                    f"ControlNet unit {unit} is not imported: set up ControlNet in rotoscope's "
+                    f"config ({details(data, keys)})"
+                )
+        if data.get("sd_model_name"):
+            self.warnings.append(
+                "the model is not part of a keyframe file: render with the same checkpoint "
+                f"as model.path ({details(data, ('sd_model_name', 'sd_model_hash'))})"
+            )
+        unknown = [
+            key
+            for key in data
+            if key not in MAPPED
+            and key not in IGNORED
+            and key not in COVERED
+            and not HYBRID.match(key)
+            and not CONTROLNET.match(key)
+        ]
+        if unknown:
+            self.warnings.append(
+                f"settings this import does not know, not imported: {details(data, unknown)}"
+            )
+
+    def _schedule_text(self, key: str) -> str:
+        """A schedule as Deforum reads it: as written when rotoscope reads it the same way,
+        else rewritten from the entries Deforum's lenient reader finds (with a warning)."""
+        value = self.data[key]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"0:({value})"
+        if not (isinstance(value, str) and value.strip()):
+            raise self._error(f"'{key}' must be a schedule like \"0:(0.5)\", not {show(value)}")
+        text = value.strip()
+        if is_strict_schedule(text):
+            return text
+        entries = [(m.group("frame"), m.group("param")) for m in DEFORUM_ENTRY.finditer(text)]
+        if not entries:
+            return text  # Deforum refuses it too; rotoscope's error shows where
+        read = ", ".join(f"{frame}:({param.strip()})" for frame, param in entries)
+        self.warnings.append(f"{key}={show(text)} is imported as Deforum reads it: {show(read)}")
+        return read
+
+    def _error(self, message: str) -> RotoscopeError:
+        return RotoscopeError(f"Deforum settings file '{self.path}': {message}")
+
+
+def _separate(
+    prompts: Mapping[int | str, str], positive: str, negative: str
+) -> dict[int | str, str] | None:
+    """Undo a Deforum run's ``f"{positive} {prompt} {'' if has --neg else '--neg'} {negative}"``.
+
+    None when a prompt does not have that shape (then it is kept as written).
+    """
+    head, tail = f"{positive} ", f" {negative}"
+    separated = {}
+    for frame, text in prompts.items():
+        if not (text.startswith(head) and text.endswith(tail)):
+            return None
+        middle = text[len(head) : len(text) - len(tail)]
+        if middle.endswith(" --neg"):
+            separated[frame] = middle.removesuffix(" --neg")
+        elif middle.endswith(" ") and "--neg" in middle:
+            separated[frame] = middle.removesuffix(" ")
+        else:
+            return None
+    return separated
+
+
+def _frame_order(item: tuple[int | str, str]) -> tuple[int, int | str]:
+    """Numbered frames first, in order, then ``max_f`` expressions as written."""
+    frame = item[0]
+    return (0, frame) if isinstance(frame, int) else (1, frame)

@@ -1,0 +1,352 @@
+"""What a Deforum settings file holds, as tables: which keys the import maps, which never
+change the picture, and the features rotoscope cannot reproduce (with when a file uses
+them). The importer (:mod:`.importer`) reads these; a new Deforum feature that rotoscope
+learns moves from :data:`UNSUPPORTED` to :data:`MAPPED` and the importer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pipeline.interop.deforum.schedules import constant_value
+from pipeline.interop.deforum.values import as_int, is_off, is_on
+
+# rotoscope schedule name -> Deforum key; copied in loopback modes (the camera in 2D only)
+MOTION_SCHEDULES = {
+    "zoom": "zoom",
+    "angle": "angle",
+    "translation_x": "translation_x",
+    "translation_y": "translation_y",
+    "transform_center_x": "transform_center_x",
+    "transform_center_y": "transform_center_y",
+    "noise": "noise_schedule",
+}
+LOOPBACK_MODES = ("2D", "3D")
+# Deforum's 2D-only camera: its 3D mode ignores these (and moves by translation_x/y/z,
+# rotation_3d_*, which have no rotoscope equivalent).
+TWO_D_ONLY = ("zoom", "angle", "transform_center_x", "transform_center_y")
+THREE_D_MOVES = ("translation_x", "translation_y")
+# Deforum's noise image spreads over about 0.36 of the range; rotoscope adds Gaussian
+# noise with the schedule's value as its standard deviation.
+NOISE_SCALE = Decimal("0.36")
+# A1111 1.9's "Automatic" scheduler for the samplers whose default is not uniform.
+AUTOMATIC_KARRAS = ("DPM++ 2M", "DPM++ SDE")
+# Schedulers that are the sampler's own sigmas in diffusers terms.
+PLAIN_SCHEDULERS = ("uniform", "normal", "")
+ANIMATION_MODES = {
+    "2D": "loopback",
+    "3D": "loopback",  # reported: imported as loopback without its 3D camera
+    "None": "none",
+    "Video Input": "none",
+    "Interpolation": "none",  # reported: txt2img per frame has no rotoscope mode
+}
+SEED_BEHAVIORS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
+BORDERS = ("replicate", "wrap")
+# Sampler names of Deforum's Colab era that pipeline.models.samplers does not spell
+SAMPLER_ALIASES = {"klms": "LMS"}
+
+# Keys the import reads (their values become keyframe-file entries or are checked there).
+MAPPED = frozenset(
+    {
+        "prompts", "animation_prompts", "animation_prompts_positive",
+        "animation_prompts_negative", "positive_prompts", "negative_prompts",
+        "strength_schedule", "cfg_scale_schedule", "scale", "steps", "steps_schedule",
+        "enable_steps_scheduling", "seed", "seed_behavior", "seed_iter_N", "seed_schedule",
+        "sampler", "sampler_name", "scheduler", "fps", "max_frames", "W", "H", "width",
+        "height", "enable_clipskip_scheduling", "clipskip_schedule", "animation_mode", "border",
+        "color_coherence", "color_coherence_image_path",
+        "color_coherence_video_every_N_frames", "video_init_path", "extract_nth_frame",
+        "extract_from_frame", "extract_to_frame", "sd_model_name", "sd_model_hash",
+        *MOTION_SCHEDULES.values(),
+    }
+)  # fmt: skip
+
+# Keys that never change the picture: names, folders, what is saved or shown, how the
+# video is encoded, bookkeeping, and constants the UI stores.
+IGNORED = frozenset(
+    {
+        # names, folders, saving, display
+        "batch_name", "outdir", "filename_format", "save_settings", "save_samples",
+        "display_samples", "save_sample_per_step", "show_sample_per_step",
+        "show_info_on_ui", "save_depth_maps", "timestring", "deforum_git_commit_id",
+        "overwrite_extracted_frames", "image_path", "mp4_path", "store_frames_in_ram",
+        # video encoding (the frames are the same)
+        "skip_video_creation", "skip_video_for_run_all", "make_gif", "delete_imgs",
+        "delete_input_frames", "ffmpeg_location", "ffmpeg_crf", "ffmpeg_preset",
+        "render_steps", "path_name_modifier", "max_video_frames", "use_manual_settings",
+        # what to do when the safety filter blanks a frame (rotoscope has no such filter)
+        "reroll_blank_frames", "reroll_patience",
+        # fixed latent constants and per-image batch counts of the still-image mode
+        "C", "f", "precision", "n_samples", "n_batch",
+        # the Colab notebook's prompt-weight switches (A1111 always parses weights)
+        "prompt_weighting", "normalize_prompt_weights", "log_weighted_subprompts",
+        # used only with an instruct-pix2pix checkpoint
+        "pix2pix_img_cfg_scale_schedule",
+        # the Colab notebook's batch-mode prompt and grid, and its runtime placeholders
+        "prompt", "make_grid", "grid_rows", "init_latent", "init_sample", "init_c",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UnsupportedFeature:
+    """A Deforum feature rotoscope cannot reproduce, and when a file uses it."""
+
+    what: str  # what is lost, said to the user
+    keys: tuple[str, ...]  # shown with their values when the feature is in use
+    active: Callable[[Mapping[str, Any]], bool]
+    covers: tuple[str, ...] = ()  # more settings of the feature, not shown
+
+
+def animation_mode(data: Mapping[str, Any]) -> str:
+    return str(data.get("animation_mode", "2D"))
+
+
+def is_moving(data: Mapping[str, Any]) -> bool:
+    return animation_mode(data) in LOOPBACK_MODES
+
+
+def _not(key: str, neutral: str) -> Callable[[Mapping[str, Any]], bool]:
+    """Active when ``key`` is present and is not the constant schedule ``neutral``."""
+    return lambda data: key in data and constant_value(data[key]) != Decimal(neutral)
+
+
+def _switch(key: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda data: is_on(data.get(key, False))
+
+
+def _switch_and_not(switch: str, key: str, neutral: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda data: is_on(data.get(switch, False)) and _not(key, neutral)(data)
+
+
+_3D_KEYS = (*THREE_D_MOVES, "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
+_3D_COVERS = (
+    "fov_schedule", "near_schedule", "far_schedule", "aspect_ratio_schedule",
+    "aspect_ratio_use_old_formula", "use_depth_warping", "depth_algorithm", "midas_weight",
+    "padding_mode", "sampling_mode", "use_zoe_depth", "near_plane", "far_plane", "fov",
+)  # fmt: skip
+_FLIP_KEYS = (
+    "enable_perspective_flip", "flip_2d_perspective", "perspective_flip_theta",
+    "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
+)  # fmt: skip
+_MASK_COVERS = (
+    "mask_contrast_adjust", "mask_brightness_adjust", "overlay_mask", "mask_overlay_blur",
+    "fill", "full_res_mask", "full_res_mask_padding",
+)  # fmt: skip
+_LOOPER_COVERS = (
+    "blendFactorMax",
+    "blendFactorSlope",
+    "tweening_frames_schedule",
+    "color_correction_factor",
+)
+
+UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
+    UnsupportedFeature(
+        "animation_mode '3D' (a depth-warped 3D camera) is not supported: imported as 2D "
+        "loopback without camera motion (the 3D camera moves are dropped)",
+        _3D_KEYS,
+        lambda data: animation_mode(data) == "3D",
+        _3D_COVERS,
+    ),
+    UnsupportedFeature(
+        "diffusion cadence (diffusing every n-th frame and blending the frames between) is "
+        "not supported: every frame is diffused",
+        ("diffusion_cadence", "optical_flow_cadence"),
+        lambda data: is_moving(data) and as_int(data.get("diffusion_cadence", 1), 1) > 1,
+        ("cadence_flow_factor_schedule",),
+    ),
+    UnsupportedFeature(
+        "perspective flip is not supported",
+        _FLIP_KEYS,
+        lambda data: (
+            is_moving(data)
+            and (
+                is_on(data.get("enable_perspective_flip")) or is_on(data.get("flip_2d_perspective"))
+            )
+        ),
+    ),
+    UnsupportedFeature(
+        "the per-frame contrast multiplier is not supported",
+        ("contrast_schedule",),
+        _not("contrast_schedule", "1"),
+    ),
+    UnsupportedFeature(
+        "anti-blur sharpening is not supported",
+        ("amount_schedule", "kernel_schedule", "sigma_schedule", "threshold_schedule"),
+        _not("amount_schedule", "0"),
+    ),
+    UnsupportedFeature(
+        "Perlin-shaped noise is not supported: the noise schedule adds plain Gaussian noise",
+        ("noise_type", "perlin_w", "perlin_h", "perlin_octaves", "perlin_persistence"),
+        lambda data: (
+            str(data.get("noise_type", "")).lower() == "perlin"
+            and _not("noise_schedule", "0")(data)
+        ),
+    ),
+    UnsupportedFeature(
+        "hybrid video (motion or compositing from a second video) is not supported",
+        ("hybrid_motion", "hybrid_composite"),
+        lambda data: (
+            not is_off(data.get("hybrid_motion")) or not is_off(data.get("hybrid_composite"))
+        ),
+    ),
+    UnsupportedFeature(
+        "optical-flow redo generation is not supported",
+        ("optical_flow_redo_generation",),
+        lambda data: not is_off(data.get("optical_flow_redo_generation")),
+        ("redo_flow_factor_schedule",),
+    ),
+    UnsupportedFeature(
+        "diffusion redo is not supported",
+        ("diffusion_redo",),
+        lambda data: as_int(data.get("diffusion_redo", 0), 0) != 0,
+    ),
+    UnsupportedFeature(
+        "the init image is not imported: give it as input.path",
+        ("use_init", "init_image", "strength", "use_alpha_as_mask"),
+        lambda data: is_on(data.get("use_init")) and animation_mode(data) != "Video Input",
+        ("strength_0_no_init",),
+    ),
+    UnsupportedFeature(
+        "masks are not supported",
+        ("use_mask", "mask_file", "invert_mask", "mask_schedule"),
+        _switch("use_mask"),
+        _MASK_COVERS,
+    ),
+    UnsupportedFeature(
+        "mask videos are not supported",
+        ("use_mask_video", "video_mask_path"),
+        _switch("use_mask_video"),
+    ),
+    UnsupportedFeature(
+        "noise masks are not supported",
+        ("use_noise_mask", "noise_mask_schedule"),
+        _switch("use_noise_mask"),
+    ),
+    UnsupportedFeature(
+        "subseeds are not supported",
+        ("enable_subseed_scheduling", "subseed_schedule", "subseed_strength_schedule"),
+        _switch("enable_subseed_scheduling"),
+    ),
+    UnsupportedFeature(
+        "subseeds are not supported",
+        ("subseed", "subseed_strength"),
+        lambda data: constant_value(data.get("subseed_strength", 0)) != 0,
+        ("seed_enable_extras",),
+    ),
+    UnsupportedFeature(
+        "resizing the seed's noise from another size is not supported",
+        ("seed_resize_from_w", "seed_resize_from_h"),
+        lambda data: (
+            as_int(data.get("seed_resize_from_w", 0), 0) > 0
+            or as_int(data.get("seed_resize_from_h", 0), 0) > 0
+        ),
+    ),
+    UnsupportedFeature(
+        "sampler scheduling is not supported: one sampler for all frames",
+        ("enable_sampler_scheduling", "sampler_schedule"),
+        _switch("enable_sampler_scheduling"),
+    ),
+    UnsupportedFeature(
+        "checkpoint scheduling is not supported: one model for all frames",
+        ("enable_checkpoint_scheduling", "checkpoint_schedule"),
+        _switch("enable_checkpoint_scheduling"),
+    ),
+    UnsupportedFeature(
+        "the img2img noise multiplier is not supported (rotoscope uses 1)",
+        ("enable_noise_multiplier_scheduling", "noise_multiplier_schedule"),
+        _switch_and_not("enable_noise_multiplier_scheduling", "noise_multiplier_schedule", "1"),
+    ),
+    UnsupportedFeature(
+        "DDIM eta scheduling is not supported",
+        ("enable_ddim_eta_scheduling", "ddim_eta_schedule"),
+        _switch_and_not("enable_ddim_eta_scheduling", "ddim_eta_schedule", "0"),
+    ),
+    UnsupportedFeature(
+        "ancestral eta scheduling is not supported",
+        ("enable_ancestral_eta_scheduling", "ancestral_eta_schedule"),
+        _switch_and_not("enable_ancestral_eta_scheduling", "ancestral_eta_schedule", "1"),
+    ),
+    UnsupportedFeature("tiling is not supported", ("tiling",), _switch("tiling")),
+    UnsupportedFeature(
+        "the Colab notebook's sample clamping (dynamic/static threshold) is not supported",
+        ("dynamic_threshold", "static_threshold"),
+        lambda data: (
+            not (is_off(data.get("dynamic_threshold")) and is_off(data.get("static_threshold")))
+        ),
+    ),
+    UnsupportedFeature(
+        "DDIM eta is not supported (rotoscope's DDIM runs at eta 0)",
+        ("ddim_eta",),
+        lambda data: constant_value(data.get("ddim_eta", 0)) not in (None, 0),
+    ),
+    UnsupportedFeature(
+        "interpolating between keyframe images is not supported",
+        ("interpolate_key_frames", "interpolate_x_frames"),
+        _switch("interpolate_key_frames"),
+    ),
+    UnsupportedFeature(
+        "face restoration is not supported", ("restore_faces",), _switch("restore_faces")
+    ),
+    UnsupportedFeature(
+        "forcing grayscale is not supported",
+        ("color_force_grayscale",),
+        _switch("color_force_grayscale"),
+    ),
+    UnsupportedFeature(
+        "legacy colour matching (before the noise) is not supported",
+        ("legacy_colormatch",),
+        _switch("legacy_colormatch"),
+    ),
+    UnsupportedFeature(
+        "resuming a Deforum run is not imported: rotoscope resumes from its own run folder",
+        ("resume_from_timestring", "resume_timestring"),
+        _switch("resume_from_timestring"),
+    ),
+    UnsupportedFeature(
+        "a Parseq manifest replaces Deforum's schedules and is not supported",
+        ("parseq_manifest",),
+        lambda data: not is_off(data.get("parseq_manifest")),
+        ("parseq_use_deltas",),
+    ),
+    UnsupportedFeature(
+        "guided images (the looper) are not supported",
+        ("use_looper", "init_images", "image_strength_schedule"),
+        _switch("use_looper"),
+        _LOOPER_COVERS,
+    ),
+    UnsupportedFeature(
+        "upscaling the frames is not supported",
+        ("r_upscale_video", "r_upscale_factor", "r_upscale_model"),
+        _switch("r_upscale_video"),
+        ("r_upscale_keep_imgs",),
+    ),
+    UnsupportedFeature(
+        "frame interpolation (RIFE/FILM) is not supported",
+        ("frame_interpolation_engine", "frame_interpolation_x_amount"),
+        lambda data: (
+            not is_off(data.get("frame_interpolation_engine"))
+            and str(data.get("frame_interpolation_x_amount", "")) != "Disabled"
+        ),
+        (
+            "frame_interpolation_slow_mo_enabled",
+            "frame_interpolation_slow_mo_amount",
+            "frame_interpolation_keep_imgs",
+            "frame_interpolation_use_upscaled",
+        ),
+    ),
+    UnsupportedFeature(
+        "a soundtrack file is not added: rotoscope keeps the input video's audio",
+        ("add_soundtrack", "soundtrack_path"),
+        lambda data: data.get("add_soundtrack") in ("File", True),
+    ),
+)
+
+# Families of keys that the rules above cover by prefix
+HYBRID = re.compile(r"hybrid_")
+CONTROLNET = re.compile(r"cn_(\d+)_")
+COVERED = frozenset(key for rule in UNSUPPORTED for key in (*rule.keys, *rule.covers))
