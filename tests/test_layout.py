@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -15,7 +16,7 @@ from pipeline.plan.rows import PlanRow
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
 # Packages that must import without torch or diffusers (a dry run and a re-encode stay fast).
-LIGHT_PACKAGES = ("config", "source", "plan", "jobs", "assemble")
+LIGHT_PACKAGES = ("config", "records", "interop", "source", "plan", "assemble")
 
 
 def module_name(path: Path) -> str:
@@ -58,6 +59,121 @@ def pipeline_imports(path: Path) -> set[str]:
         submodules = [f"{module}.{name}" for name in names if f"{module}.{name}" in MODULES]
         targets.update(submodules or [module])
     return targets
+
+
+# The layers, top to bottom: the commands and the job; the stages; their tools; the
+# configuration and the run folder's records; the base modules. Each package may import
+# the packages its row names and nothing else (lazy imports included); together with
+# the loop check below this keeps every arrow pointing down.
+BASE = frozenset({"pipeline", "errors", "atomic", "ffmpeg_exe"})
+STAGES = frozenset({"plan", "render", "upscale", "assemble", "metrics", "report"})
+TOOLS = frozenset({"source", "control", "animation", "models", "interop"})
+LOW = frozenset({"config", "records"})
+ALLOWED: dict[str, frozenset[str]] = {
+    "errors": frozenset(),
+    "atomic": frozenset({"errors"}),
+    "ffmpeg_exe": frozenset({"errors"}),
+    "config": BASE,
+    "records": BASE | {"config"},
+    "models": BASE | {"config"},
+    "source": BASE | {"config", "records"},
+    "animation": BASE | {"config", "records"},
+    "interop": BASE | {"config", "models"},
+    "control": BASE | {"config", "records", "source", "models"},
+    "plan": BASE | LOW | {"source", "control", "models", "interop"},
+    "render": BASE | LOW | TOOLS - {"interop"} | {"plan"},
+    "upscale": BASE | LOW | TOOLS - {"interop"} | {"plan"},
+    "assemble": BASE | LOW | {"source", "control", "animation", "plan", "upscale"},
+    "metrics": BASE | LOW | {"source", "animation", "plan"},
+    "report": BASE | LOW | {"source", "plan", "metrics"},
+    "run": BASE | LOW | TOOLS | STAGES,
+    "cli": BASE | LOW | TOOLS | STAGES | {"run"},
+    "testing": BASE | LOW | TOOLS | STAGES,
+}
+
+
+def package_of(module: str) -> str:
+    """``pipeline.records.manifest`` -> ``records``; ``pipeline`` itself -> ``pipeline``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "pipeline"
+
+
+def all_imports(path: Path) -> list[str]:
+    """Every pipeline module ``path`` imports, wherever the import is (functions,
+    TYPE_CHECKING blocks)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+    return [name for name in found if name == "pipeline" or name.startswith("pipeline.")]
+
+
+def package_imports() -> dict[str, dict[str, list[str]]]:
+    """package -> imported package -> the modules that import it."""
+    graph: dict[str, dict[str, list[str]]] = {}
+    for name, path in MODULES.items():
+        source = package_of(name)
+        if source == "__main__":
+            continue
+        for target in map(package_of, all_imports(path)):
+            if target != source:
+                graph.setdefault(source, {}).setdefault(target, []).append(name)
+    return graph
+
+
+def test_every_package_has_a_row_in_the_layer_table() -> None:
+    packages = {package_of(name) for name in MODULES} - {"pipeline", "__main__", "conf"}
+    assert packages <= set(ALLOWED)
+
+
+def test_imports_follow_the_layer_table() -> None:
+    offenders = [
+        f"{module} imports pipeline.{target} ({source} may import: "
+        f"{', '.join(sorted(ALLOWED[source]))})"
+        for source, targets in package_imports().items()
+        for target, modules in targets.items()
+        if target not in ALLOWED[source]
+        for module in modules
+    ]
+    assert offenders == []
+
+
+def test_packages_do_not_import_each_other_in_loops() -> None:
+    graph = {source: set(targets) for source, targets in package_imports().items()}
+    loops = []
+
+    def reach(start: str, node: str, trail: list[str], seen: set[str]) -> None:
+        for target in sorted(graph.get(node, ())):
+            if target == start:
+                loops.append(" -> ".join([*trail, target]))
+            elif target not in seen:
+                seen.add(target)
+                reach(start, target, [*trail, target], seen)
+
+    for package in sorted(graph):
+        reach(package, package, [package], set())
+    assert loops == []
+
+
+def test_each_package_docstring_names_what_it_may_import() -> None:
+    """The "May import" sentence of a package's docstring agrees with the table."""
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        package = init.parent.name
+        if package == "conf":  # Hydra's config files, not code
+            continue
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        sentence = doc[doc.lower().find("may import") :]
+        assert "may import" in sentence.lower(), package
+        if ALLOWED[package] >= STAGES:
+            continue  # the top layers name what they may not import instead
+        named = {
+            name.removeprefix("pipeline.").split(".")[0]
+            for name in re.findall(r"``([\w.]+)``", sentence.split("never")[0])
+        }
+        named = {name for name in named if name in ALLOWED} - BASE
+        assert named == set(ALLOWED[package]) - BASE, package
 
 
 def test_no_private_names_are_imported_across_modules() -> None:
@@ -187,9 +303,11 @@ def test_every_schedule_fills_a_plan_row_field() -> None:
     assert set(CONTROL_UNIT_SCHEDULES) == {"weight", "start", "end"}
 
 
-def test_every_package_says_what_it_holds_and_may_import() -> None:
-    for init in sorted(PACKAGE.glob("*/__init__.py")):
-        if init.parent.name == "conf":  # Hydra's config files, not code
-            continue
-        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
-        assert "may import" in doc.lower(), init.parent.name
+def test_the_version_is_pyprojects() -> None:
+    """One version: pyproject.toml's, read from the installed metadata into every PNG."""
+    import tomllib
+
+    import pipeline
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert pipeline.__version__ == declared

@@ -3,6 +3,5 @@ exist (``keys``: did-you-mean, ``+`` additions), paths, keyframe files, the Defo
 importer, and the registry of schedulable values.
 
 The bottom layer next to ``pipeline.errors``: every stage reads it. May import only
-``pipeline.errors``, ``pipeline.atomic`` and the light sampler-name table of
-``pipeline.models.samplers``; never torch.
+``pipeline.errors`` and ``pipeline.atomic``; never torch.
 """

@@ -6,8 +6,7 @@ How the frames run: ``executors/`` (``local``: this process, I/O overlapped; ``r
 Ray actors, one per GPU), ``batch`` (which frames share a pipeline call), ``units``
 (what a worker gets), ``loading`` (the model as every executor loads it).
 
-The only stage that runs diffusion. May import ``config``, ``plan.rows`` and the plan's
-pure-text modules (``prompt_syntax``, ``prompt_editing``, ``networks``), ``source``,
-``control``, ``models``, ``animation``, the ``jobs`` records and
-``pipeline.errors``/``pipeline.atomic``.
+The only stage that runs diffusion. May import ``config``, ``records``, ``plan`` (the
+rows and the pure-text prompt modules), ``source``, ``control``, ``models``,
+``animation`` and ``pipeline.errors``/``pipeline.atomic``.
 """

@@ -3,6 +3,6 @@
 ``open.open_source`` probes the input and returns a lazy ``base.Source``; ``video`` and
 ``images`` implement it, ``probe`` reads what ffmpeg says about a video, ``resize``
 brings frames to the render size, ``prefetch`` decodes ahead of the renderer in a
-thread. May import ``config`` and ``pipeline.errors``/
+thread. May import ``config``, ``records`` (caches in the run folder) and ``pipeline.errors``/
 ``pipeline.atomic``/``pipeline.ffmpeg_exe``; never torch.
 """
