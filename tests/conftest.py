@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    from cli_runner import close_server
+    from support.cli_runner import close_server
 
     close_server()
 

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_video
 from PIL import Image
-from run_files import frame_file, frames_of
-from test_cli import count_frames, rotoscope
+from support.cli import count_frames, rotoscope
+from support.media import make_video
+from support.run_files import frame_file, frames_of
 
 from pipeline.render.pngmeta import read_png_metadata
 
 # End to end through the command line: each test renders in a subprocess.
-pytestmark = pytest.mark.slow
 
 
 def unit(name: str, model: Path, preprocessor: str, **fields: str) -> list[str]:

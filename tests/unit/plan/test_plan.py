@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import ROOT
 
 from pipeline.config.keyframes import explicit_keys
 from pipeline.config.schema import (
@@ -24,7 +25,7 @@ from pipeline.plan.build import build_plan, join_prompt
 from pipeline.plan.chart import write_plan_chart
 from pipeline.run.configure import apply_keyframes
 
-KEYFRAMES = Path(__file__).resolve().parents[1] / "keyframes"
+KEYFRAMES = ROOT / "keyframes"
 
 
 def make_cfg(**values: object) -> RunConfig:

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from run_files import frames_of
-from test_cli import rotoscope
+from support.cli import rotoscope
+from support.run_files import frames_of
 
-from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
-from pipeline.render.renderer import add_step_callbacks
 from pipeline.testing.synthetic import pan_clip
 
 
@@ -57,76 +54,7 @@ def sd15(tiny_models):
     return pipe
 
 
-def img2img(pipe, image: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        result = pipe(
-            prompt="a fox", image=Image.fromarray(image), strength=0.5, num_inference_steps=4,
-            guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(3), output_type="np",
-        )  # fmt: skip
-    return np.asarray(result.images[0])
-
-
 # --- cross-frame attention ---
-
-
-def test_a_frame_attending_to_its_own_recording_is_plain_attention(sd15) -> None:
-    frame = pan_clip(frames=1, width=64, height=64).frames[0]
-    plain = img2img(sd15, frame)
-    attention = CrossFrameAttention(sd15.unet, "all")
-    try:
-        with attention.frame(sd15, [], fraction=1.0, record_fraction=1.0) as recording:
-            recorded = img2img(sd15, frame)
-        with attention.frame(sd15, [recording], fraction=1.0, record_fraction=0.0):
-            replayed = img2img(sd15, frame)
-    finally:
-        attention.remove()
-    assert recording.states and np.array_equal(recorded, plain)  # recording changes nothing
-    assert np.abs(replayed - plain).max() < 1e-4  # its own keys twice: the same attention
-    assert np.array_equal(img2img(sd15, frame), plain)  # processors restored
-
-
-def test_anchors_change_the_frame_and_only_the_self_attention_layers(sd15) -> None:
-    frames = pan_clip(frames=2, width=64, height=64, velocity=(6.0, 0.0)).frames
-    attention = CrossFrameAttention(sd15.unet, "up")
-    try:
-        assert attention.layers and all(
-            name.startswith("up_blocks.") and name.endswith("attn1.processor")
-            for name in attention.layers
-        )
-        with attention.frame(sd15, [], fraction=1.0, record_fraction=1.0) as first:
-            img2img(sd15, frames[0])
-        with attention.frame(sd15, [first], fraction=1.0, record_fraction=0.0):
-            anchored = img2img(sd15, frames[1])
-    finally:
-        attention.remove()
-    assert not np.array_equal(anchored, img2img(sd15, frames[1]))
-
-
-def test_an_attention_recording_round_trips_through_safetensors(tmp_path: Path) -> None:
-    cache = AttentionCache(
-        {
-            ("up_blocks.1.attn1", 0): torch.randn(2, 16, 8),
-            ("up_blocks.1.attn1", 1): torch.ones(2, 16, 8),
-        },
-        [981.0, 961.0],
-    )
-    cache.save(tmp_path / "a.safetensors")
-    loaded = AttentionCache.load(tmp_path / "a.safetensors")
-    assert loaded.timesteps == cache.timesteps
-    assert all(torch.equal(loaded.states[key], value) for key, value in cache.states.items())
-    assert loaded.lookup("up_blocks.1.attn1", 5, 960.0) is loaded.states[("up_blocks.1.attn1", 1)]
-
-
-def test_two_step_callbacks_run_one_after_the_other() -> None:
-    arguments = {"callback_on_step_end": lambda p, s, t, x: {"a": x["a"] + 1},
-                 "callback_on_step_end_tensor_inputs": ["a"]}  # fmt: skip
-    add_step_callbacks(arguments, {
-        "callback_on_step_end": lambda p, s, t, x: {"b": x["a"] * 10},
-        "callback_on_step_end_tensor_inputs": ["b", "a"], "strength": 0.5,
-    })  # fmt: skip
-    assert arguments["strength"] == 0.5
-    assert arguments["callback_on_step_end_tensor_inputs"] == ["a", "b"]
-    assert arguments["callback_on_step_end"](None, 0, 0, {"a": 1, "b": 0}) == {"a": 2, "b": 20}
 
 
 # --- through the command line ---
@@ -144,7 +72,6 @@ def run(folder: Path, tiny_models, work: Path, *args: str) -> tuple[Path, dict]:
     return run_dir, json.loads((run_dir / "report.json").read_text())
 
 
-@pytest.mark.slow
 def test_each_preset_renders_and_measures(pan_folder, tiny_models, tmp_path) -> None:
     warp_errors, frames = {}, {}
     for preset in ("none", "attention", "flow", "full"):
@@ -170,7 +97,6 @@ def test_each_preset_renders_and_measures(pan_folder, tiny_models, tmp_path) -> 
     assert warp_errors["full"] < 0.75 * warp_errors["none"]
 
 
-@pytest.mark.slow
 def test_a_coherent_frame_depends_on_the_one_before(pan_folder, tiny_models, tmp_path) -> None:
     """Changing frame 3's strength alone re-renders frames 3-7 with coherence on (each
     carries the one before), frame 3 alone without it."""
@@ -185,7 +111,6 @@ def test_a_coherent_frame_depends_on_the_one_before(pan_folder, tiny_models, tmp
         assert report["rendered_frames"] == expected, preset
 
 
-@pytest.mark.slow
 def test_editing_a_keyframe_rerenders_its_segment_only(pan_folder, tiny_models, tmp_path) -> None:
     keys = ["+prompts.0=ink", "+prompts.3=oil", "+prompts.6=chalk", "prompt_blend=none"]
     first, _ = run(pan_folder, tiny_models, tmp_path, "coherence=full", "name=k", *keys)
@@ -195,7 +120,6 @@ def test_editing_a_keyframe_rerenders_its_segment_only(pan_folder, tiny_models, 
     assert report["rendered_frames"] == "3-5"
 
 
-@pytest.mark.slow
 def test_a_mid_segment_render_rebuilds_the_previous_frames_state(
     pan_folder, tiny_models, tmp_path
 ) -> None:
@@ -214,10 +138,9 @@ def test_a_mid_segment_render_rebuilds_the_previous_frames_state(
         assert np.array_equal(a, b)
 
 
-@pytest.mark.slow
 def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models, tmp_path):
-    from cli_runner import wait_for_lines
-    from test_overnight import start
+    from support.cli import start
+    from support.cli_runner import wait_for_lines
 
     settings = ["coherence=full", "coherence.attention_anchors=both", "steps=8"]
     reference, _ = run(pan_folder, tiny_models, tmp_path, *settings, "name=whole")
@@ -237,7 +160,6 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models
         assert np.array_equal(a, b)
 
 
-@pytest.mark.slow
 def test_full_coherence_with_sdxl_and_with_controlnet_on_a_video(
     pan_folder, pan_video, tiny_models, tiny_controlnets, tmp_path
 ) -> None:
@@ -261,7 +183,6 @@ def test_full_coherence_with_sdxl_and_with_controlnet_on_a_video(
         assert len(list((run_dir / "coherence").glob("latents-*"))) == 4
 
 
-@pytest.mark.slow
 def test_an_unreadable_image_keeps_its_frame_number_in_a_coherent_plan(
     pan_folder, tiny_models, tmp_path
 ) -> None:
@@ -276,7 +197,6 @@ def test_an_unreadable_image_keeps_its_frame_number_in_a_coherent_plan(
     assert len((tmp_path / "outputs/broken/plan.jsonl").read_text().splitlines()) == 8
 
 
-@pytest.mark.slow
 def test_coherence_with_loopback_is_refused_in_one_line(pan_folder, tiny_models, tmp_path):
     result = rotoscope(
         f"input.path={pan_folder}", f"model.path={tiny_models.sd15}", "coherence=full",

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
+from support import DATA, ROOT
 
 from pipeline.cli.import_deforum import main
 from pipeline.errors import RotoscopeError
 from pipeline.interop.deforum.importer import DeforumImport, import_deforum, keyframe_text
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "keyframes" / "deforum_example_settings.txt"
+EXAMPLE = ROOT / "keyframes" / "deforum_example_settings.txt"
 
 EXPECTED_KEYFRAMES = {
     "prompts": {
@@ -381,7 +382,7 @@ def test_the_keyframe_loader_reads_the_import(tmp_path: Path) -> None:
 
 # --- files as Deforum reads them ---
 
-VERSIONS = Path(__file__).resolve().parent / "data" / "deforum"
+VERSIONS = DATA / "deforum"
 
 
 @pytest.mark.parametrize(

@@ -18,15 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import cli_env, run_cli
 from PIL import Image
-from run_files import frames_of
+from support import ROOT
+from support.cli_runner import cli_env, run_cli
+from support.run_files import frames_of
 
 from pipeline.testing.synthetic import pan_clip
-
-pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # sha256 of each job's frames (pixels, in frame order), first 16 hex digits
 REFERENCE = {

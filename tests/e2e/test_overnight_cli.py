@@ -2,49 +2,31 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
-from cli_runner import cli_env, run_cli, wait_for_lines
-from media import make_video
-from PIL import Image
-from run_files import frames_of, report_of
+from support.cli import start
+from support.cli_runner import cli_env, run_cli, wait_for_lines
+from support.media import make_video
+from support.run_files import frames_of, report_of
 
-from pipeline.config.schema import ModelConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
-from pipeline.models.loader import load_model
 from pipeline.plan.rows import PlanRow
 from pipeline.records.lock import RunLock
 from pipeline.records.manifest import Manifest
-from pipeline.records.progress import Progress
-from pipeline.records.report import JobReport, frame_ranges
+from pipeline.records.report import frame_ranges
 from pipeline.records.run_folder import RunFolder
-from pipeline.render.producer import FrameProducer
-from pipeline.render.renderer import Renderer
-from pipeline.render.units import FrameOrigin
 
 FRAMES = 40
 
 
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", *args]
-
-
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_cli(list(args), cwd, cli_env(cwd))
-
-
-def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(command(*args), cwd=cwd, env=cli_env(cwd), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +55,6 @@ def assert_same_frames(run_dir: Path, reference: list) -> None:
         assert np.array_equal(got, want), f"frame {index} differs"
 
 
-@pytest.mark.slow
 def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tmp_path) -> None:
     proc = start(*job_args, "name=killed", cwd=tmp_path)
     run_dir = tmp_path / "outputs/killed"
@@ -93,7 +74,6 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tm
     assert_same_frames(run_dir, reference)
 
 
-@pytest.mark.slow
 def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
     job_args, reference, tmp_path
 ) -> None:
@@ -115,7 +95,6 @@ def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
     assert_same_frames(run_dir, reference)
 
 
-@pytest.mark.slow
 def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> None:
     first = start(*job_args, "name=busy", cwd=tmp_path)
     try:
@@ -128,7 +107,6 @@ def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> N
         first.wait()
 
 
-@pytest.mark.slow
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path, caplog) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
@@ -143,7 +121,6 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path, caplog) -> 
         RunLock(RunFolder(tmp_path).lock).__enter__()
 
 
-@pytest.mark.slow
 def test_editing_one_keyframe_rerenders_exactly_the_frames_it_changes(tiny_models, tmp_path):
     clip = make_video(tmp_path / "clip.mp4", frames=12, fps=12)
     keyframes = tmp_path / "anim.yaml"
@@ -171,7 +148,6 @@ def test_editing_one_keyframe_rerenders_exactly_the_frames_it_changes(tiny_model
     assert "8 rendered" in result.stderr and "4 reused" in result.stderr
 
 
-@pytest.mark.slow
 def test_damaged_manifest_line_is_skipped_not_fatal(job_args, tmp_path) -> None:
     assert run(*job_args, "name=damaged", "input.max_frames=4", cwd=tmp_path).returncode == 0
     manifest = tmp_path / "outputs/damaged/manifest.jsonl"
@@ -184,7 +160,6 @@ def test_damaged_manifest_line_is_skipped_not_fatal(job_args, tmp_path) -> None:
     assert report_of(tmp_path / "outputs/damaged")["reused"] == 4
 
 
-@pytest.mark.slow
 def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "good.mp4", frames=2, fps=12)
     missing = tmp_path / "missing.mp4"
@@ -205,64 +180,3 @@ def job(index: int = 0) -> PlanRow:
     return PlanRow(index=index, prompt="a cat", negative_prompt="", strength=0.5,
                     guidance_scale=7.0, steps=2, sampler="Euler a", seed=1, width=64,
                     height=64)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def model(tiny_models):
-    return load_model(ModelConfig(path=str(tiny_models.sd15)), RuntimeConfig(device="cpu"))
-
-
-def test_out_of_memory_retries_with_memory_savers(model, monkeypatch) -> None:
-    renderer = Renderer(model)
-    real = renderer._render
-    failures = iter([True, True, False])
-
-    def flaky(frames: list, hooks: object) -> list[np.ndarray]:
-        if next(failures):
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(frames, hooks)
-
-    monkeypatch.setattr(renderer, "_render", flaky)
-    out = renderer.render(job(), np.full((64, 64, 3), 100, np.uint8))
-    assert out.shape == (64, 64, 3)
-    assert renderer.savers.enabled == ["VAE slicing", "VAE tiling"]
-
-
-def test_out_of_memory_with_every_saver_on_is_a_clear_error(model, monkeypatch) -> None:
-    renderer = Renderer(model)
-
-    def always(frames: list, hooks: object) -> list[np.ndarray]:
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-
-    monkeypatch.setattr(renderer, "_render", always)
-    with pytest.raises(RotoscopeError, match="out of GPU memory on frame 3 even with"):
-        renderer.render(job(3), np.full((64, 64, 3), 100, np.uint8))
-
-
-def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> None:
-    manifest = Manifest(RunFolder(tmp_path))
-    producer = FrameProducer(RunFolder(tmp_path), manifest, model.identity, lambda: Renderer(model),
-                             Progress(2), JobReport(str(tmp_path)))  # fmt: skip
-    image = np.full((64, 64, 3), 100, np.uint8)
-    producer.produce(job(0), image, FrameOrigin("clip.mp4", 0, 0.0, None))
-    real_save = Image.Image.save
-
-    def full(self, fp, *args, **kwargs):
-        real_save(self, fp, *args, **kwargs)  # a partial file exists, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(Image.Image, "save", full)
-    with pytest.raises(RotoscopeError, match="disk full while writing frame 1"):
-        producer.produce(job(1), image, FrameOrigin("clip.mp4", 1, 0.1, None))
-    kept = Manifest(RunFolder(tmp_path)).records
-    assert list(kept) == [0]
-    assert [p.name for p in (tmp_path / "frames").iterdir()] == [Path(kept[0].file).name]
-
-
-def test_free_disk_is_checked_before_rendering(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.records import disk
-
-    monkeypatch.setattr(disk.shutil, "disk_usage", lambda _: SimpleNamespace(free=10 * 2**20))
-    with pytest.raises(RotoscopeError, match="not enough free disk for 500 frames"):
-        disk.check_free_space(tmp_path, 500, 512, 512)
-    disk.check_free_space(tmp_path, 0, 512, 512)  # nothing left to render: no check

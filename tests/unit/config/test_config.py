@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import ROOT
 
 from pipeline.cli.overrides import quote_text_values
 from pipeline.config.compose import compose_checked
 from pipeline.config.schema import OutputFormat, ResizeMode, RunConfig, run_name
 from pipeline.errors import RotoscopeError
 
-CONF = Path(__file__).resolve().parents[1] / "pipeline" / "conf"
+CONF = ROOT / "pipeline" / "conf"
 GROUPS = ["paths", "input", "model", "render", "output", "runtime", "animation", "controlnet"]
 
 
@@ -105,7 +106,7 @@ def test_home_is_the_environment_variable_then_the_checkout_then_a_user_folder(
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "studio"))
     assert paths.rotoscope_home() == tmp_path / "studio"
     monkeypatch.delenv(paths.HOME_ENV)
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = ROOT
     assert paths.rotoscope_home() == checkout  # the tests run from a checkout
     monkeypatch.setattr(paths, "source_checkout", lambda: None)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))

@@ -3,43 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import cli_env, run_cli
-from media import make_image_folder, make_video, write_image
 from PIL import Image
-from run_files import frame_file, frame_files, frames_of
+from support import ROOT
+from support.cli import count_frames, probe_output, rotoscope
+from support.media import make_image_folder, make_video, write_image
+from support.run_files import frame_file, frame_files, frames_of
 
 from pipeline.render.pngmeta import read_png_metadata
 
 # End to end through the command line: each test renders in a subprocess.
-pytestmark = pytest.mark.slow
-
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def rotoscope(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pipeline`` like a user would, offline, from ``cwd``, with ``home``
-    (by default ``cwd``) as rotoscope's home, so run folders land in ``home/outputs``."""
-    return run_cli(list(args), cwd, cli_env(home or cwd))
-
-
-def probe_output(path: Path) -> str:
-    from pipeline.ffmpeg_exe import ffmpeg_exe
-
-    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                            capture_output=True, text=True, check=False)  # fmt: skip
-    return result.stderr
-
-
-def count_frames(path: Path) -> int:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
 
 
 @pytest.fixture(scope="module")

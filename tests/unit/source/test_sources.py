@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from media import (
+from PIL import Image, ImageOps
+from support.media import (
     frame_id,
     frame_levels,
     half_transparent,
@@ -26,7 +27,6 @@ from media import (
     vfr_times,
     write_image,
 )
-from PIL import Image, ImageOps
 
 from pipeline.config.schema import BadFramePolicy, InputConfig, ResizeMode
 from pipeline.errors import RotoscopeError

@@ -6,13 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
 
 
 def bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:

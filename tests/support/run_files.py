@@ -2,7 +2,7 @@
 
 Frames are stored by key (``frames/<key[:16]>.png``) and a folder may also hold earlier
 looks, so tests find the current frames through the manifest, as the assemble stage does.
-Import from tests as ``from run_files import ...``.
+Import from tests as ``from support.run_files import ...``.
 """
 
 from __future__ import annotations

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import write_image
-from run_files import frame_file, frames_of
-from test_cli import rotoscope
+from support import DATA
+from support.cli import rotoscope
+from support.media import write_image
+from support.run_files import frame_file, frames_of
 
 from pipeline.render.pngmeta import read_png_metadata
 
-pytestmark = pytest.mark.slow
-
-DEFORUM = Path(__file__).resolve().parent / "data" / "deforum"
+DEFORUM = DATA / "deforum"
 
 
 @pytest.fixture

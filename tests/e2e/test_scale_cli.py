@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import cli_env, run_cli, wait_for_lines
-from media import make_video, write_image
-from run_files import frames_of, manifest_lines, report_of
+from support.cli_runner import cli_env, run_cli, wait_for_lines
+from support.media import make_video, write_image
+from support.run_files import frames_of, manifest_lines, report_of
 
 from pipeline.plan.rows import read_plan
 from pipeline.records.manifest import Manifest
@@ -29,7 +29,7 @@ from pipeline.records.run_folder import RunFolder
 
 # one test process runs every Ray test: ``ray_address=auto`` must find this file's
 # cluster, not a local Ray another test process started meanwhile
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.xdist_group("ray")
 
 FRAMES = 30
 

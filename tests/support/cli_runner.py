@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FORK_ENV = "ROTOSCOPE_TEST_FORK"
 
 # what a rendering run imports; the server imports it once
@@ -72,7 +72,7 @@ def wait_for_lines(
     run_dir: Path, count: int, proc: subprocess.Popen[str], timeout: float = 120
 ) -> None:
     """Block until the run's manifest has ``count`` lines (the process must still run)."""
-    from run_files import manifest_lines
+    from support.run_files import manifest_lines
 
     deadline = time.monotonic() + timeout
     while len(manifest_lines(run_dir)) < count:

@@ -10,10 +10,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from support import ROOT
+
 from pipeline.config.schedulable import CONTROL_UNIT_SCHEDULES, SCHEDULES
 from pipeline.plan.rows import PlanRow
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
 # Packages that must import without torch or diffusers (a dry run and a re-encode stay fast).
 LIGHT_PACKAGES = ("config", "records", "interop", "source", "plan", "assemble")

@@ -6,7 +6,7 @@ at ``16*(k%16)+8`` (see ``frame_levels``). Levels 16 apart survive lossy codecs,
 chroma subsampling and resizing, so ``frame_id`` reads k back from any decoded frame.
 Numbers up to 255 are distinct.
 
-Import from tests as ``from media import ...`` (pytest puts this folder on sys.path).
+Import from tests as ``from support.media import ...`` (pyproject.toml puts ``tests`` on sys.path).
 """
 
 from __future__ import annotations

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_video, write_image
 from PIL import Image
-from run_files import frame_files, frames_of, report_of
-from test_cli import rotoscope
-
-pytestmark = pytest.mark.slow
+from support import ROOT
+from support.cli import rotoscope
+from support.media import make_video, write_image
+from support.run_files import frame_files, frames_of, report_of
 
 
 def clip_at(path: Path, frames: int) -> Path:
@@ -113,7 +112,7 @@ def rotoscope_prune(*args: str, cwd: Path):
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "pipeline.cli.prune", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 

@@ -1,0 +1,42 @@
+"""The CLI as end-to-end tests call it: a finished run, a running process, its output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from support.cli_runner import cli_env, run_cli
+
+
+def rotoscope(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pipeline`` like a user would, offline, from ``cwd``, with ``home``
+    (by default ``cwd``) as rotoscope's home, so run folders land in ``home/outputs``."""
+    return run_cli(list(args), cwd, cli_env(home or cwd))
+
+
+def command(*args: str) -> list[str]:
+    """``python -m pipeline`` with ``args``, for a real process of its own."""
+    return [sys.executable, "-m", "pipeline", *args]
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """The CLI started in a fresh interpreter (to signal or kill it while it runs)."""
+    return subprocess.Popen(command(*args), cwd=cwd, env=cli_env(cwd), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def probe_output(path: Path) -> str:
+    """What ffmpeg says about a media file (its stream lines)."""
+    from pipeline.ffmpeg_exe import ffmpeg_exe
+
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    return result.stderr
+
+
+def count_frames(path: Path) -> int:
+    """The number of frames in a video."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
