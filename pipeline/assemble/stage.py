@@ -21,7 +21,7 @@ from pipeline.records.history import clear_staging, publish, recipe_of
 from pipeline.records.manifest import Manifest
 from pipeline.records.report import JobReport, frame_ranges
 from pipeline.records.run_folder import RunFolder
-from pipeline.source.base import SourceInfo
+from pipeline.source.base import SourceInfo, SourceKind
 
 log = logging.getLogger("rotoscope")
 
@@ -51,7 +51,9 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
     if fmt == OutputFormat.images:
         # a folder (or one still) keeps its file names; a video or a repeated still is
         # numbered like a video
-        keep_names = info.kind == "folder" or (info.kind == "image" and len(records) == 1)
+        keep_names = info.kind is SourceKind.folder or (
+            info.kind is SourceKind.image and len(records) == 1
+        )
         names = [r.source_name for r in records] if keep_names else None
         staged = folder.staging(folder.images.name)
         clear_staging(staged)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from pipeline.config.schema import ModelFamily
 from pipeline.errors import RotoscopeError
 from pipeline.models.loader import LoadedModel
 from pipeline.models.safe_load import refused_pickle
@@ -138,10 +139,10 @@ def control_pipeline(
     if not controlnets:
         raise ValueError("control_pipeline needs at least one ControlNet")
     classes = {
-        ("sd15", True): StableDiffusionControlNetImg2ImgPipeline,
-        ("sd15", False): StableDiffusionControlNetPipeline,
-        ("sdxl", True): StableDiffusionXLControlNetImg2ImgPipeline,
-        ("sdxl", False): StableDiffusionXLControlNetPipeline,
+        (ModelFamily.sd15, True): StableDiffusionControlNetImg2ImgPipeline,
+        (ModelFamily.sd15, False): StableDiffusionControlNetPipeline,
+        (ModelFamily.sdxl, True): StableDiffusionXLControlNetImg2ImgPipeline,
+        (ModelFamily.sdxl, False): StableDiffusionXLControlNetPipeline,
     }
     cls = classes[(base.family, img2img)]
     controlnet = controlnets[0] if len(controlnets) == 1 else list(controlnets)
@@ -264,7 +265,8 @@ def _check_family(path: str, config: dict[str, Any], base: LoadedModel) -> None:
     for 2.x, 2048 for SDXL) tells apart ControlNets of the same family.
     """
     unet = base.pipe.unet.config
-    family = "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
+    sdxl = config.get("addition_embed_type") == "text_time"
+    family = ModelFamily.sdxl if sdxl else ModelFamily.sd15
     width = config.get("cross_attention_dim")
     base_width = unet.cross_attention_dim
     if family == base.family and width in (None, base_width):

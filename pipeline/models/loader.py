@@ -16,6 +16,7 @@ import json
 import pickle
 import threading
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +49,8 @@ if TYPE_CHECKING:  # diffusers itself is imported when a model is loaded
     )
 
 DEFAULT_CONFIG_REPOS = {
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+    ModelFamily.sd15: "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    ModelFamily.sdxl: "stabilityai/stable-diffusion-xl-base-1.0",
 }
 
 
@@ -65,7 +66,7 @@ class LoadedModel:
     """
 
     pipe: StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline
-    family: str  # "sd15" | "sdxl"
+    family: ModelFamily  # sd15 or sdxl (resolved, never auto)
     name: str
     identity: str
     model_hash: str | None
@@ -73,13 +74,21 @@ class LoadedModel:
     dtype: torch.dtype
 
 
+class WeightLocation(Enum):
+    """Where a model's weights are found."""
+
+    folder = "folder"  # a local diffusers folder (model_index.json)
+    file = "file"  # a single-file checkpoint (A1111's .safetensors/.ckpt)
+    hub = "hub"  # a hub id, from the hub's local cache or downloaded
+
+
 @dataclass(frozen=True)
 class _Source:
     """Where some weights live, inspected without loading them."""
 
-    kind: str  # "folder" | "file" | "hub"
+    kind: WeightLocation
     location: str  # resolved local path, or hub id
-    family: str | None
+    family: ModelFamily | None
     fingerprint: str  # changes whenever the weights do; cheap to compute
 
 
@@ -88,7 +97,7 @@ class _Resolved:
     """Everything known about a model before its weights are read."""
 
     source: _Source
-    family: str
+    family: ModelFamily
     config: _Source | None
     device: torch.device
     dtype: torch.dtype
@@ -103,15 +112,15 @@ def _resolve(cfg: ModelConfig, runtime: RuntimeConfig) -> _Resolved:
     device = resolve_device(runtime.device)
     dtype = resolve_dtype(runtime.dtype, device)
     source = _inspect_model("model.path", cfg.path, offline)
-    family = source.family if cfg.family is ModelFamily.auto else cfg.family.value
+    family = source.family if cfg.family is ModelFamily.auto else cfg.family
     if family is None:
         raise RotoscopeError(
             f"model.path '{cfg.path}' is not a Stable Diffusion 1.x/2.x or SDXL model",
             "set model.family=sd15 or model.family=sdxl if it is one",
         )
-    config = _config_source(cfg, family, offline) if source.kind == "file" else None
+    config = _config_source(cfg, family, offline) if source.kind is WeightLocation.file else None
     parts = (
-        f"family={family}",
+        f"family={family.value}",
         f"model={source.fingerprint}",
         f"config={config.fingerprint if config else ''}",
         f"vae={_vae_fingerprint(cfg.vae, offline) if cfg.vae else ''}",
@@ -141,7 +150,7 @@ def load_model(cfg: ModelConfig, runtime: RuntimeConfig) -> LoadedModel:
     pipeline_configs = config.location if config else source.location
     vae = _load_vae(cfg.vae, pipeline_configs, offline, dtype) if cfg.vae else None
 
-    file_hash = _FileHash(Path(source.location)) if source.kind == "file" else None
+    file_hash = _FileHash(Path(source.location)) if source.kind is WeightLocation.file else None
     try:
         pipe = _load_pipeline(cfg, source, resolved.family, config, vae, offline, dtype)
     except BaseException:
@@ -175,7 +184,10 @@ def _inspect_model(field: str, value: str, offline: bool) -> _Source:
                 "point it at the folder that holds model_index.json, or at a .safetensors file",
             )
         return _Source(
-            "folder", str(path.resolve()), _family_of_index(index), folder_fingerprint(path)
+            WeightLocation.folder,
+            str(path.resolve()),
+            _family_of_index(index),
+            folder_fingerprint(path),
         )
     if path.is_file():
         if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
@@ -184,25 +196,27 @@ def _inspect_model(field: str, value: str, offline: bool) -> _Source:
                 f"use a {'/'.join(CHECKPOINT_SUFFIXES)} file, a diffusers folder or a hub id",
             )
         keys = _checkpoint_keys(field, path)
-        return _Source("file", str(path.resolve()), _family_of_keys(keys), file_fingerprint(path))
+        return _Source(
+            WeightLocation.file, str(path.resolve()), _family_of_keys(keys), file_fingerprint(path)
+        )
     if is_hub_id(value):
         index = hub_file(field, value, "model_index.json", offline)
         commit = index.parent.name  # the cache keeps files under snapshots/<commit>/
-        return _Source("hub", value, _family_of_index(index), f"hub:{value}@{commit}")
+        return _Source(WeightLocation.hub, value, _family_of_index(index), f"hub:{value}@{commit}")
     raise not_found(field, value)
 
 
-def _family_of_index(index: Path) -> str | None:
+def _family_of_index(index: Path) -> ModelFamily | None:
     """``sd15`` for StableDiffusion*Pipeline (1.x and 2.x), ``sdxl`` for the XL ones."""
     name = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
     if name.startswith("StableDiffusionXL"):
-        return "sdxl"
+        return ModelFamily.sdxl
     if name.startswith("StableDiffusion") and not name.startswith("StableDiffusion3"):
-        return "sd15"
+        return ModelFamily.sd15
     return None
 
 
-def _family_of_keys(keys: set[str]) -> str | None:
+def _family_of_keys(keys: set[str]) -> ModelFamily | None:
     """Read the architecture from an original-layout checkpoint's tensor names.
 
     SDXL files hold their text encoders under ``conditioner.embedders.*`` and the
@@ -210,9 +224,9 @@ def _family_of_keys(keys: set[str]) -> str | None:
     ``cond_stage_model.*``.
     """
     if any(key.startswith(("conditioner.", "model.diffusion_model.label_emb.")) for key in keys):
-        return "sdxl"
+        return ModelFamily.sdxl
     if any(key.startswith(("cond_stage_model.", "model.diffusion_model.")) for key in keys):
-        return "sd15"
+        return ModelFamily.sd15
     return None
 
 
@@ -241,11 +255,11 @@ def _checkpoint_keys(field: str, path: Path) -> set[str]:
         ) from exc
 
 
-def _config_source(cfg: ModelConfig, family: str, offline: bool) -> _Source:
+def _config_source(cfg: ModelConfig, family: ModelFamily, offline: bool) -> _Source:
     """The diffusers-format configs (and tokenizers) a single-file checkpoint loads with."""
     if cfg.config:
         config = _inspect_model("model.config", cfg.config, offline)
-        if config.kind == "file":
+        if config.kind is WeightLocation.file:
             raise RotoscopeError(
                 f"model.config '{cfg.config}' is a checkpoint file",
                 "model.config takes a diffusers folder (with model_index.json) or a hub id",
@@ -283,7 +297,7 @@ def _display_name(value: str) -> str:
 def _load_pipeline(
     cfg: ModelConfig,
     source: _Source,
-    family: str,
+    family: ModelFamily,
     config: _Source | None,
     vae: AutoencoderKL | None,
     offline: bool,
@@ -298,14 +312,15 @@ def _load_pipeline(
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()  # the text encoders' "Loading weights" bar
 
-    cls = StableDiffusionXLImg2ImgPipeline if family == "sdxl" else StableDiffusionImg2ImgPipeline
+    sdxl = family is ModelFamily.sdxl
+    cls = StableDiffusionXLImg2ImgPipeline if sdxl else StableDiffusionImg2ImgPipeline
     kwargs: dict[str, Any] = {"torch_dtype": dtype, "local_files_only": offline}
     if vae is not None:
         kwargs["vae"] = vae
-    if family == "sd15":  # the NSFW checker (and its image processor) is not loaded at all
+    if not sdxl:  # the NSFW checker (and its image processor) is not loaded at all
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     with loading(f"model.path '{cfg.path}'"):
-        if source.kind == "file":
+        if source.kind is WeightLocation.file:
             assert config is not None
             return cls.from_single_file(source.location, config=config.location, **kwargs)
         return cls.from_pretrained(source.location, variant=cfg.variant, **kwargs)

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from pipeline.config.schema import ModelFamily
 from pipeline.errors import RotoscopeError
 from pipeline.models.loader import LoadedModel
 from pipeline.models.safe_load import SAFETENSORS, load_weights
@@ -86,7 +87,7 @@ def check_family(name: str, path: Path, state: Mapping[str, Any], model: LoadedM
         for key in state
     )
     model_name = FAMILY_NAMES[model.family]
-    if sdxl and model.family != "sdxl":
+    if sdxl and model.family is not ModelFamily.sdxl:
         raise RotoscopeError(
             f"LoRA '{name}' ('{path}') is an SDXL LoRA but the model is {model_name}",
             "use a LoRA made for this model's family, or an SDXL model",

@@ -17,12 +17,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.config.schema import ModelFamily
 from pipeline.errors import RotoscopeError
 
 # The folder under paths.models the offline demo models are built into.
 TINY_MODELS_FOLDER = "tiny"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-FAMILY_NAMES = {"sd15": "SD 1.x/2.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {ModelFamily.sd15: "SD 1.x/2.x", ModelFamily.sdxl: "SDXL"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 VERBOSE_HINT = "run with runtime.verbose=true for the full traceback"
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # as huggingface_hub reads HF_HUB_OFFLINE

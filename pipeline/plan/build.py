@@ -32,7 +32,7 @@ from pipeline.plan.chart import Series
 from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags
 from pipeline.plan.prompt_editing import check_composable
 from pipeline.plan.prompt_syntax import parse_attention
-from pipeline.plan.rows import PlanRow
+from pipeline.plan.rows import ControlValues, PlanRow
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
 from pipeline.plan.seeds import frame_seeds
 from pipeline.plan.segments import segment_start_of, segment_starts
@@ -121,10 +121,12 @@ def build_plan(
         if coherent:
             coherence["segment_start"] = segment_start_of(starts, index)
         controls = {
-            unit: {
-                part: float(control_series[unit, part].values[index])
-                for part in CONTROL_UNIT_SCHEDULES
-            }
+            unit: ControlValues(
+                **{
+                    part: float(control_series[unit, part].values[index])
+                    for part in CONTROL_UNIT_SCHEDULES
+                }
+            )
             for unit in cfg.controlnet.units
         }
         prompt = _prompt_at(keys, index, cfg.prompt_blend)
@@ -138,7 +140,7 @@ def build_plan(
             seed=seeds[index],
             width=frame_sizes[index][0] if frame_sizes else width,
             height=frame_sizes[index][1] if frame_sizes else height,
-            blend_mode=cfg.prompt_blend.value,
+            blend_mode=cfg.prompt_blend,
             controls=controls or None,
             **prompt,
             **motion,
@@ -354,13 +356,12 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         if item.group in COHERENCE_GROUPS and value is not None and not 0.0 <= value <= 1.0:
             fail(item.key, f"{value:g} is outside 0..1", "a fraction from 0 to 1")
     for unit, values in (row.controls or {}).items():
-        if values["weight"] < 0:
+        if values.weight < 0:
             fail(
-                f"controlnet.units.{unit}.weight",
-                f"{values['weight']:g} is negative",
-                "use 0 or more",
+                f"controlnet.units.{unit}.weight", f"{values.weight:g} is negative", "use 0 or more"
             )
         for part in ("start", "end"):
-            if not 0.0 <= values[part] <= 1.0:
+            value = getattr(values, part)
+            if not 0.0 <= value <= 1.0:
                 key = f"controlnet.units.{unit}.{CONTROL_UNIT_SCHEDULES[part]}"
-                fail(key, f"{values[part]:g} is outside 0..1", "a fraction of the steps")
+                fail(key, f"{value:g} is outside 0..1", "a fraction of the steps")

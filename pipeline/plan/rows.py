@@ -12,14 +12,25 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from typing import Any
 
 from pipeline.atomic import write_text
+from pipeline.config.schema import PromptBlend
 from pipeline.errors import RotoscopeError
 from pipeline.records.run_folder import RunFolder
 
 # Marks a field that :meth:`PlanRow.to_json` leaves out while it is None.
 OPTIONAL = {"omit_when_unset": True}
+
+
+@dataclass(frozen=True)
+class ControlValues:
+    """One ControlNet unit's values on one frame (each a schedule of its own)."""
+
+    weight: float = 1.0  # the conditioning scale
+    start: float = 0.0  # the fraction of the steps where the unit starts to act
+    end: float = 1.0  # ... and where it stops
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class PlanRow:
     prompt_to: str | None = None
     negative_prompt_to: str | None = None
     blend: float = 0.0
-    blend_mode: str = "linear"
+    blend_mode: PromptBlend = PromptBlend.linear
     zoom: float | None = None
     angle: float | None = None
     translation_x: float | None = None
@@ -54,8 +65,8 @@ class PlanRow:
     transform_center_x: float | None = None
     transform_center_y: float | None = None
     noise: float | None = None
-    # ControlNet units by name: {"canny": {"weight": 1.0, "start": 0.0, "end": 1.0}}
-    controls: dict[str, dict[str, float]] | None = None
+    # ControlNet units by name, each with its values on this frame
+    controls: dict[str, ControlValues] | None = None
     # LoRA weights in effect on this frame, by name (None: no LoRA).
     loras: dict[str, float] | None = field(default=None, metadata=OPTIONAL)
     # Identity of each LoRA and embedding file the frame uses: "lora:NAME" or
@@ -79,15 +90,30 @@ class PlanRow:
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)
 
     def as_record(self) -> dict[str, Any]:
-        """Every field, as a manifest line records the row."""
-        return asdict(self)
+        """Every field as plain JSON values, as a manifest line records the row."""
+        return {
+            name: value.value if isinstance(value, Enum) else value
+            for name, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> PlanRow:
+        """The row a plan line (or a manifest record) holds."""
+        values = dict(record)
+        values["blend_mode"] = PromptBlend(values.get("blend_mode", PromptBlend.linear.value))
+        if values.get("controls"):
+            values["controls"] = {
+                unit: ControlValues(**unit_values)
+                for unit, unit_values in values["controls"].items()
+            }
+        return cls(**values)
 
     def keyed_fields(self) -> dict[str, Any]:
         """The row as a dict, without the later-added fields that are unset."""
         omitted = {f.name for f in fields(self) if f.metadata.get("omit_when_unset")}
         return {
             name: value
-            for name, value in asdict(self).items()
+            for name, value in self.as_record().items()
             if not (name in omitted and value is None)
         }
 
@@ -99,7 +125,7 @@ def write_plan(rows: list[PlanRow], folder: RunFolder) -> None:
     writer = csv.DictWriter(table, fieldnames=[f.name for f in fields(PlanRow)])
     writer.writeheader()
     for row in rows:
-        values = asdict(row)
+        values = row.as_record()
         for name in ("controls", "loras", "network_files"):
             values[name] = json.dumps(values[name]) if values[name] else ""
         writer.writerow(values)
@@ -116,7 +142,7 @@ def read_plan(folder: RunFolder) -> list[PlanRow]:
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            rows.append(PlanRow(**json.loads(line)))
+            rows.append(PlanRow.from_record(json.loads(line)))
         except (json.JSONDecodeError, TypeError) as exc:
             raise RotoscopeError(
                 f"{path} line {number} is not a plan row", "rerun the plan stage"

@@ -123,7 +123,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     )
     return "; ".join(
         [
-            f"{plural(len(rows), 'frame')} of {info.path} ({info.kind}, {size} at "
+            f"{plural(len(rows), 'frame')} of {info.path} ({info.kind.value}, {size} at "
             f"{info.fps:g} fps{mode})",
             f"{len(plan.prompt_keys)} prompt keyframe(s)",
             f"strength {span([r.strength for r in rows])}",

@@ -52,7 +52,7 @@ def call_signature(job: PlanRow) -> str:
     loras = sorted((job.loras or {}).items())
     return repr(
         (job.sampler, job.steps, job.strength, job.guidance_scale, job.width, job.height,
-         loras, [(name, sorted(values.items())) for name, values in controls])
+         loras, controls)
     )  # fmt: skip
 
 

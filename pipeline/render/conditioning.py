@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 
+from pipeline.config.schema import ModelFamily, PromptBlend
 from pipeline.errors import RotoscopeError
 from pipeline.models.textual_inversion import InstalledEmbedding, install_embedding
 from pipeline.plan.prompt_syntax import BREAK, parse_attention
@@ -167,21 +168,20 @@ class PromptEncoder:
     model's text encoders on all of the text's chunks at once), so tests can see the cache.
     """
 
-    def __init__(self, pipe: DiffusionPipeline, family: str, device: torch.device) -> None:
-        if family == "sd15":
-            pairs = [(pipe.tokenizer, pipe.text_encoder)]
-        elif family == "sdxl":
-            # an SDXL refiner has only the second encoder
-            pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
-        else:
-            raise ValueError(f"unknown model family {family!r}: expected 'sd15' or 'sdxl'")
+    def __init__(self, pipe: DiffusionPipeline, family: ModelFamily, device: torch.device) -> None:
+        if family is ModelFamily.auto:
+            raise ValueError("the model family must be resolved: sd15 or sdxl")
+        sdxl = family is ModelFamily.sdxl
+        pairs = [(pipe.tokenizer, pipe.text_encoder)]
+        if sdxl:  # an SDXL refiner has only the second encoder
+            pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
         self._encoders = [
-            _TextEncoder(tokenizer, model, penultimate=family == "sdxl")
+            _TextEncoder(tokenizer, model, penultimate=sdxl)
             for tokenizer, model in pairs
             if model is not None
         ]
         self._device = device
-        self._zeros_for_empty_negative = family == "sdxl" and bool(
+        self._zeros_for_empty_negative = sdxl and bool(
             pipe.config.get("force_zeros_for_empty_prompt", False)
         )
         # a misconfigured tokenizer can claim a huge model_max_length; the encoder can't
@@ -459,10 +459,10 @@ def _restore_mean(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def blend(a: Conditioning, b: Conditioning, weight: float, mode: str) -> Conditioning:
+def blend(a: Conditioning, b: Conditioning, weight: float, mode: PromptBlend) -> Conditioning:
     """The conditioning ``weight`` of the way from ``a`` (0) to ``b`` (1).
 
-    ``mode`` "linear" mixes every tensor as (1 - w)·a + w·b. "slerp" turns each token
+    ``mode`` linear mixes every tensor as (1 - w)·a + w·b. slerp turns each token
     vector (and pooled vector) along the great circle from a's direction to b's while its
     length goes linearly from a's length to b's: a halfway frame is at equal angles from
     both keys and as long as they are on average, where a linear mix of two diverging
@@ -471,9 +471,9 @@ def blend(a: Conditioning, b: Conditioning, weight: float, mode: str) -> Conditi
     same chunk count: pass them through :meth:`PromptEncoder.align` first. Weights 0 and
     1 return ``a`` and ``b`` themselves.
     """
-    mixers = {"linear": _lerp, "slerp": _slerp}
+    mixers = {PromptBlend.linear: _lerp, PromptBlend.slerp: _slerp}
     if mode not in mixers:
-        raise ValueError(f"blend mode {mode!r} is not one of {sorted(mixers)}")
+        raise ValueError(f"blend mode {mode.value} mixes nothing: use linear or slerp")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"blend weight {weight} is outside [0, 1]")
     if weight == 0.0:

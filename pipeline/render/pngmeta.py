@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from pipeline.atomic import atomic_path
-from pipeline.plan.rows import PlanRow
+from pipeline.plan.rows import ControlValues, PlanRow
 
 PARAMETERS_KEY = "parameters"
 JSON_KEY = "rotoscope"
@@ -52,13 +52,13 @@ def a1111_parameters(
         settings.append(("Clip skip", job.clip_skip))
     settings += extra or []
     for number, unit in enumerate(controlnets or []):
-        values = (job.controls or {}).get(unit["unit"], {})
+        values = (job.controls or {}).get(unit["unit"], ControlValues())
         fields = [
             ("Module", unit["preprocessor"]),
             ("Model", unit["model"]),
-            ("Weight", _number(values.get("weight", 1.0))),
-            ("Guidance Start", _number(values.get("start", 0.0))),
-            ("Guidance End", _number(values.get("end", 1.0))),
+            ("Weight", _number(values.weight)),
+            ("Guidance Start", _number(values.start)),
+            ("Guidance End", _number(values.end)),
         ]
         settings.append((f"ControlNet {number}", ", ".join(f"{k}: {v}" for k, v in fields)))
     lines.append(", ".join(f"{key}: {_quote(str(value))}" for key, value in settings))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.config.schema import ControlMode
+from pipeline.config.schema import ControlMode, ModelFamily
 from pipeline.errors import RotoscopeError
 from pipeline.models.controlnets import control_kwargs, control_pipeline
 from pipeline.models.loader import LoadedModel
@@ -212,7 +212,9 @@ class Renderer:
         if len(frames) == 1:
             seed_scheduler(pipe.scheduler, job.seed)
         generators = [torch.Generator(device="cpu").manual_seed(f.job.seed) for f in frames]
-        arguments.update(batch_call_arguments(conditionings, pooled=self.model.family == "sdxl"))
+        arguments.update(
+            batch_call_arguments(conditionings, pooled=self.model.family is ModelFamily.sdxl)
+        )
         with torch.inference_mode(), ExitStack() as stack:
             if hooks is not None:
                 add_step_callbacks(arguments, hooks.enter(stack, pipe))
@@ -250,9 +252,9 @@ class Renderer:
             self.control_img2img,
             init if self.control_img2img else None,
             per_unit,
-            [v["weight"] for v in values],
-            [v["start"] for v in values],
-            [v["end"] for v in values],
+            [v.weight for v in values],
+            [v.start for v in values],
+            [v.end for v in values],
             job.width,
             job.height,
         )

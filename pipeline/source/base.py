@@ -11,6 +11,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,11 +43,19 @@ class Frame:
     digest: str | None = None
 
 
+class SourceKind(Enum):
+    """What the input is."""
+
+    video = "video"  # a video file, decoded by one streaming ffmpeg
+    folder = "folder"  # a folder of images, in natural order
+    image = "image"  # one image (repeated input.repeat times)
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What the rest of the pipeline needs to know about the input, before decoding."""
 
-    kind: str  # "video" | "folder" | "image"
+    kind: SourceKind
     path: Path
     width: int  # render size after resize (multiples of 8)
     height: int
@@ -72,6 +81,7 @@ class SourceInfo:
         """Record this description as JSON (the run folder's ``source.json``)."""
         data = asdict(self)
         data["path"] = str(self.path)
+        data["kind"] = self.kind.value
         write_text(path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
@@ -82,6 +92,7 @@ class SourceInfo:
         try:
             data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             data["path"] = Path(data["path"])
+            data["kind"] = SourceKind(data["kind"])
             if data.get("frame_sizes") is not None:
                 data["frame_sizes"] = [(int(w), int(h)) for w, h in data["frame_sizes"]]
             return cls(**data)
@@ -157,7 +168,7 @@ class Source(ABC):
         promises frames the video does not have, or misses frames it has, would be
         wrong at the end of the clip. Decoding is cheap next to rendering.
         """
-        if self.info.kind != "video" and self.info.expected_frames is not None:
+        if self.info.kind is not SourceKind.video and self.info.expected_frames is not None:
             return self.info.expected_frames
         count = sum(1 for _ in self)
         self.close()

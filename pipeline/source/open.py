@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pipeline.config.schema import AnimationMode, InputConfig, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.source.base import Selection, Source, SourceInfo
+from pipeline.source.base import Selection, Source, SourceInfo, SourceKind
 from pipeline.source.images import (
     IMAGE_EXTENSIONS,
     ImageSource,
@@ -78,7 +78,7 @@ def open_source(cfg: InputConfig, own_sizes: bool = False) -> Source:
     if path.is_dir():
         return _open_folder(path, cfg, own_sizes)
     if is_image(path):
-        return _open_images("image", path, [path] * cfg.repeat, cfg)
+        return _open_images(SourceKind.image, path, [path] * cfg.repeat, cfg)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return _open_video(path, cfg)
     raise RotoscopeError(
@@ -149,7 +149,7 @@ def _open_video(path: Path, cfg: InputConfig) -> Source:
     source_w, source_h = probe.display_size
     width, height = target_size(source_w, source_h, cfg.width, cfg.height, cfg.scale)
     info = SourceInfo(
-        kind="video",
+        kind=SourceKind.video,
         path=path,
         width=width,
         height=height,
@@ -175,7 +175,7 @@ def _open_folder(path: Path, cfg: InputConfig, own_sizes: bool) -> Source:
             f"input.path folder '{path}' contains no images",
             "supported images: " + " ".join(sorted(IMAGE_EXTENSIONS)),
         )
-    source = _open_images("folder", path, files, cfg, own_sizes)
+    source = _open_images(SourceKind.folder, path, files, cfg, own_sizes)
     if skipped:
         names = ", ".join(p.name for p in skipped)
         source.notes.append(f"skipping {len(skipped)} non-image file(s) in '{path}': {names}")
@@ -183,7 +183,7 @@ def _open_folder(path: Path, cfg: InputConfig, own_sizes: bool) -> Source:
 
 
 def _open_images(
-    kind: str, path: Path, files: list[Path], cfg: InputConfig, own_sizes: bool = False
+    kind: SourceKind, path: Path, files: list[Path], cfg: InputConfig, own_sizes: bool = False
 ) -> Source:
     """Shared by folders and single images: the first file sets the render size."""
     selection = resolve_selection(cfg, cfg.fps, len(files), path)
@@ -196,7 +196,7 @@ def _open_images(
     width, height = target_size(source_w, source_h, cfg.width, cfg.height, cfg.scale)
     notes = [note for note in [aspect_note(cfg, source_w, source_h, width, height)] if note]
     sizes = None
-    if kind == "folder":
+    if kind is SourceKind.folder:
         sizes = [_own_size(file, (width, height), cfg) for file in selected]
         if not own_sizes:
             notes += _size_mismatch_note(selected, sizes, (width, height))

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.config.schema import ModelConfig, RuntimeConfig
+from pipeline.config.schema import ModelConfig, ModelFamily, RuntimeConfig
 from pipeline.errors import RotoscopeError
 from pipeline.models.controlnets import (
     control_kwargs,
@@ -106,7 +106,7 @@ def rig(request: pytest.FixtureRequest, bases, tiny_controlnets) -> Rig:
     family = request.param
     base = bases[family]
     controlnet = load_controlnet(str(getattr(tiny_controlnets, family)), base, offline=True)
-    encoder = PromptEncoder(base.pipe, family, base.device)
+    encoder = PromptEncoder(base.pipe, ModelFamily(family), base.device)
     prompt = encoder.encode("a lighthouse at dusk", "blurry", True).pipeline_kwargs()
     return Rig(base, controlnet, prompt, {})
 

@@ -77,7 +77,7 @@ def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_folder_loads_as_sd15_img2img(tiny_models: TinyModels) -> None:
     model = load(tiny_models.sd15)
     assert isinstance(model.pipe, StableDiffusionImg2ImgPipeline)
-    assert (model.family, model.name, model.model_hash) == ("sd15", "sd15", None)
+    assert (model.family.value, model.name, model.model_hash) == ("sd15", "sd15", None)
     assert (model.device, model.dtype) == (torch.device("cpu"), torch.float32)
     assert model.pipe.safety_checker is None
     assert model.pipe.unet.dtype == torch.float32
@@ -87,7 +87,7 @@ def test_folder_loads_as_sd15_img2img(tiny_models: TinyModels) -> None:
 def test_sdxl_folder_loads_as_sdxl_img2img(tiny_models: TinyModels) -> None:
     model = load(tiny_models.sdxl)
     assert isinstance(model.pipe, StableDiffusionXLImg2ImgPipeline)
-    assert (model.family, model.name) == ("sdxl", "sdxl")
+    assert (model.family.value, model.name) == ("sdxl", "sdxl")
     assert img2img(model, seed=1).shape == (64, 64, 3)
 
 
@@ -172,7 +172,7 @@ def test_single_file_loads_the_same_weights_and_images_as_the_folder(
     folder = load(folder_path)
     single = load(getattr(tiny_models, f"{family}_single"), config=str(folder_path))
     assert type(single.pipe) is type(folder.pipe)
-    assert (single.family, single.name) == (family, family)
+    assert (single.family.value, single.name) == (family, family)
     for part in parts:
         expected = getattr(folder.pipe, part).state_dict()
         loaded = getattr(single.pipe, part).state_dict()
@@ -235,7 +235,7 @@ def test_pickled_ckpt_checkpoint_loads(tiny_models: TinyModels, tmp_path: Path) 
     ckpt = tmp_path / "old-style.ckpt"
     torch.save({"state_dict": load_file(str(tiny_models.sd15_single))}, ckpt)
     model = load(ckpt, config=str(tiny_models.sd15))
-    assert (model.family, model.name) == ("sd15", "old-style")
+    assert (model.family.value, model.name) == ("sd15", "old-style")
     expected = load(tiny_models.sd15).pipe.unet.state_dict()
     assert all(torch.equal(t, expected[k]) for k, t in model.pipe.unet.state_dict().items())
 
@@ -248,7 +248,7 @@ def test_hub_id_loads_from_the_local_cache_offline(
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
     model = load("rotoscope-test/tiny-sd15")
-    assert (model.family, model.name, model.model_hash) == ("sd15", "tiny-sd15", None)
+    assert (model.family.value, model.name, model.model_hash) == ("sd15", "tiny-sd15", None)
     assert model.identity == load("rotoscope-test/tiny-sd15").identity
     (repo / "refs" / "main").write_text(COMMIT[::-1])
     shutil.copytree(tiny_models.sd15, repo / "snapshots" / COMMIT[::-1])
@@ -309,7 +309,7 @@ def test_vae_from_folder_and_from_a1111_single_file(
 def test_family_from_checkpoint_keys(keys: set[str], family: str | None) -> None:
     from pipeline.models.loader import _family_of_keys
 
-    assert _family_of_keys(keys) == family
+    assert _family_of_keys(keys) == (ModelFamily(family) if family else None)
 
 
 def test_family_override_loads_a_folder_of_unknown_class(
@@ -323,7 +323,7 @@ def test_family_override_loads_a_folder_of_unknown_class(
     )
     with pytest.raises(RotoscopeError, match=r"not a Stable Diffusion 1\.x/2\.x or SDXL model"):
         load(folder)
-    assert load(folder, family=ModelFamily.sd15).family == "sd15"
+    assert load(folder, family=ModelFamily.sd15).family is ModelFamily.sd15
 
 
 # --- identity ---

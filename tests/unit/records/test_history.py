@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,8 @@ def record(folder: RunFolder, index: int, key: str, content: bytes = b"png") -> 
     path = folder.frame(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    entry = FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0, asdict(row(index)))
+    record = row(index).as_record()
+    entry = FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0, record)
     Manifest(folder).add(entry)
     return entry
 

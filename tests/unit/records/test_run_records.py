@@ -123,7 +123,7 @@ def test_frame_key_changes_with_each_input() -> None:
 def test_rerender_reasons_name_what_changed() -> None:
     digest = image_digest(np.zeros((4, 4, 3), np.uint8))
     old = FrameRecord(0, "f", frame_key(job(), digest, "m"), 0, None, 0.0,
-                      row=asdict(job()), input=digest, model="m")  # fmt: skip
+                      row=job().as_record(), input=digest, model="m")  # fmt: skip
     assert rerender_reason(None, job(), digest, "m") == "new"
     assert rerender_reason(old, job(), digest, "m") == "file missing"
     assert rerender_reason(old, job(prompt="a dog"), digest, "m") == "changed prompt"
@@ -137,7 +137,7 @@ def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
     for index in range(3):
         key = f"k{index}"
         (tmp_path / RunFolder.frame_name(key)).write_bytes(b"png")
-        row = asdict(job(index=index))
+        row = job(index=index).as_record()
         manifest.add(FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0, row))
     (tmp_path / RunFolder.frame_name("k2")).unlink()
     reloaded = Manifest(RunFolder(tmp_path))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pipeline.config.schema import ModelConfig, RuntimeConfig
+from pipeline.config.schema import ModelConfig, ModelFamily, RuntimeConfig
 from pipeline.errors import RotoscopeError
 from pipeline.models.loader import LoadedModel, load_model
 from pipeline.models.safe_load import load_weights
@@ -133,7 +133,8 @@ def test_infotext_has_a1111_lora_and_ti_hashes(
     networks = networks_of(tiny_adapters)
     r = row(networks, "a cat, sd15_style <lora:sd15_kohya:0.8>")
     adapters = Adapters(load(tiny_models, "sd15"), [r], networks)
-    adapters.install_embeddings(PromptEncoder(adapters.loras.pipe, "sd15", torch.device("cpu")))
+    encoder = PromptEncoder(adapters.loras.pipe, ModelFamily.sd15, torch.device("cpu"))
+    adapters.install_embeddings(encoder)
     entries = dict(adapters.infotext(r))
     assert set(entries) == {"Lora hashes", "TI hashes"}
     name, digest = entries["Lora hashes"].split(": ")
@@ -164,7 +165,7 @@ def embedding_equal_to(model: LoadedModel, text: str, path: Path) -> None:
     """Write an embedding whose vectors are the token embeddings of ``text``'s tokens."""
     vectors = []
     encoders = [model.pipe.text_encoder] + (
-        [model.pipe.text_encoder_2] if model.family == "sdxl" else []
+        [model.pipe.text_encoder_2] if model.family is ModelFamily.sdxl else []
     )
     ids = model.pipe.tokenizer(text, add_special_tokens=False).input_ids
     for encoder in encoders:

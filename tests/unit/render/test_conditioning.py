@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.config.schema import ModelConfig, RuntimeConfig
+from pipeline.config.schema import ModelConfig, ModelFamily, PromptBlend, RuntimeConfig
 from pipeline.models.loader import LoadedModel, load_model
 from pipeline.render.conditioning import (
     COMMA_BACKTRACK,
@@ -53,7 +53,7 @@ def chunks(embeds: torch.Tensor) -> int:
 
 def encoder_widths(model: LoadedModel) -> list[int]:
     """Feature widths of the text encoders whose hidden states are side by side."""
-    if model.family == "sd15":
+    if model.family is ModelFamily.sd15:
         return [model.pipe.text_encoder.config.hidden_size]
     return [
         model.pipe.text_encoder.config.hidden_size,
@@ -110,7 +110,7 @@ def test_img2img_runs_on_conditionings(models: dict[str, LoadedModel], family: s
     encoder = encoder_for(model)
     short = encoder.encode("a watercolor fox", "blurry", do_cfg=True)
     long = encoder.encode(letters(200), "", do_cfg=True)
-    morph = blend(*encoder.align(short, long), 0.5, "slerp")
+    morph = blend(*encoder.align(short, long), 0.5, PromptBlend.slerp)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     for conditioning in (short, long, morph):
         with torch.inference_mode():
@@ -355,11 +355,11 @@ def set_fields(conditioning: Conditioning) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_linear_halfway_is_the_mean(models: dict[str, LoadedModel], family: str) -> None:
     _, a, b = pair(models[family])
-    halfway = blend(a, b, 0.5, "linear")
+    halfway = blend(a, b, 0.5, PromptBlend.linear)
     assert set(set_fields(halfway)) == set(set_fields(a))
     for name, value in set_fields(halfway).items():
         torch.testing.assert_close(value, (getattr(a, name) + getattr(b, name)) / 2)
-    quarter = blend(a, b, 0.25, "linear")
+    quarter = blend(a, b, 0.25, PromptBlend.linear)
     torch.testing.assert_close(
         quarter.prompt_embeds, 0.75 * a.prompt_embeds + 0.25 * b.prompt_embeds
     )
@@ -370,7 +370,7 @@ def test_slerp_halfway_is_at_equal_angles(models: dict[str, LoadedModel], family
     """Every token vector (and pooled vector) halfway is as far in angle from both keys, and
     as long as their mean length."""
     _, a, b = pair(models[family])
-    halfway = blend(a, b, 0.5, "slerp")
+    halfway = blend(a, b, 0.5, PromptBlend.slerp)
     for name, value in set_fields(halfway).items():
         first, second = getattr(a, name), getattr(b, name)
         to_first = torch.cosine_similarity(value, first, dim=-1)
@@ -389,7 +389,7 @@ def test_slerp_keeps_unit_vectors_unit() -> None:
     a = torch.nn.functional.normalize(torch.randn(1, CHUNK, 16, generator=generator), dim=-1)
     b = torch.nn.functional.normalize(torch.randn(1, CHUNK, 16, generator=generator), dim=-1)
     for weight in (0.1, 0.5, 0.9):
-        mixed = blend(Conditioning(a), Conditioning(b), weight, "slerp").prompt_embeds
+        mixed = blend(Conditioning(a), Conditioning(b), weight, PromptBlend.slerp).prompt_embeds
         torch.testing.assert_close(mixed.norm(dim=-1), torch.ones(1, CHUNK))
         angle = torch.arccos(torch.cosine_similarity(a, b, dim=-1))
         to_a = torch.arccos(torch.cosine_similarity(mixed, a, dim=-1).clamp(-1, 1))
@@ -399,12 +399,14 @@ def test_slerp_keeps_unit_vectors_unit() -> None:
 def test_slerp_falls_back_to_linear_for_parallel_and_zero_vectors() -> None:
     a = torch.tensor([[[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]])
     b = torch.tensor([[[2.0, 4.0, 6.0], [1.0, 1.0, 1.0]]])
-    mixed = blend(Conditioning(a), Conditioning(b), 0.5, "slerp").prompt_embeds
+    mixed = blend(Conditioning(a), Conditioning(b), 0.5, PromptBlend.slerp).prompt_embeds
     torch.testing.assert_close(mixed, (a + b) / 2)
 
 
-@pytest.mark.parametrize("mode", ["linear", "slerp"])
-def test_weights_zero_and_one_are_the_keys(models: dict[str, LoadedModel], mode: str) -> None:
+@pytest.mark.parametrize("mode", [PromptBlend.linear, PromptBlend.slerp])
+def test_weights_zero_and_one_are_the_keys(
+    models: dict[str, LoadedModel], mode: PromptBlend
+) -> None:
     _, a, b = pair(models["sdxl"])
     assert blend(a, b, 0.0, mode) is a
     assert blend(a, b, 1.0, mode) is b
@@ -413,11 +415,11 @@ def test_weights_zero_and_one_are_the_keys(models: dict[str, LoadedModel], mode:
 def test_bad_blend_arguments(models: dict[str, LoadedModel]) -> None:
     _, a, b = pair(models["sd15"])
     with pytest.raises(ValueError, match="mode"):
-        blend(a, b, 0.5, "cubic")
+        blend(a, b, 0.5, PromptBlend.none)
     with pytest.raises(ValueError, match="outside"):
-        blend(a, b, 1.5, "linear")
+        blend(a, b, 1.5, PromptBlend.linear)
     with pytest.raises(ValueError, match="negative_prompt_embeds"):
-        blend(a, Conditioning(b.prompt_embeds), 0.5, "linear")
+        blend(a, Conditioning(b.prompt_embeds), 0.5, PromptBlend.linear)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -425,7 +427,7 @@ def test_align_pads_the_shorter_key(models: dict[str, LoadedModel], family: str)
     encoder, short, _ = pair(models[family])
     long = encoder.encode(letters(200), "ugly", do_cfg=True)
     with pytest.raises(ValueError, match="align"):
-        blend(short, long, 0.5, "linear")
+        blend(short, long, 0.5, PromptBlend.linear)
     padded_short, same_long = encoder.align(short, long)
     assert same_long.prompt_embeds is long.prompt_embeds
     assert padded_short.prompt_embeds.shape == long.prompt_embeds.shape
@@ -436,7 +438,7 @@ def test_align_pads_the_shorter_key(models: dict[str, LoadedModel], family: str)
         window = slice(extra * CHUNK, (extra + 1) * CHUNK)
         torch.testing.assert_close(padded_short.prompt_embeds[:, window], empty)
         torch.testing.assert_close(padded_short.negative_prompt_embeds[:, window], empty)
-    halfway = blend(padded_short, same_long, 0.5, "linear")
+    halfway = blend(padded_short, same_long, 0.5, PromptBlend.linear)
     torch.testing.assert_close(
         halfway.prompt_embeds, (padded_short.prompt_embeds + long.prompt_embeds) / 2
     )

@@ -16,11 +16,11 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from pipeline.config.schema import ControlMode, ModelConfig, RuntimeConfig
+from pipeline.config.schema import ControlMode, ModelConfig, PromptBlend, RuntimeConfig
 from pipeline.models.controlnets import load_controlnet
 from pipeline.models.loader import load_model
 from pipeline.models.samplers import SAMPLER_NAMES, denoising_steps, make_scheduler
-from pipeline.plan.rows import PlanRow
+from pipeline.plan.rows import ControlValues, PlanRow
 from pipeline.render.conditioning import Conditioning, blend
 from pipeline.render.renderer import LoadedControlNet, Renderer
 from pipeline.testing.tiny_models import TinyModels
@@ -104,7 +104,9 @@ def test_prompt_editing_inside_a_keyframe_blend(renderer: Renderer) -> None:
     bird = encoded(renderer, "bird")
 
     def toward_bird(prompt: str) -> Conditioning:
-        return blend(*renderer.prompts.align(encoded(renderer, prompt), bird), 0.25, "linear")
+        return blend(
+            *renderer.prompts.align(encoded(renderer, prompt), bird), 0.25, PromptBlend.linear
+        )
 
     row = job(prompt="[cat:dog:1]", prompt_to="bird", negative_prompt_to="", blend=0.25)
     with watched_unet(renderer) as calls:
@@ -199,14 +201,14 @@ def test_prompt_editing_with_controlnet(
     renderer: Renderer, tiny_controlnets, mode: ControlMode
 ) -> None:
     """The ControlNet pipelines take the same step callback."""
-    family = renderer.model.family
+    family = renderer.model.family.value
     net = load_controlnet(str(getattr(tiny_controlnets, family)), renderer.model, offline=True)
     unit = LoadedControlNet("edges", "tiny", "none", net, "tiny")
     controlled = Renderer(renderer.model, [unit], mode)
     strength = 0.6 if mode is ControlMode.img2img else 1.0
     row = job(
         prompt="[cat:dog:1]", strength=strength, steps=5 if strength < 1 else 3,
-        controls={"edges": {"weight": 1.0, "start": 0.0, "end": 1.0}},
+        controls={"edges": ControlValues(weight=1.0, start=0.0, end=1.0)},
     )  # fmt: skip
     cat, dog = encoded(controlled, "cat"), encoded(controlled, "dog")
     with watched_unet(controlled) as calls:

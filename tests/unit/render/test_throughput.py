@@ -14,12 +14,12 @@ import torch
 from pipeline.config.schema import ModelConfig, RunConfig, RuntimeConfig
 from pipeline.errors import RotoscopeError
 from pipeline.models.loader import load_model
-from pipeline.plan.rows import PlanRow
+from pipeline.plan.rows import ControlValues, PlanRow
 from pipeline.records.manifest import FrameRecord
 from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.batch import Batcher, FrameInput, call_signature
 from pipeline.render.renderer import LoadedControlNet, Renderer
-from pipeline.source.base import Frame, Selection, Source, SourceInfo
+from pipeline.source.base import Frame, Selection, Source, SourceInfo, SourceKind
 from pipeline.source.prefetch import Prefetch
 
 
@@ -132,7 +132,8 @@ class ListSource(Source):
     """Frames from a list; ``fail_at`` raises there, as a decoder that stops would."""
 
     def __init__(self, count: int, fail_at: int | None = None) -> None:
-        info = SourceInfo("folder", Path("x"), 8, 8, 8, 8, 24.0, 24.0, 0.0, count, False, 0)
+        kind = SourceKind.folder
+        info = SourceInfo(kind, Path("x"), 8, 8, 8, 8, 24.0, 24.0, 0.0, count, False, 0)
         super().__init__(info, Selection(0, None, 1, None))
         self.count, self.fail_at = count, fail_at
 
@@ -252,7 +253,7 @@ def test_controlnet_batch_matches_one_by_one(tiny_models, tiny_controlnets) -> N
     net = load_controlnet(str(tiny_controlnets.sd15), model, offline=True)
     unit = LoadedControlNet("canny", str(tiny_controlnets.sd15), "canny", net, "id")
     renderer = Renderer(model, [unit], ControlMode.img2img)
-    controls = {"canny": {"weight": 0.8, "start": 0.0, "end": 1.0}}
+    controls = {"canny": ControlValues(weight=0.8, start=0.0, end=1.0)}
     rng = np.random.default_rng(5)
     frames = [
         FrameInput(f.job, f.image, [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)])

@@ -68,7 +68,7 @@ def test_video_info_and_every_frame(clip: Path) -> None:
     with source(clip) as src:
         info = src.info
         frames = list(src)
-    assert (info.kind, info.path) == ("video", clip)
+    assert (info.kind.value, info.path) == ("video", clip)
     assert (info.width, info.height, info.source_width, info.source_height) == (64, 48, 64, 48)
     assert (info.source_fps, info.fps, info.start_time) == (FPS, FPS, 0.0)
     assert (info.expected_frames, info.has_audio, info.rotation) == (FRAMES, True, 0)
@@ -389,7 +389,11 @@ def test_folder_natural_order_and_skipped_files(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     with source(tmp_path, fps=10.0) as src:
         frames = list(src)
-        assert (src.info.kind, src.info.expected_frames, src.info.source_fps) == ("folder", 5, 10)
+        assert (src.info.kind.value, src.info.expected_frames, src.info.source_fps) == (
+            "folder",
+            5,
+            10,
+        )
         notes = " ".join(src.notes)  # the plan stage logs them, once
     assert [f.name for f in frames] == [
         "frame_1.webp", "frame_2.JPG", "frame_3.bmp", "frame_10.png", "frame_11.tiff",
@@ -425,7 +429,7 @@ def test_single_image_repeats(tmp_path: Path) -> None:
     path = write_image(tmp_path / "still.png", identity_image(7))
     with source(path, repeat=5) as src:
         frames = list(src)
-        assert (src.info.kind, src.info.expected_frames) == ("image", 5)
+        assert (src.info.kind.value, src.info.expected_frames) == ("image", 5)
     assert [(f.index, f.source_index, f.name) for f in frames][-1] == (4, 4, "still.png")
     assert all(np.array_equal(f.image, frames[0].image) for f in frames)
     assert frame_id(frames[0].image) == 7

@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
 from typing import Any
 
 import ray
@@ -91,6 +92,15 @@ def worker_identity(worker_cfg: RunConfig, identity: str) -> str:
     return "\n".join(lines)
 
 
+class WorkerEvent(Enum):
+    """What a worker's threads in the driver report to its main thread."""
+
+    assigned = "assigned"  # a unit went to the worker (payload: the unit's number)
+    outcome = "outcome"  # a frame is durable (payload: its FrameOutcome)
+    died = "died"  # the worker's process is gone (payload: Ray's error)
+    failed = "failed"  # a call failed on the worker (payload: the error)
+
+
 class WorkerPool:
     """The actors of one render, the units they are given and the outcomes they return.
 
@@ -118,7 +128,7 @@ class WorkerPool:
         self.control = control
         self.info, self.selection = source.info, source.selection
         self.units: queue.Queue[WorkUnit | None] = queue.Queue()
-        self.results: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+        self.results: queue.Queue[tuple[WorkerEvent, int, Any]] = queue.Queue()
         self.outstanding: dict[int, WorkUnit] = {}  # by unit number, until all returned
         self.waiting: dict[int, set[int]] = {}  # each unit's frames not returned yet
         self.unit_of: dict[int, int] = {}  # frame index -> unit number
@@ -235,25 +245,25 @@ class WorkerPool:
             if unit is None:
                 self.units.put(None)  # the next thread stops too
                 return
-            self.results.put(("assigned", number, unit.number))
+            self.results.put((WorkerEvent.assigned, number, unit.number))
             try:
                 ray.get(actor.render_unit.remote(unit))
             except ray.exceptions.RayActorError as exc:
-                self.results.put(("died", number, exc))
+                self.results.put((WorkerEvent.died, number, exc))
                 return
             except Exception as exc:  # the task failed, or Ray could not run it
-                self.results.put(("failed", number, exc))
+                self.results.put((WorkerEvent.failed, number, exc))
                 return
 
     def _listen(self, actor: Any, number: int) -> None:
         """Pass back the outcomes ``actor`` streams, as its frames become durable."""
         try:
             for ref in actor.outcomes.remote():
-                self.results.put(("outcome", number, ray.get(ref)))
+                self.results.put((WorkerEvent.outcome, number, ray.get(ref)))
         except ray.exceptions.RayActorError as exc:
-            self.results.put(("died", number, exc))
+            self.results.put((WorkerEvent.died, number, exc))
         except Exception as exc:  # the task failed, or Ray could not run it
-            self.results.put(("failed", number, exc))
+            self.results.put((WorkerEvent.failed, number, exc))
 
     # --- results (driver's main thread) ---
 
@@ -267,12 +277,12 @@ class WorkerPool:
                 continue
             self._handle(kind, worker, payload)
 
-    def _handle(self, kind: str, worker: int, payload: Any) -> None:
-        if kind == "outcome":
+    def _handle(self, kind: WorkerEvent, worker: int, payload: Any) -> None:
+        if kind is WorkerEvent.outcome:
             self._take(payload)
-        elif kind == "assigned":
+        elif kind is WorkerEvent.assigned:
             self.assigned.setdefault(worker, set()).add(payload)
-        elif kind == "died":
+        elif kind is WorkerEvent.died:
             self.work.stop.check()  # Ctrl-C in a terminal reaches the workers too
             self._worker_died(worker, payload)
         else:
@@ -346,7 +356,7 @@ class WorkerPool:
                 kind, _, payload = self.results.get_nowait()
             except queue.Empty:
                 break
-            if kind == "outcome":
+            if kind is WorkerEvent.outcome:
                 self._take(payload)
 
 
