@@ -13,6 +13,8 @@ import os
 import shlex
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -29,6 +31,7 @@ from pipeline.errors import RotoscopeError
 from pipeline.records.interrupts import StopRequested
 from pipeline.records.naming import check_writable, choose_folder, register_resolvers
 from pipeline.records.run_folder import RunFolder
+from pipeline.run.configure import configure
 from pipeline.run.job import run_job
 
 log = logging.getLogger("rotoscope")
@@ -57,6 +60,8 @@ def main() -> None:
         multirun = any(arg in MULTIRUN_FLAGS for arg in args)
         try:
             checked = compose_checked(overrides, multirun=multirun)
+            with quiet(log):  # the job itself reports what the keyframe file holds
+                configure(checked, explicit_keys(overrides))
             check_run_folder(checked, overrides, multirun)
         except RotoscopeError as exc:
             print(f"rotoscope: error: {exc}", file=sys.stderr)
@@ -82,6 +87,17 @@ def check_run_folder(cfg: RunConfig, overrides: list[str], multirun: bool) -> No
         return
     explicit = "name" in explicit_keys(overrides)
     check_writable(choose_folder(root, cfg.name, cfg.input.path, explicit=explicit))
+
+
+@contextmanager
+def quiet(logger: logging.Logger) -> Iterator[None]:
+    """``logger`` says nothing inside (a check that the job repeats, with its log)."""
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def quiet_library_imports() -> None:

@@ -29,7 +29,6 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
     name that file.
     """
     coherent = cfg.coherence.attention or cfg.coherence.flow
-    check_coherence(cfg)
     cuts: list[int] = []
     with open_source(cfg.input, keeps_own_sizes(cfg)) as source:
         info = source.info
@@ -51,11 +50,6 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             "check input.start / input.end / input.max_frames",
         )
     if cfg.controlnet.units:
-        if cfg.animation.mode is AnimationMode.loopback:
-            raise RotoscopeError(
-                "controlnet units with animation.mode=loopback are not supported",
-                "use controlnet with animation=none, or loopback without controlnet",
-            )
         check_units(cfg, count, info.width, info.height)
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
@@ -69,8 +63,14 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
     return count
 
 
-def check_coherence(cfg: RunConfig) -> None:
-    """Refuse the combinations coherence cannot serve, and its values out of range."""
+def check_strategies(cfg: RunConfig) -> None:
+    """Refuse the ways of rendering that do not combine, and coherence values out of range
+    (run where the config is composed: :mod:`pipeline.run.configure`)."""
+    if cfg.controlnet.units and cfg.animation.mode is AnimationMode.loopback:
+        raise RotoscopeError(
+            "controlnet units with animation.mode=loopback are not supported",
+            "use controlnet with animation=none, or loopback without controlnet",
+        )
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
         return

@@ -32,7 +32,6 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     from pipeline.render.executors.work import RenderWork
     from pipeline.render.loading import plan_networks
 
-    check_speed_options(cfg)
     networks = plan_networks(cfg)
     rows = networks.refreshed(read_plan(folder))  # a LoRA file changed since the plan
     report.planned = report.planned or len(rows)

@@ -1,4 +1,11 @@
-"""The configuration a job runs with: the composed config with its keyframe file applied.
+"""The configuration a job runs with: composed, its keyframe file applied, every rule
+that spans several keys checked, once, before anything is written.
+
+Each rule lives with the package that knows it (which encoder options exist, which
+render strategies combine) and is run here, where the config is composed, so a refused
+command changes nothing in a run folder and the stages receive a checked config. The
+command line runs it before Hydra starts a job (the error comes at once) and the job
+runs it again on the config Hydra composed for it.
 
 A keyframe file may be rotoscope's own YAML or a Deforum settings file; the latter is
 converted here (by :mod:`pipeline.interop.deforum`), so ``config`` never depends on a
@@ -9,8 +16,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.assemble.encode import check_output_options
 from pipeline.config.keyframes import (
     KeyframeFile,
     apply_keyframe_file,
@@ -18,10 +27,45 @@ from pipeline.config.keyframes import (
     read_keyframe_data,
 )
 from pipeline.config.paths import find_keyframes
-from pipeline.config.schema import RunConfig
+from pipeline.config.schema import STAGES, RunConfig
+from pipeline.errors import RotoscopeError
 from pipeline.interop.deforum.importer import import_deforum, is_deforum_settings
+from pipeline.plan.stage import check_strategies
+from pipeline.render.stage import check_speed_options
 
 log = logging.getLogger("rotoscope")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A config ready to run."""
+
+    cfg: RunConfig  # with the keyframe file's values applied
+    origins: dict[str, str]  # config key -> the keyframe file its value came from
+    stages: list[str]  # the stages to run, in their fixed order
+
+
+def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
+    """``cfg`` with its keyframe file applied (``explicit``: the keys given on the command
+    line, which win over the file) and checked; a problem is one RotoscopeError."""
+    stages = check_stages(cfg.stages)
+    cfg, origins = apply_keyframes(cfg, explicit)
+    check_strategies(cfg)
+    check_speed_options(cfg)
+    if "assemble" in stages:  # a bad crf must not wait for hours of rendering
+        check_output_options(cfg.output)
+    return JobConfig(cfg, origins, stages)
+
+
+def check_stages(stages: list[str]) -> list[str]:
+    """The requested stages in their fixed order; an unknown or empty list is refused."""
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown or not stages:
+        raise RotoscopeError(
+            f"stages={list(stages)} is not a list of {', '.join(STAGES)}",
+            "for example stages=[plan] for a dry run",
+        )
+    return [stage for stage in STAGES if stage in stages]
 
 
 def load_keyframes(path_text: str | Path) -> KeyframeFile:

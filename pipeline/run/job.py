@@ -19,22 +19,21 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from pipeline.assemble.control_preview import control_stage
-from pipeline.assemble.encode import check_output_options
 from pipeline.assemble.stage import assemble_stage
 from pipeline.atomic import write_text
 from pipeline.config.compose import literal_node
-from pipeline.config.schema import STAGES, RunConfig
+from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.metrics.stage import metrics_stage
 from pipeline.plan.stage import plan_stage
 from pipeline.records.history import history_bytes
 from pipeline.records.interrupts import StopRequested
 from pipeline.records.lock import RunLock
-from pipeline.records.naming import claim, owner_of
+from pipeline.records.naming import RunOwner, claim, owner_of
 from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage
-from pipeline.run.configure import apply_keyframes
+from pipeline.run.configure import JobConfig, configure
 
 log = logging.getLogger("rotoscope")
 
@@ -51,15 +50,19 @@ def run_job(
     ``explicit`` names the config keys given on the command line: they win over a
     keyframe file's values (which win over presets and defaults). ``command`` is what
     resumes this job; it goes into the report. ``job`` is a multirun job's own
-    overrides (they name its folder; see :mod:`pipeline.records.naming`). The report is
-    written whatever happens. A job that fails before making anything in a folder it
-    found empty removes that folder again, so a typo leaves no clutter behind (its error
-    was printed, and a queue keeps it in ``queue.json``).
+    overrides (they name its folder; see :mod:`pipeline.records.naming`). A config that
+    is refused (:func:`pipeline.run.configure.configure`) writes nothing; once it is
+    accepted the report is written whatever happens. A job that fails before making
+    anything in a folder it found empty removes that folder again, so a typo leaves no
+    clutter behind (its error was printed, and a queue keeps it in ``queue.json``).
     """
     folder = RunFolder(run_dir)
     fresh = holds_nothing(folder)
     try:
-        return _run_stages(cfg, folder, explicit, command, job)
+        # the folder was chosen by these values, before any keyframe file applied
+        owner = owner_of(cfg.input.path, job, cfg.name)
+        configured = configure(cfg, explicit)  # a refused config writes nothing
+        return _run_stages(configured, folder, owner, "name" in explicit, command)
     except StopRequested:
         raise
     except BaseException:
@@ -69,8 +72,9 @@ def run_job(
 
 
 def _run_stages(
-    cfg: RunConfig, folder: RunFolder, explicit: frozenset[str], command: str | None, job: str
+    configured: JobConfig, folder: RunFolder, owner: RunOwner, named: bool, command: str | None
 ) -> JobReport:
+    cfg, origins, stages = configured.cfg, configured.origins, configured.stages
     started = time.monotonic()
     # around the lock (its file is the first thing written), and inside, so that the
     # report records the one-line error
@@ -78,12 +82,7 @@ def _run_stages(
         report = JobReport(run_dir=str(folder), resume_command=command)
         try:
             with _permissions(folder):
-                # the folder was chosen by these values, before any keyframe file applied
-                claim(folder, owner_of(cfg.input.path, job, cfg.name), "name" in explicit)
-                stages = check_stages(cfg.stages)
-                cfg, origins = apply_keyframes(cfg, explicit)
-                if "assemble" in stages:  # a bad crf must not wait for hours of rendering
-                    check_output_options(cfg.output)
+                claim(folder, owner, named)
                 write_text(folder.config, OmegaConf.to_yaml(literal_node(cfg)))
                 log.info("run folder: %s", folder)
                 if "plan" in stages:
@@ -149,14 +148,3 @@ def _permissions(folder: RunFolder) -> Iterator[None]:
         raise RotoscopeError(
             f"cannot open {where}: {exc.strerror}", "check its permissions"
         ) from exc
-
-
-def check_stages(stages: list[str]) -> list[str]:
-    """The requested stages in their fixed order; an unknown or empty list is refused."""
-    unknown = [stage for stage in stages if stage not in STAGES]
-    if unknown or not stages:
-        raise RotoscopeError(
-            f"stages={list(stages)} is not a list of {', '.join(STAGES)}",
-            "for example stages=[plan] for a dry run",
-        )
-    return [stage for stage in STAGES if stage in stages]

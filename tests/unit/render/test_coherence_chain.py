@@ -13,7 +13,7 @@ from pipeline.config.schema import AttentionAnchors, CoherenceConfig
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan
 from pipeline.plan.rows import PlanRow
-from pipeline.plan.stage import check_coherence
+from pipeline.plan.stage import check_strategies
 from pipeline.records.history import history_bytes
 from pipeline.records.manifest import FrameRecord, Manifest
 from pipeline.records.prune import prune
@@ -81,9 +81,9 @@ def test_repeating_a_prompt_at_a_keyframe_does_not_start_a_segment() -> None:
 )
 def test_coherence_refuses_what_it_cannot_serve(overrides: list[str], needle: str) -> None:
     with pytest.raises(RotoscopeError, match=needle):
-        check_coherence(compose_checked(["input.path=a.mp4", *overrides]))
+        check_strategies(compose_checked(["input.path=a.mp4", *overrides]))
     allowed = ["coherence=attention", "controlnet=tiny_canny", "controlnet.mode=txt2img"]
-    check_coherence(compose_checked(["input.path=a.mp4", *allowed]))
+    check_strategies(compose_checked(["input.path=a.mp4", *allowed]))
 
 
 def state(index: int, key: str, anchor: bool) -> FrameState:
