@@ -25,16 +25,14 @@ bits of float precision, well under 1/255 after the VAE decodes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
-import torch
 
 from pipeline.plan.rows import PlanRow
-from pipeline.render.conditioning import Conditioning
-from pipeline.render.prompt_schedule import StepConditionings
+from pipeline.render.prompt_schedule import PromptSwitch, StepConditionings, stacked
 
 
 @dataclass(frozen=True)
@@ -110,58 +108,17 @@ def conditioning_shapes(conditionings: StepConditionings) -> tuple[Any, ...]:
     return tuple(sorted(shapes)) if len(shapes) == 1 else ("alone", id(conditionings))
 
 
-StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
-
-
-def batch_call_arguments(
+def batch_embeddings(
     conditionings: Sequence[StepConditionings], pooled: bool
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], PromptSwitch | None]:
     """The embedding arguments of one call for several frames, stacked along the batch in
-    frame order, with a step callback when any frame's prompt changes between steps.
+    frame order, and the step callback that switches them when any frame's prompt changes
+    between steps (None when none does).
 
     One frame gets exactly the arguments it gets alone. ``pooled``: the pipeline takes
     SDXL's pooled embeddings.
     """
-    if len(conditionings) == 1:
-        return conditionings[0].call_arguments(pooled)
-    arguments: dict[str, Any] = _stacked([c.conditionings[0] for c in conditionings])
-    if any(len(c.conditionings) > 1 for c in conditionings):
-        arguments["callback_on_step_end"] = _switch(list(conditionings))
-        arguments["callback_on_step_end_tensor_inputs"] = [
-            "prompt_embeds",
-            *(["add_text_embeds"] if pooled else []),
-        ]
-    return arguments
-
-
-def _stacked(runs: list[Conditioning]) -> dict[str, torch.Tensor]:
-    first = runs[0].pipeline_kwargs()
-    return {name: torch.cat([run.pipeline_kwargs()[name] for run in runs]) for name in first}
-
-
-def _switch(conditionings: list[StepConditionings]) -> StepCallback:
-    """At the end of each step, hand in the next step's embeddings of every frame when
-    any of them changes (negatives first, as the pipelines concatenate them)."""
-
-    def switch(
-        pipe: Any, step: int, timestep: Any, tensors: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        following = [c.at(step + 1) for c in conditionings]
-        if all(f is c.at(step) for f, c in zip(following, conditionings, strict=True)):
-            return {}
-        stacked = _stacked(following)
-        pairs = {
-            "prompt_embeds": ("negative_prompt_embeds", "prompt_embeds"),
-            "add_text_embeds": ("negative_pooled_prompt_embeds", "pooled_prompt_embeds"),
-        }
-        replaced = {}
-        for name, old in tensors.items():
-            negative_name, positive_name = pairs[name]
-            negative = stacked.get(negative_name)
-            positive = stacked[positive_name]
-            guided = pipe.do_classifier_free_guidance and negative is not None
-            tensor = torch.cat([negative, positive]) if guided else positive
-            replaced[name] = tensor.to(device=old.device, dtype=old.dtype)
-        return replaced
-
-    return switch
+    arguments = stacked([c.conditionings[0] for c in conditionings]).pipeline_kwargs()
+    if all(len(c.conditionings) == 1 for c in conditionings):
+        return arguments, None
+    return arguments, PromptSwitch(conditionings, pooled)

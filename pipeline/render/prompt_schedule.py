@@ -9,15 +9,16 @@ weights combine. Before encoding, ``<lora:...>`` tags are removed from the texts
 LoRA weights are in the row) and ``embedding:name`` becomes ``name``.
 
 diffusers' pipelines take the first run's embeddings as arguments; at the end of each
-step their ``callback_on_step_end`` hands the next step's embeddings in (``prompt_embeds``,
-and SDXL's pooled ``add_text_embeds``, concatenated negative-first as the pipelines do).
-A row whose texts never change gets no callback: its frame is rendered exactly as before.
+step a :class:`PromptSwitch` (a step callback, :mod:`pipeline.render.callbacks`) hands the
+next step's embeddings in (``prompt_embeds``, and SDXL's pooled ``add_text_embeds``,
+concatenated negative-first as the pipelines do). A row whose texts never change gets no
+callback: its frame is rendered exactly as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -26,8 +27,6 @@ from pipeline.plan.networks import strip_network_tags
 from pipeline.plan.prompt_editing import has_prompt_editing, prompt_schedule, text_at_step
 from pipeline.plan.rows import PlanRow
 from pipeline.render.conditioning import Conditioning, PromptEncoder, TextSettings, blend
-
-StepCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -44,31 +43,45 @@ class StepConditionings:
                 return conditioning
         return self.conditionings[-1]
 
-    def call_arguments(self, pooled: bool) -> dict[str, Any]:
-        """The pipeline call's embedding arguments, with the step callback if needed.
+    def switch(self, pooled: bool) -> PromptSwitch | None:
+        """The step callback that switches the embeddings between runs (None: one run).
 
         ``pooled``: the pipeline takes SDXL's pooled embeddings (``add_text_embeds``).
         """
-        arguments: dict[str, Any] = dict(self.conditionings[0].pipeline_kwargs())
-        if len(self.conditionings) > 1:
-            inputs = ["prompt_embeds", *(["add_text_embeds"] if pooled else [])]
-            arguments["callback_on_step_end"] = self._callback()
-            arguments["callback_on_step_end_tensor_inputs"] = inputs
-        return arguments
-
-    def _callback(self) -> StepCallback:
-        def switch(
-            pipe: Any, step: int, timestep: Any, tensors: dict[str, torch.Tensor]
-        ) -> dict[str, torch.Tensor]:
-            following = self.at(step + 1)
-            if following is self.at(step):
-                return {}
-            return _as_pipeline_tensors(following, pipe.do_classifier_free_guidance, tensors)
-
-        return switch
+        return PromptSwitch([self], pooled) if len(self.conditionings) > 1 else None
 
 
-def _as_pipeline_tensors(
+class PromptSwitch:
+    """A step callback: at the end of each step, the next step's embeddings of every frame
+    of the call, when any of them changes (frames stacked along the batch, in order)."""
+
+    def __init__(self, frames: Sequence[StepConditionings], pooled: bool) -> None:
+        self.frames = list(frames)
+        self.tensor_inputs = ["prompt_embeds", *(["add_text_embeds"] if pooled else [])]
+
+    def __call__(
+        self, pipe: Any, step: int, timestep: Any, tensors: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        following = [frame.at(step + 1) for frame in self.frames]
+        if all(f is frame.at(step) for f, frame in zip(following, self.frames, strict=True)):
+            return {}
+        guided = pipe.do_classifier_free_guidance
+        current = {name: tensors[name] for name in self.tensor_inputs}
+        return as_pipeline_tensors(stacked(following), guided, current)
+
+
+def stacked(conditionings: Sequence[Conditioning]) -> Conditioning:
+    """Several frames' conditionings as one, stacked along the batch in order."""
+    if len(conditionings) == 1:
+        return conditionings[0]
+    parts = {}
+    for part in fields(Conditioning):
+        tensors = [getattr(c, part.name) for c in conditionings]
+        parts[part.name] = None if tensors[0] is None else torch.cat(tensors)
+    return Conditioning(**parts)
+
+
+def as_pipeline_tensors(
     conditioning: Conditioning, guided: bool, current: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     """``conditioning`` as the denoising loop holds it: negative and positive concatenated

@@ -37,7 +37,8 @@ from pipeline.models.samplers import (
 )
 from pipeline.plan.rows import PlanRow
 from pipeline.render.adapters import Adapters
-from pipeline.render.batch import FrameInput, batch_call_arguments, conditioning_shapes
+from pipeline.render.batch import FrameInput, batch_embeddings, conditioning_shapes
+from pipeline.render.callbacks import StepCallback, StepCallbacks
 from pipeline.render.conditioning import PromptEncoder
 from pipeline.render.prompt_schedule import StepConditionings, step_conditionings
 
@@ -55,43 +56,11 @@ class LoadedControlNet:
     identity: str
 
 
-STEP_CALLBACK = "callback_on_step_end"
-STEP_CALLBACK_INPUTS = "callback_on_step_end_tensor_inputs"
-
-
-def add_step_callbacks(arguments: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Merge ``extra`` pipeline-call arguments into ``arguments``.
-
-    diffusers takes one step callback; when both have one (prompt editing switches the
-    embeddings, temporal coherence blends the latents) they run one after the other, the
-    second seeing the first's updates, and their tensor inputs are joined.
-    """
-    extra = dict(extra)
-    callback = extra.pop(STEP_CALLBACK, None)
-    inputs = extra.pop(STEP_CALLBACK_INPUTS, [])
-    arguments.update(extra)
-    if callback is None:
-        return
-    first = arguments.get(STEP_CALLBACK)
-    if first is None:
-        arguments[STEP_CALLBACK], arguments[STEP_CALLBACK_INPUTS] = callback, list(inputs)
-        return
-
-    def both(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        updates = dict(first(pipe, step, timestep, tensors) or {})
-        return {**updates, **(callback(pipe, step, timestep, {**tensors, **updates}) or {})}
-
-    arguments[STEP_CALLBACK] = both
-    arguments[STEP_CALLBACK_INPUTS] = list(
-        dict.fromkeys([*arguments[STEP_CALLBACK_INPUTS], *inputs])
-    )
-
-
 class FrameHooks(Protocol):
     """Something that acts inside one frame's pipeline call (temporal coherence)."""
 
-    def enter(self, stack: ExitStack, pipe: Any) -> dict[str, Any]:
-        """Enter its contexts on ``stack`` for this call; return extra call arguments."""
+    def enter(self, stack: ExitStack, pipe: Any) -> list[StepCallback]:
+        """Enter its contexts on ``stack`` for this call; return its step callbacks."""
         ...
 
 
@@ -212,12 +181,16 @@ class Renderer:
         if len(frames) == 1:
             seed_scheduler(pipe.scheduler, job.seed)
         generators = [torch.Generator(device="cpu").manual_seed(f.job.seed) for f in frames]
-        arguments.update(
-            batch_call_arguments(conditionings, pooled=self.model.family is ModelFamily.sdxl)
-        )
+        pooled = self.model.family is ModelFamily.sdxl
+        embeddings, switch = batch_embeddings(conditionings, pooled)
+        arguments.update(embeddings)
+        callbacks = StepCallbacks()
+        callbacks.add(switch)
         with torch.inference_mode(), ExitStack() as stack:
             if hooks is not None:
-                add_step_callbacks(arguments, hooks.enter(stack, pipe))
+                for callback in hooks.enter(stack, pipe):
+                    callbacks.add(callback)
+            arguments.update(callbacks.call_arguments())
             result = pipe(
                 guidance_scale=job.guidance_scale,
                 num_inference_steps=steps,

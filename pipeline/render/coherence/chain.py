@@ -48,6 +48,7 @@ from pipeline.atomic import atomic_path
 from pipeline.config.schema import AttentionAnchors, CoherenceConfig
 from pipeline.plan.rows import PlanRow
 from pipeline.records.run_folder import RunFolder
+from pipeline.render.callbacks import StepCallback
 from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
 from pipeline.render.coherence.fusion import ResidualFusion, init_latents, posterior_mean
 
@@ -187,9 +188,9 @@ class FrameCoherence:
             return self.source
         return carry(self.source, self.previous.output, self.pair, self.job.flow_init or 0.0)
 
-    def enter(self, stack: ExitStack, pipe: Any) -> dict[str, Any]:
+    def enter(self, stack: ExitStack, pipe: Any) -> list[StepCallback]:
         settings = self.chain.settings
-        extra: dict[str, Any] = {}
+        callbacks: list[StepCallback] = []
         attention = self.chain.attention(pipe)
         if attention is not None:
             anchors = []
@@ -212,9 +213,8 @@ class FrameCoherence:
             previous_residuals = self.previous.latents if self.previous is not None else []
             weight = self.job.flow_fusion or 0.0
             self.fusion = ResidualFusion(weight, caught, self.pair, previous_residuals)
-            extra["callback_on_step_end"] = self.fusion
-            extra["callback_on_step_end_tensor_inputs"] = ["latents"]
-        return extra
+            callbacks.append(self.fusion)
+        return callbacks
 
     def finish(self, output: np.ndarray) -> np.ndarray:
         """The rendered frame with the previous output blended in (flow_output)."""

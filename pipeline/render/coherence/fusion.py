@@ -124,7 +124,7 @@ def posterior_mean(pipe: Any) -> Iterator[None]:
 
 @dataclass
 class ResidualFusion:
-    """A ``callback_on_step_end`` carrying the previous frame's residual into this frame.
+    """A step callback carrying the previous frame's residual into this frame.
 
     ``previous`` holds the previous frame's residual after each step (empty on a
     segment's first frame, which only records), ``weight`` the blend where the flow is
@@ -137,6 +137,7 @@ class ResidualFusion:
     pair: FlowPair | None = None
     previous: list[torch.Tensor] = field(default_factory=list)
     recorded: list[torch.Tensor] = field(default_factory=list)
+    tensor_inputs: tuple[str, ...] = ("latents",)  # what it reads, as a step callback
 
     def __call__(
         self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]

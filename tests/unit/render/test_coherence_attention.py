@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline.render.callbacks import StepCallbacks
 from pipeline.render.coherence.attention import AttentionCache, CrossFrameAttention
-from pipeline.render.renderer import add_step_callbacks
 from pipeline.testing.synthetic import pan_clip
 
 
@@ -86,16 +86,27 @@ def test_an_attention_recording_round_trips_through_safetensors(tmp_path: Path) 
     assert loaded.lookup("up_blocks.1.attn1", 5, 960.0) is loaded.states[("up_blocks.1.attn1", 1)]
 
 
-def test_two_step_callbacks_run_one_after_the_other() -> None:
-    arguments = {"callback_on_step_end": lambda p, s, t, x: {"a": x["a"] + 1},
-                 "callback_on_step_end_tensor_inputs": ["a"]}  # fmt: skip
-    add_step_callbacks(arguments, {
-        "callback_on_step_end": lambda p, s, t, x: {"b": x["a"] * 10},
-        "callback_on_step_end_tensor_inputs": ["b", "a"], "strength": 0.5,
-    })  # fmt: skip
-    assert arguments["strength"] == 0.5
+class Callback:
+    """A step callback for the test: ``change`` maps the tensors it sees to its changes."""
+
+    def __init__(self, inputs: list[str], change) -> None:
+        self.tensor_inputs = inputs
+        self.change = change
+
+    def __call__(self, pipe, step, timestep, tensors):
+        return self.change(tensors)
+
+
+def test_step_callbacks_run_in_order_each_seeing_the_changes_before_it() -> None:
+    callbacks = StepCallbacks()
+    callbacks.add(Callback(["a"], lambda x: {"a": x["a"] + 1}))
+    callbacks.add(None)  # nothing to add: a frame without prompt editing
+    callbacks.add(Callback(["b", "a"], lambda x: {"b": x["a"] * 10}))
+    arguments = callbacks.call_arguments()
+    assert arguments["callback_on_step_end"] is callbacks
     assert arguments["callback_on_step_end_tensor_inputs"] == ["a", "b"]
-    assert arguments["callback_on_step_end"](None, 0, 0, {"a": 1, "b": 0}) == {"a": 2, "b": 20}
+    assert callbacks(None, 0, 0, {"a": 1, "b": 0}) == {"a": 2, "b": 20}
+    assert StepCallbacks().call_arguments() == {}  # no callback: the call is as before
 
 
 # --- through the command line ---

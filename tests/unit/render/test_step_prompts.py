@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from pipeline.config.schema import ControlMode, ModelConfig, PromptBlend, RuntimeConfig
+from pipeline.config.schema import ControlMode, ModelConfig, ModelFamily, PromptBlend, RuntimeConfig
 from pipeline.models.controlnets import load_controlnet
 from pipeline.models.loader import load_model
 from pipeline.models.samplers import SAMPLER_NAMES, denoising_steps, make_scheduler
@@ -122,8 +123,26 @@ def test_lora_tags_never_reach_the_text_encoder(renderer: Renderer) -> None:
 
 
 def test_a_plain_prompt_gets_no_step_callback(renderer: Renderer) -> None:
-    arguments = renderer.conditionings(job(), lambda: 3).call_arguments(pooled=True)
-    assert "callback_on_step_end" not in arguments
+    assert renderer.conditionings(job(), lambda: 3).switch(pooled=True) is None
+
+
+def test_the_prompt_switch_reads_only_its_own_tensors(renderer: Renderer) -> None:
+    """Composed with coherence's latent fusion, the switch sees the latents too."""
+    runs = renderer.conditionings(job(prompt="[cat:dog:1]"), lambda: 3)
+    pooled = renderer.model.family is ModelFamily.sdxl
+    switch = runs.switch(pooled)
+    assert switch is not None
+    first = runs.at(0)
+    tensors = {"prompt_embeds": torch.cat([first.negative_prompt_embeds, first.prompt_embeds])}
+    if pooled:
+        tensors["add_text_embeds"] = torch.cat(
+            [first.negative_pooled_prompt_embeds, first.pooled_prompt_embeds]
+        )
+    step = runs.last_steps[0]  # the last step of the first run: the switch comes after it
+    changed = switch(SimpleNamespace(do_classifier_free_guidance=True), step, 0,
+                     {**tensors, "latents": torch.zeros(1, 4, 8, 8)})  # fmt: skip
+    assert set(changed) == set(tensors)
+    torch.testing.assert_close(changed["prompt_embeds"][1:], runs.at(step + 1).prompt_embeds)
 
 
 def test_matches_a_hand_made_two_stage_render(tiny_models: TinyModels) -> None:
