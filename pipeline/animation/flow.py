@@ -47,7 +47,7 @@ DIS_FULL_RESOLUTION_MAX = 640
 
 def make_dis(shape: tuple[int, ...]) -> cv2.DISOpticalFlow:
     """The DIS estimator used everywhere (settings above) for frames of ``shape``."""
-    dis = cv2.DISOpticalFlow_create(DIS_PRESET)
+    dis = cv2.DISOpticalFlow.create(DIS_PRESET)
     dis.setFinestScale(DIS_FINEST_SCALE if max(shape[:2]) <= DIS_FULL_RESOLUTION_MAX else 1)
     dis.setVariationalRefinementIterations(DIS_REFINEMENT_ITERATIONS)
     dis.setPatchSize(DIS_PATCH_SIZE)
@@ -88,7 +88,7 @@ def estimate_flow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ``H x W x 2``. Deterministic for the same inputs: the algorithm has no random state,
     and its results were checked equal with 1, 2 and 4 OpenCV threads.
     """
-    flow = make_dis(a.shape).calc(_grey(a), _grey(b), None)
+    flow = make_dis(a.shape).calc(_grey(a), _grey(b), None)  # type: ignore[call-overload]
     return flow.astype(np.float32, copy=False)
 
 
@@ -203,12 +203,12 @@ def soften_mask(mask: np.ndarray, erode: int = 1, blur: float = 1.0) -> np.ndarr
     Erosion pulls the reliable region away from occlusion edges, where flow is least
     trustworthy; the blur avoids a visible seam between warped and fresh content.
     """
-    out = mask.astype(np.float32)
+    out: np.ndarray = mask.astype(np.float32)
     if erode > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
-        out = cv2.erode(out, kernel, borderType=cv2.BORDER_REPLICATE)
+        out = np.asarray(cv2.erode(out, kernel, borderType=cv2.BORDER_REPLICATE))
     if blur > 0:
-        out = cv2.GaussianBlur(out, (0, 0), blur, borderType=cv2.BORDER_REPLICATE)
+        out = np.asarray(cv2.GaussianBlur(out, (0, 0), blur, borderType=cv2.BORDER_REPLICATE))
         out = np.minimum(out, mask.astype(np.float32))  # never trust an unreliable pixel
     return out
 

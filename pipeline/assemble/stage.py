@@ -54,7 +54,7 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
         keep_names = info.kind is SourceKind.folder or (
             info.kind is SourceKind.image and len(records) == 1
         )
-        names = [r.source_name for r in records] if keep_names else None
+        names = [r.source_name or f"{r.index:06d}.png" for r in records] if keep_names else None
         staged = folder.staging(folder.images.name)
         clear_staging(staged)
         write_image_folder(frames, names, staged)
@@ -71,8 +71,10 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
     out = folder.video(video_extension(fmt))
     staged = folder.staging(out.name)
     clear_staging(staged)
-    options = {"crf": cfg.output.crf, "preset": cfg.output.preset}
-    encode_video(frames, staged, fmt, fps, audio=audio, **options)
+    options: dict[str, int | str] = {"crf": cfg.output.crf, "preset": cfg.output.preset}
+    encode_video(
+        frames, staged, fmt, fps, audio=audio, crf=cfg.output.crf, preset=cfg.output.preset
+    )
     recipe = recipe_of({
         "format": fmt.value, "fps": fps, "audio": audio, "frames": keys, "ffmpeg": ffmpeg_exe(),
         **options,

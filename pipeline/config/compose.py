@@ -83,9 +83,10 @@ def compose_checked(overrides: Sequence[str], multirun: bool = True) -> RunConfi
 def explain(exc: BaseException) -> str:
     """One line for a composition error: the key, what was wrong, what to do."""
     cause = exc.__cause__ if exc.__cause__ is not None else exc
-    if isinstance(exc, MissingConfigException) or isinstance(cause, MissingConfigException):
-        missing = exc if isinstance(exc, MissingConfigException) else cause
-        return _missing_option(missing)
+    if isinstance(exc, MissingConfigException):
+        return _missing_option(exc)
+    if isinstance(cause, MissingConfigException):
+        return _missing_option(cause)
     if isinstance(cause, MissingMandatoryValue):
         key = _full_key(cause)
         hint = REQUIRED_HINTS.get(key, f"set {key}=...")

@@ -86,8 +86,11 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
                 source_details.append(detail(frame.image))
             if previous is not None and output is not None:
                 index, source_image, previous_output = previous
-                comparable = index == frame.index - 1 and previous_output is not None
-                if comparable and previous_output.shape == output.shape == frame.image.shape:
+                if (
+                    index == frame.index - 1
+                    and previous_output is not None
+                    and previous_output.shape == output.shape == frame.image.shape
+                ):
                     pair = cache.pair(frame.index, source_image, frame.image)
                     pairs.append(
                         PairMetrics(

@@ -28,7 +28,7 @@ import torch
 
 from pipeline.config.schema import ModelFamily
 from pipeline.errors import RotoscopeError
-from pipeline.models.loader import LoadedModel
+from pipeline.models.loader import LoadedModel, Pipeline
 from pipeline.models.safe_load import refused_pickle
 from pipeline.models.weights import (
     CHECKPOINT_SUFFIXES,
@@ -46,7 +46,7 @@ from pipeline.models.weights import (
 
 if TYPE_CHECKING:  # diffusers itself is imported when a ControlNet is loaded
     import PIL.Image
-    from diffusers import ControlNetModel, DiffusionPipeline
+    from diffusers import ControlNetModel
 
 _FIELD = "controlnet"
 
@@ -116,7 +116,7 @@ def controlnet_identity(path: str) -> str:
 
 def control_pipeline(
     base: LoadedModel, controlnets: list[ControlNetModel], img2img: bool
-) -> DiffusionPipeline:
+) -> Pipeline:
     """The ControlNet pipeline of ``base``'s family, sharing ``base.pipe``'s components.
 
     ``img2img`` picks the pipeline that starts from the input frame (strength applies)

@@ -44,14 +44,18 @@ from pipeline.models.weights import (
 if TYPE_CHECKING:  # diffusers itself is imported when a model is loaded
     from diffusers import (
         AutoencoderKL,
-        StableDiffusionImg2ImgPipeline,
-        StableDiffusionXLImg2ImgPipeline,
     )
 
 DEFAULT_CONFIG_REPOS = {
     ModelFamily.sd15: "stable-diffusion-v1-5/stable-diffusion-v1-5",
     ModelFamily.sdxl: "stabilityai/stable-diffusion-xl-base-1.0",
 }
+
+
+# A loaded diffusers pipeline (img2img, or the ControlNet pipeline sharing its parts).
+# Pipelines register their components (unet, vae, scheduler, text encoders) at run time,
+# so no static type describes them; the calls made on them are diffusers' documented API.
+Pipeline = Any
 
 
 @dataclass
@@ -65,7 +69,7 @@ class LoadedModel:
     have none.
     """
 
-    pipe: StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline
+    pipe: Pipeline
     family: ModelFamily  # sd15 or sdxl (resolved, never auto)
     name: str
     identity: str
@@ -302,7 +306,7 @@ def _load_pipeline(
     vae: AutoencoderKL | None,
     offline: bool,
     dtype: torch.dtype,
-) -> StableDiffusionImg2ImgPipeline | StableDiffusionXLImg2ImgPipeline:
+) -> Pipeline:
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging

@@ -138,7 +138,7 @@ def denoising_steps(scheduler: SchedulerMixin, num_inference_steps: int, strengt
     """How many iterations diffusers' img2img loop runs for these arguments (the number
     prompt editing counts in): its ``get_timesteps``, on a fresh copy of ``scheduler``.
     Second-order samplers (Heun, DPM2) run more iterations than steps, as A1111 counts."""
-    scratch = type(scheduler).from_config(scheduler.config)
+    scratch: Any = type(scheduler).from_config(scheduler.config)  # type: ignore[attr-defined]
     scratch.set_timesteps(num_inference_steps)
     kept = min(int(num_inference_steps * strength), num_inference_steps)
     start = max(num_inference_steps - kept, 0)
@@ -185,5 +185,5 @@ def seed_scheduler(scheduler: SchedulerMixin, seed: int) -> None:
     that frame's SDE noise depends on its seed alone (it is a no-op for the others).
     """
     if hasattr(scheduler, "noise_sampler_seed"):
-        scheduler.noise_sampler_seed = seed
-        scheduler.noise_sampler = None
+        setattr(scheduler, "noise_sampler_seed", seed)  # noqa: B010 (DPM++ SDE's own fields)
+        setattr(scheduler, "noise_sampler", None)  # noqa: B010

@@ -130,6 +130,8 @@ def build_plan(
             for unit in cfg.controlnet.units
         }
         prompt = _prompt_at(keys, index, cfg.prompt_blend)
+        # the fields each group of settings fills (their names are the row's)
+        grouped: dict[str, Any] = {**prompt, **motion, **networks.row_fields(**prompt), **coherence}
         row = PlanRow(
             index=index,
             # txt2img ControlNet generates from noise: the whole schedule runs
@@ -142,11 +144,8 @@ def build_plan(
             height=frame_sizes[index][1] if frame_sizes else height,
             blend_mode=cfg.prompt_blend,
             controls=controls or None,
-            **prompt,
-            **motion,
-            **networks.row_fields(**prompt),  # type: ignore[arg-type]
             clip_skip=clip_skip,
-            **coherence,
+            **grouped,
         )
         check_row(row, origins)
         rows.append(row)
@@ -293,14 +292,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _prompt_at(keys: list[PromptKey], index: int, mode: PromptBlend) -> dict[str, object]:
+def _prompt_at(keys: list[PromptKey], index: int, mode: PromptBlend) -> dict[str, Any]:
     """The prompt fields of frame ``index``: its keyframe, and the blend to the next."""
     current = 0
     for position, key in enumerate(keys):
         if key.frame <= index:
             current = position
     key = keys[current]
-    fields_ = {"prompt": key.prompt, "negative_prompt": key.negative}
+    fields_: dict[str, Any] = {"prompt": key.prompt, "negative_prompt": key.negative}
     following = keys[current + 1] if current + 1 < len(keys) else None
     if (
         mode is PromptBlend.none

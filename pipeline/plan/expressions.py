@@ -315,7 +315,7 @@ _FUNCTIONS_HELP = "known functions: " + ", ".join(
 )
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: Number) -> str:
     return f"{float(x):g}"
 
 
@@ -407,8 +407,8 @@ _BINARY: dict[str, Callable[[Number, Number], Number]] = {
 }
 
 
-def _explain_binary(op: str, left: float, right: float) -> str:
-    left, right = float(left), float(right)
+def _explain_binary(op: str, left_value: Number, right_value: Number) -> str:
+    left, right = float(left_value), float(right_value)
     if op in ("/", "%") and right == 0:
         return "division by zero" if op == "/" else "modulo by zero"
     if op == "**" and left < 0 and right != math.floor(right):
@@ -494,7 +494,7 @@ class Call(Node):
             (condition, condition_bad), (_, a_bad), (_, b_bad) = evaluated
             chosen = condition != 0
             choose = FUNCTIONS["where"].apply
-            bad = condition_bad | choose(chosen, a_bad, b_bad)
+            bad = condition_bad | np.asarray(choose(chosen, a_bad, b_bad), dtype=bool)
             return choose(chosen, values[1], values[2]), bad
         function = FUNCTIONS[self.name]
         bad_in: Flags = False

@@ -72,7 +72,8 @@ class _Parser:
 
     def parse(self) -> list[_Node] | None:
         """The prompt's nodes, or None when A1111 would not parse it."""
-        text, nodes, position = self.text, [], 0
+        text, position = self.text, 0
+        nodes: list[_Node] = []
         while position < len(text):
             char = text[position]
             parsed: _Parsed | None = None
@@ -98,7 +99,8 @@ class _Parser:
 
     def _prompt(self, position: int, closers: str) -> _Parsed | None:
         """Nodes up to (not including) the first character of ``closers`` at this level."""
-        text, nodes = self.text, []
+        text = self.text
+        nodes: list[_Node] = []
         while position < len(text):
             char = text[position]
             if char in closers:

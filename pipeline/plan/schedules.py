@@ -243,7 +243,7 @@ def _key_frame(stream: TokenStream, key: Expression, key_variables: dict[str, fl
     if "t" in key.variables:
         problem = "a key cannot use t (the frame index)"
         raise stream.error(problem, key.position_of("t"), _KEY_HELP)
-    return round_half_away_from_zero(key.evaluate(key_variables))
+    return round_half_away_from_zero(float(key.evaluate(key_variables)))
 
 
 def _read_value(stream: TokenStream, frame: int, colon: Token) -> Keyframe:

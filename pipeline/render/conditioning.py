@@ -48,17 +48,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 
 from pipeline.config.schema import ModelFamily, PromptBlend
 from pipeline.errors import RotoscopeError
+from pipeline.models.loader import Pipeline
 from pipeline.models.textual_inversion import InstalledEmbedding, install_embedding
 from pipeline.plan.prompt_syntax import BREAK, parse_attention
-
-if TYPE_CHECKING:
-    from diffusers import DiffusionPipeline
 
 # A full chunk cut this close after a comma moves its tail to the next chunk (A1111's
 # default for its "comma padding backtrack" setting).
@@ -168,7 +166,7 @@ class PromptEncoder:
     model's text encoders on all of the text's chunks at once), so tests can see the cache.
     """
 
-    def __init__(self, pipe: DiffusionPipeline, family: ModelFamily, device: torch.device) -> None:
+    def __init__(self, pipe: Pipeline, family: ModelFamily, device: torch.device) -> None:
         if family is ModelFamily.auto:
             raise ValueError("the model family must be resolved: sd15 or sdxl")
         sdxl = family is ModelFamily.sdxl

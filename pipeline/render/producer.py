@@ -128,6 +128,7 @@ class FrameProducer:
         after the frame is handed to the writer, never before.
         """
         found = self.prepare(job, image, origin, chained)
+        output: np.ndarray | None
         if isinstance(found, PendingFrame):
             if chained is None:
                 output = self.renderer.render(job, image, found.maps)
@@ -144,6 +145,7 @@ class FrameProducer:
                 else None
             )
             if chained is not None:
+                assert output is not None  # read above for a chain
                 chained.reused(found.key, output)
         if self.stop is not None:
             self.stop.check()

@@ -74,7 +74,7 @@ def stacked(conditionings: Sequence[Conditioning]) -> Conditioning:
     """Several frames' conditionings as one, stacked along the batch in order."""
     if len(conditionings) == 1:
         return conditionings[0]
-    parts = {}
+    parts: dict[str, Any] = {}
     for part in fields(Conditioning):
         tensors = [getattr(c, part.name) for c in conditionings]
         parts[part.name] = None if tensors[0] is None else torch.cat(tensors)

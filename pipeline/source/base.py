@@ -120,7 +120,9 @@ class Selection:
         """How many frames are selected; None when the source length and stop are unknown."""
         if total is None and self.stop is None:
             return self.limit
-        return len(self.indices(self.stop if total is None else total))
+        stop = self.stop if total is None else total
+        assert stop is not None  # both unknown returned above
+        return len(self.indices(stop))
 
 
 class Source(ABC):

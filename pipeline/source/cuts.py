@@ -20,7 +20,7 @@ def colour_histogram(image: np.ndarray) -> np.ndarray:
     """The normalised hue-saturation histogram of an RGB uint8 frame."""
     hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
     histogram = cv2.calcHist([hsv], [0, 1], None, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256])
-    return cv2.normalize(histogram, None, alpha=1.0, norm_type=cv2.NORM_L1)
+    return np.asarray(cv2.normalize(histogram, np.empty_like(histogram), 1.0, 0.0, cv2.NORM_L1))
 
 
 class CutDetector:

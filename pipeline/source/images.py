@@ -62,7 +62,8 @@ def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     Hidden files (``.DS_Store``) and subfolders are skipped silently: they are never
     meant as frames and warning about them would be noise.
     """
-    images, skipped = [], []
+    images: list[Path] = []
+    skipped: list[Path] = []
     for entry in folder.iterdir():
         if entry.name.startswith(".") or entry.is_dir():
             continue

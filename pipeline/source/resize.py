@@ -30,6 +30,7 @@ def target_size(
     size. The result is rounded to the nearest multiple of 8 (at least 8).
     """
     _check_requested(width, height, scale)
+    size: tuple[float, float]
     if width is not None and height is not None:
         size = (width, height)
     elif width is not None:

@@ -23,11 +23,12 @@ share one resize path. RGBA is requested only when the stream has alpha.
 
 from __future__ import annotations
 
+import io
 import logging
 import subprocess
 import threading
 from collections.abc import Generator, Iterator
-from typing import IO
+from typing import IO, cast
 
 import ffmpeg
 import numpy as np
@@ -87,7 +88,9 @@ class VideoReader:
             target=_drain, args=(process.stderr, self._stderr_head), daemon=True
         )
         self._stderr_thread.start()
-        while (data := _read_exact(process.stdout, frame_bytes)) is not None:
+        # an unbuffered-size pipe from Popen is a BufferedReader, which reads into a buffer
+        stdout = cast(io.BufferedReader | None, process.stdout)
+        while (data := _read_exact(stdout, frame_bytes)) is not None:
             yield np.frombuffer(data, np.uint8).reshape(height, width, self.channels)
         self.returncode = process.wait()
         self._stderr_thread.join()
@@ -140,7 +143,7 @@ class VideoReader:
         )  # fmt: skip
 
 
-def _read_exact(stream: IO[bytes] | None, size: int) -> bytearray | None:
+def _read_exact(stream: io.BufferedReader | None, size: int) -> bytearray | None:
     """Read one whole frame; None at end of stream (a partial last frame is dropped).
 
     A fresh writable buffer per frame lets the yielded array be used and modified

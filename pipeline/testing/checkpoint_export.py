@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -197,7 +198,9 @@ def _tensor(value: torch.Tensor) -> torch.Tensor:
     return value.detach().to("cpu").contiguous().clone()
 
 
-def unet_to_ldm(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+# The models below are diffusers' and transformers' (typed Any): their configs and
+# submodules are attributes set at run time, which no static type describes.
+def unet_to_ldm(unet: Any) -> dict[str, torch.Tensor]:
     """A diffusers ``UNet2DConditionModel``'s weights under LDM names (no prefix)."""
     routes = _unet_routes(unet.config)
     return {_rename(key, routes): _tensor(value) for key, value in unet.state_dict().items()}
@@ -209,7 +212,7 @@ def unet_module_to_ldm(config: Mapping, module: str) -> str:
     return _rename(f"{module}.weight", _unet_routes(config)).removesuffix(".weight")
 
 
-def vae_to_ldm(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
+def vae_to_ldm(vae: Any) -> dict[str, torch.Tensor]:
     """A diffusers ``AutoencoderKL``'s weights under LDM names, as in standalone VAE files."""
     routes = _vae_routes(vae.config)
     converted = {}
@@ -221,7 +224,7 @@ def vae_to_ldm(vae: torch.nn.Module) -> dict[str, torch.Tensor]:
     return converted
 
 
-def text_encoder_to_ldm(text_encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+def text_encoder_to_ldm(text_encoder: Any) -> dict[str, torch.Tensor]:
     """A transformers ``CLIPTextModel``'s weights as LDM's CLIP embedder holds them."""
     return {
         (key if key.startswith("text_model.") else f"text_model.{key}"): _tensor(value)
@@ -229,7 +232,7 @@ def text_encoder_to_ldm(text_encoder: torch.nn.Module) -> dict[str, torch.Tensor
     }
 
 
-def open_clip_to_ldm(text_encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+def open_clip_to_ldm(text_encoder: Any) -> dict[str, torch.Tensor]:
     """A transformers ``CLIPTextModelWithProjection``'s weights as an OpenCLIP text tower."""
     weights = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
     converted = {

@@ -12,7 +12,7 @@ the random VAE) while the UNet stays random.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -123,7 +123,7 @@ def constructed_vae(
     """
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL(**vae_config(scaling_factor))
+    vae: Any = AutoencoderKL(**vae_config(scaling_factor))  # its parts are run-time attributes
     gain = float(latent_gain) if latent_gain is not None else _SCALED_GAIN / float(scaling_factor)
     c = _OPERATING_POINT
     slope = _silu_slope(c)

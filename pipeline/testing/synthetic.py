@@ -63,20 +63,20 @@ def make_texture(size: int, seed: int = 0) -> np.ndarray:
         near_x, near_y = xs[y0:y1, x0:x1] * size - cx, ys[y0:y1, x0:x1] * size - cy
         weight = np.exp(-(near_x**2 + near_y**2) / (2 * sigma**2))
         image[y0:y1, x0:x1] += weight[..., None] * colour
-    shapes = np.clip(image, 0, 1)
+    shapes = np.clip(image, 0, 1).astype(np.float32)
     for _ in range(int(size * size / 900)):  # hard-edged shapes
-        colour = tuple(float(c) for c in rng.uniform(0, 1, 3))
+        fill = [float(c) for c in rng.uniform(0, 1, 3)]
         kind = rng.integers(3)
         x0, y0 = (int(v) for v in rng.uniform(0, size, 2))
         extent = int(rng.uniform(size / 60, size / 15))
         if kind == 0:
-            cv2.rectangle(shapes, (x0, y0), (x0 + extent, y0 + extent // 2 + 1), colour, -1)
+            cv2.rectangle(shapes, (x0, y0), (x0 + extent, y0 + extent // 2 + 1), fill, -1)
         elif kind == 1:
-            cv2.circle(shapes, (x0, y0), extent // 2 + 1, colour, -1, lineType=cv2.LINE_AA)
+            cv2.circle(shapes, (x0, y0), extent // 2 + 1, fill, -1, lineType=cv2.LINE_AA)
         else:
             x1, y1 = (int(v) for v in rng.uniform(0, size, 2))
             thickness = int(rng.integers(1, max(2, size // 150)))
-            cv2.line(shapes, (x0, y0), (x1, y1), colour, thickness, lineType=cv2.LINE_AA)
+            cv2.line(shapes, (x0, y0), (x1, y1), fill, thickness, lineType=cv2.LINE_AA)
     grain = cv2.GaussianBlur(rng.standard_normal((size, size, 3)).astype(np.float32), (0, 0), 1.0)
     return np.clip(shapes + 0.08 * grain, 0.0, 1.0)
 

@@ -19,6 +19,7 @@ changes a 64x64 frame.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def _text_module(name: str) -> str:
 
 
 def _kohya(
-    unet: torch.nn.Module, encoders: dict[str, torch.nn.Module], ldm_names: bool
+    unet: Any, encoders: Mapping[str, torch.nn.Module], ldm_names: bool
 ) -> dict[str, torch.Tensor]:
     """A kohya-format LoRA: ``lora_unet_<module>`` and ``lora_<te>_<module>`` with dots as
     underscores; SDXL's UNet modules under their LDM names."""
@@ -196,9 +197,7 @@ def _kohya(
     return weights
 
 
-def _diffusers(
-    unet: torch.nn.Module, encoders: dict[str, torch.nn.Module]
-) -> dict[str, torch.Tensor]:
+def _diffusers(unet: Any, encoders: Mapping[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
     """A diffusers-format (peft) LoRA: ``<component>.<module>.lora_A/lora_B.weight``."""
     weights: dict[str, torch.Tensor] = {}
     parts = [("unet", unet, _UNET_TARGETS, str)] + [

@@ -26,7 +26,7 @@ import copy
 import json
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
@@ -35,7 +35,7 @@ from pipeline.testing.checkpoint_export import unet_to_ldm
 from pipeline.testing.tiny_models import TINY_FORMAT, TinyModels, save_into_place
 
 if TYPE_CHECKING:
-    from diffusers import ControlNetModel, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
 
 # Bump when the tiny ControlNets change, so builds made by an older version are redone.
 CONTROLNET_FORMAT = 1
@@ -104,7 +104,7 @@ def _is_complete(stamp: Path, paths: TinyControlNets, version: dict[str, int]) -
     return built == version and all(path.exists() for path in astuple(paths))
 
 
-def _controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
+def _controlnet(unet: UNet2DConditionModel) -> Any:
     """A ControlNet for ``unet`` whose control map matters (see the module docstring)."""
     from diffusers import ControlNetModel
 
@@ -118,14 +118,14 @@ def _controlnet(unet: UNet2DConditionModel) -> ControlNetModel:
     return controlnet
 
 
-def export_controlnet_ldm(
-    controlnet: ControlNetModel, unet: UNet2DConditionModel, path: Path
-) -> None:
+def export_controlnet_ldm(controlnet: Any, unet: Any, path: Path) -> None:
     """Save an SD 1.x ControlNet in the original (LDM ``cldm``) single-file layout.
 
-    The ControlNet's encoder has the UNet encoder's structure and names in both layouts,
-    so its LDM names come from the UNet's mapping: the ControlNet's encoder weights are
-    loaded into a copy of ``unet`` and renamed with it. The rest is ControlNet's own:
+    ``controlnet`` and ``unet`` are diffusers' models (typed Any: their parts are
+    attributes set at run time). The ControlNet's encoder has the UNet encoder's
+    structure and names in both layouts, so its LDM names come from the UNet's mapping:
+    the ControlNet's encoder weights are loaded into a copy of ``unet`` and renamed with
+    it. The rest is ControlNet's own:
     ``zero_convs[i]`` (a one-layer sequential per skip connection), ``middle_block_out``,
     and ``input_hint_block``, a sequential that puts a SiLU after every conv (so the
     convs sit at even indices: ``conv_in`` at 0, then the blocks, ``conv_out`` last).

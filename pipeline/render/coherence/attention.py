@@ -181,6 +181,7 @@ class CrossFrameAttnProcessor:
             anchors = []
             if attn.norm_cross:
                 encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        assert encoder_hidden_states is not None  # the frame's own states in self-attention
         context = torch.cat([encoder_hidden_states, *anchors], dim=1)
         if attention_mask is not None and anchors:  # anchor keys are never masked
             attention_mask = F.pad(attention_mask, (0, context.shape[1] - sequence_length))

@@ -72,4 +72,5 @@ class LoopbackStrategy(RenderStrategy):
                     str(info.path), -1, index / info.fps if info.fps else 0.0, first.name, index - 1
                 )
             previous = producer.produce(row, image, origin, need_output=True)
+            assert previous is not None  # asked for
             inputs.output(previous)
