@@ -3,7 +3,7 @@
 Used by the demo; also handy for trying options without a clip of your own. The picture
 is procedural (``pipeline.testing.synthetic``: gradients, blobs, shapes and lines) and
 the motion is a steady pan, so temporal coherence has real motion to follow and the
-flicker metric a clean floor; the sound is a 440 Hz tone.
+flicker metric a clean reference; the sound is a 440 Hz tone.
 """
 
 from __future__ import annotations

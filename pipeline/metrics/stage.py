@@ -146,9 +146,11 @@ def _mean(values: list[float] | list[float | None]) -> float | None:
 def _chart(metrics: RunMetrics, frame_count: int, folder: RunFolder) -> None:
     """Per-frame warp error of the output and of the source (NaN where no pair)."""
     output = np.full(frame_count, math.nan)
-    floor = np.full(frame_count, math.nan)
+    reference = np.full(frame_count, math.nan)
     for pair in metrics.frames:
         output[pair.index] = math.nan if pair.warp_error is None else pair.warp_error
-        floor[pair.index] = math.nan if pair.source_warp_error is None else pair.source_warp_error
-    series = [Series("warp error", output, []), Series("source (floor)", floor, [])]
+        reference[pair.index] = (
+            math.nan if pair.source_warp_error is None else pair.source_warp_error
+        )
+    series = [Series("warp error", output, []), Series("source (reference)", reference, [])]
     write_plan_chart(series, [], folder.metrics_chart)

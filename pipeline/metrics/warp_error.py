@@ -6,8 +6,9 @@ reward flicker the flow can explain away); output frame ``t`` is backward-warped
 frame ``t-1`` with the forward flow ``t-1 -> t``, and the squared difference to output
 frame ``t-1``, over RGB in [0, 1], is averaged over the pixels of frame ``t-1`` whose
 flow is reliable (forward-backward consistent and landing inside frame ``t``). The
-same number for the source itself is the floor: what interpolation and flow error
-alone leave.
+same number for the source itself is the reference: what interpolation and flow error
+leave on a clip that does not flicker. It is not a floor: a smooth output (coherence
+carries detail along the flow, img2img softens texture) often scores below it.
 
 A frozen or blurred video would score well, so :func:`detail` (the variance of the
 Laplacian of the grey image) goes with it: coherence must keep the picture's detail.

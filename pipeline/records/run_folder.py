@@ -120,7 +120,7 @@ class RunFolder:
     # --- metrics stage ---
     @property
     def metrics(self) -> Path:
-        """Warp error per frame pair and overall, with the source's as the floor."""
+        """Warp error per frame pair and overall, with the source's as the reference."""
         return self.path / "metrics.json"
 
     @property
