@@ -11,21 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from support.cli import rotoscope
+from support.media import make_pan_folder
 from support.run_files import frames_of
-
-from pipeline.testing.synthetic import pan_clip
 
 
 @pytest.fixture(scope="module")
 def pan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A frame sequence (a folder of PNGs) panning over a texture: 8 frames, 64x64."""
-    folder = tmp_path_factory.mktemp("pan") / "pan"
-    folder.mkdir()
-    for index, frame in enumerate(pan_clip(frames=8, width=64, height=64).frames):
-        Image.fromarray(frame).save(folder / f"{index:03d}.png")
-    return folder
+    return make_pan_folder(tmp_path_factory.mktemp("pan") / "pan", frames=8)
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +34,6 @@ def pan_video(pan_folder: Path) -> Path:
         check=True,
     )  # fmt: skip
     return video
-
-
-@pytest.fixture(scope="module")
-def sd15(tiny_models):
-    from diffusers import StableDiffusionImg2ImgPipeline
-
-    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-        str(tiny_models.sd15), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )  # fmt: skip
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 # --- cross-frame attention ---
