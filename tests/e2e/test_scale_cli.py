@@ -102,9 +102,9 @@ def ray_cluster(tmp_path: Path) -> Iterator[None]:
     with socket.socket() as probe:
         probe.bind(("", 0))
         port = probe.getsockname()[1]
-    ray = Path(sys.executable).parent / "ray"
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]  # the ray command, wherever it is
     head = subprocess.Popen(
-        [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
+        [*ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
          "--include-dashboard=false", "--disable-usage-stats"],
         env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
