@@ -1,5 +1,6 @@
-"""The guard that ends a local Ray with its driver, without Ray: a stand-in driver marks a
-child as Ray's processes are marked, and is then killed or closes its guard."""
+"""The guard that ends a local Ray with its driver, without Ray: a stand-in driver starts
+children as Ray's are known to the guard (marked, or holding a file in the session
+folder it was told), and one it must spare, and is then killed or closes its guard."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,21 +16,25 @@ from support import ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the guard reads /proc")
 
-# A driver: a guard, a marked child (as ray.init's processes are) and an unmarked one.
 DRIVER = textwrap.dedent(
     """
-    import subprocess, time
+    import subprocess, sys, time
+    from pathlib import Path
     from pipeline.render.executors.ray.guard import RayGuard
 
-    def sleeper():  # without the test's pipes, which it would hold open
-        quiet = subprocess.DEVNULL
-        return subprocess.Popen(["sleep", "300"], stdin=quiet, stdout=quiet)
+    session = Path(sys.argv[1])
+
+    def sleeper(output=subprocess.DEVNULL):  # without the test's pipes, which it would hold
+        return subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL, stdout=output)
 
     guard = RayGuard.start()
     with guard.marking():
-        marked = sleeper()
+        marked = sleeper()  # as ray.init's processes are marked
+    with (session / "agent.log").open("w") as log:
+        logging = sleeper(log)  # as a Ray agent keeps its log open in the session folder
+    guard.watch(str(session))
     unmarked = sleeper()
-    print(marked.pid, unmarked.pid, flush=True)
+    print(marked.pid, logging.pid, unmarked.pid, flush=True)
     if input() == "close":
         guard.close()
         print("closed", flush=True)
@@ -53,13 +59,13 @@ def wait_until_gone(pid: int, timeout: float = 30) -> None:
 
 
 @pytest.mark.parametrize("ending", ["killed", "closed"])
-def test_the_marked_processes_end_with_the_driver_and_only_they(ending: str) -> None:
+def test_rays_processes_end_with_the_driver_and_only_they(ending: str, tmp_path: Path) -> None:
     driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", DRIVER, str(tmp_path)], cwd=ROOT, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert driver.stdout is not None and driver.stdin is not None
-    marked, unmarked = (int(pid) for pid in driver.stdout.readline().split())
+    marked, logging, unmarked = (int(pid) for pid in driver.stdout.readline().split())
     try:
         if ending == "killed":
             driver.kill()  # kill -9: nothing of the driver's own code runs
@@ -67,10 +73,13 @@ def test_the_marked_processes_end_with_the_driver_and_only_they(ending: str) -> 
             driver.stdin.write("close\n")
             driver.stdin.flush()
             assert driver.stdout.readline() == "closed\n"  # close() waited for the guard
-            assert not running(marked)
+            assert not running(marked) and not running(logging)
         wait_until_gone(marked)
-        assert running(unmarked)  # what the driver started outside marking() is not Ray's
+        wait_until_gone(logging)
+        assert running(unmarked)  # what the driver started otherwise is not Ray's
     finally:
         driver.kill()
         driver.communicate()
-        psutil.Process(unmarked).kill()
+        for pid in (marked, logging, unmarked):
+            if running(pid):
+                psutil.Process(pid).kill()

@@ -68,7 +68,7 @@ class RayCluster:
         if this process is killed before it can shut them down."""
         self.guard = RayGuard.start()
         with self.guard.marking() if self.guard else contextlib.nullcontext():
-            ray.init(
+            context = ray.init(
                 address="local",
                 num_cpus=workers,
                 num_gpus=local_gpus(self.cfg),
@@ -76,6 +76,8 @@ class RayCluster:
                 logging_level=logging.ERROR,
                 log_to_driver=False,
             )
+        if self.guard:
+            self.guard.watch(context.address_info["session_dir"])
 
     def worker_config(self) -> RunConfig:
         """The config a worker renders with: its device, and the dtype that goes with it
