@@ -85,6 +85,13 @@ class PromptBlend(Enum):
     none = "none"  # hard cut at each keyframe
 
 
+class PromptEditingSteps(Enum):
+    """Which denoising steps prompt editing (``[a:b:0.5]``, alternation too) counts."""
+
+    rotoscope = "rotoscope"  # the steps that run (img2img at strength 0.5 runs half of them)
+    a1111 = "a1111"  # as A1111's img2img: a schedule over all steps, counted from the first run
+
+
 class AnimationMode(Enum):
     none = "none"  # each frame from its own input frame
     loopback = "loopback"  # each frame from the previous output, moved (Deforum "2D")
@@ -349,6 +356,9 @@ class RunConfig:
     styles_file: str = "${paths.home}/styles.csv"
     # A1111's CLIP skip: 1 = the text encoder's last layer, 2 = the one before, ...
     clip_skip: int = 1
+    # How prompt editing's "when" counts steps: over the denoising steps that run, or as
+    # A1111's img2img counts them (Deforum imports set a1111).
+    prompt_editing_steps: PromptEditingSteps = PromptEditingSteps.rotoscope
     # Numbers or Deforum schedules ("0:(0.65), 60:(0.45)").
     # strength is diffusers' strength: 0 keeps the input frame, 1 ignores it.
     strength: str = "0.5"

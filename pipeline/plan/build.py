@@ -10,7 +10,7 @@ computed from its row alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -25,12 +25,19 @@ from pipeline.config.schedulable import (
     ScheduleGroup,
     schedules_in,
 )
-from pipeline.config.schema import AnimationMode, ControlMode, PromptBlend, RunConfig, SeedBehavior
+from pipeline.config.schema import (
+    AnimationMode,
+    ControlMode,
+    PromptBlend,
+    PromptEditingSteps,
+    RunConfig,
+    SeedBehavior,
+)
 from pipeline.errors import RotoscopeError
 from pipeline.models.samplers import canonical_sampler, check_sampler_steps
 from pipeline.plan.chart import Series
-from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags
-from pipeline.plan.prompt_editing import check_composable
+from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags, strip_network_tags
+from pipeline.plan.prompt_editing import check_composable, has_prompt_editing
 from pipeline.plan.prompt_syntax import parse_attention
 from pipeline.plan.rows import ControlValues, PlanRow
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
@@ -145,6 +152,7 @@ def build_plan(
             blend_mode=cfg.prompt_blend,
             controls=controls or None,
             clip_skip=clip_skip,
+            prompt_editing_steps=editing_steps(cfg, prompt.values()),
             **grouped,
         )
         check_row(row, origins)
@@ -163,6 +171,18 @@ def build_plan(
         if part == "weight" or np.ptp(item.values) > 0
     ]
     return Plan(rows, chart, keys)
+
+
+def editing_steps(cfg: RunConfig, texts: Iterable[object]) -> str | None:
+    """A row's ``prompt_editing_steps``: the setting when it is not the default and one of
+    the row's prompt texts uses prompt editing; None otherwise, so a row whose frame does
+    not depend on it (and its frame's key) stays as it was."""
+    if cfg.prompt_editing_steps is PromptEditingSteps.rotoscope:
+        return None
+    edited = any(
+        has_prompt_editing(strip_network_tags(text)) for text in texts if isinstance(text, str)
+    )
+    return cfg.prompt_editing_steps.value if edited else None
 
 
 # The schedules of temporal coherence: fractions and weights, all within 0..1.

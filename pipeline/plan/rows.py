@@ -74,6 +74,9 @@ class PlanRow:
     network_files: dict[str, str] | None = field(default=None, metadata=OPTIONAL)
     # A1111's CLIP skip when it is not 1 (1 = the text encoder's last layer).
     clip_skip: int | None = field(default=None, metadata=OPTIONAL)
+    # How prompt editing counts steps ("a1111"), set only when it is not the default and
+    # the row's prompts use prompt editing (None: over the denoising steps that run).
+    prompt_editing_steps: str | None = field(default=None, metadata=OPTIONAL)
 
     # Temporal coherence (set only when it is on): the first frame of this frame's
     # segment (its anchor; the frame itself for a segment's first frame), the fraction

@@ -13,7 +13,7 @@ from pipeline.control.maps import check_units
 from pipeline.errors import RotoscopeError, plural
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
-from pipeline.plan.rows import write_plan
+from pipeline.plan.rows import PlanRow, write_plan
 from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo
 from pipeline.source.cuts import CutDetector
@@ -132,8 +132,15 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
             rows[0].sampler,
             seed_text,
             *(segments if starts else []),
+            *(_editing_counted(rows)),
         ]
     )
+
+
+def _editing_counted(rows: list[PlanRow]) -> list[str]:
+    """How prompt editing counts its steps, when rows use a count other than the default."""
+    counts = sorted({row.prompt_editing_steps for row in rows if row.prompt_editing_steps})
+    return [f"prompt editing counts steps as {count} does" for count in counts]
 
 
 def _frame_list(frames: list[int], shown: int = 8) -> str:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,6 +36,7 @@ from pipeline.models.samplers import (
     make_scheduler,
     seed_scheduler,
 )
+from pipeline.plan.prompt_editing import schedule_steps
 from pipeline.plan.rows import PlanRow
 from pipeline.render.adapters import Adapters
 from pipeline.render.batch import FrameInput, batch_embeddings, conditioning_shapes
@@ -147,9 +149,7 @@ class Renderer:
             self.control_pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
         steps = inference_steps(job.steps, job.strength)
         conditionings = [
-            self.conditionings(
-                frame.job, lambda: denoising_steps(pipe.scheduler, steps, job.strength)
-            )
+            self.conditionings(frame.job, partial(editing_length, pipe.scheduler, frame.job, steps))
             for frame in frames
         ]
         # a sampler that seeds its own noise (DPM++ SDE) has one seed per call
@@ -235,21 +235,30 @@ class Renderer:
             arguments["strength"] = job.strength
         return arguments
 
-    def conditionings(self, job: PlanRow, count_steps: Callable[[], int]) -> StepConditionings:
+    def conditionings(self, job: PlanRow, schedule_length: Callable[[], int]) -> StepConditionings:
         """The row's prompt embeddings for each denoising step (its keyframe's, or a blend
         toward the next one, switched by prompt editing), with its LoRA weights set.
 
-        ``count_steps`` gives the number of denoising steps that will run (prompt editing
-        counts in them); it is called only for prompts that use prompt editing.
+        ``schedule_length`` gives the number of steps prompt editing's schedule is built
+        over (:func:`editing_length`); it is called only for prompts that use prompt
+        editing.
         """
         settings = self.adapters.settings(job)
         do_cfg = job.guidance_scale > 1.0
-        return step_conditionings(self.prompts, job, settings, do_cfg, count_steps)
+        return step_conditionings(self.prompts, job, settings, do_cfg, schedule_length)
 
     def _use_sampler(self, name: str) -> None:
         if name != self._sampler:
             self.pipe.scheduler = make_scheduler(name, self._base_scheduler_config)
             self._sampler = name
+
+
+def editing_length(scheduler: Any, job: PlanRow, num_inference_steps: int) -> int:
+    """The number of steps the row's prompt-editing schedule is built over, as its
+    ``prompt_editing_steps`` counts: the iterations diffusers' img2img loop runs for
+    ``num_inference_steps`` at the row's strength, or A1111's count."""
+    steps_run = denoising_steps(scheduler, num_inference_steps, job.strength)
+    return schedule_steps(job.prompt_editing_steps, job.steps, steps_run, scheduler.order)
 
 
 class MemorySavers:

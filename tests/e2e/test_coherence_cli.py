@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -121,8 +119,9 @@ def test_a_mid_segment_render_rebuilds_the_previous_frames_state(
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models, tmp_path):
-    from support.cli import start
-    from support.cli_runner import wait_for_lines
+    """Killed at exactly 3 of 8 frames (the job stops itself there, see
+    support/stop_at_lines.py): the resumed run reuses those 3 and renders the rest."""
+    from support.cli import start_stopping_at, wait_until_stopped
 
     settings = ["coherence=full", "coherence.attention_anchors=both", "steps=8"]
     reference, _ = run(pan_folder, tiny_models, tmp_path, *settings, "name=whole")
@@ -130,14 +129,12 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models
         f"input.path={pan_folder}", f"model.path={tiny_models.sd15}", "prompt=ink", "steps=4",
         "strength=0.5", "seed=5", "runtime=cpu", "output=images", *settings,
     ]  # fmt: skip
-    proc = start(*args, "name=killed", cwd=tmp_path)
-    run_dir = tmp_path / "outputs/killed"
-    wait_for_lines(run_dir, 3, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.1)
-    _, report = run(pan_folder, tiny_models, tmp_path, *settings, "name=killed")
-    assert 0 < report["reused"] < 8
+    proc = start_stopping_at(3, *args, "name=killed", cwd=tmp_path)
+    wait_until_stopped(proc)
+    proc.kill()
+    proc.communicate()
+    run_dir, report = run(pan_folder, tiny_models, tmp_path, *settings, "name=killed")
+    assert (report["reused"], report["rendered"]) == (3, 5)
     for a, b in zip(frames_of(run_dir), frames_of(reference), strict=True):
         assert np.array_equal(a, b)
 

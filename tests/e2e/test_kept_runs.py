@@ -9,13 +9,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from support import ROOT
-from support.cli import rotoscope
+from support.cli import command, rotoscope
+from support.cli_runner import cli_env
 from support.media import make_video, write_image
 from support.run_files import frame_files, frames_of, report_of
 
@@ -129,20 +135,63 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path: Path) -> None:
     assert "afile is not a folder" in one_error_line(queue)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_output_folder_is_one_line(tmp_path: Path) -> None:
-    clip = make_video(tmp_path / "clip.mp4", frames=2, fps=8)
-    (tmp_path / "outputs/clip").mkdir(parents=True)
-    for folder in (tmp_path / "outputs/clip", tmp_path / "outputs"):
-        folder.chmod(0o555)
+# Dropping root to an unprivileged user, for the commands of one test.
+UNPRIVILEGED = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def as_unprivileged_user() -> list[str]:
+    """The prefix that runs a command as a user the permission bits bind: none when the
+    tests already run as one; ``setpriv`` to ``nobody`` as root (who writes into
+    read-only folders, as CI's containers run). Skips only where root cannot drop
+    privileges here, saying why."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, and setpriv (util-linux) is not installed to drop it")
+    probe = subprocess.run(
+        [*UNPRIVILEGED, sys.executable, "-c", "import pipeline"], cwd="/", env=cli_env(Path("/")),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"running as root, and user nobody cannot run this Python: {probe.stderr}")
+    return UNPRIVILEGED
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder another user can reach (pytest's own are private to the user running it)."""
+    folder = Path(tempfile.mkdtemp(prefix="rotoscope-read-only-"))
+    folder.chmod(0o755)
     try:
-        line = one_error_line(rotoscope(f"input.path={clip}", "stages=[plan]", cwd=tmp_path))
-        assert "Permission denied" in line
-        line = one_error_line(rotoscope(f"input.path={clip}", "name=new", cwd=tmp_path))
-        assert "Permission denied" in line
+        yield folder
     finally:
-        for folder in (tmp_path / "outputs", tmp_path / "outputs/clip"):
-            folder.chmod(0o755)
+        for path in (folder, *folder.rglob("*")):
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def test_a_read_only_output_folder_is_one_line(shared_folder: Path) -> None:
+    """Run as a user the folders' permission bits bind (nobody, when the tests run as
+    root): a run folder that cannot be written, and an output root where none can be
+    made, each end in one line naming the problem, with nothing written."""
+    prefix = as_unprivileged_user()
+    work = shared_folder
+    clip = make_video(work / "clip.mp4", frames=2, fps=8)
+    clip.chmod(0o644)
+    (work / "outputs/clip").mkdir(parents=True)
+    for folder in (work / "outputs/clip", work / "outputs"):
+        folder.chmod(0o555)
+
+    def rotoscope_as_user(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*prefix, *command(*args)], cwd=work, env=cli_env(work),
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+
+    line = one_error_line(rotoscope_as_user(f"input.path={clip}", "stages=[plan]"))
+    assert "cannot write run folder" in line and "Permission denied" in line
+    line = one_error_line(rotoscope_as_user(f"input.path={clip}", "name=new"))
+    assert "cannot write run folder" in line and "Permission denied" in line
+    assert sorted(path.name for path in (work / "outputs").rglob("*")) == ["clip"]
 
 
 def test_a_long_input_file_name_renders_to_the_end(base, tmp_path: Path) -> None:

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import NoReturn
@@ -66,19 +65,6 @@ def cli_env(home: Path) -> dict[str, str]:
     from pipeline.config.paths import HOME_ENV
 
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home)}
-
-
-def wait_for_lines(
-    run_dir: Path, count: int, proc: subprocess.Popen[str], timeout: float = 120
-) -> None:
-    """Block until the run's manifest has ``count`` lines (the process must still run)."""
-    from support.run_files import manifest_lines
-
-    deadline = time.monotonic() + timeout
-    while len(manifest_lines(run_dir)) < count:
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "no frames rendered in time"
-        time.sleep(0.05)
 
 
 def run_cli(

@@ -59,6 +59,9 @@ Facts about Deforum this relies on (checked against its ``args.py``, ``settings.
   ``Automatic`` means the sampler's A1111 default (Karras for DPM++ 2M and DPM++ SDE).
 - ``clipskip_schedule`` (with ``enable_clipskip_scheduling``) becomes ``clip_skip``: its
   value at frame 0, with a warning when it changes later.
+- Deforum renders through A1111's img2img, so prompt editing (``[a:b:0.5]``) in its
+  prompts counts steps as A1111's img2img does: the import sets
+  ``prompt_editing_steps: a1111``.
 
 A setting is reported when it would change Deforum's picture for this file (its switch
 is on, its value is not the neutral one, it applies to the file's mode) and rotoscope
@@ -77,6 +80,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.config.schema import PromptEditingSteps
 from pipeline.errors import RotoscopeError
 from pipeline.interop.deforum.schedules import (
     DEFORUM_ENTRY,
@@ -298,6 +302,8 @@ class _Importer:
             if present:
                 settings[target] = as_int(data[present[0]], 0)
         settings["prompt_blend"] = "none"  # Deforum switches prompts at their keys
+        # its prompts' [a:b:when] were written against A1111's img2img step counting
+        settings["prompt_editing_steps"] = PromptEditingSteps.a1111.value
 
     def _sampler(self) -> None:
         key = "sampler" if "sampler" in self.data else "sampler_name"

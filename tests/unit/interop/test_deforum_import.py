@@ -44,6 +44,7 @@ EXPECTED_KEYFRAMES = {
         "input.width": 768,
         "input.height": 512,
         "prompt_blend": "none",
+        "prompt_editing_steps": "a1111",
         "animation.mode": "loopback",
         "animation.border": "replicate",
         "animation.color_coherence": "lab",
