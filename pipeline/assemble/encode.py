@@ -137,7 +137,7 @@ def check_mask_outputs(output: OutputConfig, masked: bool) -> None:
     if asked is not None:
         raise RotoscopeError(
             f"{asked} writes each frame's mask, but no mask is given",
-            "set mask.path, mask.key or mask.luma (the masks), or drop the option",
+            "set mask.path, mask.key or mask.luma, or drop the option",
         )
 
 

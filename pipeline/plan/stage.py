@@ -130,7 +130,7 @@ def check_mask_strategies(cfg: RunConfig) -> None:
         raise RotoscopeError(
             "masks with animation.mode=loopback are not supported: a loopback frame is "
             "made from the previous output, not from a source frame to keep",
-            "use masks with animation=none (with coherence for a steady look)",
+            "use masks with animation=none; coherence keeps them steady",
         )
     if cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img:
         raise RotoscopeError(

@@ -247,12 +247,14 @@ class Renderer:
             return images[0] if len(frames) == 1 else images
 
         init = one_or_list([Image.fromarray(frame.image) for frame in frames])
-        masks = {}
+        masks: dict[str, Any] = {}
         if self.inpainting:  # an unmasked frame is rendered everywhere
             everywhere = np.full(frames[0].image.shape[:2], 255, np.uint8)
             masks["mask_image"] = one_or_list(
                 [Image.fromarray(everywhere if f.mask is None else f.mask) for f in frames]
             )
+            # the inpainting pipelines default to the model's size, not the picture's
+            masks.update(width=job.width, height=job.height)
         if not self.controlnets:
             return {"image": init, "strength": job.strength, **masks}
         if any(frame.maps is None or len(frame.maps) != len(self.controlnets) for frame in frames):

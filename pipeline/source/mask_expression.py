@@ -218,7 +218,7 @@ class _Parser:
     def _refuse(self, mask: str, why: str) -> NoReturn:
         raise RotoscopeError(
             f"{self.key} '{self.text}' uses {mask}: {why}",
-            "give that mask as a matte video or image folder (mask.path) instead",
+            "give that mask as a matte video or image folder in mask.path instead",
         )
 
 

@@ -50,7 +50,7 @@ def parse_key_color(text: str) -> tuple[int, int, int]:
             return red, green, blue
     raise RotoscopeError(
         f"mask.key '{text}' is not a key colour",
-        "use green, blue or the screen's colour as #rrggbb (pick it from a frame)",
+        "use green, blue or the screen's colour as #rrggbb, picked from a frame",
     )
 
 

@@ -7,8 +7,8 @@ A frame's mask comes from one of (``mask.*``, :class:`~pipeline.config.schema.Ma
   mask (a folder in natural order, like the input), except a mask video at another frame
   rate than an input video, whose frame at the input frame's time is taken; one image
   serves every frame. Mask frames are resized to the frame's size by the input's
-  ``resize_mode`` (padding black: nothing rendered there), so a matte exported at half
-  the resolution lines up;
+  ``resize_mode`` (padding black: nothing rendered there; enlarged linearly, so no
+  ringing reaches past an edge), so a matte exported at half the resolution lines up;
 * ``mask.key``, a chroma key of each source frame, or ``mask.luma``, its brightness range;
 
 then combined by ``mask.expression`` (Deforum's composable masks,
@@ -66,7 +66,7 @@ def check_mask_options(cfg: MaskConfig) -> None:
     if len(given) > 1:
         raise RotoscopeError(
             f"mask.{given[0]} and mask.{given[1]} both give the frame's mask",
-            "choose one; combine several with mask.expression ({mask} & [other.png])",
+            "choose one, and combine others with mask.expression, e.g. {mask} & [other.png]",
         )
     if cfg.key is not None:
         parse_key_color(cfg.key)
@@ -329,7 +329,9 @@ class FrameMasks:
 
     def _resized(self, picture: np.ndarray, frame: Frame) -> np.ndarray:
         height, width = frame.image.shape[:2]
-        return resize_frame(picture, width, height, self.input_cfg.resize_mode, BLACK)
+        return resize_frame(
+            picture, width, height, self.input_cfg.resize_mode, BLACK, cv2.INTER_LINEAR
+        )
 
     def close(self) -> None:
         if self.frames is not None:

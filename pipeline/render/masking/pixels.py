@@ -120,10 +120,13 @@ def crop_render_size(box: Box, native: int, multiple: int = 8) -> tuple[int, int
     return rounded(box.width * scale), rounded(box.height * scale)
 
 
-def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``image`` at ``width`` x ``height``: area averaging down, Lanczos up."""
+def resized(
+    image: np.ndarray, width: int, height: int, enlarge: int = cv2.INTER_LANCZOS4
+) -> np.ndarray:
+    """``image`` at ``width`` x ``height``: area averaging down, ``enlarge`` (Lanczos) up
+    (a mask goes up linearly: Lanczos rings past its edges)."""
     if (image.shape[1], image.shape[0]) == (width, height):
         return image
     shrinking = width * height < image.shape[0] * image.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
+    interpolation = cv2.INTER_AREA if shrinking else enlarge
     return cv2.resize(image, (width, height), interpolation=interpolation)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from pipeline.config.schema import MaskArea, MaskFill
@@ -84,14 +85,14 @@ class MaskedRender:
         box = crop_box(frame.mask, frame.job.mask_padding or 0)
         width, height = crop_render_size(box, self.renderer().native_size)
 
-        def cut(image: np.ndarray) -> np.ndarray:
-            return resized(box.cut(image), width, height)
+        def cut(image: np.ndarray, enlarge: int = cv2.INTER_LANCZOS4) -> np.ndarray:
+            return resized(box.cut(image), width, height, enlarge)
 
         crop = FrameInput(
             replace(frame.job, width=width, height=height),
             cut(filled(frame).image),
             [cut(control_map) for control_map in frame.maps] if frame.maps else None,
-            cut(frame.mask),
+            cut(frame.mask, cv2.INTER_LINEAR),
         )
         output = self.renderer().render_batch([crop], hooks)[0]
         return box.paste(source_of(frame), resized(output, box.width, box.height))
