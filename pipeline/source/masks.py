@@ -164,32 +164,34 @@ class MaskFile:
 
 def check_masks(cfg: MaskConfig, info: SourceInfo, selection: Selection, count: int) -> None:
     """The plan stage's checks of the masks of ``count`` frames: ``mask.path`` readable, as
-    long as the input's selection, of the input's aspect ratio; the expression's files."""
+    long as the input's selection, each mask of its frame's aspect ratio; the expression's
+    files."""
     check_mask_options(cfg)
     if cfg.expression is not None:
         for file in parse_keyed_masks(cfg.expression).files():
-            _check_image(file, "mask.expression", info)
+            _check_image(file, "mask.expression", info, 0)
     if cfg.path is None:
         return
     mask = MaskFile.open(cfg.path, info)
-    if mask.kind is SourceKind.folder:
-        for file in mask.files:
-            _check_image(file, "mask.path", info)
-    else:
-        _check_aspect(mask.path, mask.size(), info, "mask.path")
-    last = selection.start + (count - 1) * selection.every
-    needed = mask.number(last, last / info.source_fps)
+    sources = [selection.start + index * selection.every for index in range(count)]
+    numbers = [mask.number(source, source / info.source_fps) for source in sources]
     have = mask.count()
-    if needed >= have:
+    if numbers[-1] >= have:
         raise RotoscopeError(
             f"mask.path '{cfg.path}' has {have} frames but the input's {count} selected "
-            f"frames need {needed + 1}",
+            f"frames need {numbers[-1] + 1}",
             "give a mask frame for every input frame, or trim the input (input.end, "
             "input.max_frames)",
         )
+    if mask.kind is SourceKind.folder:
+        for index, number in enumerate(numbers):
+            _check_image(mask.files[number], "mask.path", info, index)
+    else:
+        _check_aspect(mask.path, mask.size(), info, 0, "mask.path")
 
 
-def _check_image(file: Path, key: str, info: SourceInfo) -> None:
+def _check_image(file: Path, key: str, info: SourceInfo, index: int) -> None:
+    """A mask image exists, reads, and can line up with frame ``index``."""
     if not file.is_file():
         raise RotoscopeError(f"{key}: mask image '{file}' does not exist")
     size = upright_size(file)
@@ -197,18 +199,26 @@ def _check_image(file: Path, key: str, info: SourceInfo) -> None:
         raise RotoscopeError(
             f"{key}: mask image '{file}' cannot be read", "check that it opens in an image viewer"
         )
-    _check_aspect(file, size, info, key)
+    _check_aspect(file, size, info, index, key)
 
 
-def _check_aspect(file: Path, size: tuple[int, int] | None, info: SourceInfo, key: str) -> None:
-    """A mask must have the input's aspect ratio (at any size) to line up with it."""
+def _check_aspect(
+    file: Path, size: tuple[int, int] | None, info: SourceInfo, index: int, key: str
+) -> None:
+    """A mask must have its frame's aspect ratio (at any size) to line up with it: the
+    input's, or a photo's own (rendered at a size rounded to 8, which the tolerance
+    allows for)."""
     if size is None:
         return
-    wanted = info.source_width / info.source_height
-    if abs((size[0] / size[1]) / wanted - 1) > ASPECT_TOLERANCE:
+    width, height = info.source_width, info.source_height
+    tolerance = ASPECT_TOLERANCE
+    if info.frame_sizes is not None:
+        width, height = info.size_of(index)
+        tolerance += 8 / min(width, height)
+    if abs((size[0] / size[1]) / (width / height) - 1) > tolerance:
         raise RotoscopeError(
-            f"{key}: mask '{file}' is {size[0]}x{size[1]} but the input is "
-            f"{info.source_width}x{info.source_height}: the mask cannot line up with it",
+            f"{key}: mask '{file}' is {size[0]}x{size[1]} but its frame is {width}x{height}: "
+            "the mask cannot line up with it",
             "export the mask at the input's aspect ratio (any size: it is resized)",
         )
 
@@ -349,14 +359,21 @@ class MaskedSource(Source):
 
     def _frames(self) -> Generator[Frame, None, None]:
         passing = iter(self.source)  # a new pass: the source's lists start over
-        self.failures, self.repeats = self.source.failures, self.source.repeats
         self.masks.close()  # and so does the mask video
         try:
             for frame in passing:
+                self._sync()
                 self.frames_read += 1
                 yield replace(frame, mask=self.masks.mask(frame))
         finally:
+            self._sync()
             self.ended_early = self.source.ended_early
+
+    def _sync(self) -> None:
+        """The source's unreadable and repeated frames, in this pass's own lists (a
+        prefetching reader holds those lists, so they are filled, not replaced)."""
+        self.failures[:] = self.source.failures
+        self.repeats[:] = self.source.repeats
 
     def close(self) -> None:
         super().close()

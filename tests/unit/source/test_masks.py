@@ -182,7 +182,27 @@ def test_plan_checks_refuse_short_unreadable_and_unalignable_masks(tmp_path: Pat
         check_masks(MaskConfig(path=str(folder)), source.info, source.selection, 6)
     square = tmp_path / "square.png"
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(square)
-    with pytest.raises(RotoscopeError, match=r"is 64x64 but the input is 64x48"):
+    with pytest.raises(RotoscopeError, match=r"is 64x64 but its frame is 64x48"):
         check_masks(MaskConfig(path=str(square)), source.info, source.selection, 6)
     with pytest.raises(RotoscopeError, match=r"mask.path '.*nothing' does not exist"):
         check_masks(MaskConfig(path=str(tmp_path / "nothing")), source.info, source.selection, 6)
+
+
+def test_masked_frames_pass_on_the_inputs_unreadable_frames(tmp_path: Path) -> None:
+    """A prefetching reader over masked frames still reports the input's skipped frames."""
+    from pipeline.source.prefetch import Prefetch
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((48, 64, 3), 100 * index, np.uint8)).save(folder / f"{index}.png")
+    (folder / "1.png").write_bytes(b"broken")
+    cfg = InputConfig(path=str(folder))
+    source = open_source(cfg)
+    masks = FrameMasks(MaskConfig(luma=[0.0, 0.5]), cfg, source.info, [])
+    with Prefetch(MaskedSource(source, masks)) as feed:
+        frames = list(feed)
+        assert [frame.index for frame in frames] == [0, 2]
+        assert [index for index, _ in feed.failures] == [1]
+    assert frames[0].mask is not None and frames[0].mask.pixels.all()  # dark: in range
+    assert frames[1].mask is not None and not frames[1].mask.pixels.any()
