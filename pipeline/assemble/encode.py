@@ -125,7 +125,13 @@ def check_output_options(output: OutputConfig) -> None:
 
 def check_mask_outputs(output: OutputConfig, masked: bool) -> None:
     """An alpha format, ``output.alpha`` and ``output.matte`` show the masks: refused
-    without them, before anything renders."""
+    without them, before anything renders; ``output.alpha`` is for images (the video
+    formats with alpha are their own presets)."""
+    if output.alpha and output.format is not OutputFormat.images:
+        raise RotoscopeError(
+            f"output.alpha=true makes RGBA images, not {output.format.value}",
+            "use output=images, or output=prores_alpha / webm_alpha for a video with alpha",
+        )
     if masked:
         return
     asked = (

@@ -450,10 +450,12 @@ def test_mask_outputs_need_a_mask() -> None:
     from pipeline.assemble.encode import check_mask_outputs
 
     for output in (
-        OutputConfig(format=OutputFormat.prores_alpha), OutputConfig(alpha=True),
-        OutputConfig(matte=True),
+        OutputConfig(format=OutputFormat.prores_alpha),
+        OutputConfig(format=OutputFormat.images, alpha=True), OutputConfig(matte=True),
     ):  # fmt: skip
         with pytest.raises(RotoscopeError, match="no mask is given"):
             check_mask_outputs(output, masked=False)
         check_mask_outputs(output, masked=True)
     check_mask_outputs(OutputConfig(), masked=False)
+    with pytest.raises(RotoscopeError, match="makes RGBA images, not mp4"):
+        check_mask_outputs(OutputConfig(alpha=True), masked=True)
