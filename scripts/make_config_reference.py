@@ -57,6 +57,7 @@ GUIDES = {
     "animation": ("loopback animation", "../guides/loopback.md"),
     "controlnet": ("ControlNet", "../guides/controlnet.md"),
     "coherence": ("temporal coherence", "../guides/coherence.md"),
+    "mask": ("masks", "../guides/masks.md"),
 }
 
 

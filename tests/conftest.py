@@ -91,6 +91,15 @@ def tiny_adapters(
 
 
 @pytest.fixture(scope="session")
+def tiny_inpaint(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Path:
+    """A tiny SD 1.x inpainting checkpoint (9-channel UNet, the tiny model widened), as a
+    diffusers folder, built once per test session."""
+    from pipeline.testing.tiny_inpaint import build_tiny_inpaint
+
+    return build_tiny_inpaint(tmp_path_factory.mktemp("tiny_inpaint"), tiny_models.sd15)
+
+
+@pytest.fixture(scope="session")
 def annotators(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An annotator folder with random-init HED, PiDiNet and lineart weights (~90 MB).
 

@@ -1,7 +1,9 @@
 """``output=images``: the rendered frames copied into a folder under their output names.
 
 Bytes are copied, not re-encoded, so every PNG keeps its generation parameters. Frames
-of an image folder keep their source file's stem; frames of a video are numbered.
+of an image folder keep their source file's stem; frames of a video are numbered. With
+``output.alpha`` each frame is written as RGBA instead, its mask as alpha, with the
+same text chunks.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePath
+
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from pipeline.assemble.encode import require_frames
 from pipeline.atomic import atomic_path
@@ -18,9 +22,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def write_image_folder(
-    frames: Sequence[Path], names: Sequence[str] | None, out_dir: Path
+    frames: Sequence[Path],
+    names: Sequence[str] | None,
+    out_dir: Path,
+    alphas: Sequence[Path] | None = None,
 ) -> list[Path]:
     """Copy the PNG frames into ``out_dir`` byte for byte; return the written paths.
+
+    With ``alphas`` (one grey image per frame) each frame is written as RGBA with that
+    alpha instead, keeping its text chunks.
 
     Bytes are copied, not re-encoded, so PNG text chunks (the generation
     ``parameters``) survive. Names: with ``names`` (source file names from an image
@@ -42,8 +52,32 @@ def write_image_folder(
         targets = [f"{i:0{width}d}.png" for i in range(len(frames))]
     else:
         targets = png_names(names)
+    if alphas is not None:
+        layers = zip(frames, alphas, targets, strict=True)
+        return [_rgba_png(Path(src), Path(alpha), out_dir / name) for src, alpha, name in layers]
     pairs = zip(frames, targets, strict=True)
     return [_copy_png(Path(src), out_dir / target) for src, target in pairs]
+
+
+def _rgba_png(src: Path, alpha: Path, dst: Path) -> Path:
+    """``src`` with ``alpha``'s grey as its alpha channel, its text chunks kept."""
+    try:
+        with Image.open(src) as frame, Image.open(alpha) as mask:
+            if frame.size != mask.size:
+                raise RotoscopeError(
+                    f"mask {alpha} is not the size of its frame {src}",
+                    "re-render the frame (stages=[render,assemble])",
+                )
+            info = PngImagePlugin.PngInfo()
+            for key, value in (getattr(frame, "text", None) or {}).items():
+                info.add_itxt(key, value)
+            rgba = frame.convert("RGB")
+            rgba.putalpha(mask.convert("L"))
+            with atomic_path(dst) as tmp:
+                rgba.save(tmp, format="PNG", pnginfo=info, compress_level=4)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RotoscopeError(f"cannot write {dst} from {src} and {alpha}: {exc}") from exc
+    return dst
 
 
 def png_names(names: Sequence[str]) -> list[str]:

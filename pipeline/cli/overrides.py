@@ -7,11 +7,13 @@ to: commas (sweeps), parentheses and colons (weights, keyframes), brackets, quot
 string before Hydra sees them:
 
 - **prompts** (``prompt``, ``negative_prompt``, ``prompt_prefix``, ``prompt_suffix`` and
-  keyframed entries ``prompts.<key>``) always pass verbatim, whatever they hold: a
-  prompt that starts with a quote (``"Starry Night" by van Gogh``) is text, not Hydra
-  syntax. Only a sweep function under ``-m`` (``prompt='choice("a cat","a dog")'``) is
-  left to Hydra. ``prompts={0: a cat, 10: a dog}`` is read by
-  :mod:`pipeline.cli.prompt_map`; ``prompts.10=a dog`` adds (or replaces) one entry.
+  keyframed entries ``prompts.<key>``), the mask's key colour (``mask.key=#00b140``) and
+  its expression (``mask.expression={mask} | [logo.png]``) always pass verbatim,
+  whatever they hold: a prompt that starts with a quote (``"Starry Night" by van Gogh``)
+  is text, not Hydra syntax. Only a sweep function under ``-m``
+  (``prompt='choice("a cat","a dog")'``) is left to Hydra. ``prompts={0: a cat, 10: a
+  dog}`` is read by :mod:`pipeline.cli.prompt_map`; ``prompts.10=a dog`` adds (or
+  replaces) one entry.
 - **paths** and **schedules** are quoted unless the value is already exactly one
   quoted string or a sweep function; under ``-m`` a comma in a path lists several jobs
   (``-m input.path=a.mp4,b.mp4``), so each element is quoted on its own.
@@ -25,14 +27,16 @@ from pipeline.cli.prompt_map import hydra_key, parse_prompt_map
 from pipeline.config.compose import literal
 from pipeline.config.schedulable import is_schedule_key
 
-TEXT_KEYS = frozenset({"prompt", "negative_prompt", "prompt_prefix", "prompt_suffix"})
+TEXT_KEYS = frozenset(
+    {"prompt", "negative_prompt", "prompt_prefix", "prompt_suffix", "mask.key", "mask.expression"}
+)
 PROMPT_ENTRY = re.compile(r"prompts\.[^=]+")
 # Paths may hold spaces and brackets, but under multirun a comma lists several jobs
 # (-m input.path=a.mp4,b.mp4): then each element is quoted on its own.
 PATH_KEYS = frozenset(
     {
         "name", "keyframes", "input.path", "model.path", "model.config", "model.vae",
-        "model.lora_dir", "model.embeddings_dir", "styles_file", "output.root",
+        "model.lora_dir", "model.embeddings_dir", "styles_file", "output.root", "mask.path",
     }
 )  # fmt: skip
 # Schedules (pipeline.config.schedulable) are quoted only when they use schedule syntax

@@ -24,6 +24,7 @@ class ScheduleGroup(Enum):
     motion = "motion"  # with animation.mode=loopback
     attention = "attention"  # with coherence.attention
     flow = "flow"  # with coherence.flow
+    mask = "mask"  # with a mask (mask.path, mask.key, mask.luma or mask.expression)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("flow_fusion", "coherence.flow_fusion", ScheduleGroup.flow),
     Schedulable("flow_init", "coherence.flow_init", ScheduleGroup.flow),
     Schedulable("flow_output", "coherence.flow_output", ScheduleGroup.flow),
+    Schedulable("mask_contrast", "mask.contrast", ScheduleGroup.mask),
+    Schedulable("mask_brightness", "mask.brightness", ScheduleGroup.mask),
+    Schedulable("mask_threshold", "mask.threshold", ScheduleGroup.mask),
+    Schedulable("mask_grow", "mask.grow", ScheduleGroup.mask),
+    Schedulable("mask_blur", "mask.blur", ScheduleGroup.mask),
+    Schedulable("mask_overlay_blur", "mask.overlay_blur", ScheduleGroup.mask),
 )
 SCHEDULE_KEYS: dict[str, str] = {item.name: item.key for item in SCHEDULES}
 

@@ -50,6 +50,8 @@ class OutputFormat(Enum):
     webm = "webm"  # VP9, audio as Opus
     gif = "gif"  # palette-optimised GIF, no audio
     images = "images"  # a folder of PNGs (source file names kept for folder input)
+    prores_alpha = "prores_alpha"  # ProRes 4444 in .mov, the mask as alpha; audio as AAC
+    webm_alpha = "webm_alpha"  # VP9 with alpha (yuva420p) in .webm, the mask as alpha
 
 
 class Dtype(Enum):
@@ -197,7 +199,8 @@ class ControlMismatch(Enum):
 class ControlUnitConfig:
     # ControlNet weights: a hub id, a local diffusers folder or a single file.
     model: str = MISSING
-    # canny, shuffle, tile, blur, grayscale, none (use the source frames as maps), or a
+    # canny, shuffle, tile, blur, grayscale, none (use the source frames as maps), inpaint
+    # (an inpaint ControlNet, with a mask: the frame with the masked pixels marked), or a
     # weight-based detector: hed/softedge, pidinet, lineart, lineart_anime, depth_midas,
     # depth_zoe, openpose, normal_bae, mlsd.
     preprocessor: str = "none"
@@ -222,6 +225,67 @@ class ControlNetConfig:
     # Local folder with the weight-based detectors' weight files (lllyasviel/Annotators).
     annotators: str = "${paths.annotators}"
     on_mismatch: ControlMismatch = ControlMismatch.error
+
+
+class MaskFill(Enum):
+    """What the masked area starts from (A1111's "Masked content")."""
+
+    original = "original"  # the frame itself
+    fill = "fill"  # the frame with the masked area filled from its surroundings
+    latent_noise = "latent_noise"  # the seed's noise in the mask's latents
+    latent_nothing = "latent_nothing"  # zeros in the mask's latents
+
+
+class MaskArea(Enum):
+    """What is rendered of a masked frame (A1111's "Inpaint area")."""
+
+    full = "full"  # the whole frame, the mask steering the latents
+    masked = "masked"  # the mask's bounding box plus mask.padding, at the model's size
+
+
+@dataclass
+class MaskConfig:
+    # Where each frame's mask comes from (at most one): a video, a folder of images or one
+    # image, aligned with the input by the same selection and resized by its rules
+    # (white is rendered, black kept) ...
+    path: str | None = None
+    # ... a chroma key computed from each source frame: green, blue or #rrggbb, with the
+    # distance from that colour (0..1, in the frame's chroma plane) that is keyed fully
+    # and the width of the soft edge beyond it ...
+    key: str | None = None
+    key_tolerance: float = 0.2
+    key_softness: float = 0.1
+    # ... or a brightness range [low, high] of the source frame (0..1).
+    luma: list[float] | None = None
+    # Deforum's composable masks: {mask} (the mask above), {everywhere} and [image files]
+    # combined with & (intersection), | (union), ^ (either), \ (difference), ! (invert)
+    # and parentheses; keyed per frame as Deforum writes it (0: ("{mask} | [logo.png]")).
+    expression: str | None = None
+    # Render what the mask leaves out instead (the background, not the subject).
+    invert: bool = False
+    # Schedules shaping each frame's mask, in this order: Deforum's contrast and
+    # brightness adjustments (1 keeps it), the threshold (0..1; 0 keeps grey levels, above
+    # 0 pixels at or above it turn white and the rest black), grow (pixels; negative
+    # shrinks) and blur (a feather this many pixels wide on each side of the edge).
+    contrast: str = "1"
+    brightness: str = "1"
+    threshold: str = "0"
+    grow: str = "0"
+    blur: str = "0"
+    # Schedule: the feather (pixels on each side of the edge) where the render meets the
+    # source frame; farther outside the mask every pixel is the source frame's.
+    overlay_blur: str = "4"
+    fill: MaskFill = MaskFill.original
+    area: MaskArea = MaskArea.full
+    # Pixels added around the mask's bounding box with area=masked.
+    padding: int = 32
+    # Put the source frame back outside the mask (false: keep the raw render).
+    composite: bool = True
+
+    @property
+    def active(self) -> bool:
+        """Whether frames are masked at all."""
+        return any(v is not None for v in (self.path, self.key, self.luma, self.expression))
 
 
 @dataclass
@@ -284,6 +348,12 @@ class OutputConfig:
     preset: str = "medium"
     # Keep the source video's audio, cut to the selected range.
     audio: bool = True
+    # With a mask: output=images writes RGBA PNGs with the mask as alpha (prores_alpha and
+    # webm_alpha always carry it) ...
+    alpha: bool = False
+    # ... and a separate matte (the masks, white = rendered) next to the output:
+    # <folder>.matte.<ext>, or mattes/ beside images/.
+    matte: bool = False
 
 
 @dataclass
@@ -377,6 +447,8 @@ class RunConfig:
     animation: AnimationConfig = field(default_factory=AnimationConfig)
     controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
     coherence: CoherenceConfig = field(default_factory=CoherenceConfig)
+    # Stylize only part of each frame (the subject, or the background).
+    mask: MaskConfig = field(default_factory=MaskConfig)
 
 
 STAGES = ("plan", "control", "render", "assemble", "metrics")

@@ -34,6 +34,9 @@ from pipeline.control.detectors import DETECTORS, load_detector
 from pipeline.errors import RotoscopeError
 
 ANNOTATORS_REPO = "lllyasviel/Annotators"  # the hub repo that ships every weight file below
+# An inpaint ControlNet's preprocessor: its map is the frame itself, and the render marks
+# the frame's masked pixels in it (pipeline.render.masking.control).
+INPAINT_PREPROCESSOR = "inpaint"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ _FLAG_ON = _Param(True)
 # keyword arguments of the controlnet_aux detector's __call__, under the same names.
 _PARAMS: Mapping[str, Mapping[str, _Param]] = {
     "none": {},
+    INPAINT_PREPROCESSOR: {},
     "canny": {
         "low_threshold": _Param(100, _at_least(0), "of 0 or more"),
         "high_threshold": _Param(200, _at_least(0), "of 0 or more"),
@@ -191,7 +195,7 @@ def preprocessor_signature(name: str, params: Mapping[str, Any], annotators: Pat
         parts["controlnet_aux"] = _controlnet_aux_version()
         stats = {file: (Path(annotators) / file).stat() for file in WEIGHT_FILES[name]}
         parts["weights"] = {file: [st.st_size, st.st_mtime_ns] for file, st in stats.items()}
-    elif canonical != "none":
+    elif canonical not in ("none", INPAINT_PREPROCESSOR):
         parts["opencv"] = cv2.__version__
     return json.dumps(parts, sort_keys=True, separators=(",", ":"))
 
@@ -329,6 +333,7 @@ def _grayscale(frame: np.ndarray) -> np.ndarray:
 
 _OPENCV_MAPS: Mapping[str, Callable[..., np.ndarray]] = {
     "none": _none,
+    INPAINT_PREPROCESSOR: _none,
     "canny": _canny,
     "shuffle": _shuffle,
     "tile": _tile,

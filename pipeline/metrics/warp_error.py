@@ -29,14 +29,20 @@ def as_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def pair_warp_error(previous: np.ndarray, current: np.ndarray, pair: FlowPair) -> float | None:
-    """The warp error of one pair of frames (``pair`` is the *source* flow between them).
+def pair_warp_error(
+    previous: np.ndarray,
+    current: np.ndarray,
+    pair: FlowPair,
+    region: np.ndarray | None = None,
+) -> float | None:
+    """The warp error of one pair of frames (``pair`` is the *source* flow between them),
+    over the pixels of ``region`` (a boolean mask of frame ``t-1``) if given.
 
     None when no pixel's flow is reliable (a cut, a blank frame, a whip pan): there is
     nothing to compare, and counting such a pair as perfectly steady would pull the
     average down.
     """
-    mask = pair.reliable_previous
+    mask = pair.reliable_previous if region is None else pair.reliable_previous & region
     if not mask.any():
         return None
     warped = pair.warp_current(as_float(current))

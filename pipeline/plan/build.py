@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.config.schedulable import (
     CONTROL_UNIT_SCHEDULES,
+    SCHEDULE_KEYS,
     SCHEDULES,
     Schedulable,
     ScheduleGroup,
@@ -100,6 +101,7 @@ def build_plan(
     }  # fmt: skip
     motion_names = [item.name for item in active if item.group is ScheduleGroup.motion]
     coherence_names = [item.name for item in active if item.group in COHERENCE_GROUPS]
+    mask_names = [item.name for item in active if item.group is ScheduleGroup.mask]
     generate = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
     steps = [round_half_up(value) for value in series["steps"].values]
     seed_values = series["seed"].values if "seed" in series else None
@@ -127,6 +129,7 @@ def build_plan(
         }
         if coherent:
             coherence["segment_start"] = segment_start_of(starts, index)
+        masking = mask_fields(cfg, {name: float(series[name].values[index]) for name in mask_names})
         controls = {
             unit: ControlValues(
                 **{
@@ -138,7 +141,13 @@ def build_plan(
         }
         prompt = _prompt_at(keys, index, cfg.prompt_blend)
         # the fields each group of settings fills (their names are the row's)
-        grouped: dict[str, Any] = {**prompt, **motion, **networks.row_fields(**prompt), **coherence}
+        grouped: dict[str, Any] = {
+            **prompt,
+            **motion,
+            **networks.row_fields(**prompt),
+            **coherence,
+            **masking,
+        }
         row = PlanRow(
             index=index,
             # txt2img ControlNet generates from noise: the whole schedule runs
@@ -162,6 +171,11 @@ def build_plan(
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
     chart += [series[name] for name in motion_names]
     chart += [series[name] for name in coherence_names]
+    chart += [
+        series[name]
+        for name in mask_names
+        if np.ptp(series[name].values) > 0 or series[name].values[0] != MASK_NEUTRAL[name]
+    ]
     if coherent:
         segment_numbers = np.searchsorted(starts, np.arange(frame_count), side="right") - 1
         chart.append(Series("segment", segment_numbers.astype(float), starts))
@@ -187,6 +201,20 @@ def editing_steps(cfg: RunConfig, texts: Iterable[object]) -> str | None:
 
 # The schedules of temporal coherence: fractions and weights, all within 0..1.
 COHERENCE_GROUPS = (ScheduleGroup.attention, ScheduleGroup.flow)
+# The mask schedules' values that change nothing (the chart shows the others)
+MASK_NEUTRAL = {
+    "mask_contrast": 1.0, "mask_brightness": 1.0, "mask_threshold": 0.0, "mask_grow": 0.0,
+    "mask_blur": 0.0, "mask_overlay_blur": 0.0,
+}  # fmt: skip
+# The mask schedules' ranges (row field, low, high, hint); grow may be negative (shrink).
+MASK_RANGES = (
+    ("mask_contrast", 0.0, math.inf, "1 keeps the mask's contrast, 0 makes it flat grey"),
+    ("mask_brightness", 0.0, math.inf, "1 keeps the mask's brightness"),
+    ("mask_threshold", 0.0, 1.0, "0 keeps the mask's grey levels; 0.5 cuts it at mid-grey"),
+    ("mask_grow", -1024.0, 1024.0, "pixels: positive grows the mask, negative shrinks it"),
+    ("mask_blur", 0.0, 1024.0, "pixels of feather on each side of the mask's edge"),
+    ("mask_overlay_blur", 0.0, 1024.0, "pixels of feather on each side of the mask's edge"),
+)
 
 
 def prompt_of(key: PromptKey) -> tuple[str, str]:
@@ -206,7 +234,23 @@ def active_schedules(cfg: RunConfig) -> list[Schedulable]:
         groups.add(ScheduleGroup.attention)
     if cfg.coherence.flow:
         groups.add(ScheduleGroup.flow)
+    if cfg.mask.active:
+        groups.add(ScheduleGroup.mask)
     return [item for item in SCHEDULES if item.group in groups]
+
+
+def mask_fields(cfg: RunConfig, schedules: dict[str, float]) -> dict[str, Any]:
+    """A masked frame's row fields: its mask schedules' values (``schedules``, by row
+    field name) and how its masked area is rendered; nothing without a mask."""
+    if not cfg.mask.active:
+        return {}
+    return {
+        **schedules,
+        "mask_fill": cfg.mask.fill,
+        "mask_area": cfg.mask.area,
+        "mask_padding": cfg.mask.padding,
+        "mask_composite": cfg.mask.composite,
+    }
 
 
 def round_half_up(value: float) -> int:
@@ -374,6 +418,10 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         value = getattr(row, item.name)
         if item.group in COHERENCE_GROUPS and value is not None and not 0.0 <= value <= 1.0:
             fail(item.key, f"{value:g} is outside 0..1", "a fraction from 0 to 1")
+    for name, low, high, hint in MASK_RANGES:
+        value = getattr(row, name)
+        if value is not None and not low <= value <= high:
+            fail(SCHEDULE_KEYS[name], f"{value:g} is outside {low:g}..{high:g}", hint)
     for unit, values in (row.controls or {}).items():
         if values.weight < 0:
             fail(

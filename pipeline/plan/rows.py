@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from pipeline.atomic import write_text
-from pipeline.config.schema import PromptBlend
+from pipeline.config.schema import MaskArea, MaskFill, PromptBlend
 from pipeline.errors import RotoscopeError
 from pipeline.records.run_folder import RunFolder
 
@@ -89,6 +89,21 @@ class PlanRow:
     flow_init: float | None = field(default=None, metadata=OPTIONAL)
     flow_output: float | None = field(default=None, metadata=OPTIONAL)
 
+    # Masks (set only with a mask): how the frame's mask is shaped (Deforum's contrast and
+    # brightness adjustments, threshold, grow and blur in pixels), the feather where the
+    # render meets the source frame, and how the masked area is rendered: A1111's masked
+    # content, inpaint area and its padding, and whether the source is put back outside.
+    mask_contrast: float | None = field(default=None, metadata=OPTIONAL)
+    mask_brightness: float | None = field(default=None, metadata=OPTIONAL)
+    mask_threshold: float | None = field(default=None, metadata=OPTIONAL)
+    mask_grow: float | None = field(default=None, metadata=OPTIONAL)
+    mask_blur: float | None = field(default=None, metadata=OPTIONAL)
+    mask_overlay_blur: float | None = field(default=None, metadata=OPTIONAL)
+    mask_fill: MaskFill | None = field(default=None, metadata=OPTIONAL)
+    mask_area: MaskArea | None = field(default=None, metadata=OPTIONAL)
+    mask_padding: int | None = field(default=None, metadata=OPTIONAL)
+    mask_composite: bool | None = field(default=None, metadata=OPTIONAL)
+
     def to_json(self) -> str:
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)
 
@@ -104,12 +119,21 @@ class PlanRow:
         """The row a plan line (or a manifest record) holds."""
         values = dict(record)
         values["blend_mode"] = PromptBlend(values.get("blend_mode", PromptBlend.linear.value))
+        if values.get("mask_fill") is not None:
+            values["mask_fill"] = MaskFill(values["mask_fill"])
+        if values.get("mask_area") is not None:
+            values["mask_area"] = MaskArea(values["mask_area"])
         if values.get("controls"):
             values["controls"] = {
                 unit: ControlValues(**unit_values)
                 for unit, unit_values in values["controls"].items()
             }
         return cls(**values)
+
+    @property
+    def masked(self) -> bool:
+        """Whether the frame is rendered through a mask."""
+        return self.mask_area is not None
 
     def keyed_fields(self) -> dict[str, Any]:
         """The row as a dict, without the later-added fields that are unset."""

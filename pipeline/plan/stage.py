@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config.schema import AnimationMode, ControlMode, Reanchor, RunConfig
+from pipeline.config.schema import (
+    AnimationMode,
+    ControlMode,
+    MaskArea,
+    MaskConfig,
+    Reanchor,
+    RunConfig,
+)
 from pipeline.control.maps import check_units
+from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError, plural
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
@@ -17,6 +25,7 @@ from pipeline.plan.rows import PlanRow, write_plan
 from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo
 from pipeline.source.cuts import CutDetector
+from pipeline.source.masks import check_mask_options, check_masks
 from pipeline.source.open import keeps_own_sizes, open_source
 
 log = logging.getLogger("rotoscope")
@@ -51,6 +60,8 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
         )
     if cfg.controlnet.units:
         check_units(cfg, count, info.width, info.height)
+    if cfg.mask.active:
+        check_masks(cfg.mask, info, source.selection, count)
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
     )
@@ -71,6 +82,7 @@ def check_strategies(cfg: RunConfig) -> None:
             "controlnet units with animation.mode=loopback are not supported",
             "use controlnet with animation=none, or loopback without controlnet",
         )
+    check_mask_strategies(cfg)
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
         return
@@ -96,6 +108,59 @@ def check_strategies(cfg: RunConfig) -> None:
             f"coherence.reanchor_every={coherence.reanchor_every} is negative",
             "a number of frames, or 0 for never",
         )
+
+
+def check_mask_strategies(cfg: RunConfig) -> None:
+    """Refuse what masks do not combine with, and ``mask.*`` values that cannot work."""
+    mask = cfg.mask
+    inpaint_units = [
+        name for name, unit in cfg.controlnet.units.items()
+        if unit.preprocessor == INPAINT_PREPROCESSOR
+    ]  # fmt: skip
+    if not mask.active:
+        if inpaint_units:
+            raise RotoscopeError(
+                f"controlnet unit '{inpaint_units[0]}' uses the inpaint preprocessor, "
+                "which repaints a mask, but no mask is given",
+                "set mask.path, mask.key or mask.luma, or use another preprocessor",
+            )
+        return
+    check_mask_options(mask)
+    if cfg.animation.mode is AnimationMode.loopback:
+        raise RotoscopeError(
+            "masks with animation.mode=loopback are not supported: a loopback frame is "
+            "made from the previous output, not from a source frame to keep",
+            "use masks with animation=none; coherence keeps them steady",
+        )
+    if cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img:
+        raise RotoscopeError(
+            "masks with controlnet.mode=txt2img: the frame outside the mask is kept from "
+            "the frame itself, which txt2img does not start from",
+            "use controlnet.mode=img2img with strength=1 to repaint the masked area fully",
+        )
+    if (cfg.coherence.attention or cfg.coherence.flow) and mask.area is MaskArea.masked:
+        raise RotoscopeError(
+            "mask.area=masked with coherence: each frame's crop has its own box and size, "
+            "and coherence carries whole frames along the motion",
+            "use mask.area=full with coherence",
+        )
+
+
+def mask_summary(mask: MaskConfig) -> str:
+    """The plan line's words on the mask: where it comes from and how it is rendered."""
+    if mask.path is not None:
+        origin = f"mask {mask.path}"
+    elif mask.key is not None:
+        origin = f"chroma key {mask.key}"
+    elif mask.luma is not None:
+        origin = f"luma {mask.luma[0]:g}-{mask.luma[1]:g}"
+    else:
+        origin = "mask"
+    extra = [f"expression {mask.expression}"] if mask.expression else []
+    extra += ["inverted"] if mask.invert else []
+    extra += [f"area {mask.area.value}", f"fill {mask.fill.value}"]
+    extra += [] if mask.composite else ["no composite"]
+    return f"{origin} ({', '.join(extra)})"
 
 
 def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
@@ -133,6 +198,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
             seed_text,
             *(segments if starts else []),
             *(_editing_counted(rows)),
+            *([mask_summary(cfg.mask)] if cfg.mask.active else []),
         ]
     )
 

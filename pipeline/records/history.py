@@ -5,7 +5,8 @@ overwrites a finished render; rotoscope keeps one stable run folder per input (t
 what makes resume and change-aware re-render work), so it keeps history inside it:
 
 - **Frames** are stored by key (:meth:`RunFolder.frame_name`); frames of an earlier look
-  stay in ``frames/`` next to the current ones (the manifest says which are current).
+  stay in ``frames/`` next to the current ones (the manifest says which are current), and
+  so do their masks in ``masks/``.
 - **Deliverables** (``<name>.mp4``, ``images/``, ...) are written to a hidden staging
   name first; if the new one was made from different frames or options than the one it
   replaces, the old one moves to ``history/<name>-<its time>.<ext>`` before the new one
@@ -130,6 +131,14 @@ def superseded_state(folder: RunFolder, manifest: Manifest) -> list[Path]:
     )
 
 
+def superseded_masks(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """Mask files no current manifest line names: the masks of earlier looks."""
+    if not folder.masks.is_dir():
+        return []
+    current = {folder.mask(record.mask).name for record in manifest.records.values() if record.mask}
+    return sorted(path for path in folder.masks.glob("*.png") if path.name not in current)
+
+
 def size_of(paths: Iterable[Path]) -> int:
     """Bytes on disk of files and folders (recursively)."""
     total = 0
@@ -143,9 +152,12 @@ def size_of(paths: Iterable[Path]) -> int:
 
 def history_bytes(folder: RunFolder) -> int:
     """Disk used by kept history: superseded frames (and the coherence state their chains
-    left), plus earlier deliverables."""
+    left, and their masks), plus earlier deliverables."""
     if not folder.path.is_dir():
         return 0
     manifest = Manifest(folder)
-    superseded = superseded_frames(folder, manifest) + superseded_state(folder, manifest)
+    superseded = [
+        *superseded_frames(folder, manifest), *superseded_state(folder, manifest),
+        *superseded_masks(folder, manifest),
+    ]  # fmt: skip
     return size_of(superseded) + size_of([folder.history])

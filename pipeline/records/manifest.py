@@ -69,6 +69,7 @@ class FrameRecord:
     model: str = ""
     control: str = ""
     dependencies: str = ""  # temporal coherence: earlier frames' keys and settings
+    mask: str = ""  # with a mask: its pixels' digest (RunFolder.mask names its file)
 
 
 def image_digest(image: np.ndarray) -> str:
@@ -84,13 +85,17 @@ def frame_key(
     model_identity: str,
     control: str = "",
     dependencies: str = "",
+    mask: str = "",
 ) -> str:
     """Hash of everything that shapes the frame: plan row, input pixels, model (with its
     ControlNets), the keys of its control maps and, with temporal coherence, the frames it
-    is rendered from (``dependencies``; left out when empty, so other keys never change)."""
+    is rendered from (``dependencies``), with a mask the mask (its digest and how masks are
+    rendered: ``mask``). The last two are left out when empty, so other keys never change."""
     digest = hashlib.sha256()
-    parts = (job.to_json(), input_digest, model_identity, control)
-    for part in (*parts, dependencies) if dependencies else parts:
+    parts = [job.to_json(), input_digest, model_identity, control]
+    parts += [dependencies] if dependencies else []
+    parts += [f"mask={mask}"] if mask else []
+    for part in parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
@@ -103,11 +108,13 @@ def rerender_reason(
     model_identity: str,
     control: str = "",
     dependencies: str = "",
+    mask: str = "",
 ) -> str:
-    """Why a frame whose key is not current must be rendered, in a few words."""
+    """Why a frame whose key is not current must be rendered, in a few words. ``mask`` is
+    the mask part of the key, which starts with the mask's digest (what a record keeps)."""
     if record is None:
         return "new"
-    if record.key == frame_key(job, input_digest, model_identity, control, dependencies):
+    if record.key == frame_key(job, input_digest, model_identity, control, dependencies, mask):
         return "file missing"
     changed = [name for name, value in job.as_record().items() if record.row.get(name) != value]
     if changed and record.row:
@@ -120,6 +127,8 @@ def rerender_reason(
         return "control map changed"
     if record.dependencies != dependencies:
         return "earlier frame changed" if record.dependencies and dependencies else "coherence"
+    if mask and record.mask and not mask.startswith(record.mask):
+        return "mask changed"
     return "changed"
 
 

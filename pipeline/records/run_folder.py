@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FRAMES = "frames"
+MASKS = "masks"
 CONTROL = "control"
 HISTORY = "history"
 FRAME_KEY_LENGTH = 16  # hex digits of a frame's key in its file name (64 bits)
@@ -83,6 +84,15 @@ class RunFolder:
         finds its frames still there (the manifest maps each index to its current key).
         """
         return f"{FRAMES}/{key[:FRAME_KEY_LENGTH]}.png"
+
+    @property
+    def masks(self) -> Path:
+        return self.path / MASKS
+
+    def mask(self, digest: str) -> Path:
+        """A frame's mask, by the digest of its pixels (the manifest line names it): frames
+        with the same mask share the file, and an edited mask never overwrites one."""
+        return self.path / MASKS / f"{digest[:FRAME_KEY_LENGTH]}.png"
 
     @property
     def manifest(self) -> Path:
@@ -156,6 +166,15 @@ class RunFolder:
     def video(self, extension: str) -> Path:
         """The encoded video, named after the run folder: ``<folder>/<folder>.<extension>``."""
         return self.path / f"{self.path.name}.{extension}"
+
+    def matte_video(self, extension: str) -> Path:
+        """``output.matte``: the masks as a video beside the output, ``<folder>.matte.<ext>``."""
+        return self.path / f"{self.path.name}.matte.{extension}"
+
+    @property
+    def mattes(self) -> Path:
+        """``output.matte`` with ``output=images``: the masks under the images' names."""
+        return self.path / "mattes"
 
     def staging(self, name: str) -> Path:
         """Where a new deliverable is written before it replaces ``name`` (hidden)."""

@@ -11,6 +11,13 @@ one. img2img with steps x strength below 1 still runs one step, as A1111 does.
 Several frames can share one call (:meth:`Renderer.render_batch`, ``render.batch_size``):
 each keeps its own generator, embeddings, control maps and prompt-editing switches (see
 :mod:`pipeline.render.batch`); one frame is called exactly as it always was.
+
+A frame with a mask is rendered through it inside the call (:mod:`pipeline.render.masking`):
+with a regular checkpoint img2img keeps the init latents outside the mask at every step;
+an inpainting checkpoint (9-channel UNet) runs diffusers' inpainting pipeline, which reads
+the mask itself, for every frame (an unmasked one is masked everywhere). What happens
+around the call (empty masks, the crop, the composite) is
+:class:`pipeline.render.masking.render.MaskedRender`'s.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.config.schema import ControlMode, ModelFamily
+from pipeline.config.schema import ControlMode, MaskFill, ModelFamily
+from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError
 from pipeline.models.controlnets import control_kwargs, control_pipeline
+from pipeline.models.inpainting import inpaint_pipeline, is_inpainting
 from pipeline.models.loader import LoadedModel
 from pipeline.models.samplers import (
     denoising_steps,
@@ -42,6 +51,8 @@ from pipeline.render.adapters import Adapters
 from pipeline.render.batch import FrameInput, batch_embeddings, conditioning_shapes
 from pipeline.render.callbacks import StepCallback, StepCallbacks
 from pipeline.render.conditioning import PromptEncoder
+from pipeline.render.masking.control import inpaint_control_image
+from pipeline.render.masking.latent import LatentMask
 from pipeline.render.prompt_schedule import StepConditionings, step_conditionings
 
 log = logging.getLogger("rotoscope")
@@ -65,6 +76,10 @@ class FrameHooks(Protocol):
         """Enter its contexts on ``stack`` for this call; return its step callbacks."""
         ...
 
+    def finish(self, output: np.ndarray) -> np.ndarray:
+        """The decoded frame, finished (before a mask puts the source back around it)."""
+        ...
+
 
 class Renderer:
     """Turns (row, input frame[, control maps]) into an output frame; holds the caches."""
@@ -86,12 +101,20 @@ class Renderer:
         self.adapters.install_embeddings(self.prompts)
         self.savers = MemorySavers(model)
         self.controlnets = controlnets or []
-        self.control_img2img = control_mode is ControlMode.img2img
-        self.control_pipe = (
-            control_pipeline(model, [c.net for c in self.controlnets], self.control_img2img)
-            if self.controlnets
-            else None
-        )
+        # an inpainting checkpoint runs the inpainting pipelines, which start from the frame
+        self.inpainting = is_inpainting(model)
+        self.control_img2img = control_mode is ControlMode.img2img or self.inpainting
+        nets = [c.net for c in self.controlnets]
+        self.call_pipe = model.pipe
+        if self.inpainting:
+            self.call_pipe = inpaint_pipeline(model, nets)
+        elif self.controlnets:
+            self.call_pipe = control_pipeline(model, nets, self.control_img2img)
+
+    @property
+    def native_size(self) -> int:
+        """The side, in pixels, of the square the model was trained at (512 for SD 1.5)."""
+        return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
 
     def control_details(self) -> list[dict[str, str]]:
         return [
@@ -126,10 +149,10 @@ class Renderer:
         """
         job = frames[0].job
         if job.strength == 0:  # diffusers' strength 0 keeps the input: no step runs
-            return [frame.image.copy() for frame in frames]
+            return self._finished([frame.image.copy() for frame in frames], hooks)
         while True:
             try:
-                return self._render(frames, hooks)
+                return self._finished(self._render(frames, hooks), hooks)
             except torch.cuda.OutOfMemoryError as exc:
                 saver = self.savers.next_saver()
                 if saver is None:
@@ -141,12 +164,16 @@ class Renderer:
                     ) from exc
                 log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
 
+    @staticmethod
+    def _finished(outputs: list[np.ndarray], hooks: FrameHooks | None) -> list[np.ndarray]:
+        return [hooks.finish(output) for output in outputs] if hooks is not None else outputs
+
     def _render(self, frames: Sequence[FrameInput], hooks: FrameHooks | None) -> list[np.ndarray]:
         job = frames[0].job
         self._use_sampler(job.sampler)
-        pipe = self.control_pipe or self.pipe
-        if self.control_pipe is not None:
-            self.control_pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
+        pipe = self.call_pipe
+        if pipe is not self.pipe:
+            pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
         steps = inference_steps(job.steps, job.strength)
         conditionings = [
             self.conditionings(frame.job, partial(editing_length, pipe.scheduler, frame.job, steps))
@@ -190,6 +217,14 @@ class Renderer:
             if hooks is not None:
                 for callback in hooks.enter(stack, pipe):
                     callbacks.add(callback)
+            masked = LatentMask.needed(
+                [frame.mask for frame in frames],
+                [frame.job.mask_fill or MaskFill.original for frame in frames],
+                keep_init=not self.inpainting,
+            )
+            if masked is not None:  # last: the latents outside the mask are the init's
+                for callback in masked.enter(stack, pipe):
+                    callbacks.add(callback)
             arguments.update(callbacks.call_arguments())
             result = pipe(
                 guidance_scale=job.guidance_scale,
@@ -204,21 +239,29 @@ class Renderer:
         ]
 
     def _call_arguments(self, frames: list[FrameInput]) -> dict[str, Any]:
-        """The image arguments of a call (plain or ControlNet): single values for one
-        frame, lists in frame order for several."""
+        """The image arguments of a call (plain, inpainting or ControlNet): single values
+        for one frame, lists in frame order for several."""
         job = frames[0].job
 
-        def one_or_list(images: list[Image.Image]) -> Any:
+        def one_or_list(images: list[Any]) -> Any:
             return images[0] if len(frames) == 1 else images
 
         init = one_or_list([Image.fromarray(frame.image) for frame in frames])
-        if self.control_pipe is None:
-            return {"image": init, "strength": job.strength}
+        masks: dict[str, Any] = {}
+        if self.inpainting:  # an unmasked frame is rendered everywhere
+            everywhere = np.full(frames[0].image.shape[:2], 255, np.uint8)
+            masks["mask_image"] = one_or_list(
+                [Image.fromarray(everywhere if f.mask is None else f.mask) for f in frames]
+            )
+            # the inpainting pipelines default to the model's size, not the picture's
+            masks.update(width=job.width, height=job.height)
+        if not self.controlnets:
+            return {"image": init, "strength": job.strength, **masks}
         if any(frame.maps is None or len(frame.maps) != len(self.controlnets) for frame in frames):
             raise ValueError("a control map is needed for every ControlNet unit")
         values = [(job.controls or {})[c.unit] for c in self.controlnets]
         per_unit = [
-            one_or_list([Image.fromarray(frame.maps[unit]) for frame in frames])  # type: ignore[index]
+            one_or_list([self._control_image(unit, frame) for frame in frames])
             for unit in range(len(self.controlnets))
         ]
         arguments = control_kwargs(
@@ -233,7 +276,15 @@ class Renderer:
         )
         if self.control_img2img:
             arguments["strength"] = job.strength
-        return arguments
+        return {**arguments, **masks}
+
+    def _control_image(self, unit: int, frame: FrameInput) -> Any:
+        """A unit's control image for ``frame``: its map, or for an inpaint unit the map
+        with the frame's masked pixels marked (the tensor those ControlNets read)."""
+        assert frame.maps is not None
+        if self.controlnets[unit].preprocessor == INPAINT_PREPROCESSOR and frame.mask is not None:
+            return inpaint_control_image(frame.maps[unit], frame.mask)
+        return Image.fromarray(frame.maps[unit])
 
     def conditionings(self, job: PlanRow, schedule_length: Callable[[], int]) -> StepConditionings:
         """The row's prompt embeddings for each denoising step (its keyframe's, or a blend

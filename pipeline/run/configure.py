@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.assemble.encode import check_output_options
+from pipeline.assemble.encode import check_mask_outputs, check_output_options
 from pipeline.config.keyframes import (
     KeyframeFile,
     apply_keyframe_file,
@@ -54,6 +54,7 @@ def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
     check_speed_options(cfg)
     if "assemble" in stages:  # a bad crf must not wait for hours of rendering
         check_output_options(cfg.output)
+        check_mask_outputs(cfg.output, cfg.mask.active)
     return JobConfig(cfg, origins, stages)
 
 

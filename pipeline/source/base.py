@@ -23,6 +23,21 @@ from pipeline.errors import RotoscopeError
 
 
 @dataclass(frozen=True)
+class FrameMask:
+    """Where a frame is rendered: 255 is rendered, 0 keeps the source frame's pixels, grey
+    levels blend. ``digest`` is the hash of the pixels (it joins the frame's key, so an
+    edited mask re-renders exactly the frames whose mask changed)."""
+
+    pixels: np.ndarray  # (H, W) uint8, the frame's size
+    digest: str
+
+    @property
+    def empty(self) -> bool:
+        """Nothing of the frame is rendered: it is its source frame, with no diffusion."""
+        return not self.pixels.any()
+
+
+@dataclass(frozen=True)
 class Frame:
     """One selected input frame.
 
@@ -32,7 +47,8 @@ class Frame:
     name for image inputs (used to keep names when writing an image folder) and
     ``None`` for video; ``image`` is an RGB ``uint8`` array of shape (H, W, 3), already
     resized to the render size. ``digest`` is the hash of its pixels when a reader
-    computed it ahead (:class:`pipeline.source.prefetch.Prefetch`), else None.
+    computed it ahead (:class:`pipeline.source.prefetch.Prefetch`), else None. ``mask``
+    is where the frame is rendered, when masks are on (:mod:`pipeline.source.masks`).
     """
 
     index: int
@@ -41,6 +57,7 @@ class Frame:
     name: str | None
     image: np.ndarray
     digest: str | None = None
+    mask: FrameMask | None = None
 
 
 class SourceKind(Enum):

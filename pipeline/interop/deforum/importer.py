@@ -62,6 +62,18 @@ Facts about Deforum this relies on (checked against its ``args.py``, ``settings.
 - Deforum renders through A1111's img2img, so prompt editing (``[a:b:0.5]``) in its
   prompts counts steps as A1111's img2img does: the import sets
   ``prompt_editing_steps: a1111``.
+- Masks (``use_mask`` with ``mask_file``; ``use_mask_video`` with ``video_mask_path``,
+  whose frames go with the init video's frame by frame) are white where Deforum renders,
+  as rotoscope's are; ``invert_mask``, the ``mask_contrast_adjust`` and
+  ``mask_brightness_adjust`` factors, ``overlay_mask`` (put the frame back around the
+  render) with ``mask_overlay_blur``, ``full_res_mask`` (render the mask's box, A1111's
+  "only masked") with ``full_res_mask_padding``, and ``fill`` (A1111's numbers: 0 fill,
+  1 original, 2 latent noise, 3 latent nothing) map one to one. ``mask_schedule`` keys
+  composable mask expressions per frame over ``{video_mask}`` (the mask, whichever of the
+  two gives it), ``{init_mask}`` (the mask file, in older files), ``{everywhere}`` and
+  ``[image files]``; ``{human_mask}`` and ``<word>`` masks need models Deforum downloads
+  and are refused. Masks act only where Deforum renders from a frame to keep (not in 2D
+  or 3D loopback modes).
 
 A setting is reported when it would change Deforum's picture for this file (its switch
 is on, its value is not the neutral one, it applies to the file's mode) and rotoscope
@@ -72,6 +84,7 @@ video encoding) are listed in IGNORED; a setting in no list is reported as unkno
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -101,6 +114,7 @@ from pipeline.interop.deforum.tables import (
     IGNORED,
     LOOPBACK_MODES,
     MAPPED,
+    MASK_FILLS,
     MOTION_SCHEDULES,
     NOISE_SCALE,
     PLAIN_SCHEDULERS,
@@ -110,6 +124,8 @@ from pipeline.interop.deforum.tables import (
     TWO_D_ONLY,
     UNSUPPORTED,
     animation_mode,
+    is_moving,
+    uses_mask,
 )
 from pipeline.interop.deforum.values import as_int, details, is_on, show
 from pipeline.models.samplers import SAMPLER_NAMES, canonical_sampler
@@ -202,6 +218,7 @@ class _Importer:
             keyframes["prompt_prefix"] = prefix
         self._generation()
         self._animation()
+        self._masks()
         self._unsupported()
         keyframes["schedules"] = self.schedules
         keyframes["settings"] = self.settings
@@ -460,6 +477,80 @@ class _Importer:
                 f"LAB: imported as lab ({details(self.data, keys)})"
             )
         return "lab"
+
+    # -- masks
+
+    def _masks(self) -> None:
+        data, settings = self.data, self.settings
+        if not uses_mask(data) or is_moving(data):  # the rule in UNSUPPORTED says why
+            return
+        video = is_on(data.get("use_mask_video"))
+        key = "video_mask_path" if video else "mask_file"
+        path = str(data.get(key) or "")
+        if not path or path.startswith(("http://", "https://")):
+            self.warnings.append(
+                f"{key}={show(path)} is not a local file, so the mask is not imported: "
+                "download it and give it as mask.path"
+            )
+            return
+        settings["mask.path"] = path
+        settings["mask.invert"] = is_on(data.get("invert_mask"))
+        for name, deforum in (
+            ("mask_contrast", "mask_contrast_adjust"),
+            ("mask_brightness", "mask_brightness_adjust"),
+        ):
+            if deforum in data:
+                self.schedules[name] = self._schedule_text(deforum)
+        overlay = is_on(data.get("overlay_mask", True))
+        settings["mask.composite"] = overlay
+        if overlay and "mask_overlay_blur" in data:
+            self.schedules["mask_overlay_blur"] = self._schedule_text("mask_overlay_blur")
+        if "full_res_mask" in data:
+            settings["mask.area"] = "masked" if is_on(data["full_res_mask"]) else "full"
+        if "full_res_mask_padding" in data:
+            settings["mask.padding"] = as_int(data["full_res_mask_padding"], 32)
+        if "fill" in data:
+            fill = as_int(data["fill"], 1)
+            if fill in MASK_FILLS:
+                settings["mask.fill"] = MASK_FILLS[fill]
+            else:
+                self.warnings.append(f"fill={show(data['fill'])} is not a masked content mode")
+        expression = self._mask_expression(video)
+        if expression is not None:
+            settings["mask.expression"] = expression
+
+    def _mask_expression(self, video: bool) -> str | None:
+        """``mask_schedule`` as rotoscope's keyed expression; None when every key is just
+        the mask (the default); masks that need a model refused."""
+        text = str(self.data.get("mask_schedule") or "")
+        if not text.strip():
+            return None
+        try:
+            entries = schedule_entries(text)
+        except ValueError as exc:
+            raise self._error(f"mask_schedule={show(text)} is not a schedule ({exc})") from exc
+        keyed = []
+        for frame, value in entries:
+            expression = value.strip().strip('"').strip("'").strip()
+            if "{human_mask}" in expression or re.search(r"<[^>]*>", expression):
+                raise self._error(
+                    f"mask_schedule={show(text)} uses a mask made by a model Deforum downloads "
+                    "({human_mask} or a <word> mask), which rotoscope does not ship: give that "
+                    "mask as a matte video (mask.path) instead"
+                )
+            if not frame.isdigit():
+                self.warnings.append(
+                    f"mask_schedule={show(text)} keys frame {show(frame)}, not a frame number: "
+                    "the masks are not combined (the mask alone is used)"
+                )
+                return None
+            if video and "{init_mask}" in expression and self.data.get("mask_file"):
+                # older files: {init_mask} is the mask file, {video_mask} the video's frames
+                expression = expression.replace("{init_mask}", f"[{self.data['mask_file']}]")
+            keyed.append((frame, expression))
+        if all(expression in ("{video_mask}", "{init_mask}") for _, expression in keyed):
+            return None
+        return ", ".join(f'{frame}: ("{expression}")' for frame, expression in keyed)
 
     # -- the rest
 

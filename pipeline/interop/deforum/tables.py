@@ -48,6 +48,14 @@ SEED_BEHAVIORS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
 BORDERS = ("replicate", "wrap")
 # Sampler names of Deforum's Colab era that pipeline.models.samplers does not spell
 SAMPLER_ALIASES = {"klms": "LMS"}
+# Deforum's mask settings (A1111's inpainting options under Deforum's names)
+MASK_KEYS = (
+    "use_mask", "mask_file", "use_mask_video", "video_mask_path", "invert_mask",
+    "mask_contrast_adjust", "mask_brightness_adjust", "overlay_mask", "mask_overlay_blur",
+    "full_res_mask", "full_res_mask_padding", "fill", "mask_schedule",
+)  # fmt: skip
+# Deforum's (A1111's) inpainting_fill numbers -> mask.fill
+MASK_FILLS = {0: "fill", 1: "original", 2: "latent_noise", 3: "latent_nothing"}
 
 # Keys the import reads (their values become keyframe-file entries or are checked there).
 MAPPED = frozenset(
@@ -61,7 +69,7 @@ MAPPED = frozenset(
         "color_coherence", "color_coherence_image_path",
         "color_coherence_video_every_N_frames", "video_init_path", "extract_nth_frame",
         "extract_from_frame", "extract_to_frame", "sd_model_name", "sd_model_hash",
-        *MOTION_SCHEDULES.values(),
+        *MOTION_SCHEDULES.values(), *MASK_KEYS,
     }
 )  # fmt: skip
 
@@ -110,6 +118,11 @@ def is_moving(data: Mapping[str, Any]) -> bool:
     return animation_mode(data) in LOOPBACK_MODES
 
 
+def uses_mask(data: Mapping[str, Any]) -> bool:
+    """A mask file or a mask video is switched on."""
+    return is_on(data.get("use_mask", False)) or is_on(data.get("use_mask_video", False))
+
+
 def _not(key: str, neutral: str) -> Callable[[Mapping[str, Any]], bool]:
     """Active when ``key`` is present and is not the constant schedule ``neutral``."""
     return lambda data: key in data and constant_value(data[key]) != Decimal(neutral)
@@ -132,10 +145,6 @@ _3D_COVERS = (
 _FLIP_KEYS = (
     "enable_perspective_flip", "flip_2d_perspective", "perspective_flip_theta",
     "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
-)  # fmt: skip
-_MASK_COVERS = (
-    "mask_contrast_adjust", "mask_brightness_adjust", "overlay_mask", "mask_overlay_blur",
-    "fill", "full_res_mask", "full_res_mask_padding",
 )  # fmt: skip
 _LOOPER_COVERS = (
     "blendFactorMax",
@@ -212,15 +221,10 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         ("strength_0_no_init",),
     ),
     UnsupportedFeature(
-        "masks are not supported",
-        ("use_mask", "mask_file", "invert_mask", "mask_schedule"),
-        _switch("use_mask"),
-        _MASK_COVERS,
-    ),
-    UnsupportedFeature(
-        "mask videos are not supported",
-        ("use_mask_video", "video_mask_path"),
-        _switch("use_mask_video"),
+        "masks with 2D and 3D animation are not supported (a loopback frame is made from "
+        "the previous output, not from a frame to keep): the mask is not imported",
+        ("use_mask", "mask_file", "use_mask_video", "video_mask_path"),
+        lambda data: is_moving(data) and uses_mask(data),
     ),
     UnsupportedFeature(
         "noise masks are not supported",

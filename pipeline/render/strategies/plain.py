@@ -33,8 +33,9 @@ class PlainStrategy(RenderStrategy):
             row = rows[frame.index]
             check_size(row, frame.image.shape)
             found = producer.prepare(
-                row, frame.image, FrameOrigin.of(source.info, frame), None, frame.digest
-            )
+                row, frame.image, FrameOrigin.of(source.info, frame), None, frame.digest,
+                frame.mask,
+            )  # fmt: skip
             for batch in batcher.add(found) if isinstance(found, PendingFrame) else []:
                 dispatch.frames(batch)
             if producer.stop is not None:

@@ -381,6 +381,62 @@ def test_the_keyframe_loader_reads_the_import(tmp_path: Path) -> None:
     assert load_keyframes(EXAMPLE).values == values  # the settings file given directly
 
 
+# --- masks ---
+
+MASKED_VIDEO = {
+    "animation_mode": "Video Input", "video_init_path": "/clips/dance.mp4",
+    "use_mask_video": True, "video_mask_path": "/clips/dance_matte.mp4", "invert_mask": True,
+    "mask_contrast_adjust": 1.5, "mask_brightness_adjust": 1.0, "overlay_mask": True,
+    "mask_overlay_blur": 6, "full_res_mask": True, "full_res_mask_padding": 24, "fill": 2,
+    "mask_schedule": '0: ("{video_mask}"), 12: ("{video_mask} | [/clips/logo.png]")',
+}  # fmt: skip
+
+
+def test_a_video_input_file_with_a_mask_video_imports_its_masks(tmp_path: Path) -> None:
+    result = imported(tmp_path, **MASKED_VIDEO)
+    settings, schedules = result.keyframes["settings"], result.keyframes["schedules"]
+    assert {key: value for key, value in settings.items() if key.startswith("mask.")} == {
+        "mask.path": "/clips/dance_matte.mp4",
+        "mask.invert": True,
+        "mask.composite": True,
+        "mask.area": "masked",
+        "mask.padding": 24,
+        "mask.fill": "latent_noise",
+        "mask.expression": '0: ("{video_mask}"), 12: ("{video_mask} | [/clips/logo.png]")',
+    }
+    assert schedules["mask_contrast"] == "0:(1.5)"
+    assert schedules["mask_overlay_blur"] == "0:(6)"
+    assert not any("mask" in warning for warning in result.warnings)
+    # the file's own mask alone (Deforum's default schedule) needs no expression, and a
+    # mask file without overlay keeps the raw render
+    plain = imported(
+        tmp_path, animation_mode="None", use_mask=True, mask_file="/masks/m.png",
+        overlay_mask=False, mask_schedule='0: ("{video_mask}")',
+    )  # fmt: skip
+    assert plain.keyframes["settings"]["mask.path"] == "/masks/m.png"
+    assert plain.keyframes["settings"]["mask.composite"] is False
+    assert "mask.expression" not in plain.keyframes["settings"]
+    assert "mask_overlay_blur" not in plain.keyframes["schedules"]
+
+
+def test_masks_deforum_needs_a_model_for_are_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(RotoscopeError, match=r"mask_schedule=.*\{human_mask\}") as error:
+        imported(tmp_path, **{**MASKED_VIDEO, "mask_schedule": '0: ("{human_mask}")'})
+    assert "\n" not in str(error.value)
+
+
+def test_masks_that_cannot_be_imported_are_reported(tmp_path: Path) -> None:
+    remote = imported(tmp_path, animation_mode="None", use_mask=True)  # the example's URL
+    assert "mask.path" not in remote.keyframes["settings"]
+    assert (
+        'mask_file="https://deforum.github.io/a1/M1.jpg" is not a local file'
+        in (remote.warnings[0])
+    )
+    moving = imported(tmp_path, use_mask=True, mask_file="/masks/m.png")  # a 2D file
+    assert "mask.path" not in moving.keyframes["settings"]
+    assert "masks with 2D and 3D animation are not supported" in moving.warnings[0]
+
+
 # --- files as Deforum reads them ---
 
 VERSIONS = DATA / "deforum"

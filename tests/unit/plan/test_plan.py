@@ -187,3 +187,24 @@ def test_plan_chart_is_a_png(tmp_path: Path) -> None:
         assert image.format == "PNG" and image.size[0] > 300
     assert np.allclose(plan.series[0].values[[0, 5, 7]], [0.6, 0.4, 0.4])
     assert list(plan.series[0].keys) == [0, 5]
+
+
+def test_masked_rows_carry_the_mask_schedules_and_settings() -> None:
+    from pipeline.config.schema import MaskArea, MaskConfig, MaskFill
+    from pipeline.plan.rows import PlanRow
+
+    mask = MaskConfig(path="matte.mp4", blur="0:(0), 10:(5)", area=MaskArea.masked, padding=16)
+    masked = rows(mask=mask)
+    assert [row.mask_blur for row in masked[::5]] == [0.0, 2.5, 5.0]
+    first = masked[0]
+    assert (first.mask_area, first.mask_fill, first.mask_padding) == (
+        MaskArea.masked,
+        MaskFill.original,
+        16,
+    )
+    assert first.mask_composite and first.mask_overlay_blur == 4.0 and first.masked
+    assert PlanRow.from_record(json.loads(first.to_json())) == first  # read back from plan.jsonl
+    # a plan without a mask has rows without mask fields: frames keep their keys
+    assert "mask" not in rows()[0].to_json()
+    with pytest.raises(RotoscopeError, match=r"mask\.threshold at frame 0: 1\.5 is outside 0\.\.1"):
+        rows(mask=MaskConfig(path="matte.mp4", threshold="1.5"))

@@ -111,3 +111,17 @@ def test_prune_refuses_a_path_that_is_not_a_folder(tmp_path: Path, capsys) -> No
         prune_main([str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_prune_removes_the_masks_of_earlier_looks_only(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    folder = RunFolder(tmp_path / "clip")
+    for key, digest in (("a" * 64, "1" * 64), ("b" * 64, "2" * 64)):  # the second is current
+        frame = record(folder, 0, key)
+        folder.mask(digest).parent.mkdir(parents=True, exist_ok=True)
+        folder.mask(digest).write_bytes(b"mask")
+        Manifest(folder).add(replace(frame, mask=digest))
+    removed = {item.path: item.why for item in prune(folder)}
+    assert removed[folder.mask("1" * 64)] == "earlier look's mask"
+    assert folder.mask("2" * 64).exists() and not folder.mask("1" * 64).exists()

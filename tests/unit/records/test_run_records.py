@@ -129,6 +129,14 @@ def test_rerender_reasons_name_what_changed() -> None:
     assert rerender_reason(old, job(prompt="a dog"), digest, "m") == "changed prompt"
     assert rerender_reason(old, job(), digest, "m2") == "model changed"
     assert rerender_reason(old, job(), "other", "m") == "input changed"
+    # a mask joins the key only when there is one; a new mask digest is named
+    assert frame_key(job(), digest, "m", mask="d1|method") not in (
+        old.key, frame_key(job(), digest, "m", mask="d2|method"),
+    )  # fmt: skip
+    key = frame_key(job(), digest, "m", mask="d1|method")
+    masked = FrameRecord(0, "f", key, 0, None, 0.0, row=job().as_record(), input=digest,
+                         model="m", mask="d1")  # fmt: skip
+    assert rerender_reason(masked, job(), digest, "m", mask="d2|method") == "mask changed"
 
 
 def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
