@@ -5,14 +5,12 @@ pixel elsewhere the source frame's; mattes and alpha come out; edits, kill -9 an
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from support.cli import probe_output, rotoscope, start
-from support.cli_runner import wait_for_lines
+from support.cli import probe_output, rotoscope, start_stopping_at, wait_until_stopped
 from support.media import make_video, run_ffmpeg
 from support.run_files import frame_file, frames_of, report_of
 
@@ -278,11 +276,11 @@ def test_kill_9_and_resume_with_masks_and_coherence(tiny_models, clip, media, tm
     )  # fmt: skip
     whole = rotoscope(*args, "name=whole", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
-    proc = start(*args, "name=killed", cwd=tmp_path)
+    proc = start_stopping_at(2, *args, "name=killed", cwd=tmp_path)
     run_dir = tmp_path / "outputs/killed"
-    wait_for_lines(run_dir, 2, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    wait_until_stopped(proc)
+    proc.kill()
+    proc.communicate()
     resumed = rotoscope(*args, "name=killed", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert 0 < report_of(run_dir)["reused"] < FRAMES
