@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config.schema import AnimationMode, ControlMode, Reanchor, RunConfig
+from pipeline.config.schema import ColorCoherence, ControlMode, DepthModel, Reanchor, RunConfig
 from pipeline.control.maps import check_units
 from pipeline.errors import RotoscopeError, plural
+from pipeline.models.depth import check_depth_weights
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
 from pipeline.plan.rows import write_plan
@@ -42,7 +43,7 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             count = source.count_frames()
     for note in source.notes:
         log.warning("%s", note)
-    if cfg.animation.mode is AnimationMode.loopback and cfg.input.max_frames:
+    if cfg.animation.mode.loops and cfg.input.max_frames:
         count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(
@@ -51,6 +52,8 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
         )
     if cfg.controlnet.units:
         check_units(cfg, count, info.width, info.height)
+    if cfg.animation.mode.in_3d or cfg.animation.save_depth:
+        check_depth_weights(cfg.animation.depth, cfg.paths.models)  # before any GPU time
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
     )
@@ -66,17 +69,19 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
 def check_strategies(cfg: RunConfig) -> None:
     """Refuse the ways of rendering that do not combine, and coherence values out of range
     (run where the config is composed: :mod:`pipeline.run.configure`)."""
-    if cfg.controlnet.units and cfg.animation.mode is AnimationMode.loopback:
+    mode = cfg.animation.mode
+    if cfg.controlnet.units and mode.loops:
         raise RotoscopeError(
-            "controlnet units with animation.mode=loopback are not supported",
+            f"controlnet units with animation.mode={mode.value} are not supported",
             "use controlnet with animation=none, or loopback without controlnet",
         )
+    check_animation(cfg)
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
         return
-    if cfg.animation.mode is AnimationMode.loopback:
+    if mode.loops:
         raise RotoscopeError(
-            "coherence with animation.mode=loopback: loopback already makes every frame "
+            f"coherence with animation.mode={mode.value}: loopback already makes every frame "
             "from the previous output",
             "use coherence=none with loopback, or coherence with animation=none",
         )
@@ -98,6 +103,44 @@ def check_strategies(cfg: RunConfig) -> None:
         )
 
 
+def check_animation(cfg: RunConfig) -> None:
+    """Refuse animation settings that cannot apply: a depth video without frames made
+    from each other, a blend of a depth model with itself, a weight outside 0..1."""
+    animation = cfg.animation
+    if animation.save_depth and not animation.mode.loops:
+        raise RotoscopeError(
+            "animation.save_depth needs animation.mode=loopback or 3d",
+            "depth is estimated from each output frame of a loopback",
+        )
+    depth = animation.depth
+    if depth.blend is not DepthModel.none and depth.blend is depth.model:
+        raise RotoscopeError(
+            f"animation.depth.blend={depth.blend.value} blends the depth model with itself",
+            "blend another model (midas, zoe, depth_anything), or none",
+        )
+    if not 0.0 <= depth.midas_weight <= 1.0:
+        raise RotoscopeError(
+            f"animation.depth.midas_weight={depth.midas_weight:g} is outside 0..1",
+            "the share of animation.depth.model in the blend with animation.depth.blend",
+        )
+    if animation.color_coherence_every < 1:
+        raise RotoscopeError(
+            f"animation.color_coherence_every={animation.color_coherence_every} must be at "
+            "least 1", "1 follows every frame of the video",
+        )  # fmt: skip
+    if animation.color_coherence is not ColorCoherence.video and animation.color_coherence_video:
+        raise RotoscopeError(
+            "animation.color_coherence_video is set but animation.color_coherence="
+            f"{animation.color_coherence.value}", "set animation.color_coherence=video to use it",
+        )  # fmt: skip
+    for name in ("perlin_cells_x", "perlin_cells_y"):
+        if getattr(animation, name) < 1:
+            raise RotoscopeError(
+                f"animation.{name}={getattr(animation, name)} must be at least 1",
+                "the Perlin lattice's cells at the first octave (Deforum's default: 8)",
+            )
+
+
 def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     """One line a user can check before rendering: size, frames, ranges, prompts."""
 
@@ -112,7 +155,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     seed_text = (
         f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
     )
-    mode = ", loopback" if cfg.animation.mode is AnimationMode.loopback else ""
+    mode = {"none": "", "loopback": ", loopback", "3d": ", 3d loopback"}[cfg.animation.mode.value]
     starts = sorted({row.segment_start for row in rows if row.segment_start is not None})
     segments = [f"{len(starts)} coherence segment(s) from frames {_frame_list(starts)}"]
     sizes = {(row.width, row.height) for row in rows}
