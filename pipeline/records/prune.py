@@ -6,7 +6,7 @@ when the user asks (``rotoscope-prune``):
 - frames no current manifest line references (earlier looks, and a frame a killed
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
-- the coherence state (latents, attention recordings) of those frames;
+- the coherence state (latents, attention recordings) and the depth maps of those frames;
 - leftovers of interrupted writes (hidden temporary and staging files, in any folder);
 - with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.atomic import TEMPORARY_GLOB
-from pipeline.records.history import size_of, superseded_frames, superseded_state
+from pipeline.records.history import (
+    size_of,
+    superseded_depth,
+    superseded_frames,
+    superseded_state,
+)
 from pipeline.records.lock import RunLock
 from pipeline.records.manifest import Manifest
 from pipeline.records.run_folder import RunFolder
@@ -62,6 +67,10 @@ def prunable(
     items += [
         Prunable(path, size_of([path]), "earlier look's coherence state")
         for path in superseded_state(folder, manifest)
+    ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's depth map")
+        for path in superseded_depth(folder, manifest)
     ]
     leftovers = [*folder.path.rglob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
     items += [Prunable(path, size_of([path]), "unfinished write") for path in leftovers]

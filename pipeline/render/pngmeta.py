@@ -32,9 +32,9 @@ def a1111_parameters(
     extra: list[tuple[str, str]] | None = None,
 ) -> str:
     """The ``parameters`` text in A1111's layout (prompt, negative line, settings line),
-    with ``Clip skip`` when it is not 1, the ``extra`` entries (``Lora hashes``,
-    ``TI hashes``) and one ``ControlNet N`` entry per unit as A1111's ControlNet extension
-    writes it."""
+    with ``Clip skip`` and ``Noise multiplier`` when they are not 1, the ``extra`` entries
+    (``Lora hashes``, ``TI hashes``) and one ``ControlNet N`` entry per unit as A1111's
+    ControlNet extension writes it."""
     lines = [job.prompt]
     if job.negative_prompt:
         lines.append(f"Negative prompt: {job.negative_prompt}")
@@ -50,6 +50,8 @@ def a1111_parameters(
     settings += [("Model", model_name), ("Denoising strength", _number(job.strength))]
     if job.clip_skip:
         settings.append(("Clip skip", job.clip_skip))
+    if job.noise_multiplier is not None:
+        settings.append(("Noise multiplier", _number(job.noise_multiplier)))
     settings += extra or []
     for number, unit in enumerate(controlnets or []):
         values = (job.controls or {}).get(unit["unit"], ControlValues())
