@@ -88,9 +88,11 @@ class PromptBlend(Enum):
 class AnimationMode(Enum):
     none = "none"  # each frame from its own input frame
     loopback = "loopback"  # each frame from the previous output, moved in 2D (Deforum "2D")
+    # (OmegaConf reads an enum member by its name, and "3d" is not a Python identifier:
+    # hence the assignment into the class namespace)
+
     # each frame from the previous output, moved by a 3D camera through its depth map
-    # (Deforum "3D"). A config names an enum member by its name (OmegaConf), and "3d" is
-    # not a Python identifier, hence the namespace assignment.
+    # (Deforum "3D")
     locals()["3d"] = "3d"
 
     @property

@@ -18,10 +18,11 @@ Whatever a model outputs (MiDaS and relative Depth Anything: inverse depth, larg
 nearer; Zoe and metric Depth Anything: metres), the 3D camera gets Deforum's depth: the
 output scaled to 0..1, histogram-equalised (each value replaced by the share of pixels
 nearer than it, over 1024 bins), and laid out from 1 at the nearest point to 2 at the
-farthest (exactly: Deforum's equalised range stops a bin short at one end). A map that is flat or not finite becomes flat depth 1, as in Deforum.
-``animation.depth.blend`` names a second model whose depth is mixed in, ``midas_weight``
-of the first to ``1 - midas_weight`` of the second: Deforum's MiDaS/AdaBins blend, with
-any two of these models.
+farthest (exactly: Deforum's equalised range stops a bin short at one end). A map that
+is flat or not finite becomes flat depth 1, as in Deforum. ``animation.depth.blend``
+names a second model whose depth is mixed in, ``midas_weight`` of the first to
+``1 - midas_weight`` of the second: Deforum's MiDaS/AdaBins blend, with any two of these
+models.
 
 A missing weights file is one line naming the file and where to put it; nothing is ever
 downloaded.
@@ -230,7 +231,8 @@ def _midas(weights: DepthWeights, device: Any) -> Estimate:
     import torch
 
     aux = _controlnet_aux()
-    with loading(f"MiDaS depth weights {weights.path}"):
+    with loading(f"MiDaS depth weights {weights.path}"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # timm's notices about the backbone it builds
         detector = aux.MidasDetector.from_pretrained(
             str(weights.path.parent), model_type="dpt_hybrid", filename=weights.path.name
         )
@@ -251,7 +253,8 @@ def _zoe(weights: DepthWeights, device: Any) -> Estimate:
     import torch
 
     aux = _controlnet_aux()
-    with loading(f"ZoeDepth weights {weights.path}"):
+    with loading(f"ZoeDepth weights {weights.path}"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         detector = aux.ZoeDetector.from_pretrained(
             str(weights.path.parent), filename=weights.path.name
         )

@@ -117,3 +117,17 @@ def test_an_unknown_padding_mode_is_refused_naming_the_key() -> None:
 def test_the_mode_is_typed_3d() -> None:
     cfg = compose_checked(["input.path=x.png", "animation=loopback", "animation.mode=3d"])
     assert cfg.animation.mode is THREE_D and cfg.animation.mode.in_3d and cfg.animation.mode.loops
+
+
+def test_depth_and_colour_video_paths_pass_the_command_line_verbatim() -> None:
+    from pipeline.cli.overrides import quote_text_values
+
+    cfg = compose_checked(
+        quote_text_values([
+            "input.path=x.png", "animation.depth.folder=my models/dav2 (small)",
+            "animation.depth.annotators=an, notators", "animation.color_coherence_video=a [1].mp4",
+        ])
+    )  # fmt: skip
+    depth = cfg.animation.depth
+    assert (depth.folder, depth.annotators) == ("my models/dav2 (small)", "an, notators")
+    assert cfg.animation.color_coherence_video == "a [1].mp4"
