@@ -18,6 +18,7 @@ whole animation is one chain: one unit, on one worker.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -177,24 +178,24 @@ class ColourReferences:
     follow, its frame ``n * every`` for frames ``n * every`` to ``(n + 1) * every - 1``,
     the last one held once the video ends."""
 
-    def __init__(
-        self, cfg: RunConfig, context: UnitContext, stack: ExitStack, size: tuple[int, int]
-    ) -> None:
-        animation = cfg.animation
-        self.every = animation.color_coherence_every
+    def __init__(self, frames: Iterator[np.ndarray], every: int, size: tuple[int, int]) -> None:
+        self.frames = frames
+        self.every = every
         self.width, self.height = size
-        if animation.color_coherence_video:
-            given = replace(
-                cfg.input, path=animation.color_coherence_video, start=None, end=None, every=1,
-                max_frames=None, repeat=1, width=self.width, height=self.height, scale=None,
-            )  # fmt: skip
-            source: Source = stack.enter_context(open_source(given))
-        else:  # the input itself
-            source = stack.enter_context(context.reopen())
-        self.frames: Iterator[np.ndarray] = (frame.image for frame in source)
         self.number = -1
         self.current: np.ndarray | None = None
-        self.digest = ""
+
+    @classmethod
+    def open(cls, cfg: RunConfig, stack: ExitStack, size: tuple[int, int]) -> ColourReferences:
+        """The frames of ``animation.color_coherence_video``, at the animation's size."""
+        animation = cfg.animation
+        assert animation.color_coherence_video
+        given = replace(
+            cfg.input, path=animation.color_coherence_video, start=None, end=None, every=1,
+            max_frames=None, repeat=1, width=size[0], height=size[1], scale=None,
+        )  # fmt: skip
+        source: Source = stack.enter_context(open_source(given))
+        return cls((frame.image for frame in source), animation.color_coherence_every, size)
 
     def at(self, index: int) -> np.ndarray:
         wanted = index - index % self.every
@@ -227,20 +228,34 @@ class LoopbackStrategy(RenderStrategy):
     def feed(
         self, producer: FrameProducer, rows: list[PlanRow], source: Source, dispatch: Dispatch
     ) -> None:
-        """The first source frame and every row, as one chain."""
-        first = next(iter(source), None)
-        source.close()  # the rest of the source is not read
+        """The first source frame and every row, as one chain (with every later source
+        frame where the colours follow the input's frames)."""
+        frames = iter(source)
+        first = next(frames, None)
+        if not self.follows_input():
+            source.close()  # the rest of the source is not read
         if first is None:
             raise RotoscopeError(f"input.path '{source.info.path}' has no frame to start from")
         check_size(rows[0], first.image.shape)
-        dispatch.chain([first], [row.index for row in rows])
+        chain = itertools.chain([first], frames) if self.follows_input() else [first]
+        dispatch.chain(chain, [row.index for row in rows])
+
+    def follows_input(self) -> bool:
+        """Whether colours follow the input's own frames (``color_coherence=video`` with no
+        video given): then the chain carries them."""
+        animation = self.cfg.animation
+        return (
+            animation.color_coherence is ColorCoherence.video
+            and not animation.color_coherence_video
+        )
 
     def render_unit(self, producer: FrameProducer, unit: WorkUnit, context: UnitContext) -> None:
         assert isinstance(unit, ChainUnit), "the loopback strategy makes one chain"
         from pipeline.models.devices import resolve_device
 
         animation = self.cfg.animation
-        first = next(iter(unit.frames))
+        source_frames = iter(unit.frames)
+        first = next(source_frames)
         info = context.info
         device = str(resolve_device(self.cfg.runtime.device))
         inputs = LoopbackInputs(
@@ -257,9 +272,13 @@ class LoopbackStrategy(RenderStrategy):
         )
         with ExitStack() as stack:
             video = None
-            if animation.color_coherence is ColorCoherence.video:
-                size = (first.image.shape[1], first.image.shape[0])
-                video = ColourReferences(self.cfg, context, stack, size)
+            size = (first.image.shape[1], first.image.shape[0])
+            if self.follows_input():
+                later = (frame.image for frame in source_frames)
+                images = itertools.chain([first.image], later)
+                video = ColourReferences(images, animation.color_coherence_every, size)
+            elif animation.color_coherence is ColorCoherence.video:
+                video = ColourReferences.open(self.cfg, stack, size)
             previous: tuple[np.ndarray, str] | None = None  # output and key
             for index in unit.indices:
                 row = context.rows[index]
