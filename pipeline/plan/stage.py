@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config.schema import ColorCoherence, ControlMode, DepthModel, Reanchor, RunConfig
+from pipeline.config.schema import (
+    AnimationConfig,
+    ColorCoherence,
+    ControlMode,
+    DepthModel,
+    Reanchor,
+    RunConfig,
+)
 from pipeline.control.maps import check_units
 from pipeline.errors import RotoscopeError, plural
 from pipeline.models.depth import check_depth_weights
@@ -54,6 +61,13 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
         check_units(cfg, count, info.width, info.height)
     if cfg.animation.mode.in_3d or cfg.animation.save_depth:
         check_depth_weights(cfg.animation.depth, cfg.paths.models)  # before any GPU time
+    unused = two_d_moves_in_3d(cfg)
+    if unused:
+        log.warning(
+            "%s: 2D moves, which animation.mode=3d does not make (nor does Deforum's 3D); "
+            "the 3D camera moves with translation_x/y/z and rotation_3d_x/y/z",
+            ", ".join(f"animation.{name}={getattr(cfg.animation, name)}" for name in unused),
+        )  # fmt: skip
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
     )
@@ -139,6 +153,25 @@ def check_animation(cfg: RunConfig) -> None:
                 f"animation.{name}={getattr(animation, name)} must be at least 1",
                 "the Perlin lattice's cells at the first octave (Deforum's default: 8)",
             )
+
+
+def two_d_moves_in_3d(cfg: RunConfig) -> list[str]:
+    """The 2D move schedules set to a move in 3d mode, where they do nothing."""
+    if not cfg.animation.mode.in_3d:
+        return []
+    defaults = AnimationConfig()
+    return [
+        name
+        for name in ("zoom", "angle", "transform_center_x", "transform_center_y")
+        if not _same_number(getattr(cfg.animation, name), getattr(defaults, name))
+    ]
+
+
+def _same_number(value: str, default: str) -> bool:
+    try:
+        return float(value) == float(default)
+    except ValueError:
+        return False  # a schedule
 
 
 def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:

@@ -131,3 +131,12 @@ def test_depth_and_colour_video_paths_pass_the_command_line_verbatim() -> None:
     depth = cfg.animation.depth
     assert (depth.folder, depth.annotators) == ("my models/dav2 (small)", "an, notators")
     assert cfg.animation.color_coherence_video == "a [1].mp4"
+
+
+def test_2d_moves_set_in_3d_mode_are_named() -> None:
+    from pipeline.plan.stage import two_d_moves_in_3d
+
+    assert two_d_moves_in_3d(make_cfg(animation__mode=THREE_D)) == []
+    moved = make_cfg(animation__mode=THREE_D, animation__zoom="0:(1.01)", animation__angle="0")
+    assert two_d_moves_in_3d(moved) == ["zoom"]
+    assert two_d_moves_in_3d(make_cfg(animation__zoom="1.02")) == []  # 2D: they move
