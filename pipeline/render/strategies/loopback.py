@@ -144,6 +144,7 @@ class DepthMaps:
 
         self.cfg = cfg
         self.device = device
+        self.folder = folder
         identity = depth_identity(cfg.animation.depth, cfg.paths.models)
         self.cache = DepthCache(folder.depth_map, identity)
         self._estimate: Callable[[np.ndarray], np.ndarray] | None = None
@@ -169,7 +170,7 @@ class DepthMaps:
         if cache.estimated or cache.read:
             log.info(
                 "depth: %d map(s) estimated, %d read from %s",
-                cache.estimated, cache.read, self.cache.path_of("").parent,
+                cache.estimated, cache.read, self.folder.depth,
             )  # fmt: skip
 
 
