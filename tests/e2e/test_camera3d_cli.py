@@ -4,6 +4,7 @@ model, its depth video and metadata, change-aware re-render, and kill -9 then re
 from __future__ import annotations
 
 import itertools
+import shutil
 import signal
 from pathlib import Path
 
@@ -73,25 +74,23 @@ def test_a_fly_through_from_a_still(reference: Path) -> None:
 def test_changing_a_3d_schedule_re_renders_exactly_the_frames_after_it(
     job: list[str], reference: Path, tmp_path: Path
 ) -> None:
-    work = reference.parent.parent
-    before = {path.name: path.stat().st_mtime_ns for path in (reference / "depth").iterdir()}
+    run_dir = tmp_path / "outputs/whole"
+    shutil.copytree(reference, run_dir)  # the uninterrupted run, edited in a copy
+    before = {path.name: path.stat().st_mtime_ns for path in (run_dir / "depth").iterdir()}
     edited = "animation.translation_z=0:(4), 11:(4), 12:(8)"  # frames 0-11 keep 4
-    result = rotoscope(*job, edited, "name=whole", cwd=work)
+    result = rotoscope(*job, edited, "name=whole", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    report = report_of(reference)
+    report = report_of(run_dir)
     assert report["reused"] == 12 and report["rendered_frames"] == "12-15"
     assert report["reasons"]["changed translation_z"] >= 1
+    frames = frames_of(run_dir)
+    assert all(np.array_equal(a, b) for a, b in zip(frames[:12], frames_of(reference)[:12],
+                                                      strict=True))  # fmt: skip
+    assert not np.array_equal(frames[12], frames_of(reference)[12])
     # the depth of the reused outputs is read back, not estimated again
-    after = {path.name: path.stat().st_mtime_ns for path in (reference / "depth").iterdir()}
+    after = {path.name: path.stat().st_mtime_ns for path in (run_dir / "depth").iterdir()}
     assert all(after[name] == stamp for name, stamp in before.items())
-    assert "depth: 4 map(s) estimated" in (reference / "rotoscope.log").read_text()
-    # and the edited frames are what a fresh run of the edit makes
-    fresh = rotoscope(*job, edited, "name=fresh", cwd=tmp_path)
-    assert fresh.returncode == 0, fresh.stderr
-    for a, b in zip(frames_of(reference), frames_of(tmp_path / "outputs/fresh"), strict=True):
-        assert np.array_equal(a, b)
-    back = rotoscope(*job, FORWARD, "name=whole", cwd=work)  # the fixture's own settings
-    assert back.returncode == 0 and report_of(reference)["rendered"] == 0
+    assert "depth: 4 map(s) estimated" in (run_dir / "rotoscope.log").read_text()
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(
