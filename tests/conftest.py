@@ -122,3 +122,14 @@ def annotators(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(Generator(3, 1, 3).state_dict(), folder / "sk_model.pth")
     torch.save(Generator(3, 1, 3).state_dict(), folder / "sk_model2.pth")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_depth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the tiny random Depth Anything model (``tiny/depth``), for
+    ``paths.models=...`` with ``animation.depth.model=tiny``. Built once (about 3 s)."""
+    from pipeline.testing.tiny_depth import build_tiny_depth
+
+    models = tmp_path_factory.mktemp("depth_models")
+    build_tiny_depth(models / "tiny")
+    return models

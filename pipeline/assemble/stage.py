@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pipeline.assemble.depth_video import write_depth_video
 from pipeline.assemble.encode import ALPHA_FORMATS, AudioSpec, encode_video, video_extension
 from pipeline.assemble.images import write_image_folder
 from pipeline.config.schema import OutputFormat, RunConfig
@@ -47,6 +48,10 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
         log.warning("assembling %d of %s", len(records), plural(len(rows), "planned frame"))
     frames = [folder.path / record.file for record in records]
     keys = [record.key for record in records]
+    if cfg.animation.save_depth:
+        depth = write_depth_video(cfg, folder, records, cfg.output.fps or info.fps)
+        if depth is not None and depth[1] is not None and report is not None:
+            report.previous_outputs.append(str(depth[1]))
     fmt = cfg.output.format
     alpha = fmt in ALPHA_FORMATS or (fmt is OutputFormat.images and cfg.output.alpha)
     masks = masks_of(folder, records) if alpha or cfg.output.matte else []

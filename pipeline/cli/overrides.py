@@ -44,7 +44,8 @@ PATH_KEYS = frozenset(
 # keeps Hydra's meaning.
 PATH_PATTERN = re.compile(
     r"controlnet\.(annotators|units\.\w+\.(model|source))|paths\.\w+"
-)  # the ControlNet paths and every folder of the paths group
+    r"|animation\.(color_coherence_video|depth\.(annotators|folder))"
+)  # the ControlNet, depth model and colour video paths, and every folder of the paths group
 SWEEP_FUNCTIONS = ("choice(", "range(", "interval(", "glob(", "shuffle(", "sort(", "tag(")
 
 

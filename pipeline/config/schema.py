@@ -96,20 +96,89 @@ class PromptEditingSteps(Enum):
 
 class AnimationMode(Enum):
     none = "none"  # each frame from its own input frame
-    loopback = "loopback"  # each frame from the previous output, moved (Deforum "2D")
+    loopback = "loopback"  # each frame from the previous output, moved in 2D (Deforum "2D")
+    # (OmegaConf reads an enum member by its name, and "3d" is not a Python identifier:
+    # hence the assignment into the class namespace)
+
+    # each frame from the previous output, moved by a 3D camera through its depth map
+    # (Deforum "3D")
+    locals()["3d"] = "3d"
+
+    @property
+    def loops(self) -> bool:
+        """Whether each frame after the first starts from the previous output."""
+        return self is not AnimationMode.none
+
+    @property
+    def in_3d(self) -> bool:
+        return self.value == "3d"
 
 
 class Border(Enum):
-    """What fills the area a loopback camera move uncovers."""
+    """What fills the area a 2D loopback camera move (or a perspective flip) uncovers."""
 
-    replicate = "replicate"
-    reflect = "reflect"
-    wrap = "wrap"
+    replicate = "replicate"  # the edge pixels, repeated (Deforum's default)
+    reflect = "reflect"  # the picture mirrored at its edge
+    wrap = "wrap"  # the opposite edge (tiles)
+    zeros = "zeros"  # black
+
+
+class PaddingMode(Enum):
+    """What fills the area the 3D camera uncovers (torch's grid_sample padding, as in Deforum)."""
+
+    border = "border"  # the edge pixels, repeated
+    reflection = "reflection"  # the picture mirrored at its edge
+    zeros = "zeros"  # black
+
+
+class SamplingMode(Enum):
+    """How the 3D warp resamples the previous frame."""
+
+    bicubic = "bicubic"
+    bilinear = "bilinear"
+    nearest = "nearest"
 
 
 class ColorCoherence(Enum):
     none = "none"
-    lab = "lab"  # match each loopback input's LAB histogram to frame 0's output
+    lab = "lab"  # match each loopback input's LAB histograms to frame 0's output
+    hsv = "hsv"  # ... its HSV histograms
+    rgb = "rgb"  # ... its RGB histograms
+    # match LAB histograms to the frames of a video (or one image): color_coherence_video
+    video = "video"
+
+
+class NoiseType(Enum):
+    """The shape of the noise added to each loopback input."""
+
+    gaussian = "gaussian"  # white noise (Deforum's "uniform" noise type)
+    perlin = "perlin"  # white noise under a Perlin envelope: patches of more and less noise
+
+
+class DepthModel(Enum):
+    """Where the 3D camera's depth comes from."""
+
+    # MiDaS v3 DPT-Hybrid, dpt_hybrid-midas-501f0c75.pt in depth.annotators (the depth
+    # ControlNet preprocessor's file; Deforum's default "Midas-3-Hybrid")
+    midas = "midas"
+    zoe = "zoe"  # ZoeDepth, ZoeD_M12_N.pt in depth.annotators
+    depth_anything = "depth_anything"  # Depth Anything V2, a transformers folder (depth.folder)
+    tiny = "tiny"  # a tiny random Depth Anything for tests and the demo (make_tiny_models.py)
+    none = "none"  # flat: every pixel at the same depth (Deforum's use_depth_warping off)
+
+
+@dataclass
+class DepthConfig:
+    model: DepthModel = DepthModel.midas
+    # A second model blended in: depth = midas_weight * model + (1 - midas_weight) * blend,
+    # after each is normalised (Deforum's midas_weight); none for the model alone.
+    blend: DepthModel = DepthModel.none
+    midas_weight: float = 0.2
+    # Where the weights are: the MiDaS and Zoe files (lllyasviel/Annotators), and the
+    # Depth Anything V2 folder (a transformers model: config.json, weights,
+    # preprocessor_config.json).
+    annotators: str = "${controlnet.annotators}"
+    folder: str = "${paths.models}/depth_anything_v2"
 
 
 @dataclass
@@ -127,6 +196,55 @@ class AnimationConfig:
     noise: str = "0"
     border: Border = Border.replicate
     color_coherence: ColorCoherence = ColorCoherence.none
+    # 3D camera schedules (mode=3d), in Deforum's units: translation_x/y (above) and
+    # translation_z per frame (200 is the distance to the nearest point of the scene;
+    # +z moves forward), rotations in degrees per frame about the x, y and z axes.
+    translation_z: str = "0"
+    rotation_3d_x: str = "0"
+    rotation_3d_y: str = "0"
+    rotation_3d_z: str = "0"
+    # The perspective camera: field of view in degrees (smaller: more depth), its near
+    # and far planes, and the aspect ratio of its depth calculation (Deforum's).
+    fov: str = "70"
+    near: str = "200"
+    far: str = "10000"
+    aspect_ratio: str = "1"
+    padding_mode: PaddingMode = PaddingMode.border
+    sampling_mode: SamplingMode = SamplingMode.bicubic
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    # Write a video of each output frame's depth beside the output (mode loopback or 3d).
+    save_depth: bool = False
+    # Schedule: each loopback input's pixel values multiplied by this (Deforum's contrast).
+    contrast: str = "1"
+    # Sharpen each loopback input (an unsharp mask), against loopback's blur: schedules
+    # of the amount, the Gaussian kernel's size (odd) and sigma, and the threshold below
+    # which a difference is left alone (0..255).
+    anti_blur: bool = False
+    anti_blur_amount: str = "0.1"
+    anti_blur_kernel: str = "5"
+    anti_blur_sigma: str = "1"
+    anti_blur_threshold: str = "0"
+    noise_type: NoiseType = NoiseType.gaussian
+    # Perlin noise: schedules of its octaves and their persistence (amplitude ratio), and
+    # the lattice cells across the width and height at the first octave.
+    perlin_octaves: str = "4"
+    perlin_persistence: str = "0.5"
+    perlin_cells_x: int = 8
+    perlin_cells_y: int = 8
+    # Perspective flip: the picture tilted as a plane in 3D; schedules of its rotations
+    # (degrees about z, x and y) and the field of view it is seen with.
+    perspective_flip: bool = False
+    perspective_flip_theta: str = "0"
+    perspective_flip_phi: str = "0"
+    perspective_flip_gamma: str = "0"
+    perspective_flip_fv: str = "53"
+    # color_coherence=video: the video (or image) whose frames the colours follow (unset:
+    # the input), its frame taken every this many frames and held in between.
+    color_coherence_video: str | None = None
+    color_coherence_every: int = 1
+    # Also match each generated frame's colours, after generation (Deforum's default;
+    # off is Deforum's legacy_colormatch: only the input, before the noise).
+    color_coherence_output: bool = False
 
 
 class AttentionAnchors(Enum):
@@ -434,6 +552,9 @@ class RunConfig:
     strength: str = "0.5"
     guidance_scale: str = "7"
     steps: str = "20"
+    # A1111's initial noise multiplier: img2img's starting noise scaled by this (above 1
+    # repaints more of the input, below 1 less); a schedule.
+    noise_multiplier: str = "1"
     # A1111 sampler name ("Euler a", "DPM++ 2M Karras") or its slug (euler_a).
     sampler: str = "Euler a"
     # Base seed and how frames derive theirs; fixed (locked) is the default.

@@ -24,7 +24,7 @@ from pipeline.animation import flow as flow_settings
 from pipeline.animation.flow import FlowPair
 from pipeline.animation.flow_cache import ESTIMATOR, FlowCache
 from pipeline.atomic import write_text
-from pipeline.config.schema import AnimationMode, RunConfig
+from pipeline.config.schema import RunConfig
 from pipeline.metrics.warp_error import detail, pair_warp_error
 from pipeline.plan.chart import Series, write_plan_chart
 from pipeline.plan.rows import PlanRow, read_plan
@@ -94,7 +94,7 @@ class RunMetrics:
 
 def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path | None:
     """Measure the run's flicker; return ``metrics.json``'s path (None when skipped)."""
-    if cfg.animation.mode is AnimationMode.loopback:
+    if cfg.animation.mode.loops:
         log.info("metrics: skipped, loopback frames do not follow the source's motion")
         return None
     rows = read_plan(folder)

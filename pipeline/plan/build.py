@@ -10,11 +10,11 @@ computed from its row alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -27,8 +27,8 @@ from pipeline.config.schedulable import (
     schedules_in,
 )
 from pipeline.config.schema import (
-    AnimationMode,
     ControlMode,
+    NoiseType,
     PromptBlend,
     PromptEditingSteps,
     RunConfig,
@@ -99,10 +99,15 @@ def build_plan(
         for unit in cfg.controlnet.units
         for part, field in CONTROL_UNIT_SCHEDULES.items()
     }  # fmt: skip
-    motion_names = [item.name for item in active if item.group is ScheduleGroup.motion]
+    animation = [item for item in active if item.group in ANIMATION_GROUPS]
     coherence_names = [item.name for item in active if item.group in COHERENCE_GROUPS]
     mask_names = [item.name for item in active if item.group is ScheduleGroup.mask]
     generate = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
+    if generate and charted(NOISE_MULTIPLIER, series):
+        raise RotoscopeError(
+            "noise_multiplier scales img2img's starting noise, and controlnet.mode=txt2img "
+            "starts from noise alone", "leave noise_multiplier at 1 with txt2img",
+        )  # fmt: skip
     steps = [round_half_up(value) for value in series["steps"].values]
     seed_values = series["seed"].values if "seed" in series else None
     seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
@@ -123,7 +128,7 @@ def build_plan(
     clip_skip = cfg.clip_skip if cfg.clip_skip != 1 else None
     rows = []
     for index in range(frame_count):
-        motion = {name: float(series[name].values[index]) for name in motion_names}
+        motion = {item.name: row_value(item, series[item.name].values[index]) for item in animation}
         coherence: dict[str, float | int] = {
             name: float(series[name].values[index]) for name in coherence_names
         }
@@ -154,6 +159,7 @@ def build_plan(
             strength=1.0 if generate else float(series["strength"].values[index]),
             guidance_scale=float(series["guidance_scale"].values[index]),
             steps=steps[index],
+            noise_multiplier=row_value(NOISE_MULTIPLIER, series["noise_multiplier"].values[index]),
             sampler=sampler,
             seed=seeds[index],
             width=frame_sizes[index][0] if frame_sizes else width,
@@ -166,10 +172,11 @@ def build_plan(
         )
         check_row(row, origins)
         rows.append(row)
-    chart = [series[item.name] for item in schedules_in(ScheduleGroup.generation)]
+    generation = schedules_in(ScheduleGroup.generation)
+    chart = [series[item.name] for item in generation if charted(item, series)]
     seed_keys = series["seed"].keys if "seed" in series else [0]
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
-    chart += [series[name] for name in motion_names]
+    chart += [series[item.name] for item in animation if charted(item, series)]
     chart += [series[name] for name in coherence_names]
     chart += [
         series[name]
@@ -215,6 +222,33 @@ MASK_RANGES = (
     ("mask_blur", 0.0, 1024.0, "pixels of feather on each side of the mask's edge"),
     ("mask_overlay_blur", 0.0, 1024.0, "pixels of feather on each side of the mask's edge"),
 )
+# The schedules of a loopback frame (2D or 3D): its camera and the image operations on
+# its input.
+ANIMATION_GROUPS = (
+    ScheduleGroup.motion, ScheduleGroup.motion_2d, ScheduleGroup.camera_3d,
+    ScheduleGroup.anti_blur, ScheduleGroup.perlin, ScheduleGroup.perspective_flip,
+)  # fmt: skip
+NOISE_MULTIPLIER = next(item for item in SCHEDULES if item.name == "noise_multiplier")
+
+
+def row_value(item: Schedulable, value: float) -> float | int | None:
+    """A schedule's value as its row field holds it: None where it is the neutral value,
+    whole numbers for the Perlin octaves, an odd size (at least 1) for the anti-blur
+    kernel, as a Gaussian kernel needs."""
+    number = float(value)
+    if item.neutral is not None and number == item.neutral:
+        return None
+    if item.name == "perlin_octaves":
+        return round_half_up(number)
+    if item.name == "anti_blur_kernel":
+        return max(1, 2 * round_half_up((number - 1) / 2) + 1)
+    return number
+
+
+def charted(item: Schedulable, series: dict[str, Series]) -> bool:
+    """Whether the chart shows a schedule: always, unless it has a neutral value and never
+    leaves it (a contrast of 1 everywhere is no news)."""
+    return item.neutral is None or bool(np.any(series[item.name].values != item.neutral))
 
 
 def prompt_of(key: PromptKey) -> tuple[str, str]:
@@ -224,12 +258,21 @@ def prompt_of(key: PromptKey) -> tuple[str, str]:
 
 def active_schedules(cfg: RunConfig) -> list[Schedulable]:
     """The schedules this config evaluates: generation always, the seed schedule with
-    ``seed_behavior=schedule``, motion in loopback."""
+    ``seed_behavior=schedule``, the camera and the loopback tools that are on in loopback
+    and 3d, coherence's with coherence."""
     groups = {ScheduleGroup.generation}
     if cfg.seed_behavior is SeedBehavior.schedule:
         groups.add(ScheduleGroup.seed)
-    if cfg.animation.mode is AnimationMode.loopback:
+    animation = cfg.animation
+    if animation.mode.loops:
         groups.add(ScheduleGroup.motion)
+        groups.add(ScheduleGroup.camera_3d if animation.mode.in_3d else ScheduleGroup.motion_2d)
+        if animation.anti_blur:
+            groups.add(ScheduleGroup.anti_blur)
+        if animation.noise_type is NoiseType.perlin:
+            groups.add(ScheduleGroup.perlin)
+        if animation.perspective_flip:
+            groups.add(ScheduleGroup.perspective_flip)
     if cfg.coherence.attention:
         groups.add(ScheduleGroup.attention)
     if cfg.coherence.flow:
@@ -394,7 +437,7 @@ def check_seed(cfg: RunConfig) -> None:
 def check_row(row: PlanRow, origins: dict[str, str]) -> None:
     """Reject values diffusers would fail on mid-run, naming the frame and schedule."""
 
-    def fail(key: str, problem: str, hint: str) -> None:
+    def fail(key: str, problem: str, hint: str) -> NoReturn:
         where = origins.get(key, "command line")
         raise RotoscopeError(f"{where}: {key} at frame {row.index}: {problem}", hint)
 
@@ -414,6 +457,7 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
     if row.zoom is not None and row.zoom <= 0:
         fail("animation.zoom", f"{row.zoom:g} is not positive", "1 means no zoom")
+    check_loopback_values(row, fail)
     for item in SCHEDULES:
         value = getattr(row, item.name)
         if item.group in COHERENCE_GROUPS and value is not None and not 0.0 <= value <= 1.0:
@@ -432,3 +476,40 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
             if not 0.0 <= value <= 1.0:
                 key = f"controlnet.units.{unit}.{CONTROL_UNIT_SCHEDULES[part]}"
                 fail(key, f"{value:g} is outside 0..1", "a fraction of the steps")
+
+
+def check_loopback_values(row: PlanRow, fail: Callable[[str, str, str], NoReturn]) -> None:
+    """Reject a loopback or 3D camera value that has no meaning (a lens of 0 or 180
+    degrees, near planes beyond far ones, a move past the camera)."""
+    for name in ("noise", "noise_multiplier", "contrast", "anti_blur_sigma",
+                 "anti_blur_threshold", "perlin_persistence"):  # fmt: skip
+        value = getattr(row, name)
+        if value is not None and value < 0:
+            fail(SCHEDULE_KEYS[name], f"{value:g} is negative", "use 0 or more")
+    for name in ("fov", "perspective_flip_fv"):
+        value = getattr(row, name)
+        if value is not None and not (0 < abs(value) < 180 and (value > 0 or name == "fov")):
+            fail(
+                SCHEDULE_KEYS[name], f"{value:g} degrees is not a field of view",
+                "a field of view is between 0 and 180 degrees, both excluded (Deforum's "
+                "default is 70 for the camera, 53 for the flip)",
+            )  # fmt: skip
+    if row.near is not None and row.far is not None and row.near >= row.far:
+        fail(
+            "animation.near", f"the near plane ({row.near:g}) is not in front of the far "
+            f"plane (animation.far {row.far:g})", "near must be less than far",
+        )  # fmt: skip
+    if row.aspect_ratio == 0:
+        fail("animation.aspect_ratio", "0 is not an aspect ratio", "1 is Deforum's default")
+    if row.translation_z is not None and row.translation_z >= TRANSLATION_Z_LIMIT:
+        fail(
+            "animation.translation_z", f"{row.translation_z:g} moves the camera past the "
+            "nearest point of the scene", f"Deforum's units: {TRANSLATION_Z_LIMIT:g} is the "
+            "distance to the nearest point; forward moves are a few units per frame",
+        )  # fmt: skip
+    if row.perlin_octaves is not None and row.perlin_octaves < 1:
+        fail("animation.perlin_octaves", f"{row.perlin_octaves} octaves", "use 1 or more")
+
+
+# A forward move of 200 (Deforum's units) reaches the nearest point of a depth map.
+TRANSLATION_Z_LIMIT = 200.0

@@ -39,9 +39,10 @@ class PlanRow:
 
     Between two prompt keyframes the frame's conditioning lies ``blend`` of the way from
     (prompt, negative_prompt) to (prompt_to, negative_prompt_to). Motion values are set
-    only in loopback mode. Prompts keep their ``<lora:...>`` tags as written (the PNG
-    metadata shows them, as A1111's does); ``loras`` holds the weights the tags resolve to
-    for this frame, blended between keyframes like the embeddings.
+    only in loopback and 3d modes (the 2D ones in loopback, the 3D camera's in 3d).
+    Prompts keep their ``<lora:...>`` tags as written (the PNG metadata shows them, as
+    A1111's does); ``loras`` holds the weights the tags resolve to for this frame, blended
+    between keyframes like the embeddings.
     """
 
     index: int
@@ -103,6 +104,31 @@ class PlanRow:
     mask_area: MaskArea | None = field(default=None, metadata=OPTIONAL)
     mask_padding: int | None = field(default=None, metadata=OPTIONAL)
     mask_composite: bool | None = field(default=None, metadata=OPTIONAL)
+    # A1111's initial noise multiplier, where it is not 1.
+    noise_multiplier: float | None = field(default=None, metadata=OPTIONAL)
+    # Loopback (2D and 3D): the input's contrast multiplier where it is not 1; the
+    # unsharp mask (when animation.anti_blur is on); the Perlin noise's octaves and
+    # persistence (with noise_type=perlin); the perspective flip (when it is on).
+    contrast: float | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_amount: float | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_kernel: int | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_sigma: float | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_threshold: float | None = field(default=None, metadata=OPTIONAL)
+    perlin_octaves: int | None = field(default=None, metadata=OPTIONAL)
+    perlin_persistence: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_theta: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_phi: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_gamma: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_fv: float | None = field(default=None, metadata=OPTIONAL)
+    # The 3D camera's move and lens (animation.mode=3d), in Deforum's units.
+    translation_z: float | None = field(default=None, metadata=OPTIONAL)
+    rotation_3d_x: float | None = field(default=None, metadata=OPTIONAL)
+    rotation_3d_y: float | None = field(default=None, metadata=OPTIONAL)
+    rotation_3d_z: float | None = field(default=None, metadata=OPTIONAL)
+    fov: float | None = field(default=None, metadata=OPTIONAL)
+    near: float | None = field(default=None, metadata=OPTIONAL)
+    far: float | None = field(default=None, metadata=OPTIONAL)
+    aspect_ratio: float | None = field(default=None, metadata=OPTIONAL)
 
     def to_json(self) -> str:
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 
 from pipeline.config.schema import (
-    AnimationMode,
+    AnimationConfig,
+    ColorCoherence,
     ControlMode,
+    DepthModel,
     MaskArea,
     MaskConfig,
     Reanchor,
@@ -19,6 +21,7 @@ from pipeline.config.schema import (
 from pipeline.control.maps import check_units
 from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError, plural
+from pipeline.models.depth import check_depth_weights
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
 from pipeline.plan.rows import PlanRow, write_plan
@@ -51,7 +54,7 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             count = source.count_frames()
     for note in source.notes:
         log.warning("%s", note)
-    if cfg.animation.mode is AnimationMode.loopback and cfg.input.max_frames:
+    if cfg.animation.mode.loops and cfg.input.max_frames:
         count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(
@@ -62,6 +65,15 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
         check_units(cfg, count, info.width, info.height)
     if cfg.mask.active:
         check_masks(cfg.mask, info, source.selection, count)
+    if cfg.animation.mode.in_3d or cfg.animation.save_depth:
+        check_depth_weights(cfg.animation.depth, cfg.paths.models)  # before any GPU time
+    unused = two_d_moves_in_3d(cfg)
+    if unused:
+        log.warning(
+            "%s: 2D moves, which animation.mode=3d does not make (nor does Deforum's 3D); "
+            "the 3D camera moves with translation_x/y/z and rotation_3d_x/y/z",
+            ", ".join(f"animation.{name}={getattr(cfg.animation, name)}" for name in unused),
+        )  # fmt: skip
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
     )
@@ -77,18 +89,20 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
 def check_strategies(cfg: RunConfig) -> None:
     """Refuse the ways of rendering that do not combine, and coherence values out of range
     (run where the config is composed: :mod:`pipeline.run.configure`)."""
-    if cfg.controlnet.units and cfg.animation.mode is AnimationMode.loopback:
+    mode = cfg.animation.mode
+    if cfg.controlnet.units and mode.loops:
         raise RotoscopeError(
-            "controlnet units with animation.mode=loopback are not supported",
+            f"controlnet units with animation.mode={mode.value} are not supported",
             "use controlnet with animation=none, or loopback without controlnet",
         )
     check_mask_strategies(cfg)
+    check_animation(cfg)
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
         return
-    if cfg.animation.mode is AnimationMode.loopback:
+    if mode.loops:
         raise RotoscopeError(
-            "coherence with animation.mode=loopback: loopback already makes every frame "
+            f"coherence with animation.mode={mode.value}: loopback already makes every frame "
             "from the previous output",
             "use coherence=none with loopback, or coherence with animation=none",
         )
@@ -126,9 +140,10 @@ def check_mask_strategies(cfg: RunConfig) -> None:
             )
         return
     check_mask_options(mask)
-    if cfg.animation.mode is AnimationMode.loopback:
+    if cfg.animation.mode.loops:
         raise RotoscopeError(
-            "masks with animation.mode=loopback are not supported: a loopback frame is "
+            f"masks with animation.mode={cfg.animation.mode.value} are not supported: a "
+            "loopback frame is "
             "made from the previous output, not from a source frame to keep",
             "use masks with animation=none; coherence keeps them steady",
         )
@@ -163,6 +178,63 @@ def mask_summary(mask: MaskConfig) -> str:
     return f"{origin} ({', '.join(extra)})"
 
 
+def check_animation(cfg: RunConfig) -> None:
+    """Refuse animation settings that cannot apply: a depth video without frames made
+    from each other, a blend of a depth model with itself, a weight outside 0..1."""
+    animation = cfg.animation
+    if animation.save_depth and not animation.mode.loops:
+        raise RotoscopeError(
+            "animation.save_depth needs animation.mode=loopback or 3d",
+            "depth is estimated from each output frame of a loopback",
+        )
+    depth = animation.depth
+    if depth.blend is not DepthModel.none and depth.blend is depth.model:
+        raise RotoscopeError(
+            f"animation.depth.blend={depth.blend.value} blends the depth model with itself",
+            "blend another model (midas, zoe, depth_anything), or none",
+        )
+    if not 0.0 <= depth.midas_weight <= 1.0:
+        raise RotoscopeError(
+            f"animation.depth.midas_weight={depth.midas_weight:g} is outside 0..1",
+            "the share of animation.depth.model in the blend with animation.depth.blend",
+        )
+    if animation.color_coherence_every < 1:
+        raise RotoscopeError(
+            f"animation.color_coherence_every={animation.color_coherence_every} must be at "
+            "least 1", "1 follows every frame of the video",
+        )  # fmt: skip
+    if animation.color_coherence is not ColorCoherence.video and animation.color_coherence_video:
+        raise RotoscopeError(
+            "animation.color_coherence_video is set but animation.color_coherence="
+            f"{animation.color_coherence.value}", "set animation.color_coherence=video to use it",
+        )  # fmt: skip
+    for name in ("perlin_cells_x", "perlin_cells_y"):
+        if getattr(animation, name) < 1:
+            raise RotoscopeError(
+                f"animation.{name}={getattr(animation, name)} must be at least 1",
+                "the Perlin lattice's cells at the first octave (Deforum's default: 8)",
+            )
+
+
+def two_d_moves_in_3d(cfg: RunConfig) -> list[str]:
+    """The 2D move schedules set to a move in 3d mode, where they do nothing."""
+    if not cfg.animation.mode.in_3d:
+        return []
+    defaults = AnimationConfig()
+    return [
+        name
+        for name in ("zoom", "angle", "transform_center_x", "transform_center_y")
+        if not _same_number(getattr(cfg.animation, name), getattr(defaults, name))
+    ]
+
+
+def _same_number(value: str, default: str) -> bool:
+    try:
+        return float(value) == float(default)
+    except ValueError:
+        return False  # a schedule
+
+
 def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     """One line a user can check before rendering: size, frames, ranges, prompts."""
 
@@ -177,7 +249,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     seed_text = (
         f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
     )
-    mode = ", loopback" if cfg.animation.mode is AnimationMode.loopback else ""
+    mode = {"none": "", "loopback": ", loopback", "3d": ", 3d loopback"}[cfg.animation.mode.value]
     starts = sorted({row.segment_start for row in rows if row.segment_start is not None})
     segments = [f"{len(starts)} coherence segment(s) from frames {_frame_list(starts)}"]
     sizes = {(row.width, row.height) for row in rows}

@@ -139,6 +139,19 @@ def superseded_masks(folder: RunFolder, manifest: Manifest) -> list[Path]:
     return sorted(path for path in folder.masks.glob("*.png") if path.name not in current)
 
 
+def superseded_depth(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """Depth maps of loopback outputs no current manifest line references."""
+    if not folder.depth.is_dir():
+        return []
+    current = {record.key for record in manifest.records.values()}
+    return sorted(
+        path
+        for path in folder.depth.iterdir()
+        if (key := RunFolder.depth_key(path)) is not None
+        and not any(full.startswith(key) for full in current)
+    )
+
+
 def size_of(paths: Iterable[Path]) -> int:
     """Bytes on disk of files and folders (recursively)."""
     total = 0
@@ -151,13 +164,13 @@ def size_of(paths: Iterable[Path]) -> int:
 
 
 def history_bytes(folder: RunFolder) -> int:
-    """Disk used by kept history: superseded frames (and the coherence state their chains
-    left, and their masks), plus earlier deliverables."""
+    """Disk used by kept history: superseded frames (and the coherence state, masks and
+    depth maps their chains left), plus earlier deliverables."""
     if not folder.path.is_dir():
         return 0
     manifest = Manifest(folder)
     superseded = [
         *superseded_frames(folder, manifest), *superseded_state(folder, manifest),
-        *superseded_masks(folder, manifest),
+        *superseded_masks(folder, manifest), *superseded_depth(folder, manifest),
     ]  # fmt: skip
     return size_of(superseded) + size_of([folder.history])

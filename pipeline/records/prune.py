@@ -6,7 +6,8 @@ when the user asks (``rotoscope-prune``):
 - frames no current manifest line references (earlier looks, and a frame a killed
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
-- the coherence state (latents, attention recordings) and the masks of those frames;
+- the coherence state (latents, attention recordings), the masks and the depth maps of
+  those frames;
 - leftovers of interrupted writes (hidden temporary and staging files, in any folder);
 - with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
@@ -27,6 +28,7 @@ from pathlib import Path
 from pipeline.atomic import TEMPORARY_GLOB
 from pipeline.records.history import (
     size_of,
+    superseded_depth,
     superseded_frames,
     superseded_masks,
     superseded_state,
@@ -71,6 +73,10 @@ def prunable(
     items += [
         Prunable(path, size_of([path]), "earlier look's mask")
         for path in superseded_masks(folder, manifest)
+    ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's depth map")
+        for path in superseded_depth(folder, manifest)
     ]
     leftovers = [*folder.path.rglob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
     items += [Prunable(path, size_of([path]), "unfinished write") for path in leftovers]

@@ -123,6 +123,20 @@ class RunFolder:
         stem, dash, key = path.name.removesuffix(".safetensors").partition("-")
         return key if dash and stem in ("attention", "latents") else None
 
+    @property
+    def depth(self) -> Path:
+        """Depth maps of loopback outputs (3D camera, ``animation.save_depth``), by frame key."""
+        return self.path / "depth"
+
+    def depth_map(self, key: str) -> Path:
+        """The depth map estimated from the output frame with this key."""
+        return self.depth / f"{key[:24]}.png"
+
+    @staticmethod
+    def depth_key(path: Path) -> str | None:
+        """The (shortened) frame key a depth map belongs to, or None."""
+        return path.stem if path.suffix == ".png" and not path.name.startswith(".") else None
+
     def flow_pair(self, index: int) -> Path:
         """The source flow between frames ``index - 1`` and ``index``."""
         return self.flow / f"{index:06d}.npz"
@@ -175,6 +189,10 @@ class RunFolder:
     def mattes(self) -> Path:
         """``output.matte`` with ``output=images``: the masks under the images' names."""
         return self.path / "mattes"
+
+    def depth_video(self, extension: str) -> Path:
+        """``animation.save_depth``: each output frame's depth, beside the video."""
+        return self.path / f"{self.path.name}-depth.{extension}"
 
     def staging(self, name: str) -> Path:
         """Where a new deliverable is written before it replaces ``name`` (hidden)."""

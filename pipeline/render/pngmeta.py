@@ -41,10 +41,10 @@ def a1111_parameters(
     extra: list[tuple[str, str]] | None = None,
 ) -> str:
     """The ``parameters`` text in A1111's layout (prompt, negative line, settings line),
-    with ``Clip skip`` when it is not 1, A1111's inpainting entries for a masked frame, the
-    ``extra`` entries (``Lora hashes``, ``TI hashes``) and one ``ControlNet N`` entry per
-    unit as A1111's ControlNet extension writes it. No model (``model_name`` None) for a
-    frame that was not diffused (an empty mask)."""
+    with ``Clip skip`` and ``Noise multiplier`` when they are not 1, A1111's inpainting
+    entries for a masked frame, the ``extra`` entries (``Lora hashes``, ``TI hashes``) and
+    one ``ControlNet N`` entry per unit as A1111's ControlNet extension writes it. No model
+    (``model_name`` None) for a frame that was not diffused (an empty mask)."""
     lines = [job.prompt]
     if job.negative_prompt:
         lines.append(f"Negative prompt: {job.negative_prompt}")
@@ -67,6 +67,8 @@ def a1111_parameters(
         settings.append(("Inpaint area", INPAINT_AREA[job.mask_area]))
         settings.append(("Masked area padding", job.mask_padding or 0))
         settings.append(("Masked content", MASKED_CONTENT[job.mask_fill or MaskFill.original]))
+    if job.noise_multiplier is not None:
+        settings.append(("Noise multiplier", _number(job.noise_multiplier)))
     settings += extra or []
     for number, unit in enumerate(controlnets or []):
         values = (job.controls or {}).get(unit["unit"], ControlValues())

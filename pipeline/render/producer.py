@@ -50,8 +50,8 @@ class ChainedInput(Protocol):
 
     dependencies: str  # joins the frame's key: the earlier frames' keys and settings
 
-    def prepare(self) -> tuple[np.ndarray, FrameHooks]:
-        """The init image and the hooks for the pipeline call."""
+    def prepare(self) -> tuple[np.ndarray, FrameHooks | None]:
+        """The init image and the hooks for the pipeline call (None: none)."""
         ...
 
     def rendered(self, key: str, output: np.ndarray) -> np.ndarray:

@@ -5,8 +5,10 @@ sequence needs: a fresh CPU generator per frame seeded from the row (so a frame'
 depends on its seed alone, never on device, batch or resume point), A1111-weighted
 prompt embeddings encoded once per distinct prompt rather than once per frame, blended
 between prompt keyframes and switched between steps by prompt editing, the row's LoRA
-weights and CLIP skip, and the sampler switched only when a row asks for a different
-one. img2img with steps x strength below 1 still runs one step, as A1111 does.
+weights and CLIP skip, A1111's initial noise multiplier per frame
+(:mod:`pipeline.render.initial_noise`), and the sampler switched only when a row asks
+for a different one. img2img with steps x strength below 1 still runs one step, as
+A1111 does.
 
 Several frames can share one call (:meth:`Renderer.render_batch`, ``render.batch_size``):
 each keeps its own generator, embeddings, control maps and prompt-editing switches (see
@@ -51,6 +53,7 @@ from pipeline.render.adapters import Adapters
 from pipeline.render.batch import FrameInput, batch_embeddings, conditioning_shapes
 from pipeline.render.callbacks import StepCallback, StepCallbacks
 from pipeline.render.conditioning import PromptEncoder
+from pipeline.render.initial_noise import scaled_initial_noise
 from pipeline.render.masking.control import inpaint_control_image
 from pipeline.render.masking.latent import LatentMask
 from pipeline.render.prompt_schedule import StepConditionings, step_conditionings
@@ -214,6 +217,10 @@ class Renderer:
         callbacks = StepCallbacks()
         callbacks.add(switch)
         with torch.inference_mode(), ExitStack() as stack:
+            multipliers = [frame.job.noise_multiplier for frame in frames]
+            if any(multiplier is not None for multiplier in multipliers):
+                scales = [1.0 if multiplier is None else multiplier for multiplier in multipliers]
+                stack.enter_context(scaled_initial_noise(pipe.scheduler, scales))
             if hooks is not None:
                 for callback in hooks.enter(stack, pipe):
                     callbacks.add(callback)

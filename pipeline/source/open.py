@@ -26,7 +26,7 @@ import math
 import re
 from pathlib import Path
 
-from pipeline.config.schema import AnimationMode, InputConfig, OutputFormat, RunConfig
+from pipeline.config.schema import InputConfig, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.source.base import Selection, Source, SourceInfo, SourceKind
 from pipeline.source.images import (
@@ -56,7 +56,7 @@ def keeps_own_sizes(cfg: RunConfig) -> bool:
     sources need one)."""
     return (
         cfg.output.format is OutputFormat.images
-        and cfg.animation.mode is AnimationMode.none
+        and not cfg.animation.mode.loops
         and all(unit.source == "input" for unit in cfg.controlnet.units.values())
     )
 
