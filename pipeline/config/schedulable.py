@@ -30,6 +30,8 @@ class ScheduleGroup(Enum):
     attention = "attention"  # with coherence.attention
     flow = "flow"  # with coherence.flow
     mask = "mask"  # with a mask (mask.path, mask.key, mask.luma or mask.expression)
+    cadence = "cadence"  # with cadence.every > 1 on an input's frames (animation.mode=none)
+    cadence_flow = "cadence_flow"  # with cadence.every > 1 in loopback, with cadence.flow
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("mask_grow", "mask.grow", ScheduleGroup.mask),
     Schedulable("mask_blur", "mask.blur", ScheduleGroup.mask),
     Schedulable("mask_overlay_blur", "mask.overlay_blur", ScheduleGroup.mask),
+    Schedulable("repair_strength", "cadence.repair_strength", ScheduleGroup.cadence, neutral=0.0),
+    Schedulable("cadence_flow_factor", "cadence.flow_factor", ScheduleGroup.cadence_flow),
 )
 SCHEDULE_KEYS: dict[str, str] = {item.name: item.key for item in SCHEDULES}
 

@@ -170,15 +170,19 @@ class FrameProducer:
         chained: ChainedInput | None = None,
         digest: str | None = None,
         mask: FrameMask | None = None,
+        dependencies: str = "",
     ) -> PendingFrame | FrameRecord:
         """Give the frame its place in the writer's line and decide: its record when the
         frame is current on disk (reused: its outcome is handed over at once), else the
         :class:`PendingFrame` to render and :meth:`finish`. ``digest`` is ``image``'s,
-        when already computed (by the prefetch thread); ``mask`` the frame's, with masks."""
+        when already computed (by the prefetch thread); ``mask`` the frame's, with masks;
+        ``dependencies`` what else the frame is made from, when not ``chained`` (a frame
+        a cadence carries: the diffused frames' keys)."""
         digest = digest or image_digest(image)
         maps = self.control.maps(job.index, image) if self.control else []
         control = ",".join(unit_map.key for unit_map in maps)
-        dependencies = chained.dependencies if chained is not None else ""
+        if chained is not None:
+            dependencies = chained.dependencies
         masking = f"{mask.digest}|{MASK_METHOD}" if mask is not None else ""
         key = frame_key(job, digest, self.identity, control, dependencies, masking)
         self.writer.reserve(job.index)
@@ -211,12 +215,14 @@ class FrameProducer:
         frame: PendingFrame,
         output: np.ndarray,
         committed: Callable[[], None] | None = None,
+        diffused: bool = True,
     ) -> None:
         """Hand a rendered frame to the writer: its PNG (with metadata), then its line;
-        ``committed`` is called once the line is committed. A frame whose mask is empty
-        was not diffused: its metadata names no model (none was loaded for it)."""
+        ``committed`` is called once the line is committed. A frame that was not diffused
+        (its mask is empty, or a cadence carried it from diffused frames: ``diffused``
+        False) names no model in its metadata (none may be loaded for it)."""
         job = frame.job
-        renderer = None if frame.blank else self.renderer
+        renderer = None if frame.blank or not diffused else self.renderer
         origin = frame.origin
         row = job.as_record()
         record = FrameRecord(

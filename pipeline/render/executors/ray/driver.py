@@ -150,11 +150,22 @@ class WorkerPool:
         line were taken when the driver saw them)."""
         self._submit(FramesUnit(self._next_number(), batch))
 
-    def chain(self, frames: Iterable[Frame], indices: Sequence[int] | None = None) -> None:
-        """Hand a chain (a segment, or a loopback) to a worker: its frames decoded, with
-        their control maps, and the records of its frames the worker may reuse."""
+    def chain(
+        self,
+        frames: Iterable[Frame],
+        indices: Sequence[int] | None = None,
+        makes: Callable[[int], bool] | None = None,
+        reads: Sequence[int] = (),
+    ) -> None:
+        """Hand a chain (a segment, a loopback, a cadence's span) to a worker: its frames
+        decoded, with their control maps, the records of its frames the worker may reuse
+        and of the earlier frames it reads."""
         decoded = list(frames)
-        made = list(indices) if indices is not None else [frame.index for frame in decoded]
+        made = (
+            list(indices)
+            if indices is not None
+            else [frame.index for frame in decoded if makes is None or makes(frame.index)]
+        )
         shipped: dict[int, list[ShippedMap]] = {}
         if self.control is not None:
             for frame in decoded:
@@ -165,7 +176,15 @@ class WorkerPool:
         for index in made:
             self.writer.reserve(index)
         records = self.work.manifest.relevant(made)
-        self._submit(ChainUnit(self._next_number(), decoded, made, shipped, records))
+        current = self.work.manifest.records
+        records += [current[index] for index in reads if index in current]
+        unit = ChainUnit(self._next_number(), decoded, made, shipped, records, list(reads))
+        self._submit(unit)
+
+    def wait(self) -> None:
+        """Take in outcomes until every unit handed out has come back (their lines are
+        written as they arrive: this driver's writer writes inline)."""
+        self._pump(until=lambda: not self.outstanding)
 
     def _next_number(self) -> int:
         self._numbers += 1
