@@ -7,7 +7,7 @@ when the user asks (``rotoscope-prune``):
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
 - the coherence state (latents, attention recordings), the masks and the depth maps of
-  those frames;
+  those frames, and the diffused frames a loopback cadence tweened them from;
 - leftovers of interrupted writes (hidden temporary and staging files, in any folder);
 - with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
@@ -28,6 +28,7 @@ from pathlib import Path
 from pipeline.atomic import TEMPORARY_GLOB
 from pipeline.records.history import (
     size_of,
+    superseded_cadence,
     superseded_depth,
     superseded_frames,
     superseded_masks,
@@ -77,6 +78,10 @@ def prunable(
     items += [
         Prunable(path, size_of([path]), "earlier look's depth map")
         for path in superseded_depth(folder, manifest)
+    ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's diffused frame")
+        for path in superseded_cadence(folder, manifest)
     ]
     leftovers = [*folder.path.rglob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
     items += [Prunable(path, size_of([path]), "unfinished write") for path in leftovers]

@@ -204,6 +204,12 @@ class FrameProducer:
             self.control_maps(maps), mask,
         )  # fmt: skip
 
+    def key(self, job: PlanRow, digest: str, dependencies: str = "") -> str:
+        """The key of a frame of ``job`` made from an input of ``digest``, without control
+        maps or a mask: what names a loopback's diffused frame that is shown only blended
+        (Deforum's cadence), for the frames made from it."""
+        return frame_key(job, digest, self.identity, "", dependencies, "")
+
     def render_batch(self, frames: list[PendingFrame]) -> None:
         """Render independent frames as one batch and :meth:`finish` each."""
         outputs = self.masked.render_batch([frame.input() for frame in frames])
