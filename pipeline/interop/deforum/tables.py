@@ -96,6 +96,15 @@ MASK_KEYS = (
 )  # fmt: skip
 # Deforum's (A1111's) inpainting_fill numbers -> mask.fill
 MASK_FILLS = {0: "fill", 1: "original", 2: "latent_noise", 3: "latent_nothing"}
+# Deforum's optical_flow_cadence -> cadence.flow
+CADENCE_FLOWS = {
+    "None": "none",
+    "DIS Medium": "dis_medium",
+    "DIS Fine": "dis_fine",
+    "Farneback": "farneback",
+    "RAFT": "raft",
+}
+CADENCE_KEYS = ("diffusion_cadence", "optical_flow_cadence", "cadence_flow_factor_schedule")
 
 # Keys the import reads (their values become keyframe-file entries or are checked there).
 MAPPED = frozenset(
@@ -118,6 +127,8 @@ MAPPED = frozenset(
         "perlin_persistence", "enable_noise_multiplier_scheduling",
         "noise_multiplier_schedule", "legacy_colormatch", "enable_perspective_flip",
         "flip_2d_perspective", *FLIP_SCHEDULES.values(),
+        # Deforum's cadence (2D and 3D)
+        *CADENCE_KEYS,
     }
 )  # fmt: skip
 
@@ -192,13 +203,6 @@ _LOOPER_COVERS = (
 )
 
 UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
-    UnsupportedFeature(
-        "diffusion cadence (diffusing every n-th frame and blending the frames between) is "
-        "not supported: every frame is diffused",
-        ("diffusion_cadence", "optical_flow_cadence"),
-        lambda data: is_moving(data) and as_int(data.get("diffusion_cadence", 1), 1) > 1,
-        ("cadence_flow_factor_schedule",),
-    ),
     UnsupportedFeature(
         "hybrid video (motion or compositing from a second video) is not supported",
         ("hybrid_motion", "hybrid_composite"),
