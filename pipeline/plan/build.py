@@ -560,6 +560,10 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
             "cadence.repair_strength", f"{row.repair_strength:g} is outside 0..1",
             "a light pass: 0.2 to 0.4 repaints what the diffused frames miss; 0 turns it off",
         )  # fmt: skip
+    if row.repair_strength:  # the repair pass runs the row's sampler at its own strength
+        problem = check_sampler_steps(row.sampler, row.steps, row.repair_strength)
+        if problem:
+            fail("cadence.repair_strength", *problem)
     for name, low, high, hint in MASK_RANGES:
         value = getattr(row, name)
         if value is not None and not low <= value <= high:

@@ -35,7 +35,7 @@ from pipeline.records.run_folder import RunFolder
 from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.masking.latent import MASK_METHOD
 from pipeline.render.masking.render import MaskedRender
-from pipeline.render.pngmeta import a1111_parameters, write_png
+from pipeline.render.pngmeta import a1111_parameters, cadence_details, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
 from pipeline.render.units import FrameOrigin, PendingFrame
 from pipeline.source.base import FrameMask, Source
@@ -253,6 +253,9 @@ class FrameProducer:
                 "rotoscope": __version__, "key": frame.key, "plan": row,
                 "source": origin.metadata(), "model": None, "controlnet": [],
             }  # fmt: skip
+            cadence = cadence_details(job)
+            if cadence is not None:  # which frames were diffused, which carried from them
+                details["cadence"] = cadence
             if renderer is None:
                 parameters = a1111_parameters(job, None, None)
             else:
