@@ -89,7 +89,8 @@ class FrameWriter:
         self._error: BaseException | None = None
 
     def reserve(self, index: int) -> None:
-        """Give frame ``index`` its place in line (call in frame order)."""
+        """Give frame ``index`` its place in line (call in the order the frames are handed
+        over: frame order, except that a cadence's diffused frames come first)."""
         with self._lock:
             if index in self._slots:
                 raise ValueError(f"frame {index} already has a place in line")

@@ -650,7 +650,7 @@ def test_cadence_and_optical_flow_cadence(tmp_path: Path) -> None:
         {"cadence.every": 4, "cadence.flow": "dis_fine"},
         "0: (1), 10: (0.5)",
     )
-    assert "optical_flow_cadence=\"DIS Fine\" moves the frames" in flow.warnings[0]
+    assert 'optical_flow_cadence="DIS Fine" moves the frames' in flow.warnings[0]
     raft = imported(tmp_path, diffusion_cadence=2, optical_flow_cadence="RAFT")
     assert cadence(raft)[0]["cadence.flow"] == "raft"
     assert any("cadence.raft_weights" in warning for warning in raft.warnings)

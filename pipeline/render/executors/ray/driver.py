@@ -166,6 +166,8 @@ class WorkerPool:
             if indices is not None
             else [frame.index for frame in decoded if makes is None or makes(frame.index)]
         )
+        if not made:  # its frames are unreadable: nothing to make, nothing to wait for
+            return
         shipped: dict[int, list[ShippedMap]] = {}
         if self.control is not None:
             for frame in decoded:
