@@ -30,7 +30,7 @@ import math
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -90,14 +90,22 @@ X264_PRESETS = (
 
 
 def check_output_options(output: OutputConfig) -> None:
-    """Refuse a crf or preset the encoder would clamp or reject, before anything renders."""
-    limits = CRF_RANGES.get(output.format)
-    if limits and not limits[0] <= output.crf <= limits[1]:
+    """Refuse a crf or preset the encoder would clamp or reject, and an empty or repeated
+    list of formats, before anything renders."""
+    formats = output.format
+    if not formats or len(set(formats)) != len(formats):
         raise RotoscopeError(
-            f"output.crf={output.crf} is outside {limits[0]}-{limits[1]} for {output.format.value}",
-            "lower is better quality; 18 is the default for mp4, about 30 is typical for webm",
+            f"output.format={[fmt.value for fmt in formats]} must name each format once",
+            "for example output=mp4, or output=[mp4,images] for both",
         )
-    if output.format is OutputFormat.mp4 and output.preset not in X264_PRESETS:
+    for fmt in formats:
+        limits = CRF_RANGES.get(fmt)
+        if limits and not limits[0] <= output.crf <= limits[1]:
+            raise RotoscopeError(
+                f"output.crf={output.crf} is outside {limits[0]}-{limits[1]} for {fmt.value}",
+                "lower is better quality; 18 is the default for mp4, about 30 is typical for webm",
+            )
+    if OutputFormat.mp4 in formats and output.preset not in X264_PRESETS:
         close = difflib.get_close_matches(output.preset, X264_PRESETS, n=1)
         mean = f"did you mean '{close[0]}'? " if close else ""
         raise RotoscopeError(
@@ -132,14 +140,17 @@ def encode_video(
     crf: int = 18,
     preset: str = "medium",
     audio: AudioSpec | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> Path:
     """Encode ``frames`` in order into ``out_path`` and return ``out_path``.
 
     The video has exactly ``len(frames)`` frames at ``fps``. With ``audio``, the source's
     first audio stream is cut to the selected range and muxed if it exists (a source
     without audio still encodes, silently); gif never carries audio. ``crf`` applies to
-    mp4 and webm, ``preset`` to mp4 only (x264). Raises :class:`RotoscopeError` for an
-    empty list, an unreadable or mis-sized frame, a missing encoder, or an ffmpeg error.
+    mp4 and webm, ``preset`` to mp4 only (x264). ``on_frame`` runs after each frame is
+    handed to ffmpeg (a safe point: what it raises stops ffmpeg, and nothing is left at
+    ``out_path``). Raises :class:`RotoscopeError` for an empty list, an unreadable or
+    mis-sized frame, a missing encoder, or an ffmpeg error.
     """
     if fmt not in _VIDEO_FORMATS:
         raise ValueError(f"encode_video writes mp4, webm or gif, not {fmt.value}")
@@ -149,7 +160,7 @@ def encode_video(
     try:
         with atomic_path(out_path) as tmp:
             args = ffmpeg_command(tmp, fmt, size, rate, len(frames), crf, preset, audio)
-            _run_ffmpeg(args, frames, size, out_path)
+            _run_ffmpeg(args, frames, size, out_path, on_frame)
     except OSError as exc:
         raise RotoscopeError(f"cannot write {out_path}: {exc}") from exc
     return out_path
@@ -311,7 +322,11 @@ def _rgb_bytes(path: Path, size: tuple[int, int]) -> bytes:
 
 
 def _run_ffmpeg(
-    args: list[str], frames: Sequence[Path], size: tuple[int, int], out_path: Path
+    args: list[str],
+    frames: Sequence[Path],
+    size: tuple[int, int],
+    out_path: Path,
+    on_frame: Callable[[], None] | None = None,
 ) -> None:
     """Run ffmpeg, stream the frames to it, and turn a failure into one clear line.
 
@@ -325,7 +340,7 @@ def _run_ffmpeg(
         stdin = process.stdin
         assert stdin is not None
         try:
-            _feed(stdin, frames, size)
+            _feed(stdin, frames, size, on_frame)
         except BaseException:
             process.kill()  # a bad frame: stop ffmpeg before EOF lets it finish a file
             raise
@@ -339,7 +354,12 @@ def _run_ffmpeg(
             raise RotoscopeError(f"ffmpeg failed writing {out_path}: {message}")
 
 
-def _feed(stdin: IO[bytes], frames: Sequence[Path], size: tuple[int, int]) -> None:
+def _feed(
+    stdin: IO[bytes],
+    frames: Sequence[Path],
+    size: tuple[int, int],
+    on_frame: Callable[[], None] | None = None,
+) -> None:
     """Write every frame to ffmpeg's stdin, one decoded PNG in memory at a time.
 
     A broken pipe means ffmpeg has already exited; its exit status and stderr say
@@ -348,6 +368,8 @@ def _feed(stdin: IO[bytes], frames: Sequence[Path], size: tuple[int, int]) -> No
     with contextlib.suppress(BrokenPipeError):
         for path in frames:
             stdin.write(_rgb_bytes(path, size))
+            if on_frame is not None:
+                on_frame()
 
 
 def last_error_line(stderr: str) -> str:

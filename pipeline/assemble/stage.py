@@ -1,15 +1,23 @@
-"""The assemble stage: the finished frames encoded as a video, or copied as images.
+"""The assemble stage: the finished frames encoded as videos, or copied as images.
 
-It reads the manifest's current frame of each index, writes the deliverable under a
-hidden staging name and then publishes it (:func:`pipeline.records.history.publish`): a
-deliverable made from other frames or options than the one it replaces moves the old
-one into ``history/`` first, so a new look never destroys the last one.
+It reads the manifest's current frame of each index and makes every format
+``output.format`` lists from those same frames (``output=[mp4,images]``: a video and a
+folder of PNGs). Each deliverable is written under a hidden staging name and then
+published (:func:`pipeline.records.history.publish`) with its provenance sidecar: one
+made from other frames or options than the one it replaces moves the old one into
+``history/`` first, so a new look never destroys the last one. A deliverable this
+assemble did not make (an ``images/`` folder after a render to mp4) moves to history
+too: the top of the run folder holds the outputs of the last assemble.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from pipeline.assemble.encode import AudioSpec, encode_video, video_extension
 from pipeline.assemble.images import write_image_folder
@@ -17,20 +25,30 @@ from pipeline.config.schema import OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError, plural
 from pipeline.ffmpeg_exe import ffmpeg_exe
 from pipeline.plan.rows import read_plan
-from pipeline.records.history import clear_staging, publish, recipe_of
-from pipeline.records.manifest import Manifest
+from pipeline.records.history import clear_staging, publish, recipe_of, retire_others
+from pipeline.records.interrupts import GracefulStop
+from pipeline.records.manifest import FrameRecord, Manifest
+from pipeline.records.provenance import Provenance
 from pipeline.records.report import JobReport, frame_ranges
 from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo, SourceKind
+from pipeline.source.images import source_alpha
 
 log = logging.getLogger("rotoscope")
 
 
-def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None = None) -> Path:
-    """Encode the finished frames (or copy them into an image folder); print the result.
+def assemble_stage(
+    cfg: RunConfig,
+    folder: RunFolder,
+    report: JobReport | None = None,
+    stop: GracefulStop | None = None,
+    command: str | None = None,
+) -> list[Path]:
+    """Make every output format from the finished frames; print each result's path.
 
-    Where the deliverable it replaced went (if anywhere) is added to the report's
-    ``previous_outputs``.
+    Where the deliverables it replaced went (if anywhere) is added to the report's
+    ``previous_outputs``. ``stop`` is checked between frames; ``command`` goes into each
+    deliverable's sidecar.
     """
     rows = read_plan(folder)
     info = SourceInfo.read(folder.source_json)
@@ -45,52 +63,111 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
         raise RotoscopeError(f"no rendered frames in {folder}", "run the render stage first")
     if len(records) < len(rows):
         log.warning("assembling %d of %s", len(records), plural(len(rows), "planned frame"))
-    frames = [folder.path / record.file for record in records]
-    keys = [record.key for record in records]
-    fmt = cfg.output.format
-    if fmt == OutputFormat.images:
+    made = Assembly(cfg, folder, info, records, report, stop, command)
+    outputs = [made.output(fmt) for fmt in cfg.output.format]
+    for kept in retire_others(folder, outputs):
+        if report is not None:
+            report.previous_outputs.append(str(kept))
+    return outputs
+
+
+class Assembly:
+    """The deliverables of one assemble stage, all from the same frames."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        folder: RunFolder,
+        info: SourceInfo,
+        records: list[FrameRecord],
+        report: JobReport | None,
+        stop: GracefulStop | None,
+        command: str | None,
+    ) -> None:
+        self.cfg, self.folder, self.info, self.records = cfg, folder, info, records
+        self.report, self.stop, self.command = report, stop, command
+        self.frames = [folder.path / record.file for record in records]
+        self.keys = [record.key for record in records]
+
+    def output(self, fmt: OutputFormat) -> Path:
+        """Make and publish one format; return where it is."""
+        if fmt is OutputFormat.images:
+            return self._images()
+        return self._video(fmt)
+
+    def _safe_point(self) -> None:
+        if self.stop is not None:
+            self.stop.safe_point("assemble")
+
+    def _images(self) -> Path:
+        folder, info, records = self.folder, self.info, self.records
         # a folder (or one still) keeps its file names; a video or a repeated still is
         # numbered like a video
         keep_names = info.kind is SourceKind.folder or (
             info.kind is SourceKind.image and len(records) == 1
         )
         names = [r.source_name or f"{r.index:06d}.png" for r in records] if keep_names else None
+        alphas = self._alphas() if info.kind is SourceKind.folder else None
         staged = folder.staging(folder.images.name)
         clear_staging(staged)
-        write_image_folder(frames, names, staged)
-        recipe = recipe_of({"format": fmt.value, "frames": keys, "names": names})
-        _published(folder, staged, folder.images, recipe, report)
-        log.info("images: %s (%s)", folder.images, plural(len(frames), "file"))
+        write_image_folder(self.frames, names, staged, alphas, self._safe_point)
+        has_alpha = [alpha is not None for alpha in alphas] if alphas else None
+        recipe = recipe_of(
+            {"format": "images", "frames": self.keys, "names": names, "alpha": has_alpha}
+        )
+        self._publish(staged, folder.images, recipe, {"format": "images", "names": names})
+        log.info("images: %s (%s)", folder.images, plural(len(self.frames), "file"))
         print(folder.images)
         return folder.images
-    fps = cfg.output.fps or info.fps
-    audio = None
-    if cfg.output.audio and info.has_audio and fmt != OutputFormat.gif:
-        duration = len(records) / info.fps
-        audio = AudioSpec(path=info.path, start=info.start_time, duration=duration)
-    out = folder.video(video_extension(fmt))
-    staged = folder.staging(out.name)
-    clear_staging(staged)
-    options: dict[str, int | str] = {"crf": cfg.output.crf, "preset": cfg.output.preset}
-    encode_video(
-        frames, staged, fmt, fps, audio=audio, crf=cfg.output.crf, preset=cfg.output.preset
-    )
-    recipe = recipe_of({
-        "format": fmt.value, "fps": fps, "audio": audio, "frames": keys, "ffmpeg": ffmpeg_exe(),
-        **options,
-    })  # fmt: skip
-    _published(folder, staged, out, recipe, report)
-    log.info(
-        "video: %s (%s at %g fps%s)",
-        out, plural(len(frames), "frame"), fps, ", with audio" if audio else "",
-    )  # fmt: skip
-    print(out)
-    return out
 
+    def _alphas(self) -> list[np.ndarray | None]:
+        """Each photo's own alpha (None for a photo without), at its frame's size."""
+        alphas: list[np.ndarray | None] = []
+        for record in self.records:
+            width, height = record.row.get("width", 0), record.row.get("height", 0)
+            path = self.info.path / (record.source_name or "")
+            found = record.source_name is not None and path.is_file()
+            alphas.append(
+                source_alpha(path, int(width), int(height), self.cfg.input) if found else None
+            )
+        return alphas
 
-def _published(
-    folder: RunFolder, staged: Path, final: Path, recipe: str, report: JobReport | None
-) -> None:
-    previous = publish(folder, staged, final, recipe)
-    if previous is not None and report is not None:
-        report.previous_outputs.append(str(previous))
+    def _video(self, fmt: OutputFormat) -> Path:
+        cfg, folder, info = self.cfg, self.folder, self.info
+        fps = cfg.output.fps or info.fps
+        audio = None
+        if cfg.output.audio and info.has_audio and fmt != OutputFormat.gif:
+            duration = len(self.records) / info.fps
+            audio = AudioSpec(path=info.path, start=info.start_time, duration=duration)
+        out = folder.video(video_extension(fmt))
+        staged = folder.staging(out.name)
+        clear_staging(staged)
+        options: dict[str, int | str] = {"crf": cfg.output.crf, "preset": cfg.output.preset}
+        encode_video(
+            self.frames, staged, fmt, fps, audio=audio, crf=cfg.output.crf,
+            preset=cfg.output.preset, on_frame=self._safe_point,
+        )  # fmt: skip
+        recipe = recipe_of({
+            "format": fmt.value, "fps": fps, "audio": audio, "frames": self.keys,
+            "ffmpeg": ffmpeg_exe(), **options,
+        })  # fmt: skip
+        described: dict[str, object] = {
+            "format": fmt.value,
+            "fps": fps,
+            "audio": audio is not None,
+            **options,
+        }
+        self._publish(staged, out, recipe, described)
+        log.info(
+            "video: %s (%s at %g fps%s)",
+            out, plural(len(self.frames), "frame"), fps, ", with audio" if audio else "",
+        )  # fmt: skip
+        print(out)
+        return out
+
+    def _publish(self, staged: Path, final: Path, recipe: str, output: dict[str, Any]) -> None:
+        source = {**asdict(self.info), "path": str(self.info.path), "kind": self.info.kind.value}
+        provenance = Provenance.of(final.name, self.cfg, self.command, self.records, source, output)
+        previous = publish(self.folder, staged, final, recipe, provenance.to_dict())
+        if previous is not None and self.report is not None:
+            self.report.previous_outputs.append(str(previous))

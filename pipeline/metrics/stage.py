@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from pipeline.config.schema import AnimationMode, RunConfig
 from pipeline.metrics.warp_error import detail, pair_warp_error
 from pipeline.plan.chart import Series, write_plan_chart
 from pipeline.plan.rows import read_plan
+from pipeline.records.interrupts import GracefulStop
 from pipeline.records.manifest import Manifest
 from pipeline.records.progress import Progress
 from pipeline.records.report import JobReport
@@ -60,8 +62,11 @@ class RunMetrics:
         write_text(folder.metrics, json.dumps(asdict(self), indent=2) + "\n")
 
 
-def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path | None:
-    """Measure the run's flicker; return ``metrics.json``'s path (None when skipped)."""
+def metrics_stage(
+    cfg: RunConfig, folder: RunFolder, report: JobReport, stop: GracefulStop | None = None
+) -> Path | None:
+    """Measure the run's flicker; return ``metrics.json``'s path (None when skipped).
+    ``stop`` is checked after every frame."""
     if cfg.animation.mode is AnimationMode.loopback:
         log.info("metrics: skipped, loopback frames do not follow the source's motion")
         return None
@@ -74,7 +79,7 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
     source_details: list[float] = []
     progress = Progress(len(rows), label="metrics", log_every=cfg.runtime.log_every)
     previous: tuple[int, np.ndarray, np.ndarray | None] | None = None
-    with open_source(cfg.input) as source:
+    with open_source(cfg.input) as source, closing(progress):
         for frame in source:
             if frame.index >= len(rows):
                 break
@@ -101,7 +106,8 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
                     )
             previous = (frame.index, frame.image, output)
             progress.advance(reused=output is None)
-    progress.close()
+            if stop is not None:
+                stop.safe_point("metrics")
     measured = [p for p in pairs if p.warp_error is not None and p.source_warp_error is not None]
     metrics = RunMetrics(
         warp_error=_mean([p.warp_error for p in measured]),

@@ -24,8 +24,11 @@ from pipeline.records.run_folder import RunFolder
 log = logging.getLogger("rotoscope")
 
 
-def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
-    """Render every planned frame whose key is not already in the manifest."""
+def render_stage(
+    cfg: RunConfig, folder: RunFolder, report: JobReport, stop: GracefulStop | None = None
+) -> None:
+    """Render every planned frame whose key is not already in the manifest; ``stop`` is
+    checked between frames (a signal stops the render after the frame in progress)."""
     from pipeline.models.controlnets import controlnet_identity
     from pipeline.models.loader import model_identity
     from pipeline.render.executors import executor_for
@@ -50,11 +53,11 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
         ]
     )
     try:
-        with GracefulStop() as stop:
-            work = RenderWork(
-                cfg, folder, rows, networks, manifest, identity, progress, report, stop
-            )
-            executor_for(cfg.runtime)(work)
+        work = RenderWork(
+            cfg, folder, rows, networks, manifest, identity, progress, report,
+            stop or GracefulStop(),
+        )  # fmt: skip
+        executor_for(cfg.runtime)(work)
     finally:
         progress.close()
         elapsed = time.monotonic() - started
@@ -64,9 +67,13 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
             if progress.rendered
             else ""
         )
+        # the model load (and starting Ray) is not frame time: said apart
+        loading = progress.excluded >= 1  # a model kept loaded from a queue's last job: none
+        extra = f" (+{format_duration(progress.excluded)} loading)" if loading else ""
         log.info(
-            "render: %d rendered, %d reused, in %s%s",
-            progress.rendered, progress.reused, format_duration(elapsed), per_frame,
+            "render: %d rendered, %d reused, in %s%s%s",
+            progress.rendered, progress.reused, format_duration(report.render_seconds), extra,
+            per_frame,
         )  # fmt: skip
 
 

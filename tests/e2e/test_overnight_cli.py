@@ -13,7 +13,7 @@ import pytest
 from support.cli import start
 from support.cli_runner import cli_env, run_cli, wait_for_lines
 from support.media import make_video
-from support.run_files import frames_of, report_of
+from support.run_files import frames_of, queue_of, report_of
 
 from pipeline.errors import RotoscopeError
 from pipeline.plan.rows import PlanRow
@@ -96,6 +96,7 @@ def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
 
 
 def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> None:
+    assert run("--version", cwd=tmp_path).returncode == 0  # the CLI runner is up: no delay
     first = start(*job_args, "name=busy", cwd=tmp_path)
     try:
         wait_for_lines(tmp_path / "outputs/busy", 1, first)
@@ -166,7 +167,7 @@ def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) ->
     result = run("-m", f"input.path={clip},{missing}", f"model.path={tiny_models.sd15}",
                  "runtime=cpu", "steps=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
-    queue = json.loads((tmp_path / "outputs/queue.json").read_text())
+    queue = queue_of(tmp_path / "outputs")
     assert [job["status"] for job in queue] == ["done", "failed"]
     assert Path(queue[0]["outputs"][0]).is_file()
     assert "missing.mp4" in queue[1]["error"]

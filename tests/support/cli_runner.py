@@ -40,6 +40,7 @@ FORK_ENV = "ROTOSCOPE_TEST_FORK"
 # what a rendering run imports; the server imports it once
 PRELOAD = (
     "pipeline.cli.main",
+    "pipeline.cli.command",
     "pipeline.render.stage",
     "pipeline.render.renderer",
     "pipeline.render.executors.local",

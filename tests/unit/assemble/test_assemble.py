@@ -377,7 +377,7 @@ def test_image_folder_refuses_the_frames_folder_and_non_png(tmp_path: Path) -> N
     [
         ({"crf": 100}, "output.crf=100 is outside 0-51 for mp4"),
         ({"crf": -1}, "output.crf=-1 is outside 0-51 for mp4"),
-        ({"format": OutputFormat.webm, "crf": 64}, "output.crf=64 is outside 0-63 for webm"),
+        ({"format": [OutputFormat.webm], "crf": 64}, "output.crf=64 is outside 0-63 for webm"),
         ({"preset": "fsat"}, "output.preset=fsat is not an x264 preset (did you mean 'fast'?"),
     ],
 )
@@ -385,5 +385,7 @@ def test_encoder_options_outside_their_range_are_refused(options: dict, needle: 
     with pytest.raises(RotoscopeError) as info:
         check_output_options(OutputConfig(**options))
     assert needle in str(info.value)
-    check_output_options(OutputConfig(format=OutputFormat.webm, crf=30))
-    check_output_options(OutputConfig(format=OutputFormat.gif, crf=100))  # gif has no crf
+    check_output_options(OutputConfig(format=[OutputFormat.webm], crf=30))
+    check_output_options(OutputConfig(format=[OutputFormat.gif], crf=100))  # gif has no crf
+    with pytest.raises(RotoscopeError, match="must name each format once"):
+        check_output_options(OutputConfig(format=[OutputFormat.mp4, OutputFormat.mp4]))

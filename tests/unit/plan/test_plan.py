@@ -193,10 +193,8 @@ def test_plan_chart_is_a_png(tmp_path: Path) -> None:
 
 
 def test_a_prompt_over_several_lines_reads_as_one_and_charts(tmp_path: Path) -> None:
-    plan = build_plan(
-        make_cfg(prompts={"0": "a cat,\noil painting\n", "4": "a dog,\r\n  ink --neg blurry,\nbad"}),
-        6, 64, 48, 4.0,
-    )  # fmt: skip
+    prompts = {"0": "a cat,\noil painting\n", "4": "a dog,\r\n  ink --neg blurry,\nbad"}
+    plan = build_plan(make_cfg(prompts=prompts), 6, 64, 48, 4.0)
     assert plan.rows[0].prompt == "a cat, oil painting"  # A1111: a line break is a space
     assert (plan.rows[4].prompt, plan.rows[4].negative_prompt) == ("a dog, ink", "blurry, bad")
     chart = write_plan_chart(

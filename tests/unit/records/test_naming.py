@@ -28,7 +28,7 @@ LONG_B = LONG_A.replace("at dawn", "at night")
 def test_long_override_sets_keep_a_readable_prefix_and_never_share_a_folder() -> None:
     a, b = job_part(LONG_A), job_part(LONG_B)
     assert a != b
-    assert a.startswith("prompt=_masterpiece") and len(a) <= MAX_NAME // 2
+    assert a.startswith("prompt=masterpiece") and len(a) <= MAX_NAME // 2
     assert job_part("guidance_scale=5") == "guidance_scale=5"  # short sets stay as they are
 
 
