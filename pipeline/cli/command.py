@@ -75,7 +75,7 @@ def run_command() -> None:
         fail(exc)
     multirun = any(arg in MULTIRUN_FLAGS for arg in args)
     if job_config_requested(args):
-        print_job_config([arg for arg in args if not arg.startswith("-")])
+        print_job_config(overrides_of(args))
         return
     if not any(arg.split("=")[0] in HYDRA_INSPECT_FLAGS for arg in args):
         overrides = [arg for arg in args if not arg.startswith("-")]
@@ -100,10 +100,18 @@ def fail(exc: RotoscopeError) -> None:
     sys.exit(2)
 
 
+# Hydra flags followed by a value of their own (``--cfg job``, ``-cn config``).
+FLAGS_WITH_VALUES = (
+    "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+    "--config-dir", "-cd", "--info", "-i", "--shell-completion", "-sc",
+    "--experimental-rerun",
+)  # fmt: skip
+
+
 def check_bare_words(args: list[str]) -> None:
     """A word that is neither a flag nor ``key=value``: most often the input itself."""
-    for arg in args:
-        if arg.startswith("-") or "=" in arg:
+    for before, arg in zip(["", *args], args, strict=False):
+        if arg.startswith("-") or "=" in arg or before in FLAGS_WITH_VALUES:
             continue
         if looks_like_input(arg):
             raise RotoscopeError(
@@ -114,6 +122,14 @@ def check_bare_words(args: list[str]) -> None:
             f"'{arg}' is not a setting (settings are key=value)",
             "for example input.path=clip.mp4 prompt='a cat'; rotoscope --help lists them",
         )
+
+
+def overrides_of(args: list[str]) -> list[str]:
+    """The ``key=value`` arguments: neither flags nor a flag's own value."""
+    return [
+        arg for before, arg in zip(["", *args], args, strict=False)
+        if not arg.startswith("-") and before not in FLAGS_WITH_VALUES
+    ]  # fmt: skip
 
 
 def job_config_requested(args: list[str]) -> bool:

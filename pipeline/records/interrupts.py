@@ -65,6 +65,7 @@ class GracefulStop:
 
     def install(self) -> GracefulStop:
         """Handle SIGINT and SIGTERM in this process from now on (main thread only)."""
+        self._pause = os.environ.get(PAUSE_ENV, "")
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 signal.signal(sig, self._handle)

@@ -88,14 +88,23 @@ class JobReport:
         return write_text(path, json.dumps(self.as_dict(), indent=2) + "\n")
 
     def line(self) -> str:
+        """The closing line: for a job that renders, what it rendered and reused; for one
+        that does not (a preview, a re-encode), its stages."""
+        renders = "render" in self.stages or not self.stages
+        if not renders:
+            return "; ".join([f"{self.status}: {'+'.join(self.stages)}", *self._tail(False)])
         why = ", ".join(f"{count} {reason}" for reason, count in self.reasons.items())
         parts = [
             f"{self.status}: {self.rendered} rendered" + (f" ({why})" if why else ""),
             f"{self.reused} reused",
         ]
-        if self.skipped:
+        return "; ".join(parts + self._tail(True))
+
+    def _tail(self, renders: bool) -> list[str]:
+        parts: list[str] = []
+        if self.skipped and renders:
             parts.append(f"{self.skipped} skipped (bad input)")
-        if self.repeated:
+        if self.repeated and renders:
             parts.append(f"{self.repeated} repeated (bad input)")
         if self.seconds_per_frame:
             parts.append(f"{self.seconds_per_frame:.2f} s/frame")
@@ -107,11 +116,11 @@ class JobReport:
         if self.previous_outputs:
             kept = [os.path.relpath(path, self.run_dir) for path in self.previous_outputs]
             parts.append("previous output kept as " + ", ".join(kept))
-        if self.history_bytes:
+        if self.history_bytes and (renders or self.previous_outputs):
             parts.append(
                 f"kept history {format_bytes(self.history_bytes)} (rotoscope-prune frees it)"
             )
-        return "; ".join(parts)
+        return parts
 
 
 def append_job(path: Path, report: JobReport) -> None:

@@ -24,13 +24,34 @@ from pipeline.records.run_folder import RunFolder
 log = logging.getLogger("rotoscope")
 
 
-def render_stage(
-    cfg: RunConfig, folder: RunFolder, report: JobReport, stop: GracefulStop | None = None
-) -> None:
-    """Render every planned frame whose key is not already in the manifest; ``stop`` is
-    checked between frames (a signal stops the render after the frame in progress)."""
+def weights_identity(cfg: RunConfig) -> str:
+    """The weights as frame keys name them: the base model's identity and its ControlNets'.
+
+    Cheap (file sizes and dates, hub commits: no weights read), and it finds a model that
+    is not there, so a job computes it before it writes anything (:mod:`pipeline.run.job`).
+    """
     from pipeline.models.controlnets import controlnet_identity
     from pipeline.models.loader import model_identity
+
+    # the ControlNets' weights shape the frame as much as the base model's
+    return "\n".join(
+        [
+            model_identity(cfg.model, cfg.runtime),
+            *(controlnet_identity(unit.model) for unit in cfg.controlnet.units.values()),
+        ]
+    )
+
+
+def render_stage(
+    cfg: RunConfig,
+    folder: RunFolder,
+    report: JobReport,
+    stop: GracefulStop | None = None,
+    identity: str | None = None,
+) -> None:
+    """Render every planned frame whose key is not already in the manifest; ``stop`` is
+    checked between frames (a signal stops the render after the frame in progress).
+    ``identity`` is :func:`weights_identity`, when already computed."""
     from pipeline.render.executors import executor_for
     from pipeline.render.executors.work import RenderWork
     from pipeline.render.loading import plan_networks
@@ -45,13 +66,7 @@ def render_stage(
     check_free_space(folder.path, pending, largest.width, largest.height)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)
     started = time.monotonic()
-    # the ControlNets' weights shape the frame as much as the base model's
-    identity = "\n".join(
-        [
-            model_identity(cfg.model, cfg.runtime),
-            *(controlnet_identity(unit.model) for unit in cfg.controlnet.units.values()),
-        ]
-    )
+    identity = identity or weights_identity(cfg)
     try:
         work = RenderWork(
             cfg, folder, rows, networks, manifest, identity, progress, report,

@@ -58,7 +58,7 @@ from pipeline.records.naming import RunOwner, check_owner, claim, owner_of
 from pipeline.records.progress import FILE_ONLY
 from pipeline.records.report import JobReport, append_job
 from pipeline.records.run_folder import RunFolder
-from pipeline.render.stage import render_stage
+from pipeline.render.stage import render_stage, weights_identity
 from pipeline.run.configure import JobConfig, configure
 
 log = logging.getLogger("rotoscope")
@@ -70,6 +70,7 @@ class AcceptedJob:
 
     configured: JobConfig
     planned: PlannedRun
+    identity: str | None  # the weights frame keys name (a job that renders)
     # where the job keeps its config.yaml and report.json (and the plan it writes): the
     # run folder for a job that renders, preview/ for one that plans without rendering,
     # None for a stage run alone on the last render
@@ -121,18 +122,21 @@ def run_job(
 
 def accept(configured: JobConfig, folder: RunFolder, stop: GracefulStop) -> AcceptedJob:
     """Everything that may refuse the command, done before anything is written: the plan
-    in memory and, for a stage run alone, its agreement with the plan on disk."""
+    in memory, for a stage run alone its agreement with the plan on disk, and for a
+    render the weights' identity (a model that is not there is refused now)."""
     stages = configured.stages
     planned = make_plan(configured.cfg, configured.origins, stop)
     if "plan" not in stages:
         check_same_plan(stages, folder, planned.plan.rows)
+    # weights that are not there (or a hub that cannot be reached) refuse a render now
+    identity = weights_identity(configured.cfg) if "render" in stages else None
     if "render" in stages:
         records: RunFolder | None = folder
     elif "plan" in stages:
         records = folder.preview
     else:
         records = None
-    return AcceptedJob(configured, planned, records)
+    return AcceptedJob(configured, planned, identity, records)
 
 
 def check_same_plan(stages: list[str], folder: RunFolder, rows: list[PlanRow]) -> None:
@@ -248,7 +252,7 @@ def _stages(
     if "control" in stages:
         report.outputs.append(str(control_stage(cfg, folder, plan_folder, stop)))
     if "render" in stages:
-        render_stage(cfg, folder, report, stop)
+        render_stage(cfg, folder, report, stop, accepted.identity)
     if "assemble" in stages:
         outputs = assemble_stage(cfg, folder, report, stop, command)
         report.outputs += [str(path) for path in outputs]
