@@ -293,8 +293,9 @@ def test_a_job_that_fails_before_making_anything_leaves_no_folder(tmp_path: Path
     (used / "plan.jsonl").write_text("")
     with pytest.raises(RotoscopeError, match="does not exist"):
         run_job(cfg, used)
-    # an earlier run's folder is kept as it was: a refused command writes nothing
-    assert sorted(p.name for p in used.iterdir()) == ["plan.jsonl"]
+    # an earlier run's folder is kept as it was: a refused command writes nothing (the
+    # lock it held while it checked the command is no record)
+    assert {p.name for p in used.iterdir()} - {".lock"} == {"plan.jsonl"}
 
 
 def test_a_photo_is_keyed_by_its_file_wherever_it_sorts_and_a_video_frame_by_its_place(
@@ -320,3 +321,26 @@ def test_a_photo_is_keyed_by_its_file_wherever_it_sorts_and_a_video_frame_by_its
     assert manifest.by_file["b.png"] == record
     moved = replace(photo, index=1)
     assert rerender_reason(record, replace(moved, seed=9), "pixels", "m") == "changed seed"
+
+
+def test_ctrl_c_is_a_flag_during_a_job_and_a_second_one_ends_the_process_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from pipeline.records import interrupts
+
+    stop = interrupts.GracefulStop()  # not installed: the handler is called by hand
+    with pytest.raises(KeyboardInterrupt):  # no job yet: nothing to finish, stop at once
+        stop._handle(signal.SIGINT, None)
+    exits: list[int] = []
+    monkeypatch.setattr(interrupts.os, "_exit", exits.append)
+    with stop.job(lambda: "rotoscope: report written"):
+        stop._handle(signal.SIGTERM, None)  # a flag, checked at the next safe point
+        with pytest.raises(interrupts.StopRequested) as raised:
+            stop.safe_point("render")
+        assert raised.value.exit_code == 128 + signal.SIGTERM
+        stop._handle(signal.SIGINT, None)  # the second one: the job's last words, exit
+    assert exits == [130]
+    err = capfd.readouterr().err
+    assert "press Ctrl-C again to stop now" in err and err.strip().endswith("report written")
