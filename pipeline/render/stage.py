@@ -83,8 +83,7 @@ def render_stage(
             else ""
         )
         # the model load (and starting Ray) is not frame time: said apart
-        loading = progress.excluded >= 1  # a model kept loaded from a queue's last job: none
-        extra = f" (+{format_duration(progress.excluded)} loading)" if loading else ""
+        extra = f" (+{progress.excluded:.1f} s loading)" if progress.excluded >= 0.05 else ""
         log.info(
             "render: %d rendered, %d reused, in %s%s%s",
             progress.rendered, progress.reused, format_duration(report.render_seconds), extra,

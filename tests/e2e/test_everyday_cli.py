@@ -113,6 +113,7 @@ def test_several_outputs_provenance_history_and_restoring_a_look(base, tmp_path:
     run_dir = tmp_path / "outputs/clip"
     both = rotoscope(*base, "prompt=a cat", "output=[mp4,images]", cwd=tmp_path)
     assert both.returncode == 0, both.stderr
+    assert " s loading), " in both.stderr  # the render line says the model load apart
     assert (run_dir / "clip.mp4").is_file() and len(list((run_dir / "images").iterdir())) == 3
     sidecar = json.loads((run_dir / "clip.mp4.json").read_text())
     assert (
