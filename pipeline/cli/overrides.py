@@ -142,7 +142,8 @@ def expand_lists(args: list[str]) -> list[str]:
     for arg in args:
         result.append(_as_list(arg, multirun))
         key, _, value = arg.partition("=")
-        if key == "output" and value.startswith("[") and "output.format" not in named:
+        one_list = value.startswith("[") and value.endswith("]") and value.count("[") == 1
+        if key == "output" and one_list and "output.format" not in named:
             result.append(f"output.format={value}")
     return result
 
