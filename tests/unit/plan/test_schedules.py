@@ -486,7 +486,7 @@ def test_hold_changes_only_at_keys(pairs: list[tuple[int, float]], n: int) -> No
             assert frame in table
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # timing belongs to benchmarks, not tests
 @given(key_lists, frame_counts, st.sampled_from(INTERPOLATIONS))
 def test_flat_before_the_first_and_after_the_last_key(
     pairs: list[tuple[int, float]], n: int, interpolation: str
@@ -498,7 +498,7 @@ def test_flat_before_the_first_and_after_the_last_key(
     assert np.all(got[max(last, 0) :] == table[last])
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # timing belongs to benchmarks, not tests
 @given(key_lists)
 def test_cubic_passes_through_every_key(pairs: list[tuple[int, float]]) -> None:
     table = dict(pairs)
