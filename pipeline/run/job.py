@@ -53,7 +53,7 @@ from pipeline.plan.stage import PlannedRun, make_plan, write_plan_files
 from pipeline.records.history import history_bytes
 from pipeline.records.interrupts import GracefulStop, StopRequested
 from pipeline.records.lock import RunLock
-from pipeline.records.manifest import same_look
+from pipeline.records.manifest import FILE_IDENTITIES, same_look
 from pipeline.records.naming import RunOwner, check_owner, claim, owner_of
 from pipeline.records.progress import FILE_ONLY
 from pipeline.records.report import JobReport, append_job
@@ -162,7 +162,8 @@ def plan_difference(wanted: list[PlanRow], on_disk: list[PlanRow]) -> str | None
     for new, old in zip(wanted, on_disk, strict=True):
         if not same_look(old.as_record(), new):
             mine, theirs = new.as_record(), old.as_record()
-            field = next(name for name in mine if mine[name] != theirs.get(name))
+            changed = [name for name in mine if name != FILE_IDENTITIES]
+            field = next((name for name in changed if mine[name] != theirs.get(name)), "index")
             return (
                 f"frame {new.index}: {field} {short(mine[field])} here, "
                 f"{short(theirs.get(field))} there"
