@@ -77,11 +77,11 @@ class GracefulStop:
         does before the process exits (write the report); it returns the line to print."""
         self.requested = None
         self._safe_points = {}
-        self._stop_now = stop_now
+        outer, self._stop_now = self._stop_now, stop_now
         try:
             yield self
         finally:
-            self._stop_now = None
+            self._stop_now = outer  # a job inside another's (a restore that renders)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None and signum == signal.SIGINT:

@@ -107,8 +107,11 @@ def source_alpha(path: Path, width: int, height: int, cfg: InputConfig) -> np.nd
     output (``output=images``), so a cut-out stays cut out.
     """
     try:
+        with Image.open(path) as header:  # most photos have none: decode only those that do
+            if "A" not in header.getbands() and "transparency" not in header.info:
+                return None
         decoded = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-    except (OSError, ValueError):
+    except (OSError, ValueError, SyntaxError):
         return None
     if decoded is None or decoded.ndim != 3 or decoded.shape[2] != 4:
         return None
