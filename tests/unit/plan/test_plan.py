@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from support import ROOT
+from support.configs import make_cfg
 
 from pipeline.config.keyframes import explicit_keys
 from pipeline.config.schema import (
     AnimationMode,
-    InputConfig,
     Interpolation,
-    ModelConfig,
     PromptBlend,
-    RunConfig,
     SeedBehavior,
 )
 from pipeline.errors import RotoscopeError
@@ -26,17 +24,6 @@ from pipeline.plan.chart import write_plan_chart
 from pipeline.run.configure import apply_keyframes
 
 KEYFRAMES = ROOT / "keyframes"
-
-
-def make_cfg(**values: object) -> RunConfig:
-    cfg = RunConfig(input=InputConfig(path="clip.mp4"), model=ModelConfig(path="m"))
-    for key, value in values.items():
-        target = cfg
-        *parents, leaf = key.split("__")
-        for parent in parents:
-            target = getattr(target, parent)
-        setattr(target, leaf, value)
-    return cfg
 
 
 def rows(count: int = 11, fps: float = 4.0, **values: object):
