@@ -159,7 +159,8 @@ class DepthModel(Enum):
     """Where the 3D camera's depth comes from."""
 
     # MiDaS v3 DPT-Hybrid, dpt_hybrid-midas-501f0c75.pt in depth.annotators (the depth
-    # ControlNet preprocessor's file; Deforum's default "Midas-3-Hybrid")
+    # ControlNet preprocessor's file); stands for Deforum's default "Midas-3-Hybrid",
+    # which in fact loads DPT-Large weights
     midas = "midas"
     zoe = "zoe"  # ZoeDepth, ZoeD_M12_N.pt in depth.annotators
     depth_anything = "depth_anything"  # Depth Anything V2, a transformers folder (depth.folder)
@@ -495,7 +496,9 @@ class ModelConfig:
 
 @dataclass
 class OutputConfig:
-    format: OutputFormat = OutputFormat.mp4
+    # What the assemble stage writes, from the same frames: one format or several
+    # (output=[mp4,images] picks both presets; output.format=[mp4,webm] the formats alone).
+    format: list[OutputFormat] = field(default_factory=lambda: [OutputFormat.mp4])
     # Parent folder of run folders.
     root: str = "${paths.outputs}"
     # Output frame rate; ``None`` is the source rate divided by ``input.every``.

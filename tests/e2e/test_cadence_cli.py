@@ -176,11 +176,11 @@ def test_a_diffused_frame_at_every_scene_cut(tiny_models, tmp_path: Path) -> Non
     clip = write_folder(first + second, tmp_path / "two_shots")
     run_dir = run(tmp_path, f"input.path={clip}", *common(tiny_models), "cadence.every=4",
                   "stages=[plan]", "name=cuts")  # fmt: skip
-    rows = read_plan(RunFolder(run_dir))
+    preview = RunFolder(run_dir).preview  # a job that plans without rendering
+    rows = read_plan(preview)
     assert [row.index for row in rows if row.diffused] == [0, 4, 7, 8]
     assert (rows[6].cadence_from, rows[6].cadence_to) == (4, None)  # not across the cut
-    plotted = (run_dir / "plan.png").stat().st_size
-    assert plotted > 0
+    assert preview.plan_chart.stat().st_size > 0
 
 
 def turbo_reference(frames: list[np.ndarray], diffused: dict[int, np.ndarray]) -> None:
@@ -261,3 +261,4 @@ def test_3d_cadence_resumes_mid_span_from_its_kept_diffused_frames(
         assert np.array_equal(got, want)
     record = json.loads((resumed / "manifest.jsonl").read_text().splitlines()[-1])
     assert "older=" in record["dependencies"] and "depth" in record["dependencies"]
+

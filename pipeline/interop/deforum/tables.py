@@ -55,6 +55,14 @@ DEPTH_ALGORITHMS: dict[str, tuple[str, str, str]] = {
                             "ZoeDepth by midas_weight instead, with Deforum's current depth "
                             "normalisation"),
     "zoe+adabins (old)": ("zoe", "none", "AdaBins is not offered: ZoeDepth alone is used"),
+    # Deforum for Forge's default; the size is whichever folder animation.depth.folder holds
+    "depth-anything-v2-small": ("depth_anything", "none", ""),
+    "depth-anything-v2-base": ("depth_anything", "none", "Depth Anything V2 Base: put "
+                               "depth-anything/Depth-Anything-V2-Base-hf in "
+                               "animation.depth.folder"),
+    "depth-anything-v2-large": ("depth_anything", "none", "Depth Anything V2 Large: put "
+                                "depth-anything/Depth-Anything-V2-Large-hf in "
+                                "animation.depth.folder"),
 }  # fmt: skip
 PADDING_MODES = ("border", "reflection", "zeros")
 SAMPLING_MODES = ("bicubic", "bilinear", "nearest")

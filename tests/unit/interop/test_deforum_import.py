@@ -575,6 +575,10 @@ def test_a_hand_made_3d_file_maps_every_3d_and_loopback_key() -> None:
         ),
         ({"depth_algorithm": "Leres"}, {"animation.depth.model": "zoe"}, "LeReS"),
         ({"depth_algorithm": "Midas-3.1-BeitLarge"}, {"animation.depth.model": "midas"}, "BEiT"),
+        ({"depth_algorithm": "Depth-Anything-V2-Small"},
+         {"animation.depth.model": "depth_anything"}, None),
+        ({"depth_algorithm": "Depth-Anything-V2-Large"},
+         {"animation.depth.model": "depth_anything"}, "V2-Large-hf"),
     ],
 )  # fmt: skip
 def test_depth_algorithms(
