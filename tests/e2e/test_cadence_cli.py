@@ -262,3 +262,65 @@ def test_3d_cadence_resumes_mid_span_from_its_kept_diffused_frames(
     record = json.loads((resumed / "manifest.jsonl").read_text().splitlines()[-1])
     assert "older=" in record["dependencies"] and "depth" in record["dependencies"]
 
+
+def test_a_masked_cadence_keeps_the_source_outside_the_mask_on_carried_frames(
+    pan: Path, tiny_models, tmp_path: Path
+) -> None:
+    """Carried frames are put into their source frame outside its mask, as diffused masked
+    frames are: the source to the bit there, the carried look inside."""
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, :32] = 255
+    Image.fromarray(mask).save(tmp_path / "left.png")
+    run_dir = run(tmp_path, f"input.path={pan}", *common(tiny_models), "cadence.every=4",
+                  f"mask.path={tmp_path / 'left.png'}", "name=masked")  # fmt: skip
+    rows = read_plan(RunFolder(run_dir))
+    assert [row.index for row in rows if row.diffused] == [0, 4, 8]
+    sources = [np.asarray(Image.open(pan / f"{index:03d}.png")) for index in range(12)]
+    for index, (frame, source) in enumerate(zip(frames_of(run_dir), sources, strict=True)):
+        # past mask.overlay_blur's feather (4 px) around the mask's edge
+        assert np.array_equal(frame[:, 36:], source[:, 36:]), f"frame {index} outside"
+        change = np.abs(frame[:, :28].astype(int) - source[:, :28]).mean()
+        assert change > 5, f"frame {index} inside barely changed ({change:.1f})"
+
+
+def test_an_imported_deforum_cadence_is_rendered_as_deforums(tiny_models, tmp_path: Path) -> None:
+    """A Deforum 2D settings file with diffusion_cadence 3 and optical flow cadence, given
+    as the keyframe file: frames 0 and 3 diffused, the tweens morphed by DIS at the
+    file's flow factor."""
+    data = Path(__file__).parents[1] / "data/deforum/a1111_2024_settings.txt"
+    settings = json.loads(data.read_text())
+    settings.update(diffusion_cadence="3", optical_flow_cadence="DIS Medium",
+                    cadence_flow_factor_schedule="0: (0.5)", prompts={"0": "a forest"},
+                    animation_prompts_positive="", animation_prompts_negative="")  # fmt: skip
+    path = tmp_path / "cadence_settings.txt"
+    path.write_text(json.dumps(settings))
+    still = tmp_path / "still.png"
+    Image.fromarray(pan_clip(frames=1, width=64, height=64).frames[0]).save(still)
+    result = rotoscope(
+        f"input.path={still}", f"keyframes={path}", f"model.path={tiny_models.sd15}",
+        "runtime=cpu", "input.max_frames=6", "input.width=64", "input.height=64",
+        "output=images", "name=imported", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert 'optical_flow_cadence="DIS Medium" moves' in result.stderr  # a little unlike Deforum
+    run_dir = tmp_path / "outputs/imported"
+    rows = read_plan(RunFolder(run_dir))
+    assert [row.index for row in rows if row.diffused] == [0, 3]
+    assert [row.cadence_flow_factor for row in rows] == [None] * 3 + [0.5] * 3
+    assert "Deforum's cadence every 3, flow dis_medium: 2 of 6 frames diffused" in result.stderr
+    assert len(list((run_dir / "cadence").glob("diffused-*.png"))) == 1  # frame 3's
+    assert report_of(run_dir)["rendered"] == 6
+
+
+def test_adaptive_keyframes_follow_the_motion(tiny_models, tmp_path: Path) -> None:
+    """cadence.max_motion diffuses an extra frame where the source moved too far since the
+    last diffused frame: a fast pan gets more diffused frames than every 8th, and the plan
+    writes nothing but its preview."""
+    clip = write_folder(pan_clip(frames=9, width=64, height=64, velocity=(3.0, 0.0)).frames,
+                        tmp_path / "fast")  # fmt: skip
+    run_dir = run(tmp_path, f"input.path={clip}", *common(tiny_models), "cadence.every=8",
+                  "cadence.max_motion=0.1", "stages=[plan]", "name=adaptive")  # fmt: skip
+    diffused = [row.index for row in read_plan(RunFolder(run_dir).preview) if row.diffused]
+    # 3 px a frame is 0.047 of the width: past 0.1 on the third frame after a diffused one
+    assert diffused == [0, 3, 6, 8]
+    assert not (run_dir / "flow").exists()  # measured aside: a plan writes no cache
