@@ -60,15 +60,22 @@ def cadence_flow(
     return np.asarray(flow, dtype=np.float32)
 
 
+# The smallest side RAFT takes: it works at 1/8 of the picture, in a four-level pyramid
+# whose smallest level must still be 2 pixels across.
+RAFT_MIN_SIDE = 128
+
+
 def raft_flow(a: np.ndarray, b: np.ndarray, weights: str, device: str) -> np.ndarray:
-    """RAFT's flow from ``a`` to ``b`` (the pictures padded to a multiple of 8 and cropped
-    back), with the weights at ``weights``."""
+    """RAFT's flow from ``a`` to ``b`` with the weights at ``weights``: the pictures are
+    padded to a multiple of 8 pixels, and to at least :data:`RAFT_MIN_SIDE` (its
+    correlation pyramid needs that many), then the flow is cropped back."""
     import torch
     import torch.nn.functional as F
 
     model = load_raft(str(Path(weights).expanduser()), device)
     height, width = a.shape[:2]
-    pad_h, pad_w = -height % 8, -width % 8
+    pad_h = max(RAFT_MIN_SIDE, height + -height % 8) - height
+    pad_w = max(RAFT_MIN_SIDE, width + -width % 8) - width
 
     def tensor(image: np.ndarray) -> torch.Tensor:
         pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
