@@ -41,11 +41,20 @@ RELIABLE_BLUR = 1.5
 # The repair pass runs only where it has something to paint: more than this share of
 # the frame's pixels is mostly uncovered (each pass is a UNet call).
 REPAIR_MIN_AREA = 0.002
+# Blending two diffused frames averages away the fine texture where they differ (two
+# uncorrelated textures mixed half and half keep half their variance): the blend's
+# detail (what a blur of this sigma removes) is scaled back up to the weighted mean of
+# the sides' local detail energy (measured over this sigma), by at most this gain. Where
+# the sides agree the gain is 1 and the blend is untouched.
+DETAIL_SIGMA = 1.5
+ENERGY_SIGMA = 4.0
+MAX_DETAIL_GAIN = 2.0
 # How a carried frame is made, with every setting that shapes it: it joins the keys of
 # carried frames, so a change here re-renders them.
 CARRY_METHOD = (
     f"composed source flow, lanczos, nearness x reliability (erode {RELIABLE_ERODE} "
-    f"blur {RELIABLE_BLUR}), repair above {REPAIR_MIN_AREA}"
+    f"blur {RELIABLE_BLUR}), detail kept (sigma {DETAIL_SIGMA}/{ENERGY_SIGMA}, gain <= "
+    f"{MAX_DETAIL_GAIN}), repair above {REPAIR_MIN_AREA}"
 )
 
 
@@ -120,7 +129,8 @@ def carry_between(
     its temporal nearness (1 at the diffused frame, 0 at the other one; a frame carried
     from one diffused frame alone has one side, of nearness 1).
 
-    Each warp counts nearness x reliability; where neither is reliable the nearer warp
+    Each warp counts nearness x reliability, with the fine detail the mix averages away
+    restored (:func:`detail_kept_blend`); where neither is reliable the nearer warp
     stands in, and ``hole`` says how much of each pixel neither covers.
     """
     if not sides:
@@ -128,16 +138,38 @@ def carry_between(
     nearest = max(sides, key=lambda side: side[1])[0]
     weights = [warped.reliable * nearness for warped, nearness in sides]
     total = np.sum(weights, axis=0)
-    blend = np.sum(
-        [w[..., None] * warped.image for w, (warped, _) in zip(weights, sides, strict=True)],
-        axis=0,
-    )
     covered = total > 1e-6
-    blend = np.where(
-        covered[..., None], blend / np.where(covered, total, 1.0)[..., None], nearest.image
-    )
+    shares = [w / np.where(covered, total, 1.0) for w in weights]
+    blend = detail_kept_blend([warped.image for warped, _ in sides], shares)
+    blend = np.where(covered[..., None], blend, nearest.image)
     coverage = np.max([warped.reliable for warped, _ in sides], axis=0)
     return Carried(blend.astype(np.float32), (1.0 - coverage).astype(np.float32), nearest.image)
+
+
+def detail_kept_blend(images: Sequence[np.ndarray], shares: Sequence[np.ndarray]) -> np.ndarray:
+    """``images`` (float32 RGB) mixed by per-pixel ``shares`` (summing to 1), with the
+    mix's fine detail scaled back to the shares' mean of the images' local detail energy
+    (see :data:`DETAIL_SIGMA`): a cross-fade between two differently textured diffused
+    frames stays as detailed as either, and one between equal frames is that frame."""
+    if len(images) == 1:
+        return images[0] * shares[0][..., None]
+    low = np.zeros_like(images[0])
+    fine = np.zeros_like(images[0])
+    target = np.zeros(images[0].shape[:2], np.float32)
+    for image, share in zip(images, shares, strict=True):
+        smooth = cv2.GaussianBlur(image, (0, 0), DETAIL_SIGMA)
+        detail = image - smooth
+        low += share[..., None] * smooth
+        fine += share[..., None] * detail
+        target += share * local_energy(detail)
+    gain = np.sqrt(target / np.maximum(local_energy(fine), 1e-6))
+    gain = np.clip(gain, 1.0, MAX_DETAIL_GAIN)
+    return low + fine * gain[..., None]
+
+
+def local_energy(detail: np.ndarray) -> np.ndarray:
+    """The mean squared detail (over the channels) around each pixel."""
+    return cv2.GaussianBlur(np.mean(detail**2, axis=-1), (0, 0), ENERGY_SIGMA)
 
 
 def mean_motion(flow: FlowPair) -> float:

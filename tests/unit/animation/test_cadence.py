@@ -8,12 +8,13 @@ import numpy as np
 from pipeline.animation.cadence import (
     carry_between,
     chain_pairs,
+    detail_kept_blend,
     warp_from_earlier,
     warp_from_later,
 )
 from pipeline.animation.flow import FlowPair, flow_pair, inside_mask
 from pipeline.animation.turbo import Camera, Moving, TurboSpan
-from pipeline.metrics.warp_error import pair_warp_error
+from pipeline.metrics.warp_error import detail, pair_warp_error
 from pipeline.testing.synthetic import occluder_clip, pan_clip, static_clip
 
 
@@ -149,3 +150,17 @@ def test_optical_flow_cadence_morphs_along_the_flow() -> None:
     assert halfway[:, 6:8].min() >= 199 and halfway[:, :5].max() == 0 and halfway[:, 10:].max() == 0
     crossfade = TurboSpan(2, 2, still, Moving(before), Moving(diffused), flow).shown(2, None)
     assert crossfade[:, 4:6].max() == 100 and crossfade[:, 6:8].max() == 0
+
+
+def test_a_blend_of_two_textures_keeps_their_detail_and_of_equal_ones_is_that_one() -> None:
+    """Half of each of two unrelated textures would keep about half their detail as a plain
+    mix; the blend scales the lost detail back. Two equal pictures blend to themselves."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.uniform(40, 215, (48, 48, 3)).astype(np.float32) for _ in range(2))
+    half = np.full((48, 48), 0.5, np.float32)
+    plain = detail((a * 0.5 + b * 0.5).astype(np.uint8))
+    kept = detail(np.clip(detail_kept_blend([a, b], [half, half]), 0, 255).astype(np.uint8))
+    sides = (detail(a.astype(np.uint8)) + detail(b.astype(np.uint8))) / 2
+    assert plain < 0.6 * sides and kept > 0.9 * sides
+    same = detail_kept_blend([a, a.copy()], [half, half])
+    assert np.abs(same - a).max() < 1e-3
