@@ -141,6 +141,8 @@ def test_a_static_clip_carried_is_its_diffused_frame(tiny_models, tmp_path: Path
     run_dir = run(tmp_path, f"input.path={clip}", *common(tiny_models), "cadence.every=4",
                   "name=static")  # fmt: skip
     outputs = frames_of(run_dir)
+    # a folder with a cadence is a clip's frames, not a batch of photos: flicker measured
+    assert "warp_error" in json.loads((run_dir / "metrics.json").read_text())
     assert np.array_equal(outputs[0], outputs[4])  # the same frame, row and seed
     for frame in outputs:
         assert np.abs(frame.astype(int) - outputs[0]).max() <= 1
