@@ -198,14 +198,20 @@ def origin_of(record: dict[str, Any]) -> str:
     return "diffused"
 
 
-def current_frames(
-    folder: RunFolder, rows: list[dict[str, Any]], reader: FrameReader
-) -> list[FrameView]:
-    """The frames of this plan made so far, in frame order (the last line per index)."""
+def last_records(folder: RunFolder) -> dict[int, dict[str, Any]]:
+    """The last manifest line of every frame index (its current frame)."""
     last: dict[int, dict[str, Any]] = {}
     for line in read_lines(folder.manifest):
         if isinstance(line, dict) and "index" in line:
             last[int(line["index"])] = line
+    return last
+
+
+def current_frames(
+    folder: RunFolder, rows: list[dict[str, Any]], reader: FrameReader
+) -> list[FrameView]:
+    """The frames of this plan made so far, in frame order (the last line per index)."""
+    last = last_records(folder)
     frames = []
     for row in rows:
         record = last.get(int(row.get("index", -1)))
@@ -305,3 +311,19 @@ def read_view(
         outputs=outputs,
         history=history,
     )
+
+
+def frames_made(folder: RunFolder) -> tuple[int, int, str | None]:
+    """(frames of the plan made so far, frames planned, the latest one's thumbnail
+    relative to the run folder): a queue's row, without reading every frame's file."""
+    rows = [row for row in read_lines(folder.plan_jsonl) if isinstance(row, dict)]
+    last = last_records(folder)
+    done, latest = 0, None
+    for row in rows:
+        record = last.get(int(row.get("index", -1)))
+        if record is not None and same_row(record.get("row", {}), row):
+            done += 1
+            thumbnail = folder.thumbnail(str(record.get("key", "")))
+            if thumbnail.is_file():
+                latest = thumbnail.relative_to(folder.path).as_posix()
+    return done, len(rows), latest
