@@ -130,7 +130,8 @@ def index_page(root: Path) -> str:
         items.append(f"<li>{kind} <a href='/{link}'>{label}</a> {escape(status)}</li>")
     listed = "".join(items) or "<li>no run or queue pages yet</li>"
     return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>rotoscope: "
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<link rel='icon' href='data:,'><title>rotoscope: "
         f"{escape(root.name)}</title><style>body{{font:14px system-ui,sans-serif;margin:24px}}"
         f"</style></head><body><h1>{escape(str(root))}</h1><ul>{listed}</ul></body></html>"
     )

@@ -153,7 +153,7 @@ def render_page(view: RunView, reload_seconds: int = RELOAD_SECONDS) -> str:
         else ""
     )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(view.name)} — {escape(view.status)}</title><style>{STYLE}</style></head>
 <body>

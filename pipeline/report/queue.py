@@ -124,7 +124,8 @@ def queue_page(sweep_dir: Path, jobs: list[QueueJob]) -> str:
     )
     rows = "".join(_row(sweep_dir, job, shown) for job in jobs)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>queue {escape(sweep_dir.name)}</title>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>queue {escape(sweep_dir.name)}</title>
 <style>{STYLE} .error{{color:#c92a2a;font-size:12px}} td{{padding:4px 8px}}</style></head>
 <body><h1>Queue {escape(sweep_dir.name)}</h1><p id="summary">{len(jobs)} jobs: {summary}</p>
 <table id="jobs"><tr><th>#</th><th>state</th><th>job</th><th>progress</th><th></th><th></th>
