@@ -22,16 +22,21 @@ from pipeline.records.run_folder import RunFolder
 # The longer side of a thumbnail: sharp on a contact sheet and in the side-by-side
 # player of a page, a few kilobytes each.
 THUMBNAIL_SIZE = 256
-QUALITY = 82
+QUALITY = 75
 
 
 def write_thumbnail(path: Path, image: np.ndarray | Image.Image) -> Path:
     """Write ``image`` (RGB or RGBA array, or a Pillow image) as a thumbnail at ``path``
     (atomically, not fsynced: a lost thumbnail is made again from its frame)."""
     picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    picture = picture.convert("RGB")
+    if picture.mode != "RGB":
+        picture = picture.convert("RGB")
+    # a box reduction by a whole factor first: a fifth of the time of resampling the
+    # full frame (this runs once per frame, beside the renderer)
+    factor = max(picture.size) // THUMBNAIL_SIZE
+    if factor > 1:
+        picture = picture.reduce(factor)
     picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BILINEAR)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, durable=False) as temporary:
         picture.save(temporary, format="JPEG", quality=QUALITY)
     return path
