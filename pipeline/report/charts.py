@@ -109,9 +109,12 @@ def svg_chart(
     title: str = "",
     markers: Sequence[int] = (),
     frames: Sequence[int] | None = None,
+    from_zero: bool = False,
+    ticks: int = 4,
 ) -> str:
-    """Lines over a shared frame axis with a y axis, marker lines (numbered) and a hover
-    column per frame whose ``data-tip`` names every curve's value there."""
+    """Lines over a shared frame axis with a y axis (``from_zero``: starting at 0, so
+    two lines' ratio reads off the chart), marker lines (numbered) and a hover column
+    per frame whose ``data-tip`` names every curve's value there."""
     count = max((len(curve.values) for curve in curves), default=0)
     frames = list(frames) if frames is not None else list(range(count))
     if count == 0:
@@ -120,8 +123,10 @@ def svg_chart(
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high - low < 1e-12:
         low, high = low - 0.5, high + 0.5
+    if from_zero and low > 0:
+        low = 0.0
     pad = (high - low) * 0.08
-    low, high = low - pad, high + pad
+    low, high = low - (0.0 if from_zero else pad), high + pad
     inner_w, inner_h = WIDTH - LEFT - RIGHT, height - TOP - BOTTOM
     span = max(frames[-1] - frames[0], 1)
 
@@ -135,7 +140,7 @@ def svg_chart(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
     ]
-    for tick in _ticks(low + pad, high - pad):
+    for tick in _ticks(low if from_zero else low + pad, high - pad, ticks):
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
             f'class="grid"/><text x="{LEFT - 6}" y="{y(tick) + 4:.1f}" class="tick" '
@@ -194,7 +199,7 @@ def plan_svg(rows: Sequence[dict[str, Any]]) -> str:
     for curve in values.varying:
         parts.append(
             f'<figure class="panel"><figcaption>{escape(curve.name)}</figcaption>'
-            f"{svg_chart([curve], PANEL_HEIGHT, curve.name, markers)}</figure>"
+            f"{svg_chart([curve], PANEL_HEIGHT, curve.name, markers, ticks=2)}</figure>"
         )
     if not values.varying:
         parts.append('<p class="muted">No scheduled value varies over the frames.</p>')
@@ -237,5 +242,6 @@ def flicker_svg(metrics: dict[str, Any] | None) -> str:
     return (
         f'<figure class="flicker"><figcaption><b>{title}</b>'
         f"{' — ' + escape(verdict) if verdict else ''}<br>{legend}</figcaption>"
-        f"{svg_chart([source, output], FLICKER_HEIGHT, title, frames=frames)}</figure>"
+        f"{svg_chart([source, output], FLICKER_HEIGHT, title, frames=frames, from_zero=True)}"
+        "</figure>"
     )

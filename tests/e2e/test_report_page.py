@@ -48,7 +48,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def base(tiny_models, clip: Path) -> tuple[str, ...]:
     return (
         f"input.path={clip}", f"model.path={tiny_models.sd15}", "runtime=cpu", "steps=2",
-        "strength=0:(0.4), 3:(0.6)",
+        "strength=0:(0.4), 3:(0.6)", "prompt=ink drawing of a dancer",
     )  # fmt: skip
 
 
@@ -77,10 +77,10 @@ class Watched:
         """Requests that did not go to ``allowed`` (file:// or the test's server)."""
         return [url for url in self.requests if not url.startswith(allowed)]
 
-    def shoot(self, name: str) -> None:
+    def shoot(self, name: str, full_page: bool = True) -> None:
         if SCREENSHOTS:
             Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=full_page)
 
 
 def test_a_finished_runs_page(browser: Browser, finished: Path) -> None:
@@ -112,7 +112,8 @@ def test_a_finished_runs_page(browser: Browser, finished: Path) -> None:
     text = details.inner_text()
     assert "Frame 2 — diffused" in text and "seed" in text and "sampler" in text
     assert "Steps: 2" in text  # the PNG's A1111 parameters
-    watched.shoot("report-frame.png")
+    assert "ink drawing of a dancer" in text
+    watched.shoot("report-frame.png", full_page=False)
     page.click("dialog#frame button.close")
     # the A/B wipe against the first look plays
     assert "guidance_scale" not in page.inner_text("#wipe select")  # labelled by time, prompt
@@ -121,7 +122,8 @@ def test_a_finished_runs_page(browser: Browser, finished: Path) -> None:
     page.click("#wipe button")
     page.wait_for_function("document.getElementById('wipe').dataset.shown !== '0'")
     page.click("#wipe button")  # pause
-    watched.shoot("report-wipe.png")
+    page.locator("#wipe").scroll_into_view_if_needed()
+    watched.shoot("report-wipe.png", full_page=False)
     assert watched.errors == [] and watched.network() == []
 
 
