@@ -191,6 +191,8 @@ def test_masked_rows_carry_the_mask_schedules_and_settings() -> None:
     )
     assert first.mask_composite and first.mask_overlay_blur == 4.0 and first.masked
     assert PlanRow.from_record(json.loads(first.to_json())) == first  # read back from plan.jsonl
+    charted = {item.name for item in build_plan(make_cfg(mask=mask), 11, 64, 48, 4.0).series}
+    assert {"mask_blur", "strength"} <= charted  # the chart shows the mask's schedules
     # a plan without a mask has rows without mask fields: frames keep their keys
     assert "mask" not in rows()[0].to_json()
     with pytest.raises(RotoscopeError, match=r"mask\.threshold at frame 0: 1\.5 is outside 0\.\.1"):
