@@ -160,7 +160,7 @@ def test_deforum_prompt_object_and_settings_file_load_directly(tmp_path: Path) -
     assert plan[0].strength == pytest.approx(0.35)
 
 
-@pytest.mark.parametrize("name", ["seasons.yaml", "lighthouse_zoom.yaml"])
+@pytest.mark.parametrize("name", sorted(file.name for file in KEYFRAMES.glob("*.yaml")))
 def test_shipped_keyframe_files_plan(name: str) -> None:
     cfg, origins = apply_keyframes(make_cfg(keyframes=str(KEYFRAMES / name)), set())
     plan = build_plan(cfg, 96, 64, 48, 12.0, origins)
