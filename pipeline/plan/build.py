@@ -331,9 +331,7 @@ def _schedule(
         str(_config_value(cfg, key)), key, origins.get(key, "command line"),
         fps=fps, max_f=max(count - 1, 0), seed=cfg.seed,
     )  # fmt: skip
-    values = evaluate_schedule(
-        schedule, count, fps=fps, seed=cfg.seed, interpolation=interpolation.value
-    )
+    values = evaluate_schedule(schedule, count, fps=fps, seed=cfg.seed, interpolation=interpolation)
     return Series(label, values, [key.frame for key in schedule.keyframes])
 
 
