@@ -136,6 +136,8 @@ def test_several_outputs_provenance_history_and_restoring_a_look(base, tmp_path:
     restored = history(str(run_dir), "restore", sidecar["look"], cwd=tmp_path)
     assert restored.returncode == 0, restored.stderr
     assert "loading model" not in restored.stderr  # its frames are kept: nothing renders
+    log = (run_dir / "rotoscope.log").read_text(encoding="utf-8")
+    assert f"command: rotoscope-history {run_dir} restore {sidecar['look']}" in log
     current = {line["index"]: line["key"] for line in manifest_lines(run_dir)}
     assert [current[index] for index in range(3)] == keys
     assert "prompt: a cat" in (run_dir / "config.yaml").read_text()
