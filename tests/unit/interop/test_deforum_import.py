@@ -636,3 +636,24 @@ def test_colour_coherence_modes_and_order(tmp_path: Path) -> None:
                      "animation.color_coherence_every": 3}  # fmt: skip
     image = colours(color_coherence="Image", color_coherence_image_path="ref.png")
     assert image["animation.color_coherence_video"] == "ref.png"
+
+
+def test_a_prompt_over_several_lines_imports_plans_and_charts(tmp_path: Path) -> None:
+    """Deforum's UI keeps line breaks in prompts (they crashed the chart once)."""
+    from support.configs import make_cfg
+
+    from pipeline.plan.build import build_plan
+    from pipeline.plan.chart import write_plan_chart
+    from pipeline.run.configure import apply_keyframes
+
+    prompts = {"0": "a cat,\noil painting", "6": "a dog --neg blurry,\r\nbad"}
+    source = settings_file(tmp_path, prompts=prompts, positive_prompts="", negative_prompts="")
+    keyframes = tmp_path / "imported.yaml"
+    keyframes.write_text(keyframe_text(import_deforum(source), source), encoding="utf-8")
+    cfg, origins = apply_keyframes(make_cfg(keyframes=str(keyframes)), set())
+    plan = build_plan(cfg, 8, 64, 48, 12.0, origins)
+    assert plan.rows[0].prompt.endswith("a cat, oil painting")  # after the example's prefix
+    assert plan.rows[6].prompt.endswith("a dog") and "blurry, bad" in plan.rows[6].negative_prompt
+    assert not any("\n" in row.prompt + row.negative_prompt for row in plan.rows)
+    keys = [(key.frame, key.prompt) for key in plan.prompt_keys]
+    assert write_plan_chart(plan.series, keys, tmp_path / "plan.png").is_file()
