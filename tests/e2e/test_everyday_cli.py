@@ -235,6 +235,7 @@ def test_ctrl_c_stops_every_stage_and_a_second_one_stops_at_once(base, tmp_path:
     plan.send_signal(signal.SIGINT)
     _, stderr = plan.communicate()
     assert plan.returncode == 130 and "interrupted before the job wrote anything" in stderr
+    assert "Run it again with: rotoscope " in stderr and "name=planning" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "outputs/planning").exists()
 
 
