@@ -21,6 +21,7 @@ class ScheduleGroup(Enum):
 
     generation = "generation"  # always
     seed = "seed"  # with seed_behavior=schedule
+    variation = "variation"  # with a subseed_strength other than 0 (the subseed)
     motion = "motion"  # with animation.mode=loopback or 3d
     motion_2d = "motion_2d"  # with animation.mode=loopback
     camera_3d = "camera_3d"  # with animation.mode=3d
@@ -56,6 +57,8 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("steps", "steps", ScheduleGroup.generation),
     Schedulable("noise_multiplier", "noise_multiplier", ScheduleGroup.generation, neutral=1.0),
     Schedulable("seed", "seed_schedule", ScheduleGroup.seed),
+    Schedulable("subseed_strength", "subseed_strength", ScheduleGroup.generation, neutral=0.0),
+    Schedulable("subseed", "subseed", ScheduleGroup.variation),
     Schedulable("zoom", "animation.zoom", ScheduleGroup.motion_2d),
     Schedulable("angle", "animation.angle", ScheduleGroup.motion_2d),
     Schedulable("translation_x", "animation.translation_x", ScheduleGroup.motion),

@@ -557,11 +557,27 @@ class RunConfig:
     noise_multiplier: str = "1"
     # A1111 sampler name ("Euler a", "DPM++ 2M Karras") or its slug (euler_a).
     sampler: str = "Euler a"
-    # Base seed and how frames derive theirs; fixed (locked) is the default.
+    # A1111 schedule type: how the sampler spaces its noise levels (Automatic: the
+    # sampler's own; Uniform, Karras, Exponential, Polyexponential, SGM Uniform, KL
+    # Optimal, Align Your Steps, Simple, Normal, DDIM, Beta).
+    scheduler: str = "Automatic"
+    # Base seed and how frames derive theirs; fixed (locked) is the default. -1 draws a
+    # base seed once for the run folder (kept in it, so a resumed run uses it again).
     seed: int = 42
     seed_behavior: SeedBehavior = SeedBehavior.fixed
     seed_iter_n: int = 1
     seed_schedule: str = "0:(s)"
+    # A1111's variation seed, schedules: each frame's initial noise is the spherical
+    # interpolation of its seed's noise and the subseed's, subseed_strength of the way (0:
+    # the seed's alone, 1: the subseed's); a subseed of -1 is drawn per frame from the
+    # base seed, as A1111 draws one per generation.
+    subseed: str = "-1"
+    subseed_strength: str = "0"
+    # A1111's "resize seed from" (pixels, both or neither; 0: off): the noise drawn as at
+    # that size and placed at the centre, so a composition found at one size keeps its
+    # layout at another.
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
     # Interpolation of every schedule, and per schedule name (strength: cubic).
     interpolation: Interpolation = Interpolation.linear
     schedule_interpolation: dict[str, Interpolation] = field(default_factory=dict)
