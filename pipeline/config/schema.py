@@ -464,8 +464,9 @@ class OutputConfig:
     # H.264/VP9 quality (lower is better) and the x264 preset.
     crf: int = 18
     preset: str = "medium"
-    # Keep the source video's audio, cut to the selected range.
-    audio: bool = True
+    # Keep the source video's audio, cut to the selected range (true); none (false); or
+    # the path of an audio file (or video) to play from its start, cut to the video.
+    audio: bool | str = True
     # With a mask: output=images writes RGBA PNGs with the mask as alpha (prores_alpha and
     # webm_alpha always carry it) ...
     alpha: bool = False

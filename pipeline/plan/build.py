@@ -456,6 +456,13 @@ def is_zero(text: str) -> bool:
         return False
 
 
+def check_sampling(cfg: RunConfig) -> None:
+    """The sampler, its schedule type and the seed settings, checked where the config is
+    composed (so a typo fails before anything is written)."""
+    check_schedule_type(canonical_sampler(cfg.sampler), cfg.scheduler)
+    check_seed_options(cfg)
+
+
 def check_seed(cfg: RunConfig) -> None:
     """The seed settings' own rules (``seed=-1`` is drawn by the job before the plan:
     :mod:`pipeline.records.random_seed`)."""

@@ -266,13 +266,34 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
             f"strength {span([r.strength for r in rows])}",
             f"guidance {span([r.guidance_scale for r in rows])}",
             f"steps {span([float(r.steps) for r in rows])}",
-            rows[0].sampler,
+            rows[0].sampler + (f" ({rows[0].scheduler})" if rows[0].scheduler else ""),
             seed_text,
+            *_variation(rows),
             *(segments if starts else []),
             *(_editing_counted(rows)),
             *([mask_summary(cfg.mask)] if cfg.mask.active else []),
         ]
     )
+
+
+def _variation(rows: list[PlanRow]) -> list[str]:
+    """A1111's variation seed and seed resize, where rows use them."""
+    varied = [row for row in rows if row.subseed_strength is not None]
+    words = []
+    if varied:
+        subseeds = sorted({row.subseed for row in varied if row.subseed is not None})
+        named = f"subseed {subseeds[0]}" if len(subseeds) == 1 else f"{len(subseeds)} subseeds"
+        strengths = [row.subseed_strength or 0.0 for row in varied]
+        span = (
+            f"{min(strengths):g}"
+            if min(strengths) == max(strengths)
+            else (f"{min(strengths):g}-{max(strengths):g}")
+        )
+        words.append(f"variation {named} at {span} on {plural(len(varied), 'frame')}")
+    resized = next((row for row in rows if row.seed_resize_from_w is not None), None)
+    if resized is not None:
+        words.append(f"seed resized from {resized.seed_resize_from_w}x{resized.seed_resize_from_h}")
+    return words
 
 
 def _editing_counted(rows: list[PlanRow]) -> list[str]:

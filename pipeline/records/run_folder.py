@@ -210,6 +210,11 @@ class RunFolder:
         return self.path / "run.json"
 
     @property
+    def random_seed(self) -> Path:
+        """The base seed drawn for ``seed=-1``, kept so every later run of the folder uses it."""
+        return self.path / "seed.json"
+
+    @property
     def history(self) -> Path:
         """Earlier deliverables, moved aside when a different one replaced them."""
         return self.path / HISTORY

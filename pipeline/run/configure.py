@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.assemble.encode import check_mask_outputs, check_output_options
+from pipeline.assemble.soundtrack import check_soundtrack
 from pipeline.config.keyframes import (
     KeyframeFile,
     apply_keyframe_file,
@@ -29,7 +30,9 @@ from pipeline.config.keyframes import (
 from pipeline.config.paths import find_keyframes
 from pipeline.config.schema import STAGES, RunConfig
 from pipeline.errors import RotoscopeError
+from pipeline.interop.a1111.parameters import import_png
 from pipeline.interop.deforum.importer import import_deforum, is_deforum_settings
+from pipeline.plan.build import check_sampling
 from pipeline.plan.stage import check_strategies
 from pipeline.render.stage import check_speed_options
 
@@ -50,11 +53,13 @@ def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
     line, which win over the file) and checked; a problem is one RotoscopeError."""
     stages = check_stages(cfg.stages)
     cfg, origins = apply_keyframes(cfg, explicit)
+    check_sampling(cfg)
     check_strategies(cfg)
     check_speed_options(cfg)
     if "assemble" in stages:  # a bad crf must not wait for hours of rendering
         check_output_options(cfg.output)
         check_mask_outputs(cfg.output, cfg.mask.active)
+        check_soundtrack(cfg.output)
     return JobConfig(cfg, origins, stages)
 
 
@@ -70,8 +75,14 @@ def check_stages(stages: list[str]) -> list[str]:
 
 
 def load_keyframes(path_text: str | Path) -> KeyframeFile:
-    """Read and check a keyframe file (YAML, a JSON prompt object, or Deforum settings)."""
+    """Read and check a keyframe file (YAML, a JSON prompt object, Deforum settings, or a
+    PNG with A1111's generation parameters)."""
     path = find_keyframes(str(path_text))
+    if path.suffix.lower() == ".png":
+        parameters = import_png(path)
+        for warning in parameters.warnings:
+            log.warning("%s: %s", path, warning)
+        return keyframe_file(path, parameters.keyframes)
     data = read_keyframe_data(path)
     if is_deforum_settings(data):
         converted = import_deforum(path)

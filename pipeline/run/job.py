@@ -8,6 +8,7 @@ the one module of ``jobs`` that imports the stages.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import shutil
@@ -25,11 +26,13 @@ from pipeline.config.compose import literal_node
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.metrics.stage import metrics_stage
+from pipeline.plan.build import RANDOM_SEED
 from pipeline.plan.stage import plan_stage
 from pipeline.records.history import history_bytes
 from pipeline.records.interrupts import StopRequested
 from pipeline.records.lock import RunLock
 from pipeline.records.naming import RunOwner, claim, owner_of
+from pipeline.records.random_seed import run_seed
 from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage
@@ -83,6 +86,7 @@ def _run_stages(
         try:
             with _permissions(folder):
                 claim(folder, owner, named)
+                cfg = with_run_seed(cfg, folder)
                 write_text(folder.config, OmegaConf.to_yaml(literal_node(cfg)))
                 log.info("run folder: %s", folder)
                 if "plan" in stages:
@@ -114,6 +118,16 @@ def _run_stages(
     return report
 
 
+def with_run_seed(cfg: RunConfig, folder: RunFolder) -> RunConfig:
+    """``cfg`` with ``seed=-1`` replaced by the base seed drawn for the run folder (read
+    back when an earlier job drew it), so every stage and ``config.yaml`` see that seed."""
+    if cfg.seed != RANDOM_SEED:
+        return cfg
+    seed = run_seed(folder)
+    log.info("seed=-1: base seed %d for this run folder (kept in %s)", seed, folder.random_seed)
+    return dataclasses.replace(cfg, seed=seed)
+
+
 HYDRA_RECORDS = ".hydra"  # Hydra's copy of the job's config, in every run folder
 
 
@@ -127,7 +141,10 @@ def holds_nothing(folder: RunFolder, ignore_job_records: bool = False) -> bool:
         return True
     allowed = {HYDRA_RECORDS, folder.log.name, folder.lock.name}
     if ignore_job_records:
-        allowed |= {folder.config.name, folder.report.name, folder.run_json.name}
+        allowed |= {
+            folder.config.name, folder.report.name, folder.run_json.name,
+            folder.random_seed.name,
+        }  # fmt: skip
     return {entry.name for entry in folder.path.iterdir()} <= allowed
 
 
