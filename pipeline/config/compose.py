@@ -32,7 +32,6 @@ from pipeline.config.schema import ControlUnitConfig, RunConfig, register
 from pipeline.errors import RotoscopeError
 
 REQUIRED_HINTS = {
-    "input.path": "give the clip, folder or image: rotoscope input.path=clip.mp4 prompt='...'",
     "model.path": "pick a model preset (model=sd15, model=tiny) or set model.path=...",
 }
 

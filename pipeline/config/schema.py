@@ -328,9 +328,14 @@ class ControlUnitConfig:
     weight: str = "1.0"
     guidance_start: str = "0.0"
     guidance_end: str = "1.0"
-    # Where control frames come from: "input" (the input frames), or a video / image
-    # folder aligned with the input by frame number (same selection and size).
+    # Where control frames come from: "input" (each frame's own picture: its input frame,
+    # or in a loopback the previous output moved, its img2img input), a video or image
+    # folder aligned with the output by frame number (the input's selection), or one
+    # image for every frame.
     source: str = "input"
+    # How that source is fitted to the frame size (ControlNet's "Crop and Resize" = crop,
+    # "Resize and Fill" = fit, "Just Resize" = stretch); unset: as input.resize_mode.
+    resize_mode: ResizeMode | None = None
 
 
 @dataclass
@@ -408,8 +413,12 @@ class MaskConfig:
 
 @dataclass
 class InputConfig:
-    # A video file, a folder of images, or one image.
-    path: str = MISSING
+    # A video file, a folder of images, or one image. Unset with animation.mode loopback
+    # or 3d: the first frame is a txt2img render (input.frames frames of
+    # input.width x input.height).
+    path: str | None = None
+    # Frames to make without an input (a loopback from txt2img).
+    frames: int | None = None
     # First frame to use: a frame number (``12``) or a time (``2.5s``, ``00:01:02.5``).
     start: str | None = None
     # Stop before this frame number or time (exclusive); ``None`` reads to the end.
@@ -523,8 +532,9 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
-    # Run folder name under output.root; by default the input's file or folder name.
-    name: str = "${run_name:${input.path}}"
+    # Run folder name under output.root; by default the input's file or folder name
+    # (without an input, the keyframe file's name, else "animation").
+    name: str = "${run_name:${input.path},${keyframes}}"
     # Stages to run, in order: plan, control (maps + preview only), render, assemble,
     # metrics (flicker measure).
     stages: list[str] = field(default_factory=lambda: ["plan", "render", "assemble", "metrics"])
@@ -592,10 +602,17 @@ class RunConfig:
 STAGES = ("plan", "control", "render", "assemble", "metrics")
 
 
-def run_name(input_path: str) -> str:
-    """Default run name: the input's stem (``dance.mp4`` -> ``dance``)."""
-    path = Path(str(input_path).rstrip("/\\"))
+def run_name(input_path: str | None, keyframes: str | None = None) -> str:
+    """Default run name: the input's stem (``dance.mp4`` -> ``dance``); without an input,
+    the keyframe file's (a Deforum settings file's), else ``animation``."""
+    named = input_path if input_path is not None else keyframes
+    if named is None:
+        return NO_INPUT_NAME
+    path = Path(str(named).rstrip("/\\"))
     return path.stem or "run"
+
+
+NO_INPUT_NAME = "animation"
 
 
 def register() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, NoReturn
@@ -77,6 +77,7 @@ def build_plan(
     origins: dict[str, str] | None = None,
     frame_sizes: Sequence[tuple[int, int]] | None = None,
     cuts: list[int] | None = None,
+    from_noise: bool = False,
 ) -> Plan:
     """Resolve every schedule, prompt and seed for ``frame_count`` frames.
 
@@ -85,6 +86,7 @@ def build_plan(
     ``frame_sizes`` gives each frame its own size (a photo folder rendered as images);
     without it every frame is ``width`` x ``height``. ``cuts`` are the source's scene cuts
     (frames starting a new shot), where temporal coherence starts a new segment.
+    ``from_noise``: there is no input, and a loopback's first frame is a txt2img render.
     """
     origins = origins or {}
     check_seed(cfg)
@@ -147,6 +149,14 @@ def build_plan(
             )
             for unit in cfg.controlnet.units
         }
+        start = from_noise and index == 0
+        if start:  # a unit that reads the frame's own picture has none to read yet
+            controls = {
+                unit: replace(values, weight=0.0)
+                if cfg.controlnet.units[unit].source == "input"
+                else values
+                for unit, values in controls.items()
+            }
         prompt = _prompt_at(keys, index, cfg.prompt_blend)
         size = frame_sizes[index] if frame_sizes else (width, height)
         variation = row_value(SUBSEED_STRENGTH, series["subseed_strength"].values[index])
@@ -160,11 +170,14 @@ def build_plan(
         }
         row = PlanRow(
             index=index,
-            # txt2img ControlNet generates from noise: the whole schedule runs
-            strength=1.0 if generate else float(series["strength"].values[index]),
+            # txt2img generates from noise: the whole schedule runs, with no img2img noise
+            strength=1.0 if generate or start else float(series["strength"].values[index]),
             guidance_scale=float(series["guidance_scale"].values[index]),
             steps=steps[index],
-            noise_multiplier=row_value(NOISE_MULTIPLIER, series["noise_multiplier"].values[index]),
+            noise_multiplier=None
+            if start
+            else row_value(NOISE_MULTIPLIER, series["noise_multiplier"].values[index]),
+            txt2img=True if start else None,
             sampler=sampler,
             scheduler=schedule_type,
             seed=seeds[index],

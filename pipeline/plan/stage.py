@@ -26,7 +26,7 @@ from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
 from pipeline.plan.rows import PlanRow, write_plan
 from pipeline.records.run_folder import RunFolder
-from pipeline.source.base import SourceInfo
+from pipeline.source.base import SourceInfo, SourceKind
 from pipeline.source.cuts import CutDetector
 from pipeline.source.masks import check_mask_options, check_masks
 from pipeline.source.open import keeps_own_sizes, open_source
@@ -54,7 +54,7 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             count = source.count_frames()
     for note in source.notes:
         log.warning("%s", note)
-    if cfg.animation.mode.loops and cfg.input.max_frames:
+    if cfg.animation.mode.loops and cfg.input.max_frames and info.kind is not SourceKind.none:
         count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(
@@ -75,8 +75,9 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
             ", ".join(f"animation.{name}={getattr(cfg.animation, name)}" for name in unused),
         )  # fmt: skip
     plan = build_plan(
-        cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
-    )
+        cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts,
+        from_noise=info.kind is SourceKind.none,
+    )  # fmt: skip
     write_plan(plan.rows, folder)
     write_plan_chart(
         plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
@@ -90,10 +91,12 @@ def check_strategies(cfg: RunConfig) -> None:
     """Refuse the ways of rendering that do not combine, and coherence values out of range
     (run where the config is composed: :mod:`pipeline.run.configure`)."""
     mode = cfg.animation.mode
-    if cfg.controlnet.units and mode.loops:
+    check_start(cfg)
+    if cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img and mode.loops:
         raise RotoscopeError(
-            f"controlnet units with animation.mode={mode.value} are not supported",
-            "use controlnet with animation=none, or loopback without controlnet",
+            f"controlnet.mode=txt2img with animation.mode={mode.value}: txt2img makes every "
+            "frame from noise, and a loopback makes each from the one before",
+            "use controlnet.mode=img2img with loopback (its units guide each frame)",
         )
     check_mask_strategies(cfg)
     check_animation(cfg)
@@ -122,6 +125,32 @@ def check_strategies(cfg: RunConfig) -> None:
             f"coherence.reanchor_every={coherence.reanchor_every} is negative",
             "a number of frames, or 0 for never",
         )
+
+
+def check_start(cfg: RunConfig) -> None:
+    """What a run starts from: an input, or for a loopback nothing (its first frame a
+    txt2img render); refuse what needs an input's frames without one."""
+    given = cfg.input.path is not None
+    if given and cfg.input.frames is not None:
+        raise RotoscopeError(
+            "input.frames counts the frames made without an input, and input.path is given",
+            "leave input.frames unset; input.max_frames limits the frames of an input",
+        )
+    if given:
+        return
+    if not cfg.animation.mode.loops:
+        raise RotoscopeError(
+            "input.path is required (give the clip, folder or image: rotoscope "
+            "input.path=clip.mp4 prompt='...')",
+            "or animate from a txt2img first frame: animation=loopback (or 3d) with "
+            "input.frames, input.width and input.height",
+        )
+    animation = cfg.animation
+    if animation.color_coherence is ColorCoherence.video and not animation.color_coherence_video:
+        raise RotoscopeError(
+            "animation.color_coherence=video follows the input's frames, and there is no "
+            "input.path", "give the video as animation.color_coherence_video",
+        )  # fmt: skip
 
 
 def check_mask_strategies(cfg: RunConfig) -> None:
@@ -250,6 +279,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
         f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
     )
     mode = {"none": "", "loopback": ", loopback", "3d": ", 3d loopback"}[cfg.animation.mode.value]
+    origin = "a txt2img first frame" if info.kind is SourceKind.none else str(info.path)
     starts = sorted({row.segment_start for row in rows if row.segment_start is not None})
     segments = [f"{len(starts)} coherence segment(s) from frames {_frame_list(starts)}"]
     sizes = {(row.width, row.height) for row in rows}
@@ -260,7 +290,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     )
     return "; ".join(
         [
-            f"{plural(len(rows), 'frame')} of {info.path} ({info.kind.value}, {size} at "
+            f"{plural(len(rows), 'frame')} of {origin} ({info.kind.value}, {size} at "
             f"{info.fps:g} fps{mode})",
             f"{len(plan.prompt_keys)} prompt keyframe(s)",
             f"strength {span([r.strength for r in rows])}",

@@ -244,7 +244,7 @@ class LoopbackStrategy(RenderStrategy):
             raise RotoscopeError(f"input.path '{source.info.path}' has no frame to start from")
         check_size(rows[0], first.image.shape)
         chain = itertools.chain([first], frames) if self.follows_input() else [first]
-        dispatch.chain(chain, [row.index for row in rows])
+        dispatch.chain(chain, [row.index for row in rows], maps_ahead=False)
 
     def follows_input(self) -> bool:
         """Whether colours follow the input's own frames (``color_coherence=video`` with no
