@@ -31,6 +31,8 @@ class ScheduleGroup(Enum):
     attention = "attention"  # with coherence.attention
     flow = "flow"  # with coherence.flow
     mask = "mask"  # with a mask (mask.path, mask.key, mask.luma or mask.expression)
+    hybrid_flow = "hybrid_flow"  # in loopback and 3d, with animation.hybrid.motion=optical_flow
+    hybrid_composite = "hybrid_composite"  # ... with animation.hybrid.composite
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Schedulable:
 
 
 FLIP = ScheduleGroup.perspective_flip
+# The hybrid composite's schedules: its alpha and its mask's shaping
+HYBRID_COMPOSITE_PARTS = (
+    "alpha", "mask_contrast", "mask_blend_alpha", "mask_cutoff_low", "mask_cutoff_high"
+)  # fmt: skip
 SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("strength", "strength", ScheduleGroup.generation),
     Schedulable("guidance_scale", "guidance_scale", ScheduleGroup.generation),
@@ -95,6 +101,11 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("mask_grow", "mask.grow", ScheduleGroup.mask),
     Schedulable("mask_blur", "mask.blur", ScheduleGroup.mask),
     Schedulable("mask_overlay_blur", "mask.overlay_blur", ScheduleGroup.mask),
+    Schedulable("hybrid_flow_factor", "animation.hybrid.flow_factor", ScheduleGroup.hybrid_flow),
+    *(
+        Schedulable(f"hybrid_{part}", f"animation.hybrid.{part}", ScheduleGroup.hybrid_composite)
+        for part in HYBRID_COMPOSITE_PARTS
+    ),
 )
 SCHEDULE_KEYS: dict[str, str] = {item.name: item.key for item in SCHEDULES}
 

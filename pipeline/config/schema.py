@@ -181,6 +181,77 @@ class DepthConfig:
     folder: str = "${paths.models}/depth_anything_v2"
 
 
+class HybridMotion(Enum):
+    """How a loopback frame moves with the hybrid video (Deforum's hybrid_motion)."""
+
+    none = "none"
+    optical_flow = "optical_flow"  # along the dense flow between the video's frames
+    perspective = "perspective"  # by a perspective fitted to that flow
+    affine = "affine"  # by a rotation, scale and translation fitted to that flow
+
+
+class HybridComposite(Enum):
+    """When the hybrid video's frame is composited in (Deforum's hybrid_composite)."""
+
+    none = "none"
+    normal = "normal"  # into each loopback input, after the hybrid motion
+    before_motion = "before_motion"  # into each loopback input, before the hybrid motion
+    after_generation = "after_generation"  # onto each output, after img2img
+
+
+class HybridMask(Enum):
+    """What the composite goes through (Deforum's hybrid_comp_mask_type)."""
+
+    none = "none"  # the video blended in evenly by alpha
+    depth = "depth"  # the previous output's depth (white: far, where the picture stays)
+    video_depth = "video_depth"  # the video frame's depth
+    blend = "blend"  # the greys of picture and video blended by mask_blend_alpha
+    difference = "difference"  # where picture and video differ
+
+
+class HybridEqualize(Enum):
+    """When the composite's mask is equalized (Deforum's hybrid_comp_mask_equalize)."""
+
+    none = "none"
+    before = "before"  # before its contrast
+    after = "after"  # after its auto contrast
+    both = "both"
+
+
+@dataclass
+class HybridConfig:
+    # The video (or image folder, or one image) whose motion and picture drive a loopback,
+    # aligned by frame number with the input's selection; unset: the input itself.
+    video: str | None = None
+    motion: HybridMotion = HybridMotion.none
+    # Take the motion from the previous output to the video's frame instead of between
+    # the video's frames (Deforum's hybrid_motion_use_prev_img).
+    motion_from_output: bool = False
+    # Optical flow only where it agrees forward and backward, feathered by this many
+    # pixels (Deforum's hybrid_flow_consistency and hybrid_consistency_blur).
+    flow_consistency: bool = False
+    consistency_blur: float = 2.0
+    # Schedule: how far along the video's optical flow each frame moves.
+    flow_factor: str = "1"
+    composite: HybridComposite = HybridComposite.none
+    # Schedule: the video's share of the composite (0..1).
+    alpha: str = "0.5"
+    mask: HybridMask = HybridMask.none
+    mask_invert: bool = False
+    mask_equalize: HybridEqualize = HybridEqualize.none
+    mask_auto_contrast: bool = False
+    # Schedules shaping the mask: contrast about its mean; mask=blend's share of the
+    # video's grey; the auto contrast's low and high percentiles.
+    mask_contrast: str = "1"
+    mask_blend_alpha: str = "0.5"
+    mask_cutoff_low: str = "0"
+    mask_cutoff_high: str = "100"
+
+    @property
+    def active(self) -> bool:
+        return self.motion is not HybridMotion.none or self.composite is not HybridComposite.none
+
+
 @dataclass
 class AnimationConfig:
     mode: AnimationMode = AnimationMode.none
@@ -245,6 +316,11 @@ class AnimationConfig:
     # Also match each generated frame's colours, after generation (Deforum's default;
     # off is Deforum's legacy_colormatch: only the input, before the noise).
     color_coherence_output: bool = False
+    # Hybrid video: a second video's motion and picture in the loopback (Deforum's).
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    # Frame 0's strength when the loopback starts from an input image (Deforum's init
+    # strength, 1 - its "strength"); unset: the strength schedule's.
+    init_strength: float | None = None
 
 
 class AttentionAnchors(Enum):

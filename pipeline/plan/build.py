@@ -28,6 +28,8 @@ from pipeline.config.schedulable import (
 )
 from pipeline.config.schema import (
     ControlMode,
+    HybridComposite,
+    HybridMotion,
     NoiseType,
     PromptBlend,
     PromptEditingSteps,
@@ -171,7 +173,7 @@ def build_plan(
         row = PlanRow(
             index=index,
             # txt2img generates from noise: the whole schedule runs, with no img2img noise
-            strength=1.0 if generate or start else float(series["strength"].values[index]),
+            strength=1.0 if generate or start else strength_at(cfg, series, index, from_noise),
             guidance_scale=float(series["guidance_scale"].values[index]),
             steps=steps[index],
             noise_multiplier=None
@@ -251,9 +253,20 @@ MASK_RANGES = (
 ANIMATION_GROUPS = (
     ScheduleGroup.motion, ScheduleGroup.motion_2d, ScheduleGroup.camera_3d,
     ScheduleGroup.anti_blur, ScheduleGroup.perlin, ScheduleGroup.perspective_flip,
+    ScheduleGroup.hybrid_flow, ScheduleGroup.hybrid_composite,
 )  # fmt: skip
 NOISE_MULTIPLIER = next(item for item in SCHEDULES if item.name == "noise_multiplier")
 SUBSEED_STRENGTH = next(item for item in SCHEDULES if item.name == "subseed_strength")
+
+
+def strength_at(cfg: RunConfig, series: dict[str, Series], index: int, from_noise: bool) -> float:
+    """Frame ``index``'s strength: the schedule's, or for the first frame of a loopback
+    from an input image ``animation.init_strength`` when it is set (Deforum's init
+    strength)."""
+    init = cfg.animation.init_strength
+    if index == 0 and init is not None and cfg.animation.mode.loops and not from_noise:
+        return init
+    return float(series["strength"].values[index])
 
 
 def seed_resize(cfg: RunConfig, size: tuple[int, int]) -> dict[str, Any]:
@@ -310,6 +323,10 @@ def active_schedules(cfg: RunConfig) -> list[Schedulable]:
             groups.add(ScheduleGroup.perlin)
         if animation.perspective_flip:
             groups.add(ScheduleGroup.perspective_flip)
+        if animation.hybrid.motion is HybridMotion.optical_flow:
+            groups.add(ScheduleGroup.hybrid_flow)
+        if animation.hybrid.composite is not HybridComposite.none:
+            groups.add(ScheduleGroup.hybrid_composite)
     if cfg.coherence.attention:
         groups.add(ScheduleGroup.attention)
     if cfg.coherence.flow:
@@ -595,6 +612,27 @@ def check_loopback_values(row: PlanRow, fail: Callable[[str, str, str], NoReturn
         )  # fmt: skip
     if row.perlin_octaves is not None and row.perlin_octaves < 1:
         fail("animation.perlin_octaves", f"{row.perlin_octaves} octaves", "use 1 or more")
+    for name, low, high, hint in HYBRID_RANGES:
+        value = getattr(row, name)
+        if value is not None and not low <= value <= high:
+            fail(SCHEDULE_KEYS[name], f"{value:g} is outside {low:g}..{high:g}", hint)
+    low_cut, high_cut = row.hybrid_mask_cutoff_low, row.hybrid_mask_cutoff_high
+    if low_cut is not None and high_cut is not None and low_cut >= high_cut:
+        fail(
+            "animation.hybrid.mask_cutoff_low", f"{low_cut:g} is not below mask_cutoff_high "
+            f"{high_cut:g}", "percentiles: the low cutoff below the high one",
+        )  # fmt: skip
+
+
+# The hybrid schedules' ranges (row field, low, high, hint)
+HYBRID_RANGES = (
+    ("hybrid_flow_factor", -10.0, 10.0, "1 follows the video's motion, 0 stays still"),
+    ("hybrid_alpha", 0.0, 1.0, "the video's share of the composite, 0..1"),
+    ("hybrid_mask_contrast", 0.0, math.inf, "1 keeps the mask's contrast"),
+    ("hybrid_mask_blend_alpha", 0.0, 1.0, "the video's share of the blend mask, 0..1"),
+    ("hybrid_mask_cutoff_low", 0.0, 100.0, "a percentile"),
+    ("hybrid_mask_cutoff_high", 0.0, 100.0, "a percentile"),
+)
 
 
 # A forward move of 200 (Deforum's units) reaches the nearest point of a depth map.

@@ -131,6 +131,14 @@ class PlanRow:
     perspective_flip_phi: float | None = field(default=None, metadata=OPTIONAL)
     perspective_flip_gamma: float | None = field(default=None, metadata=OPTIONAL)
     perspective_flip_fv: float | None = field(default=None, metadata=OPTIONAL)
+    # Hybrid video (loopback with animation.hybrid): how far along the video's flow a
+    # frame moves; the composite's alpha and its mask's contrast, blend and cutoffs.
+    hybrid_flow_factor: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_alpha: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_contrast: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_blend_alpha: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_cutoff_low: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_cutoff_high: float | None = field(default=None, metadata=OPTIONAL)
     # The 3D camera's move and lens (animation.mode=3d), in Deforum's units.
     translation_z: float | None = field(default=None, metadata=OPTIONAL)
     rotation_3d_x: float | None = field(default=None, metadata=OPTIONAL)

@@ -13,6 +13,8 @@ from pipeline.config.schema import (
     ColorCoherence,
     ControlMode,
     DepthModel,
+    HybridMask,
+    HybridMotion,
     MaskArea,
     MaskConfig,
     Reanchor,
@@ -29,7 +31,7 @@ from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo, SourceKind
 from pipeline.source.cuts import CutDetector
 from pipeline.source.masks import check_mask_options, check_masks
-from pipeline.source.open import keeps_own_sizes, open_source
+from pipeline.source.open import aligned_input, keeps_own_sizes, open_source
 
 log = logging.getLogger("rotoscope")
 
@@ -65,8 +67,12 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
         check_units(cfg, count, info.width, info.height)
     if cfg.mask.active:
         check_masks(cfg.mask, info, source.selection, count)
-    if cfg.animation.mode.in_3d or cfg.animation.save_depth:
+    hybrid = cfg.animation.hybrid
+    depth_masks = hybrid.mask in (HybridMask.depth, HybridMask.video_depth)
+    if cfg.animation.mode.in_3d or cfg.animation.save_depth or depth_masks:
         check_depth_weights(cfg.animation.depth, cfg.paths.models)  # before any GPU time
+    if hybrid.active:
+        check_hybrid_video(cfg, count, (info.width, info.height))
     unused = two_d_moves_in_3d(cfg)
     if unused:
         log.warning(
@@ -100,6 +106,7 @@ def check_strategies(cfg: RunConfig) -> None:
         )
     check_mask_strategies(cfg)
     check_animation(cfg)
+    check_hybrid(cfg)
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
         return
@@ -243,6 +250,51 @@ def check_animation(cfg: RunConfig) -> None:
                 f"animation.{name}={getattr(animation, name)} must be at least 1",
                 "the Perlin lattice's cells at the first octave (Deforum's default: 8)",
             )
+
+
+def check_hybrid_video(cfg: RunConfig, count: int, size: tuple[int, int]) -> None:
+    """The hybrid video has a frame for every planned frame (one image serves them all,
+    for a composite: it does not move)."""
+    path = cfg.animation.hybrid.video or cfg.input.path
+    assert path is not None  # check_hybrid refused a hybrid video without a video
+    with open_source(aligned_input(cfg.input, path, size)) as source:
+        if source.info.kind is SourceKind.image:
+            if cfg.animation.hybrid.motion is not HybridMotion.none:
+                raise RotoscopeError(
+                    f"animation.hybrid.motion={cfg.animation.hybrid.motion.value} takes the "
+                    f"motion of a video, and '{path}' is one image",
+                    "give a video as animation.hybrid.video (or input.path)",
+                )
+            return
+        frames = source.count_frames()
+    if frames < count:
+        raise RotoscopeError(
+            f"the hybrid video '{path}' has {frames} frames but the animation has {count}",
+            "give fewer frames (input.max_frames / input.frames) or a longer video",
+        )
+
+
+def check_hybrid(cfg: RunConfig) -> None:
+    """Hybrid video is a loopback's, from a video (its own, or the input)."""
+    hybrid = cfg.animation.hybrid
+    if not hybrid.active:
+        return
+    if not cfg.animation.mode.loops:
+        raise RotoscopeError(
+            "animation.hybrid moves and composites a loopback's frames, and "
+            f"animation.mode={cfg.animation.mode.value}",
+            "use animation=loopback or 3d with it",
+        )
+    if hybrid.video is None and cfg.input.path is None:
+        raise RotoscopeError(
+            "animation.hybrid needs a video: animation.hybrid.video, or input.path",
+            "give the video whose motion or picture the animation takes",
+        )
+    if hybrid.consistency_blur < 0:
+        raise RotoscopeError(
+            f"animation.hybrid.consistency_blur={hybrid.consistency_blur:g} is negative",
+            "pixels of feather, 0 for none",
+        )
 
 
 def two_d_moves_in_3d(cfg: RunConfig) -> list[str]:

@@ -141,6 +141,11 @@ class RunFolder:
         """The source flow between frames ``index - 1`` and ``index``."""
         return self.flow / f"{index:06d}.npz"
 
+    def hybrid_flow_pair(self, index: int) -> Path:
+        """A loopback's hybrid-video flow into frame ``index`` (from the video's frame
+        before, or from the moved previous output)."""
+        return self.flow / f"hybrid-{index:06d}.npz"
+
     # --- metrics stage ---
     @property
     def metrics(self) -> Path:

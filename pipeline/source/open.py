@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config.schema import InputConfig, OutputFormat, RunConfig
@@ -99,6 +100,12 @@ def open_source(cfg: InputConfig, own_sizes: bool = False) -> Source:
         + " ".join(sorted(IMAGE_EXTENSIONS))
         + "; or give a folder of images",
     )
+
+
+def aligned_input(cfg: InputConfig, path: str, size: tuple[int, int]) -> InputConfig:
+    """How a second video (or folder, or image) is read alongside the input: the input's
+    selection, so its frame k goes with output frame k, at the render size ``size``."""
+    return replace(cfg, path=path, frames=None, width=size[0], height=size[1], scale=None)
 
 
 def parse_position(text: str, key: str, fps: float) -> int:
