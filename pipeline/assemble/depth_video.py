@@ -3,8 +3,8 @@
 The loopback strategy keeps each output's depth map in the run folder under the frame's
 key (:mod:`pipeline.animation.depth_cache`); this encodes the maps of the current frames,
 in order, as an 8-bit grayscale video (white near, black far) named
-``<folder>-depth.<ext>``, in the output's video format (mp4 when the output is an image
-folder). Like every deliverable it is written under a hidden name first and replaces an
+``<folder>-depth.<ext>``, in the first video format the output lists (mp4 when it lists only
+an image folder). Like every deliverable it is written under a hidden name first and replaces an
 earlier, different depth video only after moving it to ``history/``.
 """
 
@@ -29,10 +29,11 @@ log = logging.getLogger("rotoscope")
 
 
 def write_depth_video(
-    cfg: RunConfig, folder: RunFolder, records: list[FrameRecord], fps: float
+    cfg: RunConfig, folder: RunFolder, records: list[FrameRecord], fps: float, fmt: OutputFormat
 ) -> tuple[Path, Path | None] | None:
-    """Encode the current frames' depth maps; the video and the earlier one it moved to
-    ``history/`` (if any), or None when a map is missing (a warning says which)."""
+    """Encode the current frames' depth maps as a ``fmt`` video; the video and the earlier
+    one it moved to ``history/`` (if any), or None when a map is missing (a warning says
+    which)."""
     maps = [folder.depth_map(record.key) for record in records]
     missing = [
         record.index for record, path in zip(records, maps, strict=True) if not path.is_file()
@@ -43,7 +44,6 @@ def write_depth_video(
             "animation.save_depth=true", plural(len(missing), "frame"), frame_ranges(missing),
         )  # fmt: skip
         return None
-    fmt = cfg.output.format if cfg.output.format is not OutputFormat.images else OutputFormat.mp4
     out = folder.depth_video(video_extension(fmt))
     staged = folder.staging(out.name)
     clear_staging(staged)

@@ -36,7 +36,7 @@ import math
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -107,14 +107,24 @@ X264_PRESETS = (
 
 
 def check_output_options(output: OutputConfig) -> None:
-    """Refuse a crf or preset the encoder would clamp or reject, before anything renders."""
-    limits = CRF_RANGES.get(output.format)
-    if limits and not limits[0] <= output.crf <= limits[1]:
+    """Refuse a crf or preset the encoder would clamp or reject, and an empty or repeated
+    list of formats (or two that would write the same file), before anything renders."""
+    formats = output.format
+    names = [fmt.value if fmt is OutputFormat.images else video_extension(fmt) for fmt in formats]
+    if not formats or len(set(names)) != len(names):
         raise RotoscopeError(
-            f"output.crf={output.crf} is outside {limits[0]}-{limits[1]} for {output.format.value}",
-            "lower is better quality; 18 is the default for mp4, about 30 is typical for webm",
+            f"output.format={[fmt.value for fmt in formats]} must name each format once "
+            "(and no two that write the same file: webm and webm_alpha are both .webm)",
+            "for example output=mp4, or output=[mp4,images] for both",
         )
-    if output.format is OutputFormat.mp4 and output.preset not in X264_PRESETS:
+    for fmt in formats:
+        limits = CRF_RANGES.get(fmt)
+        if limits and not limits[0] <= output.crf <= limits[1]:
+            raise RotoscopeError(
+                f"output.crf={output.crf} is outside {limits[0]}-{limits[1]} for {fmt.value}",
+                "lower is better quality; 18 is the default for mp4, about 30 is typical for webm",
+            )
+    if OutputFormat.mp4 in formats and output.preset not in X264_PRESETS:
         close = difflib.get_close_matches(output.preset, X264_PRESETS, n=1)
         mean = f"did you mean '{close[0]}'? " if close else ""
         raise RotoscopeError(
@@ -127,15 +137,19 @@ def check_mask_outputs(output: OutputConfig, masked: bool) -> None:
     """An alpha format, ``output.alpha`` and ``output.matte`` show the masks: refused
     without them, before anything renders; ``output.alpha`` is for images (the video
     formats with alpha are their own presets)."""
-    if output.alpha and output.format is not OutputFormat.images:
+    formats = output.format
+    if output.alpha and OutputFormat.images not in formats:
+        listed = ", ".join(fmt.value for fmt in formats)
         raise RotoscopeError(
-            f"output.alpha=true makes RGBA images, not {output.format.value}",
-            "use output=images, or output=prores_alpha / webm_alpha for a video with alpha",
+            f"output.alpha=true makes RGBA images, and output.format is {listed}",
+            "add images (output=[mp4,images]), or use output=prores_alpha / webm_alpha for "
+            "a video with alpha",
         )
     if masked:
         return
+    alpha_formats = [fmt for fmt in formats if fmt in ALPHA_FORMATS]
     asked = (
-        f"output={output.format.value}" if output.format in ALPHA_FORMATS
+        f"output={alpha_formats[0].value}" if alpha_formats
         else "output.alpha=true" if output.alpha
         else "output.matte=true" if output.matte
         else None
@@ -174,6 +188,7 @@ def encode_video(
     preset: str = "medium",
     audio: AudioSpec | None = None,
     alphas: Sequence[Path] | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> Path:
     """Encode ``frames`` in order into ``out_path`` and return ``out_path``.
 
@@ -181,9 +196,10 @@ def encode_video(
     first audio stream is cut to the selected range and muxed if it exists (a source
     without audio still encodes, silently); gif never carries audio. ``crf`` applies to
     mp4 and webm, ``preset`` to mp4 only (x264). The alpha formats take each frame's
-    alpha from ``alphas`` (grey images, one per frame; opaque without). Raises
-    :class:`RotoscopeError` for an empty list, an unreadable or mis-sized frame, a
-    missing encoder, or an ffmpeg error.
+    alpha from ``alphas`` (grey images, one per frame; opaque without). ``on_frame`` runs
+    after each frame is handed to ffmpeg (a safe point: what it raises stops ffmpeg, and
+    nothing is left at ``out_path``). Raises :class:`RotoscopeError` for an empty list,
+    an unreadable or mis-sized frame, a missing encoder, or an ffmpeg error.
     """
     if fmt not in _VIDEO_FORMATS:
         raise ValueError(f"encode_video writes video formats, not {fmt.value}")
@@ -198,7 +214,7 @@ def encode_video(
     try:
         with atomic_path(out_path) as tmp:
             args = ffmpeg_command(tmp, fmt, size, rate, len(frames), crf, preset, audio)
-            _run_ffmpeg(args, frames, size, out_path, layers)
+            _run_ffmpeg(args, frames, size, out_path, layers, on_frame)
     except OSError as exc:
         raise RotoscopeError(f"cannot write {out_path}: {exc}") from exc
     return out_path
@@ -391,6 +407,7 @@ def _run_ffmpeg(
     size: tuple[int, int],
     out_path: Path,
     alphas: Sequence[Path | None] | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> None:
     """Run ffmpeg, stream the frames to it, and turn a failure into one clear line.
 
@@ -404,7 +421,7 @@ def _run_ffmpeg(
         stdin = process.stdin
         assert stdin is not None
         try:
-            _feed(stdin, frames, size, alphas)
+            _feed(stdin, frames, size, alphas, on_frame)
         except BaseException:
             process.kill()  # a bad frame: stop ffmpeg before EOF lets it finish a file
             raise
@@ -423,9 +440,10 @@ def _feed(
     frames: Sequence[Path],
     size: tuple[int, int],
     alphas: Sequence[Path | None] | None,
+    on_frame: Callable[[], None] | None = None,
 ) -> None:
     """Write every frame to ffmpeg's stdin, one decoded PNG in memory at a time (rgba,
-    with ``alphas``: one per frame).
+    with ``alphas``: one per frame); ``on_frame`` after each.
 
     A broken pipe means ffmpeg has already exited; its exit status and stderr say
     why, so writing simply stops.
@@ -436,6 +454,8 @@ def _feed(
                 stdin.write(_rgb_bytes(path, size))
             else:
                 stdin.write(_rgba_bytes(path, alphas[number], size))
+            if on_frame is not None:
+                on_frame()
 
 
 def last_error_line(stderr: str) -> str:

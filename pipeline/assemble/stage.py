@@ -1,15 +1,29 @@
-"""The assemble stage: the finished frames encoded as a video, or copied as images.
+"""The assemble stage: the finished frames encoded as videos, or copied as images.
 
-It reads the manifest's current frame of each index, writes the deliverable under a
-hidden staging name and then publishes it (:func:`pipeline.records.history.publish`): a
-deliverable made from other frames or options than the one it replaces moves the old
-one into ``history/`` first, so a new look never destroys the last one.
+It reads the manifest's current frame of each index and makes every format
+``output.format`` lists from those same frames (``output=[mp4,images]``: a video and a
+folder of PNGs). Each deliverable is written under a hidden staging name and then
+published (:func:`pipeline.records.history.publish`) with its provenance sidecar: one
+made from other frames or options than the one it replaces moves the old one into
+``history/`` first, so a new look never destroys the last one. A deliverable this
+assemble did not make (an ``images/`` folder after a render to mp4) moves to history
+too: the top of the run folder holds the outputs of the last assemble.
+
+With masks, an alpha format (``prores_alpha``, ``webm_alpha``) or ``output.alpha`` with
+images takes each frame's mask as its alpha, and ``output.matte`` writes the masks beside
+each output; with ``animation.save_depth``, the loopback's depth maps become a video
+beside it too (:mod:`pipeline.assemble.depth_video`).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from pipeline.assemble.depth_video import write_depth_video
 from pipeline.assemble.encode import ALPHA_FORMATS, encode_video, video_extension
@@ -19,20 +33,30 @@ from pipeline.config.schema import OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError, plural
 from pipeline.ffmpeg_exe import ffmpeg_exe
 from pipeline.plan.rows import read_plan
-from pipeline.records.history import clear_staging, publish, recipe_of
+from pipeline.records.history import clear_staging, publish, recipe_of, retire_others
+from pipeline.records.interrupts import GracefulStop
 from pipeline.records.manifest import FrameRecord, Manifest
+from pipeline.records.provenance import Provenance
 from pipeline.records.report import JobReport, frame_ranges
 from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo, SourceKind
+from pipeline.source.images import source_alpha
 
 log = logging.getLogger("rotoscope")
 
 
-def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None = None) -> Path:
-    """Encode the finished frames (or copy them into an image folder); print the result.
+def assemble_stage(
+    cfg: RunConfig,
+    folder: RunFolder,
+    report: JobReport | None = None,
+    stop: GracefulStop | None = None,
+    command: str | None = None,
+) -> list[Path]:
+    """Make every output format from the finished frames; print each result's path.
 
-    Where the deliverable it replaced went (if anywhere) is added to the report's
-    ``previous_outputs``.
+    Where the deliverables it replaced went (if anywhere) is added to the report's
+    ``previous_outputs``. ``stop`` is checked between frames; ``command`` goes into each
+    deliverable's sidecar.
     """
     rows = read_plan(folder)
     info = SourceInfo.read(folder.source_json)
@@ -47,68 +71,183 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
         raise RotoscopeError(f"no rendered frames in {folder}", "run the render stage first")
     if len(records) < len(rows):
         log.warning("assembling %d of %s", len(records), plural(len(rows), "planned frame"))
-    frames = [folder.path / record.file for record in records]
-    keys = [record.key for record in records]
+    made = Assembly(cfg, folder, info, records, report, stop, command)
+    outputs = [made.output(fmt) for fmt in cfg.output.format]
+    if cfg.output.matte:
+        outputs += [made.matte(fmt) for fmt in cfg.output.format]
     if cfg.animation.save_depth:
-        depth = write_depth_video(cfg, folder, records, cfg.output.fps or info.fps)
-        if depth is not None and depth[1] is not None and report is not None:
-            report.previous_outputs.append(str(depth[1]))
-    fmt = cfg.output.format
-    alpha = fmt in ALPHA_FORMATS or (fmt is OutputFormat.images and cfg.output.alpha)
-    masks = masks_of(folder, records) if alpha or cfg.output.matte else []
-    if fmt == OutputFormat.images:
-        # a folder (or one still) keeps its file names; a video or a repeated still is
-        # numbered like a video
-        keep_names = info.kind is SourceKind.folder or (
-            info.kind is SourceKind.image and len(records) == 1
-        )
-        names = [r.source_name or f"{r.index:06d}.png" for r in records] if keep_names else None
-        staged = folder.staging(folder.images.name)
-        clear_staging(staged)
-        write_image_folder(frames, names, staged, masks if alpha else None)
-        parts = {"format": fmt.value, "frames": keys, "names": names}
-        recipe = recipe_of({**parts, "alpha": True} if alpha else parts)
-        _published(folder, staged, folder.images, recipe, report)
-        log.info("images: %s (%s)", folder.images, plural(len(frames), "file"))
-        if cfg.output.matte:
+        outputs += made.depth_video()
+    for kept in retire_others(folder, outputs):
+        if report is not None:
+            report.previous_outputs.append(str(kept))
+    return outputs
+
+
+class Assembly:
+    """The deliverables of one assemble stage, all from the same frames."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        folder: RunFolder,
+        info: SourceInfo,
+        records: list[FrameRecord],
+        report: JobReport | None,
+        stop: GracefulStop | None,
+        command: str | None,
+    ) -> None:
+        self.cfg, self.folder, self.info, self.records = cfg, folder, info, records
+        self.report, self.stop, self.command = report, stop, command
+        self.frames = [folder.path / record.file for record in records]
+        self.keys = [record.key for record in records]
+        masks_shown = cfg.output.matte or cfg.output.alpha
+        masks_shown = masks_shown or any(fmt in ALPHA_FORMATS for fmt in cfg.output.format)
+        self.masks = masks_of(folder, records) if masks_shown else []
+        self.fps = cfg.output.fps or info.fps
+
+    def output(self, fmt: OutputFormat) -> Path:
+        """Make and publish one format; return where it is."""
+        if fmt is OutputFormat.images:
+            return self._images()
+        return self._video(fmt)
+
+    def matte(self, fmt: OutputFormat) -> Path:
+        """``output.matte``: the masks beside the output of ``fmt`` (a folder of grey
+        PNGs beside images, a video of the same format beside a video)."""
+        folder, options = self.folder, self._options()
+        if fmt is OutputFormat.images:
             staged = folder.staging(folder.mattes.name)
             clear_staging(staged)
-            write_image_folder(masks, names, staged)
-            recipe = recipe_of({"matte": True, "frames": keys, "names": names})
-            _published(folder, staged, folder.mattes, recipe, report)
+            names = self._names()
+            write_image_folder(self.masks, names, staged, on_frame=self._safe_point)
+            recipe = recipe_of({"matte": True, "frames": self.keys, "names": names})
+            self._publish(staged, folder.mattes, recipe, {"matte": "images", "names": names})
             log.info("mattes: %s", folder.mattes)
-        print(folder.images)
-        return folder.images
-    fps = cfg.output.fps or info.fps
-    audio = soundtrack(cfg.output, info, len(records)) if fmt != OutputFormat.gif else None
-    out = folder.video(video_extension(fmt))
-    staged = folder.staging(out.name)
-    clear_staging(staged)
-    options: dict[str, int | str] = {"crf": cfg.output.crf, "preset": cfg.output.preset}
-    encode_video(
-        frames, staged, fmt, fps, audio=audio, crf=cfg.output.crf, preset=cfg.output.preset,
-        alphas=masks if alpha else None,
-    )  # fmt: skip
-    recipe = recipe_of({
-        "format": fmt.value, "fps": fps, "audio": audio, "frames": keys, "ffmpeg": ffmpeg_exe(),
-        **options,
-    })  # fmt: skip
-    _published(folder, staged, out, recipe, report)
-    if cfg.output.matte:
+            return folder.mattes
         matte = folder.matte_video(video_extension(fmt))
         staged = folder.staging(matte.name)
         clear_staging(staged)
-        encode_video(masks, staged, fmt, fps, crf=cfg.output.crf, preset=cfg.output.preset)
-        recipe = recipe_of({"matte": True, "format": fmt.value, "fps": fps, "frames": keys,
-                            "ffmpeg": ffmpeg_exe(), **options})  # fmt: skip
-        _published(folder, staged, matte, recipe, report)
+        encode_video(
+            self.masks, staged, fmt, self.fps, crf=self.cfg.output.crf,
+            preset=self.cfg.output.preset, on_frame=self._safe_point,
+        )  # fmt: skip
+        recipe = recipe_of({"matte": True, "format": fmt.value, "fps": self.fps,
+                            "frames": self.keys, "ffmpeg": ffmpeg_exe(), **options})  # fmt: skip
+        self._publish(staged, matte, recipe, {"matte": fmt.value, "fps": self.fps, **options})
         log.info("matte: %s", matte)
-    log.info(
-        "video: %s (%s at %g fps%s)",
-        out, plural(len(frames), "frame"), fps, ", with audio" if audio else "",
-    )  # fmt: skip
-    print(out)
-    return out
+        return matte
+
+    def depth_video(self) -> list[Path]:
+        """``animation.save_depth``: the depth maps as a video (none when a map is
+        missing: a warning says which), in the first video format asked for."""
+        videos = [fmt for fmt in self.cfg.output.format if fmt is not OutputFormat.images]
+        fmt = videos[0] if videos else OutputFormat.mp4
+        made = write_depth_video(self.cfg, self.folder, self.records, self.fps, fmt)
+        if made is None:
+            return []
+        video, previous = made
+        if previous is not None and self.report is not None:
+            self.report.previous_outputs.append(str(previous))
+        return [video]
+
+    def _safe_point(self) -> None:
+        if self.stop is not None:
+            self.stop.safe_point("assemble")
+
+    def _options(self) -> dict[str, int | str]:
+        return {"crf": self.cfg.output.crf, "preset": self.cfg.output.preset}
+
+    def _names(self) -> list[str] | None:
+        """Output file names: a folder (or one still) keeps its file names; a video or a
+        repeated still is numbered like a video (None)."""
+        info, records = self.info, self.records
+        keep_names = info.kind is SourceKind.folder or (
+            info.kind is SourceKind.image and len(records) == 1
+        )
+        return [r.source_name or f"{r.index:06d}.png" for r in records] if keep_names else None
+
+    def _images(self) -> Path:
+        folder = self.folder
+        names = self._names()
+        alphas: list[np.ndarray | None] | None = None
+        if self.cfg.output.alpha:  # the masks, as the matte shows them
+            alphas = [np.asarray(Image.open(mask).convert("L")) for mask in self.masks]
+            self._check_mask_sizes()
+        elif self.info.kind is SourceKind.folder:  # each photo's own alpha, where it has one
+            alphas = self._alphas()
+        staged = folder.staging(folder.images.name)
+        clear_staging(staged)
+        write_image_folder(self.frames, names, staged, alphas, self._safe_point)
+        has_alpha = [alpha is not None for alpha in alphas] if alphas else None
+        recipe = recipe_of(
+            {"format": "images", "frames": self.keys, "names": names, "alpha": has_alpha}
+        )
+        self._publish(staged, folder.images, recipe, {"format": "images", "names": names})
+        log.info("images: %s (%s)", folder.images, plural(len(self.frames), "file"))
+        print(folder.images)
+        return folder.images
+
+    def _check_mask_sizes(self) -> None:
+        for record, mask in zip(self.records, self.masks, strict=True):
+            with Image.open(mask) as image:
+                size = image.size
+            wanted = (int(record.row.get("width", 0)), int(record.row.get("height", 0)))
+            if size != wanted:
+                raise RotoscopeError(
+                    f"mask {mask} is not the size of frame {record.index} ({wanted[0]}x"
+                    f"{wanted[1]})",
+                    "re-render the frame (stages=[plan,render,assemble])",
+                )
+
+    def _alphas(self) -> list[np.ndarray | None]:
+        """Each photo's own alpha (None for a photo without), at its frame's size."""
+        alphas: list[np.ndarray | None] = []
+        for record in self.records:
+            width, height = record.row.get("width", 0), record.row.get("height", 0)
+            path = self.info.path / (record.source_name or "")
+            found = record.source_name is not None and path.is_file()
+            alphas.append(
+                source_alpha(path, int(width), int(height), self.cfg.input) if found else None
+            )
+        return alphas
+
+    def _video(self, fmt: OutputFormat) -> Path:
+        cfg, folder, info = self.cfg, self.folder, self.info
+        fps = self.fps
+        audio = soundtrack(cfg.output, info, len(self.records)) if fmt != OutputFormat.gif else None
+        out = folder.video(video_extension(fmt))
+        staged = folder.staging(out.name)
+        clear_staging(staged)
+        options = self._options()
+        encode_video(
+            self.frames, staged, fmt, fps, audio=audio, crf=cfg.output.crf,
+            preset=cfg.output.preset, alphas=self.masks if fmt in ALPHA_FORMATS else None,
+            on_frame=self._safe_point,
+        )  # fmt: skip
+        recipe = recipe_of({
+            "format": fmt.value, "fps": fps, "audio": audio, "frames": self.keys,
+            "ffmpeg": ffmpeg_exe(), **options,
+        })  # fmt: skip
+        described: dict[str, object] = {
+            "format": fmt.value,
+            "fps": fps,
+            "audio": audio is not None,
+            **options,
+        }
+        self._publish(staged, out, recipe, described)
+        log.info(
+            "video: %s (%s at %g fps%s)",
+            out, plural(len(self.frames), "frame"), fps, ", with audio" if audio else "",
+        )  # fmt: skip
+        print(out)
+        return out
+
+    def _publish(self, staged: Path, final: Path, recipe: str, output: dict[str, Any]) -> None:
+        source = {**asdict(self.info), "path": str(self.info.path), "kind": self.info.kind.value}
+        provenance = Provenance.of(final.name, self.cfg, self.command, self.records, source, output)
+        previous = publish(self.folder, staged, final, recipe, provenance.to_dict())
+        if previous is not None and self.report is not None:
+            self.report.previous_outputs.append(str(previous))
 
 
 def masks_of(folder: RunFolder, records: list[FrameRecord]) -> list[Path]:
@@ -132,11 +271,3 @@ def masks_of(folder: RunFolder, records: list[FrameRecord]) -> list[Path]:
             "mask of every frame it finds current",
         )
     return masks
-
-
-def _published(
-    folder: RunFolder, staged: Path, final: Path, recipe: str, report: JobReport | None
-) -> None:
-    previous = publish(folder, staged, final, recipe)
-    if previous is not None and report is not None:
-        report.previous_outputs.append(str(previous))

@@ -541,7 +541,9 @@ class ModelConfig:
 
 @dataclass
 class OutputConfig:
-    format: OutputFormat = OutputFormat.mp4
+    # What the assemble stage writes, from the same frames: one format or several
+    # (output=[mp4,images] picks both presets; output.format=[mp4,webm] the formats alone).
+    format: list[OutputFormat] = field(default_factory=lambda: [OutputFormat.mp4])
     # Parent folder of run folders.
     root: str = "${paths.outputs}"
     # Output frame rate; ``None`` is the source rate divided by ``input.every``.

@@ -57,7 +57,8 @@ def check_units(cfg: RunConfig, frame_count: int, width: int, height: int) -> No
             raise RotoscopeError(f"controlnet unit '{name}': {exc}") from exc
         if unit.source == "input":
             continue
-        with open_source(control_input(cfg, unit, width, height)) as source:
+        key = f"controlnet.units.{name}.source"
+        with open_source(control_input(cfg, unit, width, height), key=key) as source:
             count = source.count_frames()
         if source.info.kind is SourceKind.image:
             continue  # one picture guides every frame (as in A1111 and Deforum)
@@ -145,7 +146,10 @@ class ControlMaps:
     def __enter__(self) -> ControlMaps:
         for name, unit in self.cfg.controlnet.units.items():
             if unit.source != "input":
-                source = open_source(control_input(self.cfg, unit, self.width, self.height))
+                source = open_source(
+                    control_input(self.cfg, unit, self.width, self.height),
+                    key=f"controlnet.units.{name}.source",
+                )
                 self._open.append(source)
                 single = source.info.kind is SourceKind.image  # one picture for every frame
                 mismatch = ControlMismatch.hold if single else self.cfg.controlnet.on_mismatch

@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.config.keys import did_you_mean
 from pipeline.control.detectors import DETECTORS, load_detector
 from pipeline.errors import RotoscopeError
 
@@ -205,7 +206,7 @@ def _resolve(name: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
     if name not in PREPROCESSORS:
         raise RotoscopeError(
             f"unknown controlnet preprocessor {name!r}",
-            f"use one of: {', '.join(PREPROCESSORS)}",
+            f"{did_you_mean(name, PREPROCESSORS)}use one of: {', '.join(PREPROCESSORS)}",
         )
     canonical = _ALIASES.get(name, name)
     spec = _PARAMS[canonical]
@@ -213,7 +214,9 @@ def _resolve(name: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
     if unknown:
         raise RotoscopeError(
             f"preprocessor '{name}' has no parameter {', '.join(map(repr, unknown))}",
-            f"its parameters are: {', '.join(spec)}" if spec else "it takes no parameters",
+            f"{did_you_mean(unknown[0], spec)}its parameters are: {', '.join(spec)}"
+            if spec
+            else "it takes no parameters",
         )
     options = {
         key: param.check(name, key, params[key]) if key in params else param.default

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from pipeline.config.schema import RunConfig
 from pipeline.metrics.warp_error import detail, pair_warp_error
 from pipeline.plan.chart import Series, write_plan_chart
 from pipeline.plan.rows import PlanRow, read_plan
+from pipeline.records.interrupts import GracefulStop
 from pipeline.records.manifest import FrameRecord, Manifest
 from pipeline.records.progress import Progress
 from pipeline.records.report import JobReport
@@ -92,8 +94,11 @@ class RunMetrics:
         write_text(folder.metrics, json.dumps(data, indent=2) + "\n")
 
 
-def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path | None:
-    """Measure the run's flicker; return ``metrics.json``'s path (None when skipped)."""
+def metrics_stage(
+    cfg: RunConfig, folder: RunFolder, report: JobReport, stop: GracefulStop | None = None
+) -> Path | None:
+    """Measure the run's flicker; return ``metrics.json``'s path (None when skipped).
+    ``stop`` is checked after every frame."""
     if cfg.animation.mode.loops:
         log.info("metrics: skipped, loopback frames do not follow the source's motion")
         return None
@@ -107,7 +112,7 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
     progress = Progress(len(rows), label="metrics", log_every=cfg.runtime.log_every)
     regions = MaskRegions(folder, rows)
     previous: tuple[int, np.ndarray, np.ndarray | None] | None = None
-    with open_source(cfg.input) as source:
+    with open_source(cfg.input) as source, closing(progress):
         for frame in source:
             if frame.index >= len(rows):
                 break
@@ -139,7 +144,8 @@ def metrics_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> Path 
                     )
             previous = (frame.index, frame.image, output)
             progress.advance(reused=output is None)
-    progress.close()
+            if stop is not None:
+                stop.safe_point("metrics")
     measured = [p for p in pairs if p.warp_error is not None and p.source_warp_error is not None]
     metrics = RunMetrics(
         warp_error=_mean([p.warp_error for p in measured]),

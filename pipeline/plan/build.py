@@ -9,7 +9,9 @@ computed from its row alone.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -51,6 +53,8 @@ from pipeline.plan.styles import apply_styles, style_list
 
 NEG_SEPARATOR = "--neg"
 
+log = logging.getLogger("rotoscope")
+
 
 @dataclass(frozen=True)
 class PromptKey:
@@ -79,6 +83,7 @@ def build_plan(
     origins: dict[str, str] | None = None,
     frame_sizes: Sequence[tuple[int, int]] | None = None,
     cuts: list[int] | None = None,
+    source_files: Sequence[str] | None = None,
     from_noise: bool = False,
 ) -> Plan:
     """Resolve every schedule, prompt and seed for ``frame_count`` frames.
@@ -88,6 +93,8 @@ def build_plan(
     ``frame_sizes`` gives each frame its own size (a photo folder rendered as images);
     without it every frame is ``width`` x ``height``. ``cuts`` are the source's scene cuts
     (frames starting a new shot), where temporal coherence starts a new segment.
+    ``source_files`` names each frame's file for an image folder: such frames are keyed
+    by their file, not their position (:meth:`PlanRow.key_json`).
     ``from_noise``: there is no input, and a loopback's first frame is a txt2img render.
     """
     origins = origins or {}
@@ -192,6 +199,7 @@ def build_plan(
             controls=controls or None,
             clip_skip=clip_skip,
             prompt_editing_steps=editing_steps(cfg, prompt.values()),
+            source_file=source_files[index] if source_files else None,
             **grouped,
         )
         check_row(row, origins)
@@ -231,6 +239,10 @@ def editing_steps(cfg: RunConfig, texts: Iterable[object]) -> str | None:
     )
     return cfg.prompt_editing_steps.value if edited else None
 
+
+# The noise levels Stable Diffusion models are trained with (their schedulers'
+# num_train_timesteps): a sampler cannot take more steps than that.
+MAX_STEPS = 1000
 
 # The schedules of temporal coherence: fractions and weights, all within 0..1.
 COHERENCE_GROUPS = (ScheduleGroup.attention, ScheduleGroup.flow)
@@ -389,29 +401,76 @@ def prompt_keys(
     cfg: RunConfig, frame_count: int, fps: float, origins: dict[str, str]
 ) -> list[PromptKey]:
     """The prompt keyframes in frame order: prefix/suffix, global negative and styles
-    applied, and every prompt checked (so a bad one fails now, not after a model loads).
+    applied, line breaks read as spaces (as A1111 reads them), and every prompt checked
+    (so a bad one fails now, not after a model loads).
 
     ``prompt`` is frame 0's prompt when ``prompts`` has no key of its own there
-    (``prompt="a cat" prompts.10="a dog"`` on the command line).
+    (``prompt="a cat" prompts.10="a dog"`` on the command line). Two keys on one frame
+    are refused when both are written as numbers (``4`` and ``4.0``); where an expression
+    lands on a frame another key names (``max_f`` on a one-frame clip) the later key
+    wins, with a warning. A key past the last frame is never reached: a warning says so.
     """
-    texts = {"0": cfg.prompt, **cfg.prompts} if cfg.prompt else cfg.prompts or {"0": ""}
     where = origins.get("prompts", "command line")
+    by_frame: dict[int, tuple[str, str]] = {}  # frame -> (its key as written, text)
+    for key, text in cfg.prompts.items():
+        frame = _prompt_frame(key, fps, frame_count, cfg.seed, where)
+        if frame in by_frame:
+            _same_frame(by_frame[frame][0], key, frame, where)
+        by_frame[frame] = (key, text)
+    if cfg.prompt and 0 not in by_frame:
+        by_frame[0] = ("prompt", cfg.prompt)
+    if not by_frame:
+        by_frame[0] = ("0", "")
+    for frame, (key, _) in sorted(by_frame.items()):
+        if frame > frame_count - 1:
+            log.warning(
+                "%s: prompt keyframe '%s' is frame %d, past the last frame (%d): it is never "
+                "reached (the frames before it blend toward it)", where, key, frame,
+                frame_count - 1,
+            )  # fmt: skip
     styles = style_list(list(cfg.styles), Path(cfg.styles_file).expanduser())
-    by_frame: dict[int, str] = {}
-    for key, text in texts.items():
-        by_frame[_prompt_frame(key, fps, frame_count, cfg.seed, where)] = text
     keys = []
     for frame in sorted(by_frame):
-        positive, _, negative = by_frame[frame].partition(NEG_SEPARATOR)
+        positive, _, negative = by_frame[frame][1].partition(NEG_SEPARATOR)
         prompt, negative = apply_styles(
             styles,
             join_prompt(cfg.prompt_prefix, positive, cfg.prompt_suffix),
             join_prompt(negative, cfg.negative_prompt),
         )
+        prompt, negative = one_line(prompt), one_line(negative)
         check_prompt(prompt, where, negative=False)
         check_prompt(negative, where, negative=True)
         keys.append(PromptKey(frame=frame, prompt=prompt, negative=negative))
     return keys
+
+
+LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def one_line(text: str) -> str:
+    """``text`` with each line break (and the spaces around it) read as one space: A1111's
+    tokenizer treats a line break as whitespace, so a prompt written over several lines
+    (a YAML ``|`` block, a Deforum prompt with ``\\n``) means the same on one."""
+    return LINE_BREAKS.sub(" ", text).strip()
+
+
+def _same_frame(first: str, second: str, frame: int, where: str) -> None:
+    """Two prompt keys on one frame: refused when both are written as numbers."""
+    if _is_literal_key(first) and _is_literal_key(second):
+        raise RotoscopeError(
+            f"{where}: prompt keys '{first}' and '{second}' are both frame {frame}",
+            "keep one of them",
+        )
+    log.warning(
+        "%s: prompt keys '%s' and '%s' both fall on frame %d; '%s' is used",
+        where, first, second, frame, second,
+    )  # fmt: skip
+
+
+def _is_literal_key(key: str) -> bool:
+    """A key written as a frame number or a time (``12``, ``4.0``, ``2.5s``)."""
+    text = str(key).strip()
+    return _is_number(text) or (text.endswith("s") and _is_number(text[:-1]))
 
 
 def check_prompt(text: str, where: str, negative: bool) -> None:
@@ -545,6 +604,11 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         )
     if row.steps < 1:
         fail("steps", f"{row.steps} steps", "steps must be at least 1")
+    if row.steps > MAX_STEPS:
+        fail(
+            "steps", f"{row.steps} steps is more than the model's {MAX_STEPS} noise levels",
+            "20 to 50 is typical; A1111 allows at most 150",
+        )  # fmt: skip
     # steps x strength < 1 runs one step (as A1111 does): see samplers.inference_steps
     problem = check_sampler_steps(row.sampler, row.steps, row.strength)
     if problem:

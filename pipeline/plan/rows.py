@@ -4,6 +4,10 @@ A row is plain data. The render stage reads rows back from ``plan.jsonl`` instea
 recomputing schedules, and a frame's cache key hashes its row's JSON. Fields added after
 the first release are left out of that JSON while they are unset (None), so a feature a
 plan does not use never changes the keys of frames rendered before it existed.
+
+A frame of an image folder is keyed by its file, not its position: its row names the
+file (``source_file``) and its key leaves the frame number out (:meth:`PlanRow.key_json`),
+so adding, removing or renaming one photo renders only that photo.
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ class PlanRow:
     flow_fusion: float | None = field(default=None, metadata=OPTIONAL)
     flow_init: float | None = field(default=None, metadata=OPTIONAL)
     flow_output: float | None = field(default=None, metadata=OPTIONAL)
+    # An image folder's frame: the name of its file in the folder. Such a frame is keyed
+    # by its file, not its position (see :meth:`key_json`).
+    source_file: str | None = field(default=None, metadata=OPTIONAL)
 
     # Masks (set only with a mask): how the frame's mask is shaped (Deforum's contrast and
     # brightness adjustments, threshold, grow and blur in pixels), the feather where the
@@ -150,7 +157,17 @@ class PlanRow:
     aspect_ratio: float | None = field(default=None, metadata=OPTIONAL)
 
     def to_json(self) -> str:
+        """The row as its plan line holds it."""
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)
+
+    def key_json(self) -> str:
+        """The row as its frame's key hashes it: :meth:`to_json`, without the frame number
+        for a frame of an image folder (its file names it; its pixels are hashed too), so
+        a photo keeps its key wherever it sorts in the folder."""
+        if self.source_file is None:
+            return self.to_json()
+        values = {name: value for name, value in self.keyed_fields().items() if name != "index"}
+        return json.dumps(values, sort_keys=True, ensure_ascii=False)
 
     def as_record(self) -> dict[str, Any]:
         """Every field as plain JSON values, as a manifest line records the row."""

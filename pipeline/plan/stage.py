@@ -2,11 +2,19 @@
 
 No model is loaded, so ``stages=[plan]`` is a cheap dry run: ``plan.csv``, ``plan.jsonl``,
 the chart ``plan.png`` and ``source.json`` show what every frame will get.
+
+The plan is made in two steps. :func:`make_plan` probes the input and resolves every
+schedule, size and count in memory, writing nothing: every job makes it before it
+writes anything (:mod:`pipeline.run.job`), so a value the plan refuses (``strength=2``,
+a schedule past 0..1 at some frame) changes nothing in the run folder.
+:func:`write_plan_files` then writes it where the job keeps it (the run folder, or its
+``preview/`` for a job that does not render).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from pipeline.config.schema import (
     AnimationConfig,
@@ -27,33 +35,56 @@ from pipeline.models.depth import check_depth_weights
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
 from pipeline.plan.rows import PlanRow, write_plan
+from pipeline.records.interrupts import GracefulStop
 from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo, SourceKind
 from pipeline.source.cuts import CutDetector
 from pipeline.source.masks import check_mask_options, check_masks
-from pipeline.source.open import aligned_input, keeps_own_sizes, open_source
+from pipeline.source.open import aligned_input, is_photo_batch, keeps_own_sizes, open_source
 
 log = logging.getLogger("rotoscope")
 
 
-def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> int:
-    """Probe the source, resolve every schedule and write the plan; return the frame count.
+@dataclass(frozen=True)
+class PlannedRun:
+    """A job's plan, made in memory: the rows, what the chart shows, what the input is."""
+
+    plan: Plan
+    info: SourceInfo
+    summary: str  # the line a user checks before rendering
+
+    @property
+    def count(self) -> int:
+        return len(self.plan.rows)
+
+
+def make_plan(
+    cfg: RunConfig, origins: dict[str, str], stop: GracefulStop | None = None
+) -> PlannedRun:
+    """Probe the source and resolve every schedule; write nothing.
 
     ``origins`` maps config keys to the keyframe file their value came from, so errors
-    name that file.
+    name that file. ``stop`` is checked after every frame decoded to count them.
     """
     coherent = cfg.coherence.attention or cfg.coherence.flow
+
+    def safe_point() -> None:
+        if stop is not None:
+            stop.safe_point("plan")
+
     cuts: list[int] = []
     with open_source(cfg.input, keeps_own_sizes(cfg)) as source:
         info = source.info
+        names = source.frame_names()
         if coherent and Reanchor.cuts in cfg.coherence.reanchor:
             detector = CutDetector(cfg.coherence.cut_threshold)
             for frame in source:  # one pass counts the frames and finds the cuts
                 detector.add(frame.index, frame.image)
+                safe_point()
             # unreadable images skipped on the way still hold their frame numbers
             count, cuts = source.frames_read + len(source.failures), detector.cuts
         else:
-            count = source.count_frames()
+            count = source.count_frames(safe_point)
     for note in source.notes:
         log.warning("%s", note)
     if cfg.animation.mode.loops and cfg.input.max_frames and info.kind is not SourceKind.none:
@@ -82,15 +113,20 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
         )  # fmt: skip
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts,
+        names[:count] if names is not None and info.kind is SourceKind.folder else None,
         from_noise=info.kind is SourceKind.none,
     )  # fmt: skip
+    return PlannedRun(plan, info, summarize(plan, info, cfg))
+
+
+def write_plan_files(planned: PlannedRun, folder: RunFolder) -> None:
+    """Write the plan (``plan.jsonl``, ``plan.csv``), its chart and ``source.json``."""
+    plan = planned.plan
     write_plan(plan.rows, folder)
     write_plan_chart(
         plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
     )
-    info.write(folder.source_json)
-    log.info("plan: %s", summarize(plan, info, cfg))
-    return count
+    planned.info.write(folder.source_json)
 
 
 def check_strategies(cfg: RunConfig) -> None:
@@ -340,10 +376,11 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
         if len(sizes) == 1
         else f"each image's own size ({len(sizes)} sizes)"
     )
+    # a photo batch is unrelated pictures, not a clip: no frame rate
+    rate = "" if is_photo_batch(cfg, info.kind) else f" at {info.fps:g} fps"
     return "; ".join(
         [
-            f"{plural(len(rows), 'frame')} of {origin} ({info.kind.value}, {size} at "
-            f"{info.fps:g} fps{mode})",
+            f"{plural(len(rows), 'frame')} of {origin} ({info.kind.value}, {size}{rate}{mode})",
             f"{len(plan.prompt_keys)} prompt keyframe(s)",
             f"strength {span([r.strength for r in rows])}",
             f"guidance {span([r.guidance_scale for r in rows])}",

@@ -85,13 +85,15 @@ def prunable(
     if keep_history is not None and folder.history.is_dir():
         versions: dict[str, list[Path]] = defaultdict(list)
         for entry in folder.history.iterdir():
-            versions[deliverable_of(entry)].append(entry)
+            if not RunFolder.is_sidecar(entry):  # a sidecar goes with its deliverable
+                versions[deliverable_of(entry)].append(entry)
         for entries in versions.values():
             newest_first = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
-            items += [
-                Prunable(path, size_of([path]), "earlier deliverable")
-                for path in newest_first[keep_history:]
-            ]
+            for path in newest_first[keep_history:]:
+                items.append(Prunable(path, size_of([path]), "earlier deliverable"))
+                sidecar = RunFolder.sidecar(path)
+                if sidecar.exists():
+                    items.append(Prunable(sidecar, size_of([sidecar]), "its provenance"))
     return items
 
 

@@ -16,6 +16,8 @@ FRAMES = "frames"
 MASKS = "masks"
 CONTROL = "control"
 HISTORY = "history"
+PREVIEW = "preview"
+SIDECAR_SUFFIX = ".json"
 FRAME_KEY_LENGTH = 16  # hex digits of a frame's key in its file name (64 bits)
 
 
@@ -31,8 +33,20 @@ class RunFolder:
     # --- records of the job ---
     @property
     def config(self) -> Path:
-        """The resolved config of the last run."""
+        """The resolved config of the last job that rendered (a preview's: in preview/)."""
         return self.path / "config.yaml"
+
+    @property
+    def jobs(self) -> Path:
+        """One JSON line per job run in the folder: when, the command line, the stages,
+        how it ended, what it wrote (every job, renders or not)."""
+        return self.path / "jobs.jsonl"
+
+    @property
+    def preview(self) -> RunFolder:
+        """Where a job that plans without rendering (``stages=[plan]``) keeps its plan,
+        chart, config and report, so they are never taken for the last render's."""
+        return RunFolder(self.path / PREVIEW)
 
     @property
     def log(self) -> Path:
@@ -41,7 +55,8 @@ class RunFolder:
 
     @property
     def report(self) -> Path:
-        """The job's outcome: status, counts, timing, memory, versions, outputs."""
+        """The last rendering job's outcome: status, counts, timing, memory, versions,
+        outputs."""
         return self.path / "report.json"
 
     @property
@@ -202,6 +217,16 @@ class RunFolder:
     def staging(self, name: str) -> Path:
         """Where a new deliverable is written before it replaces ``name`` (hidden)."""
         return self.path / f".new-{name}"
+
+    @staticmethod
+    def sidecar(deliverable: Path) -> Path:
+        """A deliverable's provenance (``clip.mp4`` -> ``clip.mp4.json``, ``images/`` ->
+        ``images.json``): what made it, kept next to it and moved into history with it."""
+        return deliverable.with_name(deliverable.name + SIDECAR_SUFFIX)
+
+    @staticmethod
+    def is_sidecar(path: Path) -> bool:
+        return path.name.endswith(SIDECAR_SUFFIX)
 
     @property
     def deliverables(self) -> Path:

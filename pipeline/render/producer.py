@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -110,6 +111,11 @@ class FrameProducer:
         self.masked = MaskedRender(lambda: self.renderer)
 
     @property
+    def loaded(self) -> Renderer | None:
+        """The renderer, if a frame needed it (None: the model was never loaded)."""
+        return self._renderer
+
+    @property
     def renderer(self) -> Renderer:
         if self._renderer is None:
             self._renderer = self._make_renderer()
@@ -152,7 +158,7 @@ class FrameProducer:
                 assert output is not None  # read above for a chain
                 chained.reused(found.key, output)
         if self.stop is not None:
-            self.stop.check()
+            self.stop.safe_point("render")
         return output
 
     def prepare(
@@ -180,14 +186,24 @@ class FrameProducer:
             record, needs_line = found
             if mask is not None:  # put back, if pruned or deleted: later stages read it
                 save_mask(self.folder.mask(mask.digest), mask.pixels)
+            if record.index != job.index:  # a photo that sorts elsewhere in its folder now
+                record = replace(
+                    record, index=job.index, source_index=origin.index,
+                    source_name=origin.name, time=origin.time, row=job.as_record(),
+                )  # fmt: skip
             self.writer.fill(FrameOutcome(job.index, record if needs_line else None))
             self.progress.advance(reused=True)
             self.report.reused += 1
             return record
+        # a photo is compared with its own last render, wherever it sorted then
+        previous = (
+            self.manifest.records.get(job.index)
+            if job.source_file is None
+            else self.manifest.by_file.get(job.source_file)
+        )
         reason = rerender_reason(
-            self.manifest.records.get(job.index), job, digest, self.identity, control,
-            dependencies, masking,
-        )  # fmt: skip
+            previous, job, digest, self.identity, control, dependencies, masking
+        )
         return PendingFrame(
             job, image, origin, digest, control, dependencies, key, reason,
             self.control_maps(maps), mask,

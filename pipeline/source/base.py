@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -179,8 +179,9 @@ class Source(ABC):
             self._pass.close()
             self._pass = None
 
-    def count_frames(self) -> int:
-        """How many frames a full pass yields, for planning.
+    def count_frames(self, on_frame: Callable[[], None] | None = None) -> int:
+        """How many frames a full pass yields, for planning (``on_frame`` is called after
+        each decoded frame: a safe point to stop at).
 
         Exact: images are counted from the file list; a video is decoded once (frames
         dropped as they come) because its container duration is only an estimate (an
@@ -190,9 +191,18 @@ class Source(ABC):
         """
         if self.info.kind is not SourceKind.video and self.info.expected_frames is not None:
             return self.info.expected_frames
-        count = sum(1 for _ in self)
+        count = 0
+        for _ in self:
+            count += 1
+            if on_frame is not None:
+                on_frame()
         self.close()
         return count
+
+    def frame_names(self) -> list[str] | None:
+        """The file name of each selected frame, by output index (an image folder's, whose
+        frames are keyed by their file); None for a video."""
+        return None
 
     @abstractmethod
     def _frames(self) -> Generator[Frame, None, None]:

@@ -41,10 +41,12 @@ def pan_video(pan_folder: Path) -> Path:
 
 
 def run(folder: Path, tiny_models, work: Path, *args: str) -> tuple[Path, dict]:
-    """Render ``folder`` with the tiny model; the run folder and its report."""
+    """Render ``folder`` (a clip's frames) with the tiny model; the run folder and its
+    report. The stages are named: a folder rendered as images is measured only then."""
     result = rotoscope(
         f"input.path={folder}", f"model.path={tiny_models.sd15}", "prompt=ink", "steps=4",
-        "strength=0.5", "seed=5", "runtime=cpu", "output=images", *args, cwd=work,
+        "strength=0.5", "seed=5", "runtime=cpu", "output=images",
+        "stages=[plan,render,assemble,metrics]", *args, cwd=work,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     name = next(arg.split("=", 1)[1] for arg in args if arg.startswith("name="))
@@ -173,7 +175,7 @@ def test_an_unreadable_image_keeps_its_frame_number_in_a_coherent_plan(
         "stages=[plan]", "name=broken", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert len((tmp_path / "outputs/broken/plan.jsonl").read_text().splitlines()) == 8
+    assert len((tmp_path / "outputs/broken/preview/plan.jsonl").read_text().splitlines()) == 8
 
 
 def test_coherence_with_loopback_is_refused_in_one_line(pan_folder, tiny_models, tmp_path):

@@ -6,7 +6,6 @@ Run folders never collide, a new look never destroys the last one, and the edges
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from support import ROOT
 from support.cli import command, rotoscope
 from support.cli_runner import cli_env
 from support.media import make_video, write_image
-from support.run_files import frame_files, frames_of, report_of
+from support.run_files import frame_files, frames_of, preview_plan, queue_of, report_of
 
 
 def clip_at(path: Path, frames: int) -> Path:
@@ -60,9 +59,10 @@ def test_same_named_inputs_never_share_a_run_folder(base, tmp_path: Path) -> Non
     assert "0 rendered; 2 reused" in again.stderr and again.stdout.strip() == str(video_a)
     queue = rotoscope("-m", f"input.path={a},{b}", *base, "seed=3", cwd=tmp_path)
     assert queue.returncode == 0, queue.stderr
-    jobs = json.loads((tmp_path / "outputs/queue.json").read_text())
-    names = [Path(job["run_dir"]).name for job in jobs]  # take01--model.path=..._<hash>
-    assert names[0].startswith("take01--") and names[1].startswith("take01-shotB--")
+    jobs = queue_of(tmp_path / "outputs")
+    # only the input differs between the two jobs: each lands in its input's folder
+    names = [Path(job["run_dir"]).name for job in jobs]
+    assert names == ["take01", "take01-shotB"]
     assert len({job["outputs"][0] for job in jobs}) == 2
 
 
@@ -75,12 +75,10 @@ def test_a_prompt_sweep_gets_one_folder_per_prompt(tmp_path: Path) -> None:
     sweep = f'prompt=choice("{dawn}village at dawn","{dawn}village at night")'
     result = rotoscope("-m", f"input.path={clip}", sweep, "stages=[plan]", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    jobs = json.loads((tmp_path / "outputs/queue.json").read_text())
+    jobs = queue_of(tmp_path / "outputs")
     folders = [Path(job["run_dir"]) for job in jobs]
     assert len(set(folders)) == 2 and all(f.name.startswith("clip--prompt=") for f in folders)
-    prompts = [
-        json.loads((f / "plan.jsonl").read_text().splitlines()[0])["prompt"] for f in folders
-    ]
+    prompts = [preview_plan(folder)[0]["prompt"] for folder in folders]
     assert prompts == [f"{dawn}village at dawn", f"{dawn}village at night"]
 
 
@@ -109,7 +107,9 @@ def test_a_new_look_keeps_the_last_one_and_going_back_is_instant(base, tmp_path:
     pruned = rotoscope_prune(str(tmp_path / "outputs"), cwd=tmp_path)
     assert pruned.returncode == 0 and "freed" in pruned.stderr
     assert sorted((run_dir / "frames").glob("*.png")) == sorted(frame_files(run_dir))
-    assert len(list((run_dir / "history").iterdir())) == 2  # deliverables stay by default
+    kept_videos = sorted((run_dir / "history").glob("*.mp4"))
+    assert len(kept_videos) == 2  # deliverables stay by default, each with its sidecar
+    assert all((video.parent / f"{video.name}.json").is_file() for video in kept_videos)
     final = rotoscope(f"input.path={clip}", *base, "prompt=a cat", cwd=tmp_path)
     assert "0 rendered; 3 reused" in final.stderr
 
@@ -235,7 +235,7 @@ def test_prompts_pass_verbatim_and_keyframed_prompts_work_on_the_command_line(
     def plan(*args: str) -> list[dict]:
         result = rotoscope(f"input.path={clip}", "stages=[plan]", *args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        return [json.loads(line) for line in (tmp_path / "outputs/clip/plan.jsonl").open()]
+        return preview_plan(tmp_path / "outputs/clip")
 
     sign = 'a sign saying ${price}, "Starry Night" by van Gogh'
     assert plan(f"prompt={sign}")[0]["prompt"] == sign

@@ -211,7 +211,9 @@ def test_masked_area_with_prores_and_vp9_alpha_outputs(
         "Inpaint area: Only masked, Masked area padding: 8"
         in (read_png_metadata(frame_file(run_dir, 0))["parameters"])
     )
-    webm = rotoscope(*args, "output=webm_alpha", "stages=[assemble]", cwd=tmp_path)
+    # the last assemble's outputs are the run folder's: both formats, and their mattes
+    webm = rotoscope(*args, "output.format=[prores_alpha,webm_alpha]", "output.matte=true",
+                     "stages=[assemble]", cwd=tmp_path)  # fmt: skip
     assert webm.returncode == 0, webm.stderr
     assert "yuva444p" in probe_output(run_dir / "crop.mov")
     assert "alpha_mode" in probe_output(run_dir / "crop.webm")

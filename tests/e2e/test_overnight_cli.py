@@ -13,7 +13,7 @@ import pytest
 from support.cli import start_stopping_at, wait_until_stopped
 from support.cli_runner import cli_env, run_cli
 from support.media import make_video
-from support.run_files import frames_of, report_of
+from support.run_files import frames_of, queue_of, report_of
 
 from pipeline.errors import RotoscopeError
 from pipeline.plan.rows import PlanRow
@@ -167,7 +167,7 @@ def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) ->
     result = run("-m", f"input.path={clip},{missing}", f"model.path={tiny_models.sd15}",
                  "runtime=cpu", "steps=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
-    queue = json.loads((tmp_path / "outputs/queue.json").read_text())
+    queue = queue_of(tmp_path / "outputs")
     assert [job["status"] for job in queue] == ["done", "failed"]
     assert Path(queue[0]["outputs"][0]).is_file()
     assert "missing.mp4" in queue[1]["error"]

@@ -12,7 +12,7 @@ import pytest
 from support import DATA
 from support.cli import rotoscope
 from support.media import write_image
-from support.run_files import frame_file, frames_of
+from support.run_files import frame_file, frames_of, preview_plan
 
 from pipeline.render.pngmeta import read_png_metadata
 
@@ -163,7 +163,8 @@ def test_prompt_editing_steps_reaches_only_the_rows_that_edit(
     assert default.returncode == 0, default.stderr
     counted = rotoscope(*args, "name=a1111", "prompt_editing_steps=a1111", cwd=tmp_path)
     assert counted.returncode == 0, counted.stderr
-    before, after = plan_rows(tmp_path / "outputs/default"), plan_rows(tmp_path / "outputs/a1111")
+    before = preview_plan(tmp_path / "outputs/default")  # stages=[plan]: a preview
+    after = preview_plan(tmp_path / "outputs/a1111")
     assert [row.get("prompt_editing_steps") for row in after] == [None, None, "a1111", "a1111"]
     assert before[:2] == after[:2] and "prompt_editing_steps" not in json.dumps(before)
     assert "prompt editing counts steps as a1111 does" in counted.stderr

@@ -7,7 +7,6 @@ own (two one-thread CPU workers) and shut it down.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -23,7 +22,7 @@ import pytest
 from support.cli import start_stopping_at, wait_until_stopped
 from support.cli_runner import cli_env, run_cli
 from support.media import make_video, write_image
-from support.run_files import frames_of, manifest_lines, report_of
+from support.run_files import frames_of, manifest_lines, queue_of, report_of
 
 from pipeline.plan.rows import read_plan
 from pipeline.records.manifest import Manifest
@@ -273,12 +272,15 @@ def test_a_multirun_queue_runs_on_the_submitit_local_launcher(tiny_models, tmp_p
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "queue: 2 jobs, 2 done, 0 failed" in result.stderr
-    queue = json.loads((tmp_path / "outputs/queue.json").read_text())
+    queue = queue_of(tmp_path / "outputs")
     folders = [Path(job["run_dir"]) for job in queue]
     assert [folder.name.split("--")[0] for folder in folders] == ["a", "b"]
     for folder in folders:  # one job per run folder, each with its frame
         assert report_of(folder)["rendered"] == 1 and len(frames_of(folder)) == 1
-    assert (tmp_path / "outputs/.submitit").is_dir()  # submitit's own job logs
+    # submitit's own job logs are in the queue's folder, not among the run folders
+    assert [path.parent.parent.name for path in (tmp_path / "outputs").glob("*/*/.submitit")] == [
+        "queues"
+    ]
 
 
 def finished_count(run_dir: Path) -> int:

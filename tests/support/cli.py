@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from support.cli_runner import cli_env, run_cli
+from support.cli_runner import ForkedRun, cli_env, run_cli, start_cli
 
 
 def rotoscope(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -74,3 +74,29 @@ def count_frames(path: Path) -> int:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+
+
+def start_forked(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> ForkedRun | subprocess.Popen[str]:
+    """The CLI started in a process of its own forked from the test's CLI server (no
+    interpreter start-up), to be signalled while it runs; ``env`` is added to the run's
+    environment."""
+    return start_cli(list(args), cwd, {**cli_env(cwd), **(env or {})})
+
+
+def log_of(run_dir: Path) -> str:
+    """What the run folder's log holds so far ("" before the job opened it)."""
+    path = run_dir / "rotoscope.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_for_log(
+    run_dir: Path, text: str, proc: ForkedRun | subprocess.Popen[str], timeout: float = 120
+) -> None:
+    """Block until the run's log holds ``text`` (the process must still run)."""
+    deadline = time.monotonic() + timeout
+    while text not in log_of(run_dir):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, f"{text!r} never reached the log"
+        time.sleep(0.02)

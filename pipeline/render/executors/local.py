@@ -23,6 +23,7 @@ from pipeline.records.manifest import image_digest
 from pipeline.records.writer import FrameWriter
 from pipeline.render.executors.work import RenderWork
 from pipeline.render.inputs import open_frames
+from pipeline.render.loading import keep_for_next_job
 from pipeline.render.producer import FrameProducer, manifest_commit
 from pipeline.render.renderer import Renderer
 from pipeline.render.strategies import strategy_for
@@ -64,6 +65,7 @@ def render_locally(work: RenderWork) -> None:
             strategy.feed(producer, rows, feed, RenderHere(strategy, producer, context))
         finally:
             strategy.close()
+    keep_for_next_job(producer.loaded)  # a local queue's next job may use the same model
 
 
 class RenderHere:
@@ -111,4 +113,5 @@ def timed_load(work: RenderWork) -> Renderer:
     seconds = time.monotonic() - started
     work.progress.exclude(seconds)
     work.report.model_load_seconds = round(seconds, 3)
+    work.stop.check()  # a Ctrl-C during a long load stops before the first frame
     return renderer

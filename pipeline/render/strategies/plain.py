@@ -39,7 +39,7 @@ class PlainStrategy(RenderStrategy):
             for batch in batcher.add(found) if isinstance(found, PendingFrame) else []:
                 dispatch.frames(batch)
             if producer.stop is not None:
-                producer.stop.check()
+                producer.stop.safe_point("render")
         for batch in batcher.flush():
             dispatch.frames(batch)
         producer.note_source_end(rows, source)

@@ -377,7 +377,7 @@ def test_image_folder_refuses_the_frames_folder_and_non_png(tmp_path: Path) -> N
     [
         ({"crf": 100}, "output.crf=100 is outside 0-51 for mp4"),
         ({"crf": -1}, "output.crf=-1 is outside 0-51 for mp4"),
-        ({"format": OutputFormat.webm, "crf": 64}, "output.crf=64 is outside 0-63 for webm"),
+        ({"format": [OutputFormat.webm], "crf": 64}, "output.crf=64 is outside 0-63 for webm"),
         ({"preset": "fsat"}, "output.preset=fsat is not an x264 preset (did you mean 'fast'?"),
     ],
 )
@@ -385,8 +385,10 @@ def test_encoder_options_outside_their_range_are_refused(options: dict, needle: 
     with pytest.raises(RotoscopeError) as info:
         check_output_options(OutputConfig(**options))
     assert needle in str(info.value)
-    check_output_options(OutputConfig(format=OutputFormat.webm, crf=30))
-    check_output_options(OutputConfig(format=OutputFormat.gif, crf=100))  # gif has no crf
+    check_output_options(OutputConfig(format=[OutputFormat.webm], crf=30))
+    check_output_options(OutputConfig(format=[OutputFormat.gif], crf=100))  # gif has no crf
+    with pytest.raises(RotoscopeError, match="must name each format once"):
+        check_output_options(OutputConfig(format=[OutputFormat.mp4, OutputFormat.mp4]))
 
 
 # --- the mask as alpha: prores_alpha, webm_alpha, RGBA images, mattes ----------------
@@ -438,7 +440,9 @@ def test_rgba_images_take_the_mask_as_alpha_and_keep_their_parameters(tmp_path: 
     info.add_itxt("parameters", "a cat\nSteps: 4")
     Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(frame, pnginfo=info)
     (mask,) = make_masks(tmp_path / "masks", 1)
-    (written,) = write_image_folder([frame], None, tmp_path / "images", [mask])
+    (written,) = write_image_folder(
+        [frame], None, tmp_path / "images", [np.asarray(Image.open(mask))]
+    )
     with Image.open(written) as image:
         assert image.mode == "RGBA" and image.text["parameters"] == "a cat\nSteps: 4"
         rgba = np.asarray(image)
@@ -450,12 +454,12 @@ def test_mask_outputs_need_a_mask() -> None:
     from pipeline.assemble.encode import check_mask_outputs
 
     for output in (
-        OutputConfig(format=OutputFormat.prores_alpha),
-        OutputConfig(format=OutputFormat.images, alpha=True), OutputConfig(matte=True),
+        OutputConfig(format=[OutputFormat.prores_alpha]),
+        OutputConfig(format=[OutputFormat.images], alpha=True), OutputConfig(matte=True),
     ):  # fmt: skip
         with pytest.raises(RotoscopeError, match="no mask is given"):
             check_mask_outputs(output, masked=False)
         check_mask_outputs(output, masked=True)
     check_mask_outputs(OutputConfig(), masked=False)
-    with pytest.raises(RotoscopeError, match="makes RGBA images, not mp4"):
+    with pytest.raises(RotoscopeError, match=r"makes RGBA images, and output\.format is mp4"):
         check_mask_outputs(OutputConfig(alpha=True), masked=True)

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from support import ROOT
+from support.configs import make_cfg
 
 from pipeline.config.keyframes import explicit_keys
 from pipeline.config.schema import (
     AnimationMode,
-    InputConfig,
     Interpolation,
-    ModelConfig,
     PromptBlend,
-    RunConfig,
     SeedBehavior,
 )
 from pipeline.errors import RotoscopeError
@@ -26,17 +24,6 @@ from pipeline.plan.chart import write_plan_chart
 from pipeline.run.configure import apply_keyframes
 
 KEYFRAMES = ROOT / "keyframes"
-
-
-def make_cfg(**values: object) -> RunConfig:
-    cfg = RunConfig(input=InputConfig(path="clip.mp4"), model=ModelConfig(path="m"))
-    for key, value in values.items():
-        target = cfg
-        *parents, leaf = key.split("__")
-        for parent in parents:
-            target = getattr(target, parent)
-        setattr(target, leaf, value)
-    return cfg
 
 
 def rows(count: int = 11, fps: float = 4.0, **values: object):
@@ -208,3 +195,37 @@ def test_masked_rows_carry_the_mask_schedules_and_settings() -> None:
     assert "mask" not in rows()[0].to_json()
     with pytest.raises(RotoscopeError, match=r"mask\.threshold at frame 0: 1\.5 is outside 0\.\.1"):
         rows(mask=MaskConfig(path="matte.mp4", threshold="1.5"))
+
+
+# -- issue 17: what a newcomer hit -------------------------------------------------------
+
+
+def test_a_prompt_over_several_lines_reads_as_one_and_charts(tmp_path: Path) -> None:
+    prompts = {"0": "a cat,\noil painting\n", "4": "a dog,\r\n  ink --neg blurry,\nbad"}
+    plan = build_plan(make_cfg(prompts=prompts), 6, 64, 48, 4.0)
+    assert plan.rows[0].prompt == "a cat, oil painting"  # A1111: a line break is a space
+    assert (plan.rows[4].prompt, plan.rows[4].negative_prompt) == ("a dog, ink", "blurry, bad")
+    chart = write_plan_chart(
+        plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], tmp_path / "plan.png"
+    )
+    assert Image.open(chart).size[0] > 0
+
+
+def test_two_prompt_keys_on_one_frame_are_refused_and_a_key_past_the_end_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(RotoscopeError, match=r"prompt keys '4' and '4.0' are both frame 4"):
+        rows(prompts={"0": "a", "4": "b", "4.0": "c"})
+    with caplog.at_level("WARNING", logger="rotoscope"):
+        plan = rows(count=4, prompts={"0": "a", "max_f": "b", "3": "c", "40": "d"})
+    assert "prompt keys 'max_f' and '3' both fall on frame 3; '3' is used" in caplog.text
+    assert "prompt keyframe '40' is frame 40, past the last frame (3)" in caplog.text
+    assert plan[3].prompt == "c"
+    plan = rows(count=4, prompts={"0": "a", "40": "d"})
+    assert (plan[3].prompt_to, plan[3].blend) == ("d", 3 / 40)  # it still shapes the blend
+
+
+def test_steps_beyond_the_models_noise_levels_are_refused() -> None:
+    with pytest.raises(RotoscopeError, match="1000000 steps is more than the model's 1000"):
+        rows(steps="1000000")
+    assert rows(steps="1000")[0].steps == 1000

@@ -9,7 +9,13 @@ import pytest
 
 from pipeline.cli.prune import main as prune_main
 from pipeline.plan.rows import PlanRow
-from pipeline.records.history import history_bytes, publish, superseded_frames
+from pipeline.records.history import (
+    Recipes,
+    history_bytes,
+    publish,
+    retire_others,
+    superseded_frames,
+)
 from pipeline.records.manifest import FrameRecord, Manifest
 from pipeline.records.prune import prunable, prune
 from pipeline.records.run_folder import RunFolder
@@ -125,3 +131,32 @@ def test_prune_removes_the_masks_of_earlier_looks_only(tmp_path: Path) -> None:
     removed = {item.path: item.why for item in prune(folder)}
     assert removed[folder.mask("1" * 64)] == "earlier look's mask"
     assert folder.mask("2" * 64).exists() and not folder.mask("1" * 64).exists()
+
+
+def test_an_image_folder_keeps_only_its_changed_files_and_sidecars_travel(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+
+    def images(files: dict[str, bytes], recipe: str) -> Path | None:
+        stage = folder.staging(folder.images.name)
+        stage.mkdir()
+        for name, content in files.items():
+            (stage / name).write_bytes(content)
+        return publish(folder, stage, folder.images, recipe, {"look": recipe})
+
+    assert images({"a.png": b"a", "b.png": b"b", "c.png": b"c"}, "1") is None
+    assert json.loads(RunFolder.sidecar(folder.images).read_text()) == {"look": "1"}
+    assert images({"a.png": b"a", "b.png": b"b", "c.png": b"c", "0.png": b"0"}, "2") is None
+    kept = images({"0.png": b"0", "a.png": b"a", "b.png": b"B"}, "3")  # b changed, c gone
+    assert kept is not None and sorted(p.name for p in kept.iterdir()) == ["b.png", "c.png"]
+    assert json.loads(RunFolder.sidecar(kept).read_text()) == {"look": "2"}
+    video = folder.video("mp4")
+    staged = folder.staging(video.name)
+    staged.write_bytes(b"video")
+    publish(folder, staged, video, "v", {"look": "v"})
+    moved = retire_others(folder, [video])  # images/ was not made by this assemble
+    assert [path.parent for path in moved] == [folder.history] and not folder.images.exists()
+    assert RunFolder.sidecar(moved[0]).is_file() and set(Recipes.read(folder).by_name) == {
+        video.name
+    }
+    removed = [item.path for item in prune(folder, keep_history=0)]
+    assert RunFolder.sidecar(kept) in removed and not folder.history.exists()

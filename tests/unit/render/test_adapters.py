@@ -228,7 +228,17 @@ def test_an_embedding_for_another_family_is_skipped_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="rotoscope"):
         renderer = renderer_for(load(tiny_models, "sd15"), [r], networks)
     assert "embedding 'sdxl_style'" in caplog.text and "read as words" in caplog.text
+    assert "is an SDXL embedding (vectors for two text encoders" in caplog.text
     assert renderer.adapters.settings(r).embeddings == frozenset()
+    r = row(networks, "a cat, sd15_style")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rotoscope"):
+        renderer = renderer_for(load(tiny_models, "sdxl"), [r], networks)
+    # it used to say "32-wide vectors, which fit no text encoder of this model (32/48 wide)"
+    assert (
+        "is an SD 1.x/2.x embedding (one 32-wide vector set), and this SDXL model needs "
+        "one for each of its two text encoders (32 and 48 wide)" in caplog.text
+    )
 
 
 # --- CLIP skip ---
