@@ -597,6 +597,9 @@ class PathsConfig:
     home: str = "${rotoscope_home:}"
     models: str = "${.home}/models"
     annotators: str = "${.models}/annotators"
+    # ControlNet weight files named by file name alone (controlnet.units.NAME.model=
+    # x.safetensors), as A1111 lists its models/ControlNet folder
+    controlnet: str = "${.models}/ControlNet"
     loras: str = "${.models}/Lora"
     embeddings: str = "${.models}/embeddings"
     outputs: str = "${.home}/outputs"
