@@ -44,6 +44,7 @@ def work(tmp_path_factory: pytest.TempPathFactory, tiny_models, tiny_controlnets
         "subseed": 5, "subseed_strength": 0.3, "use_init": False, "diffusion_cadence": 1,
         "cn_1_enabled": True, "cn_1_model": "my_canny [0a1b2c3d]", "cn_1_module": "canny",
         "cn_1_vid_path": str(clip), "cn_1_weight": "0:(0.8)",
+        "cn_2_enabled": True, "cn_2_model": "my_canny", "cn_2_module": "canny",
         "hybrid_composite": "Normal", "hybrid_comp_alpha_schedule": "0:(0.3)",
         "video_init_path": str(clip), "hybrid_use_first_frame_as_init_image": False,
         "add_soundtrack": "File", "soundtrack_path": str(work / "track.wav"),
@@ -73,6 +74,9 @@ def test_a_deforum_file_without_init_renders_every_feature(run_dir: Path) -> Non
     assert seed >= 0 and json.loads((run_dir / "seed.json").read_text())["seed"] == seed
     assert rows[0]["seed"] == seed
     assert rows[1]["controls"]["cn1"]["weight"] == 0.8  # the imported unit, at its weight
+    # a unit reading each frame's own picture has none on the txt2img frame 0, and reads
+    # the loopback's img2img input after it
+    assert rows[0]["controls"]["cn2"]["weight"] == 0 and rows[1]["controls"]["cn2"]["weight"] == 1
     assert rows[1]["hybrid_alpha"] == 0.3
     parameters = read_png_metadata(frame_files(run_dir)[1])["parameters"]
     assert "Schedule type: Exponential" in parameters
@@ -112,3 +116,20 @@ def test_png_parameters_read_back_as_keyframes(run_dir: Path, work: Path, tiny_m
     original = json.loads((run_dir / "plan.jsonl").read_text().splitlines()[1])
     assert (row["scheduler"], row["subseed"], row["subseed_strength"]) == ("Exponential", 5, 0.3)
     assert row["seed"] == original["seed"] and row["sampler"] == original["sampler"]
+
+
+def test_an_init_image_starts_the_loopback_at_its_init_strength(work: Path, tiny_models) -> None:
+    settings = json.loads((work / "deforum_settings.txt").read_text())
+    make_image_folder(work / "init", ["start.png"], size=(64, 64))
+    settings.update(use_init=True, init_image=str(work / "init" / "start.png"), strength=0.8)
+    path = work / "init_settings.txt"
+    path.write_text(json.dumps(settings), encoding="utf-8")
+    result = rotoscope(
+        f"keyframes={path}", f"model.path={tiny_models.sd15}", f"paths.models={work / 'models'}",
+        "runtime=cpu", "name=init", "stages=[plan]", cwd=work,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    plan = (work / "outputs" / "init" / "preview" / "plan.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in plan]
+    assert len(rows) == FRAMES and "txt2img" not in rows[0]
+    assert rows[0]["strength"] == pytest.approx(0.2) and rows[1]["strength"] == 0.5
