@@ -26,8 +26,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.assemble.depth_video import write_depth_video
-from pipeline.assemble.encode import ALPHA_FORMATS, AudioSpec, encode_video, video_extension
+from pipeline.assemble.encode import ALPHA_FORMATS, encode_video, video_extension
 from pipeline.assemble.images import write_image_folder
+from pipeline.assemble.soundtrack import soundtrack
 from pipeline.config.schema import OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError, plural
 from pipeline.ffmpeg_exe import ffmpeg_exe
@@ -217,10 +218,7 @@ class Assembly:
     def _video(self, fmt: OutputFormat) -> Path:
         cfg, folder, info = self.cfg, self.folder, self.info
         fps = self.fps
-        audio = None
-        if cfg.output.audio and info.has_audio and fmt != OutputFormat.gif:
-            duration = len(self.records) / info.fps
-            audio = AudioSpec(path=info.path, start=info.start_time, duration=duration)
+        audio = soundtrack(cfg.output, info, len(self.records)) if fmt != OutputFormat.gif else None
         out = folder.video(video_extension(fmt))
         staged = folder.staging(out.name)
         clear_staging(staged)
