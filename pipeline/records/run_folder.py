@@ -173,6 +173,11 @@ class RunFolder:
         """The source flow between frames ``index - 1`` and ``index``."""
         return self.flow / f"{index:06d}.npz"
 
+    def hybrid_flow_pair(self, index: int) -> Path:
+        """A loopback's hybrid-video flow into frame ``index`` (from the video's frame
+        before, or from the moved previous output)."""
+        return self.flow / f"hybrid-{index:06d}.npz"
+
     # --- metrics stage ---
     @property
     def metrics(self) -> Path:
@@ -250,6 +255,11 @@ class RunFolder:
     def run_json(self) -> Path:
         """Whose run this folder holds: the input's resolved path and the multirun job."""
         return self.path / "run.json"
+
+    @property
+    def random_seed(self) -> Path:
+        """The base seed drawn for ``seed=-1``, kept so every later run of the folder uses it."""
+        return self.path / "seed.json"
 
     @property
     def history(self) -> Path:

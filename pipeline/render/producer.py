@@ -39,7 +39,7 @@ from pipeline.render.masking.latent import MASK_METHOD
 from pipeline.render.masking.render import MaskedRender
 from pipeline.render.pngmeta import a1111_parameters, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
-from pipeline.render.units import FrameOrigin, PendingFrame
+from pipeline.render.units import ControlSource, FrameOrigin, PendingFrame
 from pipeline.source.base import FrameMask, Source
 from pipeline.source.masks import save_mask
 
@@ -72,13 +72,6 @@ class ChainedInput(Protocol):
     def reused(self, key: str, output: np.ndarray) -> None:
         """The frame was current on disk."""
         ...
-
-
-class ControlSource(Protocol):
-    """Where a frame's control maps come from: ``ControlMaps`` in the driver, the maps
-    shipped with a work unit on a worker."""
-
-    def maps(self, index: int, input_image: np.ndarray) -> list[UnitMap]: ...
 
 
 class FrameProducer:

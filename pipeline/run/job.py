@@ -36,7 +36,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -48,6 +48,7 @@ from pipeline.config.compose import literal_node
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError, plural
 from pipeline.metrics.stage import metrics_stage
+from pipeline.plan.build import RANDOM_SEED
 from pipeline.plan.rows import PlanRow, read_plan
 from pipeline.plan.stage import PlannedRun, make_plan, write_plan_files
 from pipeline.records.history import history_bytes
@@ -56,6 +57,7 @@ from pipeline.records.lock import RunLock
 from pipeline.records.manifest import FILE_IDENTITIES, same_look
 from pipeline.records.naming import RunOwner, check_owner, claim, owner_of
 from pipeline.records.progress import FILE_ONLY
+from pipeline.records.random_seed import keep_run_seed, run_seed
 from pipeline.records.report import JobReport, append_job
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage, weights_identity
@@ -111,7 +113,10 @@ def run_job(
         # the lock first (its file is the first thing written; it says nothing to a
         # user), so a second job on the folder is refused at once
         with _permissions(folder), RunLock(folder.lock):
-            accepted = accept(configure(cfg, explicit), folder, stop)
+            configured, drawn = with_run_seed(configure(cfg, explicit), folder)
+            accepted = accept(configured, folder, stop)
+            if drawn:
+                keep_run_seed(folder, configured.cfg.seed)
             return _run_stages(accepted, folder, owner, named, command, stop)
     except StopRequested:
         raise
@@ -119,6 +124,18 @@ def run_job(
         if fresh and holds_nothing(folder, ignore_job_records=True):
             shutil.rmtree(folder.path, ignore_errors=True)
         raise
+
+
+def with_run_seed(configured: JobConfig, folder: RunFolder) -> tuple[JobConfig, bool]:
+    """``configured`` with ``seed=-1`` replaced by the base seed drawn for the run folder
+    (read back when an earlier job drew it), so the plan, every stage and ``config.yaml``
+    see that seed; and whether it was drawn now (to keep once the job is accepted)."""
+    cfg = configured.cfg
+    if cfg.seed != RANDOM_SEED:
+        return configured, False
+    seed, drawn = run_seed(folder)
+    log.info("seed=-1: base seed %d for this run folder (kept in %s)", seed, folder.random_seed)
+    return replace(configured, cfg=replace(cfg, seed=seed)), drawn
 
 
 def accept(configured: JobConfig, folder: RunFolder, stop: GracefulStop) -> AcceptedJob:
@@ -294,7 +311,7 @@ def holds_nothing(folder: RunFolder, ignore_job_records: bool = False) -> bool:
     if ignore_job_records:
         allowed |= {
             folder.config.name, folder.report.name, folder.run_json.name, folder.jobs.name,
-            folder.page.name,
+            folder.random_seed.name, folder.page.name,
         }  # fmt: skip
     return {entry.name for entry in folder.path.iterdir()} <= allowed
 
