@@ -35,8 +35,8 @@ def run_folder(tmp_path: Path, rows: list[dict], records: list[dict], torn: str 
     return folder
 
 
-def record(index: int, row_values: dict, **extra: object) -> dict[str, object]:
-    key = f"{index:02d}" * 16
+def record(index: int, row_values: dict, key: str = "", **extra: object) -> dict[str, object]:
+    key = key or f"{index:02d}" * 32
     return {"index": index, "file": RunFolder.frame_name(key), "key": key, "source_index": index,
             "source_name": None, "time": index / 8, "row": row_values, **extra}  # fmt: skip
 
@@ -119,3 +119,20 @@ def test_the_queue_page_has_a_row_per_job(tmp_path: Path) -> None:
     assert "1/2 frames" in html and "no such file" in html
     assert "report</a>" not in html  # no link before the job's page exists
     assert ">seed=1<" in html  # only what tells the jobs apart
+
+
+def test_prune_removes_the_thumbnails_of_earlier_looks_only(tmp_path: Path) -> None:
+    from pipeline.records.prune import prune
+
+    rows = [row(0)]
+    earlier, current = record(0, rows[0]), record(0, rows[0], key="ab" * 32)
+    current["file"] = RunFolder.frame_name(current["key"])
+    folder = run_folder(tmp_path, rows, [earlier, current])
+    read_view(folder)  # makes the current frame's thumbnail
+    stale = folder.thumbnail(earlier["key"])
+    stale.write_bytes(b"jpeg")
+    folder.thumbnail(earlier["key"], of_source=True).write_bytes(b"jpeg")
+    removed = {item.path: item.why for item in prune(folder)}
+    assert removed[stale] == "earlier look's thumbnail" and not stale.exists()
+    assert not folder.thumbnail(earlier["key"], of_source=True).exists()
+    assert folder.thumbnail(current["key"]).is_file()
