@@ -1,7 +1,8 @@
 """``report.html`` kept current while a job runs, without slowing it.
 
 A job writes its page when it starts, then a thread of its own rewrites it whenever the
-manifest has grown and at least ``interval`` seconds have passed (the page then shows
+manifest has grown and at least ``interval`` seconds have passed (and ten times what the
+last build took, so a long run's page never takes more than a tenth of a core; it shows
 the frames so far, the stage, the ETA), and the job writes it a last time when it ends,
 however it ends. Each write is atomic (a browser reloading the page never reads half of
 it). The render loop is never involved: the page is built from the run folder's records
@@ -25,6 +26,7 @@ from pipeline.report.view import FrameReader, Live, LookView, looks_of, read_vie
 log = logging.getLogger("rotoscope")
 
 REFRESH_SECONDS = 2.0  # at most one refresh this often while frames are being made
+BUILD_SHARE = 10  # ... and never sooner than ten times the last build took
 
 
 class LivePage:
@@ -46,6 +48,7 @@ class LivePage:
         self._lock = threading.Lock()  # one write at a time (the thread, the job's end)
         self._manifest_size = -1
         self._clock_start: tuple[float, int] | None = None  # (time, frames) when frames began
+        self._build_seconds = 0.0  # how long the last page took to build and write
 
     def start(self) -> None:
         self.write(live=True)
@@ -74,6 +77,7 @@ class LivePage:
                 log.warning("could not write %s: %s", self.folder.page, exc)
 
     def _write(self, live: bool) -> None:
+        started = time.monotonic()
         if self.looks is None:
             self.looks = looks_of(self.folder)
         state = Live(self.stage, self.command) if live else None
@@ -81,6 +85,7 @@ class LivePage:
         if live:
             view.eta = self._eta(view.done, view.planned)
         write_text(self.folder.page, render_page(view), durable=False)
+        self._build_seconds = time.monotonic() - started
 
     def _eta(self, done: int, planned: int) -> str | None:
         """Time left at this job's rate: frames made since it was last seen making none
@@ -93,7 +98,9 @@ class LivePage:
         return format_duration((planned - done) * (now - started) / (done - first))
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        # a long run's page takes longer to build: wait at least ten times the last build,
+        # so the page's thread never takes more than a tenth of a core from the render
+        while not self._stop.wait(max(self.interval, BUILD_SHARE * self._build_seconds)):
             try:
                 size = self.folder.manifest.stat().st_size
             except OSError:

@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pipeline.report.charts import flicker_svg, plan_svg
+from pipeline.report.charts import flicker_svg
 from pipeline.report.view import FrameView, RunView
 
 RELOAD_SECONDS = 4  # how often a running job's page reloads itself
@@ -162,7 +162,7 @@ def render_page(view: RunView, reload_seconds: int = RELOAD_SECONDS) -> str:
 <h2>Frames</h2>{_sheet(view)}
 <h2>Flicker</h2><div class="chart-box" id="flicker">{flicker_svg(view.metrics)}
 <div class="readout"></div></div>
-<h2>Plan</h2><div class="chart-box" id="plan">{plan_svg(view.rows)}<div class="readout"></div></div>
+<h2>Plan</h2><div class="chart-box" id="plan">{view.plan_chart}<div class="readout"></div></div>
 <h2>Earlier looks (A/B)</h2>{_looks(view)}
 <h2>Files</h2>{_files(view)}
 <dialog id="frame"><button class="close">Close</button> <a class="full" target="_blank">full

@@ -26,6 +26,7 @@ from pipeline.records.provenance import kept_looks
 from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
 from pipeline.records.thumbnails import ensure_thumbnail
+from pipeline.report.charts import plan_svg
 
 # Record fields shown in a frame's details as they are, not in the plan table.
 RECORD_FIELDS_SHOWN_APART = ("row", "file", "index")
@@ -76,6 +77,7 @@ class RunView:
     stage: str | None
     planned: int
     rows: list[dict[str, Any]]
+    plan_chart: str  # inline SVG
     frames: list[FrameView]
     fps: float
     source: dict[str, Any] | None
@@ -131,13 +133,33 @@ def same_row(recorded: dict[str, Any], planned: dict[str, Any]) -> bool:
 
 
 class FrameReader:
-    """Builds :class:`FrameView` s, each frame's files and metadata read once per key."""
+    """Builds :class:`FrameView` s, each frame's files and metadata read once per key
+    (a live page is rebuilt every few seconds: only new frames cost anything), and the
+    plan chart once per plan."""
 
     def __init__(self, folder: RunFolder) -> None:
         self.folder = folder
         self._parameters: dict[str, str | None] = {}
+        self._views: dict[str, FrameView] = {}  # complete views (every file there), by key
+        self._plan: tuple[list[dict[str, Any]], str] | None = None
+
+    def plan_chart(self, rows: list[dict[str, Any]]) -> str:
+        """The plan chart of ``rows`` (drawn again only when the plan changed)."""
+        if self._plan is None or self._plan[0] != rows:
+            self._plan = (rows, plan_svg(rows))
+        return self._plan[1]
 
     def view(self, record: dict[str, Any]) -> FrameView | None:
+        key = str(record.get("key", ""))
+        known = self._views.get(key)
+        if known is not None and known.record == record:
+            return known
+        found = self._view(record)
+        if found is not None and found.thumbnail.endswith(".jpg"):  # its thumbnail is made
+            self._views[key] = found
+        return found
+
+    def _view(self, record: dict[str, Any]) -> FrameView | None:
         folder, key = self.folder, str(record.get("key", ""))
         frame_file = folder.path / str(record.get("file", ""))
         if not key or not frame_file.is_file():
@@ -272,7 +294,8 @@ def read_view(
     """The run folder as it is now; ``live`` while a job runs in it. ``looks`` reuses
     kept looks already read (they change only when a job assembles)."""
     rows = [row for row in read_lines(folder.plan_jsonl) if isinstance(row, dict)]
-    frames = current_frames(folder, rows, reader or FrameReader(folder))
+    reader = reader or FrameReader(folder)
+    frames = current_frames(folder, rows, reader)
     report = read_json(folder.report)
     source = read_json(folder.source_json)
     if live is not None:
@@ -299,6 +322,7 @@ def read_view(
         stage=live.stage if live else None,
         planned=len(rows),
         rows=rows,
+        plan_chart=reader.plan_chart(rows),
         frames=frames,
         fps=float((source or {}).get("fps") or 12.0),
         source=source,
