@@ -65,7 +65,7 @@ class QueueSummary(Callback):
         self.launcher = (socket.gethostname(), os.getpid())
         # outcomes an earlier sweep into this folder left behind (it was killed) are not ours
         shutil.rmtree(spool(Path(config.hydra.sweep.dir)), ignore_errors=True)
-        records = QueueRecords(Path(config.hydra.sweep.dir))
+        records = queue_records(Path(config.hydra.sweep.dir))
         for number, overrides in enumerate(expand_sweep(config)):
             records.record(QueueJob(number, overrides), page=False)
         records.write_page()
@@ -74,7 +74,7 @@ class QueueSummary(Callback):
         hydra = HydraConfig.get()
         if hydra.mode != RunMode.MULTIRUN:
             return
-        records = QueueRecords(Path(hydra.sweep.dir))
+        records = queue_records(Path(hydra.sweep.dir))
         job = QueueJob(
             int(hydra.job.num), list(hydra.overrides.task), "running", hydra.runtime.output_dir
         )
@@ -96,7 +96,7 @@ class QueueSummary(Callback):
             self.refresher.stop()
             self.refresher = None
         with suppress(OSError):
-            QueueRecords(Path(hydra.sweep.dir)).record(queue_job(number, outcome))
+            queue_records(Path(hydra.sweep.dir)).record(queue_job(number, outcome))
         if self.launcher in (None, (socket.gethostname(), os.getpid())):
             self.jobs.append((number, outcome))
         else:  # a job process of a submitit launcher
@@ -128,12 +128,17 @@ class QueueSummary(Callback):
                 " ".join(job["overrides"]),
             )
         summary = write_text(sweep_dir / QUEUE_NAME, json.dumps(jobs, indent=2) + "\n")
-        page = QueueRecords(sweep_dir).write_page(
+        page = queue_records(sweep_dir).write_page(
             [queue_job(number, job) for number, job in enumerate(jobs)]
         )
         log.info("queue summary: %s (page: %s)", summary, page)
         if failed:
             sys.exit(1)
+
+
+def queue_records(sweep_dir: Path) -> QueueRecords:
+    """The queue's page and the jobs' states it is made from (in the spool, until the end)."""
+    return QueueRecords(sweep_dir, spool(sweep_dir) / "page")
 
 
 def queue_job(number: int, outcome: dict[str, Any]) -> QueueJob:

@@ -3,7 +3,7 @@
 A queue (``rotoscope -m ...``) runs its jobs one after another, or in processes of
 their own on other machines (submitit, SLURM). Whichever process learns something about
 a job (the launcher expands the sweep; the job's process starts and ends it) records it
-as a small file in the queue folder's ``.queue-jobs/page/`` and rewrites the page from
+as a small file in a hidden folder of the queue's and rewrites the page from
 all of them, so the page is the same whoever wrote it last, and every write is atomic.
 A row shows the job's state (queued, running, done, failed with its one-line error), its
 progress read from its run folder, its latest thumbnail and a link to its report page;
@@ -27,7 +27,6 @@ from pipeline.report.page import STYLE
 from pipeline.report.view import frames_made
 
 QUEUE_PAGE = "queue.html"
-STATE_FOLDER = ".queue-jobs/page"  # the jobs' states, while the queue runs
 RELOAD_SECONDS = 5
 
 
@@ -46,9 +45,11 @@ class QueueJob:
 class QueueRecords:
     """The jobs' states in a queue's folder, and the page made from them."""
 
-    def __init__(self, sweep_dir: Path) -> None:
+    def __init__(self, sweep_dir: Path, states: Path) -> None:
+        """``states``: where the jobs' states are kept while the queue runs (a hidden
+        folder of the queue's, on a filesystem every job's machine shares)."""
         self.sweep_dir = sweep_dir
-        self.states = sweep_dir / STATE_FOLDER
+        self.states = states
 
     @property
     def page(self) -> Path:

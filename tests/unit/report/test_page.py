@@ -110,7 +110,7 @@ def test_the_live_page_is_written_at_start_and_says_how_it_ended(tmp_path: Path)
 def test_the_queue_page_has_a_row_per_job(tmp_path: Path) -> None:
     rows = [row(0), row(1)]
     folder = run_folder(tmp_path, rows, [record(0, rows[0])])
-    records = QueueRecords(tmp_path / "queue")
+    records = QueueRecords(tmp_path / "queue", tmp_path / "queue/.states")
     records.record(QueueJob(0, ["input.path=a.mp4", "seed=1"], "running", str(folder.path)))
     records.record(QueueJob(1, ["input.path=a.mp4", "seed=2"], "failed", error="no such file"))
     records.record(QueueJob(2, ["input.path=a.mp4", "seed=3"]))
