@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -162,10 +163,19 @@ def test_a_page_saved_mid_run_shows_the_frames_so_far(
 def test_a_queues_page_links_to_each_jobs_report(
     browser: Browser, base: tuple[str, ...], tmp_path: Path
 ) -> None:
-    result = rotoscope("-m", *base, "seed=1,2", "stages=[plan,render]", cwd=tmp_path)
+    queue = ("-m", *base, "seed=1,2", "stages=[plan,render]")
+    # while the first job runs, the page lists it as running and the second as queued
+    paused = start_forked(*queue, cwd=tmp_path, env={"ROTOSCOPE_PAUSE_AT": "render:2"})
+    wait_for_log(tmp_path / "outputs/dance--seed=1", "paused at render safe point 2", paused)
+    (live,) = (tmp_path / "outputs/queues").glob("*/queue.html")
+    states = re.findall(r"data-state='(\w+)'", live.read_text())
+    assert states == ["running", "queued"] and "location.reload" in live.read_text()
+    paused.send_signal(signal.SIGINT)  # a Ctrl-C stops the queue; run it again to the end
+    paused.communicate()
+    result = rotoscope(*queue, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     jobs = queue_of(tmp_path / "outputs")
-    (queue_page,) = (tmp_path / "outputs/queues").glob("*/queue.html")
+    queue_page = sorted((tmp_path / "outputs/queues").glob("*/queue.html"))[-1]
     watched = Watched(browser)
     watched.page.goto(queue_page.as_uri())
     rows = watched.page.locator("#jobs tr.job")
