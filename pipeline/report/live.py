@@ -27,6 +27,10 @@ log = logging.getLogger("rotoscope")
 
 REFRESH_SECONDS = 2.0  # at most one refresh this often while frames are being made
 BUILD_SHARE = 10  # ... and never sooner than ten times the last build took
+# Rewritten at least this often while the job runs, new frames or not (loading a model,
+# a slow frame, encoding), so a page that stops changing means a job that stopped
+# (see ``page.STALE_SECONDS``).
+HEARTBEAT_SECONDS = 30.0
 
 
 class LivePage:
@@ -49,6 +53,7 @@ class LivePage:
         self._manifest_size = -1
         self._clock_start: tuple[float, int] | None = None  # (time, frames) when frames began
         self._build_seconds = 0.0  # how long the last page took to build and write
+        self._written = 0.0  # when it was written (monotonic)
 
     def start(self) -> None:
         self.write(live=True)
@@ -85,7 +90,8 @@ class LivePage:
         if live:
             view.eta = self._eta(view.done, view.planned)
         write_text(self.folder.page, render_page(view), durable=False)
-        self._build_seconds = time.monotonic() - started
+        self._written = time.monotonic()
+        self._build_seconds = self._written - started
 
     def _eta(self, done: int, planned: int) -> str | None:
         """Time left at this job's rate: frames made since it was last seen making none
@@ -105,6 +111,7 @@ class LivePage:
                 size = self.folder.manifest.stat().st_size
             except OSError:
                 size = -1
-            if size != self._manifest_size:
+            quiet = time.monotonic() - self._written
+            if size != self._manifest_size or quiet >= HEARTBEAT_SECONDS:
                 self._manifest_size = size
                 self.write(live=True)

@@ -12,6 +12,7 @@ open in a browser tab.
 from __future__ import annotations
 
 import json
+import time
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from pipeline.report.charts import flicker_svg
 from pipeline.report.view import FrameView, RunView
 
 RELOAD_SECONDS = 4  # how often a running job's page reloads itself
+# A running job rewrites its page at least this often (every stage, every few frames); a
+# page older than this says the job may have been killed (kill -9 writes no last page).
+STALE_SECONDS = 120
 
 # The page's styles and script, kept as files of their own and inlined into every page
 ASSETS = Path(__file__).with_name("assets")
@@ -146,9 +150,11 @@ def render_page(view: RunView, reload_seconds: int = RELOAD_SECONDS) -> str:
         "fps": view.fps,
         "running": view.status == "running",
         "reload": reload_seconds,
+        "written": round(time.time() * 1000),  # a running job's page that stops changing
+        "stale": STALE_SECONDS,  # ... for this long says the job may have died
     }
     refresh = (
-        "<p class='muted'>This page refreshes itself while the job runs.</p>"
+        "<p class='muted' id='freshness'>This page refreshes itself while the job runs.</p>"
         if view.status == "running"
         else ""
     )

@@ -73,6 +73,12 @@ if (wipe && data.looks.length) {
   split.addEventListener('input', cut); pick.addEventListener('change', () => show(Number(slider.value)));
   cut(); show(0); player(slider, show, wipe.querySelector('button'));
 }
+// a running job's page that has not changed for a while: the job may have been killed
+const age = (Date.now() - data.written) / 1000;
+if (data.running && age > data.stale) {
+  document.getElementById('freshness').textContent = 'Not updated for ' + Math.round(age / 60) +
+    ' min: the job may have stopped without writing its last page (killed?).';
+}
 // a running job's page reloads itself, unless someone is looking at something
 if (data.running) setTimeout(function again() {
   if (dialog.open || playing) { setTimeout(again, 1000); return; }

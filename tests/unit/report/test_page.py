@@ -58,6 +58,22 @@ def test_the_page_shows_what_each_record_holds_and_no_half_written_line(tmp_path
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
+def test_a_frames_mask_control_maps_and_depth_are_shown_when_there(tmp_path: Path) -> None:
+    rows = [row(0), row(1)]
+    masked = record(0, rows[0], mask="9" * 64, control="canny-key")
+    folder = run_folder(tmp_path, rows, [masked, record(1, rows[1])])
+    for path in (folder.mask("9" * 64), folder.control_map("canny", 0),
+                 folder.depth_map(str(masked["key"]))):  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), 255).save(path)
+    first, second = read_view(folder).frames
+    assert first.mask == f"masks/{'9' * 16}.png"
+    assert first.maps == [("control: canny", "control/canny/000000.png"),
+                          ("depth", folder.depth_map(str(masked["key"])).relative_to(folder.path)
+                           .as_posix())]  # fmt: skip
+    assert second.mask is None and second.maps == []
+
+
 def test_a_frame_of_another_plan_is_not_shown_as_done(tmp_path: Path) -> None:
     rows = [row(0), row(1)]
     folder = run_folder(tmp_path, rows, [record(0, rows[0]), record(1, row(1, strength=0.9))])
