@@ -239,11 +239,13 @@ def _panel(
         return bottom - (bottom - top) * (value - low) / (high - low)
 
     draw.rectangle([LEFT, top, WIDTH - RIGHT, bottom], outline="#bbbbbb")
-    for tick in _ticks(low, high, 3):
+    ticks = [tick for tick in _ticks(low, high, 3) if top - 0.5 <= y_of(tick) <= bottom + 0.5]
+    if len(ticks) < 2:  # too narrow a range for round ticks: label its ends instead
+        ticks = [low, high]
+    for tick in ticks:
         y = y_of(tick)
-        if top - 0.5 <= y <= bottom + 0.5:
-            draw.line([(LEFT, y), (WIDTH - RIGHT, y)], fill=GRID)
-            draw.text((LEFT - 6, y), f"{tick:g}", fill=TEXT, font=font, anchor="rm")
+        draw.line([(LEFT, y), (WIDTH - RIGHT, y)], fill=GRID)
+        draw.text((LEFT - 6, y), f"{tick:.3g}", fill=TEXT, font=font, anchor="rm")
     name_lines = wrap(item.name, font, LEFT - 60, draw)
     for number, line in enumerate(name_lines):
         offset = (number - (len(name_lines) - 1) / 2) * LINE_HEIGHT
