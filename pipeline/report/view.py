@@ -30,7 +30,7 @@ from pipeline.report.charts import plan_svg
 
 # Record fields shown in a frame's details as they are, not in the plan table.
 RECORD_FIELDS_SHOWN_APART = ("row", "file", "index")
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,14 @@ class FrameReader:
         depth = self.folder.depth_map(str(record["key"]))
         if depth.is_file():
             found.append(("depth", self.relative(depth)))
+        # any other image the record names (an upscaled version, a carried frame's
+        # source...): shown by the name of its field, whatever feature wrote it
+        for name, value in record.items():
+            if name != "file" and isinstance(value, str) and value.endswith(IMAGE_SUFFIXES):
+                path = self.folder.path / value
+                inside = path.resolve().is_relative_to(self.folder.path.resolve())
+                if inside and path.is_file():
+                    found.append((name, self.relative(path)))
         return found
 
     def parameters(self, key: str, frame_file: Path) -> str | None:

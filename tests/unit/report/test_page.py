@@ -44,17 +44,22 @@ def record(index: int, row_values: dict, key: str = "", **extra: object) -> dict
 def test_the_page_shows_what_each_record_holds_and_no_half_written_line(tmp_path: Path) -> None:
     rows = [row(0), row(1), row(2)]
     torn = json.dumps(record(2, rows[2]))[:40]  # the writer is appending this line
+    upscaled = "upscaled/0101.png"
     folder = run_folder(
-        tmp_path, rows, [record(0, rows[0]), record(1, rows[1], carried=True, upscaled="x")], torn
-    )
+        tmp_path, rows, [record(0, rows[0]), record(1, rows[1], carried=True, upscaled=upscaled)],
+        torn,
+    )  # fmt: skip
+    (folder.path / "upscaled").mkdir()
+    Image.new("RGB", (16, 16)).save(folder.path / upscaled)
     view = read_view(folder)
     assert [frame.index for frame in view.frames] == [0, 1] and view.planned == 3
     # a field this module does not know (another feature's) is in the frame's data
-    assert view.frames[1].origin == "carried" and view.frames[1].record["upscaled"] == "x"
+    assert view.frames[1].origin == "carried" and view.frames[1].record["upscaled"] == upscaled
+    assert ("upscaled", upscaled) in view.frames[1].maps  # an image it names is shown
     # thumbnails are made once per key for frames that have none
     assert all((folder.path / frame.thumbnail).is_file() for frame in view.frames)
     html = render_page(view)
-    assert html.count("class='thumb'") == 2 and '"upscaled":"x"' in html
+    assert html.count("class='thumb'") == 2 and f'"upscaled":"{upscaled}"' in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 
