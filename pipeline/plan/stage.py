@@ -33,7 +33,7 @@ from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError, plural
 from pipeline.models.depth import check_depth_weights
 from pipeline.plan.build import Plan, build_plan
-from pipeline.plan.chart import write_plan_chart
+from pipeline.plan.chart import network_series, write_plan_chart
 from pipeline.plan.rows import PlanRow, write_plan
 from pipeline.records.interrupts import GracefulStop
 from pipeline.records.run_folder import RunFolder
@@ -123,8 +123,14 @@ def write_plan_files(planned: PlannedRun, folder: RunFolder) -> None:
     """Write the plan (``plan.jsonl``, ``plan.csv``), its chart and ``source.json``."""
     plan = planned.plan
     write_plan(plan.rows, folder)
+    networks = network_series(
+        [row.loras for row in plan.rows],
+        [row.blend if row.prompt_to is not None else None for row in plan.rows],
+    )
     write_plan_chart(
-        plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
+        [*plan.series, *networks],
+        [(k.frame, k.prompt) for k in plan.prompt_keys],
+        folder.plan_chart,
     )
     planned.info.write(folder.source_json)
 

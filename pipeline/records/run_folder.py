@@ -17,6 +17,7 @@ MASKS = "masks"
 CONTROL = "control"
 HISTORY = "history"
 PREVIEW = "preview"
+THUMBNAILS = "thumbnails"
 SIDECAR_SUFFIX = ".json"
 FRAME_KEY_LENGTH = 16  # hex digits of a frame's key in its file name (64 bits)
 
@@ -108,6 +109,22 @@ class RunFolder:
         """A frame's mask, by the digest of its pixels (the manifest line names it): frames
         with the same mask share the file, and an edited mask never overwrites one."""
         return self.path / MASKS / f"{digest[:FRAME_KEY_LENGTH]}.png"
+
+    @property
+    def thumbnails(self) -> Path:
+        """Small JPEGs of the frames and their source frames, for the report page."""
+        return self.path / THUMBNAILS
+
+    def thumbnail(self, key: str, of_source: bool = False) -> Path:
+        """A frame's thumbnail (``of_source``: its source frame's), by the frame's key:
+        made once per key, like the frame itself."""
+        suffix = ".source.jpg" if of_source else ".jpg"
+        return self.thumbnails / f"{key[:FRAME_KEY_LENGTH]}{suffix}"
+
+    @property
+    def page(self) -> Path:
+        """The report page (``report.html``): the run at a glance, refreshed while it runs."""
+        return self.path / "report.html"
 
     @property
     def manifest(self) -> Path:

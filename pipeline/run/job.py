@@ -61,6 +61,7 @@ from pipeline.records.random_seed import keep_run_seed, run_seed
 from pipeline.records.report import JobReport, append_job
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage, weights_identity
+from pipeline.report.live import LivePage
 from pipeline.run.configure import JobConfig, configure
 
 log = logging.getLogger("rotoscope")
@@ -209,8 +210,11 @@ def _run_stages(  # the caller holds the run folder's lock
         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )  # fmt: skip
 
+    # the run folder's page (report.html), live while the job runs; a preview has none
+    page = LivePage(folder, command) if records in (folder, None) else None
+
     def finish() -> None:
-        """Write the report where this job keeps it, and its line in jobs.jsonl."""
+        """Write the report where this job keeps it, its line in jobs.jsonl, the page."""
         report.finish(time.monotonic() - started)
         report.history_bytes = history_bytes(folder)
         try:
@@ -219,6 +223,8 @@ def _run_stages(  # the caller holds the run folder's lock
             append_job(folder.jobs, report)
         except OSError as exc:
             log.warning("cannot write the report in %s: %s", folder, exc.strerror or exc)
+        if page is not None:
+            page.close()
 
     def stop_now() -> str:
         """A second Ctrl-C: the report says interrupted, and how to resume."""
@@ -236,7 +242,9 @@ def _run_stages(  # the caller holds the run folder's lock
                 if records is not None:
                     write_text(records.config, OmegaConf.to_yaml(literal_node(cfg)))
                 log.info("run folder: %s", folder)
-                _stages(accepted, folder, report, stop, command)
+                if page is not None:
+                    page.start()
+                _stages(accepted, folder, report, stop, command, page)
             report.status = "done"
         except StopRequested:
             report.status = "interrupted"
@@ -257,6 +265,7 @@ def _stages(
     report: JobReport,
     stop: GracefulStop,
     command: str | None,
+    page: LivePage | None = None,
 ) -> None:
     """The stages in order. The plan stage writes the plan made in :func:`accept`; the
     others read what is on disk (the plan just written, or the last render's)."""
@@ -267,14 +276,23 @@ def _stages(
         report.planned = accepted.planned.count
         where = "" if plan_folder == folder else f" (a preview: {plan_folder.path})"
         log.info("plan: %s%s", accepted.planned.summary, where)
+
+    def entering(stage: str) -> None:
+        if page is not None:
+            page.enter_stage(stage)
+
     if "control" in stages:
+        entering("control")
         report.outputs.append(str(control_stage(cfg, folder, plan_folder, stop)))
     if "render" in stages:
+        entering("render")
         render_stage(cfg, folder, report, stop, accepted.identity)
     if "assemble" in stages:
+        entering("assemble")
         outputs = assemble_stage(cfg, folder, report, stop, command)
         report.outputs += [str(path) for path in outputs]
     if "metrics" in stages:
+        entering("metrics")
         metrics_stage(cfg, folder, report, stop)
 
 
@@ -293,7 +311,7 @@ def holds_nothing(folder: RunFolder, ignore_job_records: bool = False) -> bool:
     if ignore_job_records:
         allowed |= {
             folder.config.name, folder.report.name, folder.run_json.name, folder.jobs.name,
-            folder.random_seed.name,
+            folder.random_seed.name, folder.page.name,
         }  # fmt: skip
     return {entry.name for entry in folder.path.iterdir()} <= allowed
 
