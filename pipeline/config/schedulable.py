@@ -21,6 +21,7 @@ class ScheduleGroup(Enum):
 
     generation = "generation"  # always
     seed = "seed"  # with seed_behavior=schedule
+    variation = "variation"  # with a subseed_strength other than 0 (the subseed)
     motion = "motion"  # with animation.mode=loopback or 3d
     motion_2d = "motion_2d"  # with animation.mode=loopback
     camera_3d = "camera_3d"  # with animation.mode=3d
@@ -32,6 +33,8 @@ class ScheduleGroup(Enum):
     mask = "mask"  # with a mask (mask.path, mask.key, mask.luma or mask.expression)
     cadence = "cadence"  # with cadence.every > 1 on an input's frames (animation.mode=none)
     cadence_flow = "cadence_flow"  # with cadence.every > 1 in loopback, with cadence.flow
+    hybrid_flow = "hybrid_flow"  # in loopback and 3d, with animation.hybrid.motion=optical_flow
+    hybrid_composite = "hybrid_composite"  # ... with animation.hybrid.composite
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,18 @@ class Schedulable:
 
 
 FLIP = ScheduleGroup.perspective_flip
+# The hybrid composite's schedules: its alpha and its mask's shaping
+HYBRID_COMPOSITE_PARTS = (
+    "alpha", "mask_contrast", "mask_blend_alpha", "mask_cutoff_low", "mask_cutoff_high"
+)  # fmt: skip
 SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("strength", "strength", ScheduleGroup.generation),
     Schedulable("guidance_scale", "guidance_scale", ScheduleGroup.generation),
     Schedulable("steps", "steps", ScheduleGroup.generation),
     Schedulable("noise_multiplier", "noise_multiplier", ScheduleGroup.generation, neutral=1.0),
     Schedulable("seed", "seed_schedule", ScheduleGroup.seed),
+    Schedulable("subseed_strength", "subseed_strength", ScheduleGroup.generation, neutral=0.0),
+    Schedulable("subseed", "subseed", ScheduleGroup.variation),
     Schedulable("zoom", "animation.zoom", ScheduleGroup.motion_2d),
     Schedulable("angle", "animation.angle", ScheduleGroup.motion_2d),
     Schedulable("translation_x", "animation.translation_x", ScheduleGroup.motion),
@@ -96,6 +105,11 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("mask_overlay_blur", "mask.overlay_blur", ScheduleGroup.mask),
     Schedulable("repair_strength", "cadence.repair_strength", ScheduleGroup.cadence, neutral=0.0),
     Schedulable("cadence_flow_factor", "cadence.flow_factor", ScheduleGroup.cadence_flow),
+    Schedulable("hybrid_flow_factor", "animation.hybrid.flow_factor", ScheduleGroup.hybrid_flow),
+    *(
+        Schedulable(f"hybrid_{part}", f"animation.hybrid.{part}", ScheduleGroup.hybrid_composite)
+        for part in HYBRID_COMPOSITE_PARTS
+    ),
 )
 SCHEDULE_KEYS: dict[str, str] = {item.name: item.key for item in SCHEDULES}
 

@@ -10,7 +10,7 @@ writer with their metadata.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -33,12 +33,13 @@ from pipeline.records.manifest import (
 from pipeline.records.progress import Progress
 from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
+from pipeline.records.thumbnails import write_frame_thumbnails
 from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.masking.latent import MASK_METHOD
 from pipeline.render.masking.render import MaskedRender
 from pipeline.render.pngmeta import a1111_parameters, cadence_details, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
-from pipeline.render.units import FrameOrigin, PendingFrame
+from pipeline.render.units import ControlSource, FrameOrigin, PendingFrame
 from pipeline.source.base import FrameMask, Source
 from pipeline.source.masks import save_mask
 
@@ -71,13 +72,6 @@ class ChainedInput(Protocol):
     def reused(self, key: str, output: np.ndarray) -> None:
         """The frame was current on disk."""
         ...
-
-
-class ControlSource(Protocol):
-    """Where a frame's control maps come from: ``ControlMaps`` in the driver, the maps
-    shipped with a work unit on a worker."""
-
-    def maps(self, index: int, input_image: np.ndarray) -> list[UnitMap]: ...
 
 
 class FrameProducer:
@@ -177,15 +171,18 @@ class FrameProducer:
         digest: str | None = None,
         mask: FrameMask | None = None,
         dependencies: str = "",
+        controlled: bool = True,
     ) -> PendingFrame | FrameRecord:
         """Give the frame its place in the writer's line and decide: its record when the
         frame is current on disk (reused: its outcome is handed over at once), else the
         :class:`PendingFrame` to render and :meth:`finish`. ``digest`` is ``image``'s,
         when already computed (by the prefetch thread); ``mask`` the frame's, with masks;
         ``dependencies`` what else the frame is made from, when not ``chained`` (a frame
-        a cadence carries: the diffused frames' keys)."""
+        a cadence carries: the diffused frames' keys); not ``controlled``: no control map
+        is made from ``image`` (a loopback cadence's shown frame, whose diffused frame
+        was made with its maps: :meth:`control_of`)."""
         digest = digest or image_digest(image)
-        maps = self.control.maps(job.index, image) if self.control else []
+        maps = self.control.maps(job.index, image) if self.control and controlled else []
         control = ",".join(unit_map.key for unit_map in maps)
         if chained is not None:
             dependencies = chained.dependencies
@@ -220,11 +217,19 @@ class FrameProducer:
             self.control_maps(maps), mask,
         )  # fmt: skip
 
-    def key(self, job: PlanRow, digest: str, dependencies: str = "") -> str:
-        """The key of a frame of ``job`` made from an input of ``digest``, without control
-        maps or a mask: what names a loopback's diffused frame that is shown only blended
-        (Deforum's cadence), for the frames made from it."""
-        return frame_key(job, digest, self.identity, "", dependencies, "")
+    def control_of(self, job: PlanRow, image: np.ndarray) -> list[UnitMap]:
+        """The control maps of frame ``job.index`` made from ``image`` (none without
+        ControlNet): a loopback cadence's diffused frame's, from its img2img input."""
+        return self.control.maps(job.index, image) if self.control else []
+
+    def key(
+        self, job: PlanRow, digest: str, dependencies: str = "", maps: Sequence[UnitMap] = ()
+    ) -> str:
+        """The key of a frame of ``job`` made from an input of ``digest`` with control
+        ``maps``, without a mask: what names a loopback's diffused frame that is shown
+        only blended (Deforum's cadence), for the frames made from it."""
+        control = ",".join(unit_map.key for unit_map in maps)
+        return frame_key(job, digest, self.identity, control, dependencies, "")
 
     def render_batch(self, frames: list[PendingFrame]) -> None:
         """Render independent frames as one batch and :meth:`finish` each."""
@@ -260,9 +265,12 @@ class FrameProducer:
             control=frame.control,
             dependencies=frame.dependencies,
             mask=frame.mask.digest if frame.mask is not None else "",
+            # made from diffused frames (a frame with none to carry from is diffused)
+            carried_from=job.carried_from if frame.dependencies and not job.diffused else [],
         )
         path = self.folder.path / record.file
         mask = frame.mask
+        source = frame.image  # the source frame (the init image), for the page's thumbnails
 
         def write() -> None:  # in the writer's pool: the metadata is built there too
             details: dict[str, object] = {
@@ -290,6 +298,7 @@ class FrameProducer:
                 if mask is not None:  # the assemble and metrics stages read it back
                     save_mask(self.folder.mask(mask.digest), mask.pixels)
                 write_png(path, output, parameters, details)
+                write_frame_thumbnails(self.folder, frame.key, output, source)
             except OSError as exc:
                 raise disk_full(exc, job.index, self.folder) from exc
 

@@ -23,6 +23,7 @@ from pipeline.plan.rows import read_plan
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.pngmeta import read_png_metadata
 from pipeline.render.strategies.loopback import camera_step, input_tools
+from pipeline.report.view import read_view
 from pipeline.testing.synthetic import occluder_clip, pan_clip, static_clip
 
 
@@ -87,6 +88,16 @@ def test_a_quarter_of_the_frames_is_diffused_and_the_rest_moves_with_the_source(
             )
     dependencies = {line["index"]: line["dependencies"] for line in manifest_lines(run_dir)}
     keys = {line["index"]: line["key"] for line in manifest_lines(run_dir)}
+    # the report page shows carried frames as carried, each with its thumbnails
+    lines = {line["index"]: line for line in manifest_lines(run_dir)}
+    assert lines[5]["carried_from"] == [4, 8] and lines[4]["carried_from"] == []
+    folder = RunFolder(run_dir)
+    assert all(folder.thumbnail(key).is_file() for key in keys.values())  # by the writer
+    view = {frame.index: frame for frame in read_view(folder).frames}
+    assert [index for index in range(12) if view[index].origin == "carried"] == [
+        index for index in range(12) if index % 4
+    ]
+    assert "carried" in (run_dir / "report.html").read_text(encoding="utf-8")
     assert f"from={keys[4]}" in dependencies[5] and f"to={keys[8]}" in dependencies[5]
     assert f"previous={keys[4]}" in dependencies[8]  # the chain of diffused frames
     # carried frames move with the picture: along the source's flow they change less
@@ -326,3 +337,44 @@ def test_adaptive_keyframes_follow_the_motion(tiny_models, tmp_path: Path) -> No
     # 3 px a frame is 0.047 of the width: past 0.1 on the third frame after a diffused one
     assert diffused == [0, 3, 6, 8]
     assert not (run_dir / "flow").exists()  # measured aside: a plan writes no cache
+
+
+def test_a_loopback_cadence_with_hybrid_video_is_one_line(
+    pan: Path, tiny_models, tmp_path: Path
+) -> None:
+    """Deforum's tweens would not follow the hybrid video: refused before anything runs."""
+    result = rotoscope(
+        f"input.path={pan}", *common(tiny_models), "animation=loopback", "cadence.every=3",
+        "animation.hybrid.motion=optical_flow", "name=hybrid", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error) == 1 and "cadence.every=3 with animation.hybrid" in error[0]
+    assert not (tmp_path / "outputs/hybrid/frames").exists()
+
+
+def test_controlnet_guides_a_loopback_cadences_diffused_frames(
+    tiny_models, tiny_controlnets, tmp_path: Path
+) -> None:
+    """Cadence 2 in loopback with a canny unit: the diffused frames are made with the maps
+    of their img2img input, so a weight that drops to 0 at frame 2 changes what frame 2
+    diffused and nothing before it."""
+    still = tmp_path / "still.png"
+    Image.fromarray(pan_clip(frames=1, width=64, height=64).frames[0]).save(still)
+    unit = "+controlnet.units.edges"
+    args = [f"input.path={still}", "input.repeat=3", *common(tiny_models), "animation=loopback",
+            "animation.translation_x=2", "cadence.every=2", f"{unit}.model={tiny_controlnets.sd15}",
+            f"{unit}.preprocessor=canny"]  # fmt: skip
+
+    def kept_diffused(run_dir: Path) -> np.ndarray:
+        line = next(line for line in manifest_lines(run_dir) if line["index"] == 2)
+        match = re.search(r"newer=([0-9a-f]{64})", line["dependencies"])
+        assert match is not None
+        return np.asarray(Image.open(RunFolder(run_dir).cadence_diffused(match.group(1))))
+
+    full = run(tmp_path, *args, f"{unit}.weight=1", "name=full")
+    off = run(tmp_path, *args, f"{unit}.weight=0:(1), 2:(0)", "name=off")
+    assert RunFolder(full).control_map("edges", 2).is_file()
+    before, before_off = frames_of(full)[:2], frames_of(off)[:2]
+    assert all(np.array_equal(a, b) for a, b in zip(before, before_off, strict=True))
+    assert not np.array_equal(kept_diffused(full), kept_diffused(off))

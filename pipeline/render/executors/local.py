@@ -88,8 +88,10 @@ class RenderHere:
         indices: Sequence[int] | None = None,
         makes: Callable[[int], bool] | None = None,
         reads: Sequence[int] = (),
+        maps_ahead: bool = True,
     ) -> None:
-        """The chain, rendered now (what it reads is this process's manifest's)."""
+        """The chain, rendered now (what it reads is this process's manifest's; every map
+        is made as its frame renders, whatever ``maps_ahead`` says)."""
         unit = ChainUnit(0, frames, list(indices or []), reads=list(reads))
         self.strategy.render_unit(self.producer, unit, self.context)
 

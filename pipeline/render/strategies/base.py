@@ -54,11 +54,14 @@ class Dispatch(Protocol):
         indices: Sequence[int] | None = None,
         makes: Callable[[int], bool] | None = None,
         reads: Sequence[int] = (),
+        maps_ahead: bool = True,
     ) -> None:
         """Frames that render in order, one after the other; ``indices`` are the output
         frames the chain makes (by default the frames' own, those ``makes`` accepts when
         given); ``reads`` the frames earlier units made that it reads (their current
-        records travel with it: call :meth:`wait` first)."""
+        records travel with it: call :meth:`wait` first). ``maps_ahead``: the control
+        maps can be made from ``frames`` before the chain renders (not for a loopback,
+        whose maps read each frame's img2img input: its worker makes them)."""
         ...
 
     def wait(self) -> None:

@@ -27,6 +27,7 @@ from pipeline.animation.loopback import CameraStep, InputTools, LoopbackInputs
 from pipeline.animation.turbo import Camera, Moving, TurboSpan
 from pipeline.atomic import atomic_path
 from pipeline.config.schema import CadenceFlow, RunConfig
+from pipeline.control.maps import UnitMap
 from pipeline.plan.rows import PlanRow
 from pipeline.records.manifest import image_digest
 from pipeline.records.run_folder import RunFolder
@@ -164,7 +165,7 @@ class LoopbackCadence:
         named = f"|older={older.key}" if older is not None else ""
         dependencies = f"{self.method}{flow}{named}|newer={newer.key}"
         producer = self.producer
-        found = producer.prepare(row, previous, origin, dependencies=dependencies)
+        found = producer.prepare(row, previous, origin, dependencies=dependencies, controlled=False)
         if isinstance(found, PendingFrame):
             shown = self.current_span().shown(index, row.cadence_flow_factor)
             producer.finish(found, shown, diffused=row.diffused)
@@ -190,10 +191,11 @@ class LoopbackCadence:
             previous, self.step_of(row), self.tools_of(row), row.seed, before.depth, reference
         )
         frame = loopback_frame(image)
-        key = self.producer.key(row, image_digest(image), frame.dependencies)
+        maps = self.producer.control_of(row, image)  # ControlNet reads the diffused input
+        key = self.producer.key(row, image_digest(image), frame.dependencies, maps)
         self.older = self.newer
         self.newer = Diffused(
-            row.index, key, lambda: self.diffused(row, image, frame, key), self.depth_of
+            row.index, key, lambda: self.diffused(row, image, maps, frame, key), self.depth_of
         )
         self.before = before
         self.span = None
@@ -227,15 +229,19 @@ class LoopbackCadence:
             before, diffused, cadence.flow, cadence.raft_weights, self.inputs.settings.device
         )
 
-    def diffused(self, row: PlanRow, image: np.ndarray, frame: Matched, key: str) -> np.ndarray:
-        """What frame ``row.index`` diffused from ``image``: kept in the run folder, or
-        diffused now (and kept, before the frame's manifest line)."""
+    def diffused(
+        self, row: PlanRow, image: np.ndarray, maps: list[UnitMap], frame: Matched, key: str
+    ) -> np.ndarray:
+        """What frame ``row.index`` diffused from ``image`` (with its control ``maps``):
+        kept in the run folder, or diffused now (and kept, before the frame's manifest
+        line)."""
         path = self.folder.cadence_diffused(key)
         try:
             return np.asarray(Image.open(path).convert("RGB"))
         except OSError:
             pass
-        output = frame.rendered(key, self.producer.masked.render(FrameInput(row, image)))
+        pixels = self.producer.control_maps(maps)
+        output = frame.rendered(key, self.producer.masked.render(FrameInput(row, image, pixels)))
         with atomic_path(path) as tmp:
             Image.fromarray(output).save(tmp, format="PNG")
         return output

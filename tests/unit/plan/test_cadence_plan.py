@@ -119,6 +119,10 @@ def test_the_chart_shows_which_frames_are_diffused() -> None:
             ["cadence.every=4", "animation=loopback", "cadence.max_motion=0.1"],
             "cadence.max_motion applies to frames carried along an input video",
         ),
+        (
+            ["cadence.every=4", "animation=loopback", "animation.hybrid.motion=optical_flow"],
+            "cadence.every=4 with animation.hybrid: the frames tweened",
+        ),
     ],
 )
 def test_cadence_options_that_cannot_apply_are_refused(args: list[str], message: str) -> None:

@@ -156,10 +156,12 @@ class WorkerPool:
         indices: Sequence[int] | None = None,
         makes: Callable[[int], bool] | None = None,
         reads: Sequence[int] = (),
+        maps_ahead: bool = True,
     ) -> None:
         """Hand a chain (a segment, a loopback, a cadence's span) to a worker: its frames
-        decoded, with their control maps, the records of its frames the worker may reuse
-        and of the earlier frames it reads."""
+        decoded, with their control maps (unless the worker makes them: not
+        ``maps_ahead``), the records of its frames the worker may reuse and of the earlier
+        frames it reads."""
         decoded = list(frames)
         made = (
             list(indices)
@@ -169,7 +171,7 @@ class WorkerPool:
         if not made:  # its frames are unreadable: nothing to make, nothing to wait for
             return
         shipped: dict[int, list[ShippedMap]] = {}
-        if self.control is not None:
+        if self.control is not None and maps_ahead:
             for frame in decoded:
                 shipped[frame.index] = [
                     ShippedMap(unit_map.key, unit_map.path, unit_map.load())
