@@ -1,4 +1,9 @@
-"""The Ray a job runs on: a local one started for it, or a cluster it joins."""
+"""The Ray a job's workers run on: a local one started for it, or a cluster it joins.
+
+Shared by the stages that hand work to Ray actors (the render's executor, the upscale
+stage): one place decides how many workers a machine or cluster can hold, and on which
+device and precision they run.
+"""
 
 from __future__ import annotations
 
