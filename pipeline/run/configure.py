@@ -14,12 +14,15 @@ foreign format.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.assemble.encode import check_output_options
+from pipeline.assemble.interpolate import check_interpolation_options
+from pipeline.assemble.timeline import check_timing_options
 from pipeline.config.keyframes import (
     KeyframeFile,
     apply_keyframe_file,
@@ -27,11 +30,14 @@ from pipeline.config.keyframes import (
     read_keyframe_data,
 )
 from pipeline.config.paths import find_keyframes
-from pipeline.config.schema import STAGES, RunConfig
+from pipeline.config.schema import NATIVE_SIDE, STAGES, ModelFamily, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.interop.deforum.importer import import_deforum, is_deforum_settings
+from pipeline.models.family import native_side
 from pipeline.plan.stage import check_strategies
 from pipeline.render.stage import check_speed_options
+from pipeline.source.resize import AUTO_SIZE, render_area
+from pipeline.upscale.delivery import check_upscale_options
 
 log = logging.getLogger("rotoscope")
 
@@ -50,11 +56,33 @@ def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
     line, which win over the file) and checked; a problem is one RotoscopeError."""
     stages = check_stages(cfg.stages)
     cfg, origins = apply_keyframes(cfg, explicit)
+    cfg = resolve_render_area(cfg)
     check_strategies(cfg)
     check_speed_options(cfg)
-    if "assemble" in stages:  # a bad crf must not wait for hours of rendering
+    check_timing_options(cfg.output)
+    if "upscale" in stages or "assemble" in stages:  # not after hours of rendering
+        check_upscale_options(cfg)
+    if "assemble" in stages:
         check_output_options(cfg.output)
+        check_interpolation_options(cfg)
     return JobConfig(cfg, origins, stages)
+
+
+def resolve_render_area(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``input.size=auto`` as its model family's side (512 for SD 1.x, 1024
+    for SDXL), the number ``config.yaml`` then records; SD 1.x's where the model's files
+    cannot tell (it is not there yet: the render names the problem)."""
+    render_area(cfg.input.size)  # anything else must be a size rotoscope knows
+    if cfg.input.size.strip().lower() != AUTO_SIZE:
+        return cfg
+    side = native_side(cfg.model)
+    if side is None:
+        side = NATIVE_SIDE[ModelFamily.sd15]
+        log.info(
+            "input.size=auto: model.path's family cannot be told from its files, so frames "
+            "larger than SD 1.x's 512x512 area are rendered at that area (set model.family)"
+        )
+    return dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, size=str(side)))
 
 
 def check_stages(stages: list[str]) -> list[str]:

@@ -34,6 +34,7 @@ from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage
 from pipeline.run.configure import JobConfig, configure
+from pipeline.upscale.stage import upscale_stage
 
 log = logging.getLogger("rotoscope")
 
@@ -91,6 +92,8 @@ def _run_stages(
                     report.outputs.append(str(control_stage(cfg, folder)))
                 if "render" in stages:
                     render_stage(cfg, folder, report)
+                if "upscale" in stages:
+                    upscale_stage(cfg, folder, report)
                 if "assemble" in stages:
                     report.outputs.append(str(assemble_stage(cfg, folder, report)))
                 if "metrics" in stages:
