@@ -49,6 +49,18 @@ BORDERS = ("replicate", "wrap")
 # Sampler names of Deforum's Colab era that pipeline.models.samplers does not spell
 SAMPLER_ALIASES = {"klms": "LMS"}
 
+# Finishing: Deforum's upscaler (a Real-ESRGAN model and factor) and frame interpolation
+FINISHING = (
+    "r_upscale_video", "r_upscale_factor", "r_upscale_model", "frame_interpolation_engine",
+    "frame_interpolation_x_amount", "frame_interpolation_slow_mo_enabled",
+    "frame_interpolation_slow_mo_amount",
+)  # fmt: skip
+# Deforum's interpolation engines; RIFE 4.0 and 4.3 run as 4.6, the version rotoscope has
+RIFE_ENGINES = ("RIFE", "RIFE v4.0", "RIFE v4.3", "RIFE v4.6")
+FILM_ENGINE = "FILM"
+# The RIFE weights Deforum downloads (into models/Deforum): RIFE46.pkl
+RIFE_WEIGHTS = "RIFE46"
+
 # Keys the import reads (their values become keyframe-file entries or are checked there).
 MAPPED = frozenset(
     {
@@ -61,7 +73,7 @@ MAPPED = frozenset(
         "color_coherence", "color_coherence_image_path",
         "color_coherence_video_every_N_frames", "video_init_path", "extract_nth_frame",
         "extract_from_frame", "extract_to_frame", "sd_model_name", "sd_model_hash",
-        *MOTION_SCHEDULES.values(),
+        *MOTION_SCHEDULES.values(), *FINISHING,
     }
 )  # fmt: skip
 
@@ -76,6 +88,10 @@ IGNORED = frozenset(
         "overwrite_extracted_frames", "image_path", "mp4_path", "store_frames_in_ram",
         # video encoding (the frames are the same)
         "skip_video_creation", "skip_video_for_run_all", "make_gif", "delete_imgs",
+        # what finishing keeps on disk (rotoscope keeps upscaled and in-between frames, and
+        # interpolates the delivered frames, upscaled when upscaling is on)
+        "r_upscale_keep_imgs", "frame_interpolation_keep_imgs",
+        "frame_interpolation_use_upscaled",
         "delete_input_frames", "ffmpeg_location", "ffmpeg_crf", "ffmpeg_preset",
         "render_steps", "path_name_modifier", "max_video_frames", "use_manual_settings",
         # what to do when the safety filter blanks a frame (rotoscope has no such filter)
@@ -318,26 +334,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         ("use_looper", "init_images", "image_strength_schedule"),
         _switch("use_looper"),
         _LOOPER_COVERS,
-    ),
-    UnsupportedFeature(
-        "upscaling the frames is not supported",
-        ("r_upscale_video", "r_upscale_factor", "r_upscale_model"),
-        _switch("r_upscale_video"),
-        ("r_upscale_keep_imgs",),
-    ),
-    UnsupportedFeature(
-        "frame interpolation (RIFE/FILM) is not supported",
-        ("frame_interpolation_engine", "frame_interpolation_x_amount"),
-        lambda data: (
-            not is_off(data.get("frame_interpolation_engine"))
-            and str(data.get("frame_interpolation_x_amount", "")) != "Disabled"
-        ),
-        (
-            "frame_interpolation_slow_mo_enabled",
-            "frame_interpolation_slow_mo_amount",
-            "frame_interpolation_keep_imgs",
-            "frame_interpolation_use_upscaled",
-        ),
     ),
     UnsupportedFeature(
         "a soundtrack file is not added: rotoscope keeps the input video's audio",
