@@ -5,7 +5,9 @@ overwrites a finished render; rotoscope keeps one stable run folder per input (t
 what makes resume and change-aware re-render work), so it keeps history inside it:
 
 - **Frames** are stored by key (:meth:`RunFolder.frame_name`); frames of an earlier look
-  stay in ``frames/`` next to the current ones (the manifest says which are current).
+  stay in ``frames/`` next to the current ones (the manifest says which are current), and
+  so do upscaled frames (``upscaled/``, made from a frame by an upscaler at a size) and
+  in-between frames (``between/``, made from two delivered frames).
 - **Deliverables** (``<name>.mp4``, ``images/``, ...) are written to a hidden staging
   name first; if the new one was made from different frames or options than the one it
   replaces, the old one moves to ``history/<name>-<its time>.<ext>`` before the new one
@@ -29,7 +31,8 @@ from pathlib import Path
 
 from pipeline.atomic import move, write_text
 from pipeline.records.manifest import Manifest
-from pipeline.records.run_folder import RunFolder
+from pipeline.records.run_folder import FRAME_KEY_LENGTH, RunFolder
+from pipeline.records.upscaled import UpscaledFrames
 
 log = logging.getLogger("rotoscope")
 
@@ -130,6 +133,37 @@ def superseded_state(folder: RunFolder, manifest: Manifest) -> list[Path]:
     )
 
 
+def superseded_upscaled(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """Upscaled frames made from no current frame (earlier looks' and strays)."""
+    if not folder.upscaled.is_dir():
+        return []
+    current = {record.key for record in manifest.records.values()}
+    kept = {
+        (folder.path / record.file).resolve()
+        for record in UpscaledFrames(folder).made_from(current)
+    }
+    return sorted(
+        path
+        for path in folder.upscaled.iterdir()
+        if path.is_file() and path.suffix == ".png" and path.resolve() not in kept
+    )
+
+
+def superseded_in_betweens(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """In-between frames whose two neighbours are not both current delivered frames."""
+    if not folder.between.is_dir():
+        return []
+    current = {record.key for record in manifest.records.values()}
+    delivered = current | {record.key for record in UpscaledFrames(folder).made_from(current)}
+    short = {key[:FRAME_KEY_LENGTH] for key in delivered}
+    return sorted(
+        path
+        for path in folder.between.iterdir()
+        if path.is_file()
+        and ((pair := RunFolder.between_neighbours(path)) is None or not set(pair) <= short)
+    )
+
+
 def size_of(paths: Iterable[Path]) -> int:
     """Bytes on disk of files and folders (recursively)."""
     total = 0
@@ -147,5 +181,10 @@ def history_bytes(folder: RunFolder) -> int:
     if not folder.path.is_dir():
         return 0
     manifest = Manifest(folder)
-    superseded = superseded_frames(folder, manifest) + superseded_state(folder, manifest)
+    superseded = [
+        *superseded_frames(folder, manifest),
+        *superseded_state(folder, manifest),
+        *superseded_upscaled(folder, manifest),
+        *superseded_in_betweens(folder, manifest),
+    ]
     return size_of(superseded) + size_of([folder.history])
