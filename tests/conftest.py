@@ -90,6 +90,19 @@ def tiny_adapters(
     return build_tiny_adapters(tmp_path_factory.mktemp("tiny_adapters"), tiny_models)
 
 
+if TYPE_CHECKING:
+    from pipeline.testing.tiny_finishing import TinyFinishing
+
+
+@pytest.fixture(scope="session")
+def tiny_finishing(tmp_path_factory: pytest.TempPathFactory) -> TinyFinishing:
+    """A tiny random-weight 2x ESRGAN (``.esrgan``: .safetensors, ``.esrgan_pth``: the same
+    as a weights-only .pth) and RIFE 4.6 (``.rife``: a .pkl like flownet.pkl)."""
+    from pipeline.testing.tiny_finishing import build_tiny_finishing
+
+    return build_tiny_finishing(tmp_path_factory.mktemp("tiny_finishing"))
+
+
 @pytest.fixture(scope="session")
 def annotators(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An annotator folder with random-init HED, PiDiNet and lineart weights (~90 MB).

@@ -59,7 +59,9 @@ def assemble_stage(cfg: RunConfig, folder: RunFolder, report: JobReport | None =
         motion = MotionInterpolation(
             exact(info.fps) / cfg.output.slow_motion, line.rate, len(line.moments)
         )
-        frames = [*frames, frames[-1]]  # the last frame holds for its whole frame time
+        # the last frame holds for its whole frame time; minterpolate makes frames only up
+        # to its next-to-last input frame, so it gets the last one twice more
+        frames = [*frames, frames[-1], frames[-1]]
     elif line.retimed:
         frames, keys = retimed_frames(
             folder, frames, keys, line, in_betweens_for(cfg), report, cfg.runtime.log_every
