@@ -151,21 +151,29 @@ def _memory(
     return f"{grown:>10.0f}{model:>11.0f}{gpu}"
 
 
-def interpolation_bench(repeat: int, env: dict[str, str]) -> None:
+def interpolation_bench(repeat: int) -> None:
+    import torch
+
     from pipeline.animation.between import in_betweens
     from pipeline.ffmpeg_exe import ffmpeg_exe
+    from pipeline.models.rife import IFNet, LoadedRife
     from pipeline.testing.synthetic import pan_clip
 
-    print("\nin-between frames (one frame halfway between two of a panning camera):")
-    print(
-        f"{'size':<12}{'flow s/frame':>14}{'minterpolate s/frame':>22}{'flow / minterpolate':>21}"
-    )
+    # RIFE 4.6 at its published widths, random weights: its speed does not depend on them
+    rife = LoadedRife(IFNet((192, 128, 96, 64)).eval(), torch.device("cpu"), torch.float32)
+    print("\nin-between frames on the CPU (one frame halfway between two of a panning camera):")
+    head = f"{'size':<12}{'flow s':>9}{'RIFE 4.6 s':>12}{'minterpolate s':>16}"
+    print(f"{head}{'flow / minterpolate':>21}{'RIFE / minterpolate':>21}")
     for width, height in INTERPOLATION_SIZES:
         clip = pan_clip(frames=2, width=width, height=height, velocity=(6.0, 2.0))
         first, second = clip.frames
         flow = median_seconds(lambda: in_betweens(first, second, [0.5]), repeat)  # noqa: B023
+        learned = median_seconds(lambda: rife.between(first, second, [0.5]), repeat)  # noqa: B023
         ffmpeg = _minterpolate_seconds(ffmpeg_exe(), first, second, repeat)
-        print(f"{f'{width}x{height}':<12}{flow:>14.3f}{ffmpeg:>22.3f}{flow / ffmpeg:>20.1f}x")
+        print(
+            f"{f'{width}x{height}':<12}{flow:>9.3f}{learned:>12.3f}{ffmpeg:>16.3f}"
+            f"{flow / ffmpeg:>20.1f}x{learned / ffmpeg:>20.1f}x"
+        )
 
 
 def _minterpolate_seconds(exe: str, first: np.ndarray, second: np.ndarray, repeat: int) -> float:
@@ -191,6 +199,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
     parser.add_argument("--threads", type=int, default=1, help="OMP/MKL threads (default 1)")
+    parser.add_argument(
+        "--part", choices=("all", "upscale", "interpolation"), default="all", help="what to run"
+    )
     args = parser.parse_args()
     os.environ.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     import torch  # after the thread counts are set: torch reads them at import
@@ -199,13 +210,15 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with tempfile.TemporaryDirectory(prefix="bench-finishing-") as tmp:
-        folder = Path(tmp)
-        build_tiny_finishing(folder)
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        for device in devices:
-            upscale_bench(folder, args.repeat, device, env)
-    interpolation_bench(args.repeat)
+    if args.part in ("all", "upscale"):
+        with tempfile.TemporaryDirectory(prefix="bench-finishing-") as tmp:
+            folder = Path(tmp)
+            build_tiny_finishing(folder)
+            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+            for device in devices:
+                upscale_bench(folder, args.repeat, device, env)
+    if args.part in ("all", "interpolation"):
+        interpolation_bench(args.repeat)
     print(f"\n(threads: {args.threads}; peak RSS of this process "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")  # fmt: skip
 

@@ -49,7 +49,8 @@ _CANDIDATE_OFFSETS = [
     for radius in (6, 12, 24)
     for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
 ]
-REPAIR_ROUNDS = 2
+REPAIR_ROUNDS = 1
+_REPAIR_TILE = 96  # pixels; the repair works only on tiles with unreliable pixels
 _WINDOW = 5
 # Flow is measured on frames no larger than this (pixels on the long side).
 FLOW_MAX_SIDE = 960
@@ -134,7 +135,8 @@ def _unit(image: np.ndarray) -> np.ndarray:
 
 def _difference(image: np.ndarray, landed: np.ndarray) -> np.ndarray:
     """Mean absolute difference over the channels of two float RGB images."""
-    difference: np.ndarray = cv2.absdiff(image, landed).sum(axis=-1) / 3.0
+    channels = cv2.absdiff(image, landed)  # numpy's sum over a 3-wide last axis is slow
+    difference: np.ndarray = (channels[..., 0] + channels[..., 1] + channels[..., 2]) / 3.0
     return difference
 
 
@@ -172,34 +174,51 @@ def _repaired(
     speed = cv2.magnitude(other_flow[..., 0], other_flow[..., 1])
     moving = other_reliable & (speed > 1.0)
     near = np.maximum(1.0, 0.25 * speed)  # a candidate this close is the occluder's motion
-
-    def cost_of(candidate: np.ndarray) -> np.ndarray:
-        landed = backward_warp(other, candidate)
-        difference = _difference(image, landed)
-        cost = cv2.blur(difference, (_WINDOW, _WINDOW), borderType=cv2.BORDER_REPLICATE)
-        # the occluder's flow seen from here is -other_flow
-        apart = cv2.magnitude(
-            candidate[..., 0] + other_flow[..., 0], candidate[..., 1] + other_flow[..., 1]
-        )
-        cost[moving & (apart < near)] += 1.0
-        return np.asarray(cost)
-
-    reach = max(max(abs(dy), abs(dx)) for dy, dx in _CANDIDATE_OFFSETS)
-    edges = ((reach, reach), (reach, reach))
-    padded_flow = np.pad(flow, (*edges, (0, 0)), mode="edge")
-    padded_reliable = np.pad(reliable, edges, mode="edge")
     unreliable = ~reliable
+    margin = _WINDOW // 2  # the cost of a pixel looks this far around it
+    pad = max(max(abs(dy), abs(dx)) for dy, dx in _CANDIDATE_OFFSETS) + margin
+    padded_flow = np.pad(flow, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    padded_reliable = np.pad(reliable, pad, mode="edge")
     best = flow.copy()
-    best_cost = cost_of(flow)
-    for dy, dx in _CANDIDATE_OFFSETS:
-        rows = slice(reach + dy, reach + dy + height)
-        cols = slice(reach + dx, reach + dx + width)
-        candidate = padded_flow[rows, cols].copy()
-        candidate[~padded_reliable[rows, cols]] = 0.0  # no reliable neighbour: stand still
-        cost = cost_of(candidate)
-        better = (cost < best_cost) & unreliable
-        np.copyto(best, candidate, where=better[..., None])
-        np.copyto(best_cost, cost, where=better)
+    # only the tiles holding unreliable pixels are worked on (with a margin for the window)
+    for top in range(0, height, _REPAIR_TILE):
+        for left in range(0, width, _REPAIR_TILE):
+            bottom, right = min(height, top + _REPAIR_TILE), min(width, left + _REPAIR_TILE)
+            if not unreliable[top:bottom, left:right].any():
+                continue
+            y0, y1 = max(0, top - margin), min(height, bottom + margin)
+            x0, x1 = max(0, left - margin), min(width, right + margin)
+            area = (slice(y0, y1), slice(x0, x1))
+            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+
+            def cost_of(candidate: np.ndarray) -> np.ndarray:
+                landed = cv2.remap(
+                    other, xs + candidate[..., 0], ys + candidate[..., 1],  # noqa: B023
+                    cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+                )  # fmt: skip
+                difference = _difference(image[area], landed)  # noqa: B023
+                cost = cv2.blur(difference, (_WINDOW, _WINDOW), borderType=cv2.BORDER_REPLICATE)
+                # the occluder's flow seen from here is -other_flow
+                occluder = other_flow[area]  # noqa: B023
+                apart = cv2.magnitude(
+                    candidate[..., 0] + occluder[..., 0], candidate[..., 1] + occluder[..., 1]
+                )
+                cost[moving[area] & (apart < near[area])] += 1.0  # noqa: B023
+                return np.asarray(cost)
+
+            region = flow[area].copy()
+            region_cost = cost_of(region)
+            wanted = unreliable[area]
+            for dy, dx in _CANDIDATE_OFFSETS:
+                rows = slice(y0 + pad + dy, y1 + pad + dy)
+                cols = slice(x0 + pad + dx, x1 + pad + dx)
+                candidate = padded_flow[rows, cols].copy()
+                candidate[~padded_reliable[rows, cols]] = 0.0  # no reliable one: stand still
+                cost = cost_of(candidate)
+                better = (cost < region_cost) & wanted
+                np.copyto(region, candidate, where=better[..., None])
+                np.copyto(region_cost, cost, where=better)
+            best[top:bottom, left:right] = region[top - y0 : bottom - y0, left - x0 : right - x0]
     return best
 
 
