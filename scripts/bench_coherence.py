@@ -8,7 +8,7 @@ pan (1.5 px right and 0.5 px down per frame) and a zoom (1.5% per frame) over a 
 image, written as frame sequences. Each is rendered through the ``rotoscope`` command with
 the tiny SD 1.5 model, the same prompt, strength (0.5), guidance, sampler (Euler a) and
 seed, once per preset (``coherence=none|attention|flow|full``); the metrics stage gives
-each run's warp error (Lai et al. 2018, against the source's own as the floor) and
+each run's warp error (Lai et al. 2018, next to the source's own as the reference) and
 detail. Printed per preset: warp error on each clip and their mean, seconds per frame,
 the ratio of ``none``'s warp error to the preset's (target for ``full``: >= 3), detail as a
 share of ``none``'s (target: >= 80%: a frozen or blurred video would score well on warp
@@ -162,7 +162,7 @@ def report(results: dict[tuple[str, str], Result], args: argparse.Namespace) -> 
         )
         for preset in PRESETS
     }
-    floor = statistics.fmean(results[clip, "none"].source_warp_error for clip in clips)
+    reference = statistics.fmean(results[clip, "none"].source_warp_error for clip in clips)
     print(
         f"{args.model or 'tiny SD 1.5'}, {args.frames} frames {args.size}x{args.size}, "
         "strength 0.5, "
@@ -170,8 +170,8 @@ def report(results: dict[tuple[str, str], Result], args: argparse.Namespace) -> 
     )
     header = ["preset", *(f"warp {c}" for c in clips), "mean warp", "none/preset",
               "detail vs none", *(f"moves {c}" for c in clips), "s/frame"]  # fmt: skip
-    rows = [["source (floor)", *(f"{results[c, 'none'].source_warp_error:.5f}" for c in clips),
-             f"{floor:.5f}", "", "", *("" for _ in clips), ""]]  # fmt: skip
+    rows = [["source (reference)", *(f"{results[c, 'none'].source_warp_error:.5f}" for c in clips),
+             f"{reference:.5f}", "", "", *("" for _ in clips), ""]]  # fmt: skip
     for preset in PRESETS:
         rows.append([
             preset,

@@ -103,7 +103,7 @@ class SimulatedGPU:
     def control_details(self) -> list[dict[str, str]]:
         return []
 
-    def render_batch(self, frames: list) -> list[np.ndarray]:
+    def render_batch(self, frames: list, hooks: object = None) -> list[np.ndarray]:
         self.call_starts.append(time.perf_counter())
         time.sleep(self.seconds * len(frames))  # the GIL is free meanwhile, as on a GPU
         self.calls += 1

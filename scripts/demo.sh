@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The example job, from nothing: set up .venv, build the offline demo model, make a
-# sample clip with sound, render a keyframed animation of it with temporal coherence,
-# print where the video is, and how much it flickers next to the same clip rendered
-# frame by frame.
+# sample clip with sound, render a keyframed animation of it with temporal coherence and
+# a 3D fly-through from its first frame, print where the videos are, and how much the
+# animation flickers next to the same clip rendered frame by frame.
 # Extra arguments are passed to rotoscope (e.g. output=webm steps=4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ bash scripts/setup_env.sh
 # transformers/diffusers print import-time notices and save progress bars; not useful here
 export TRANSFORMERS_VERBOSITY=error DIFFUSERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1
 .venv/bin/python scripts/make_tiny_models.py --out models/tiny >/dev/null
-.venv/bin/python scripts/make_sample_clip.py samples/clip.mp4 >/dev/null
+.venv/bin/python scripts/make_sample_clip.py samples/clip.mp4 --still samples/still.png >/dev/null
 # a keyframed prompt animation (winter -> spring -> summer, strength easing 0.65 -> 0.45)
 # with the tiny kohya-format LoRA on every frame (constant, so fused into the model),
 # each frame carrying the one before along the clip's motion (coherence=full)
@@ -20,7 +20,14 @@ video=$(.venv/bin/rotoscope "${demo[@]}" coherence=full name=demo "$@")
 # the same animation frame by frame, only to measure its flicker (no video)
 .venv/bin/rotoscope "${demo[@]}" coherence=none name=demo-frame-by-frame \
   "stages=[plan,render,metrics]" "$@" >/dev/null
+# a 3D fly-through from a still (Deforum's 3D mode): each frame is the one before, seen by
+# a camera moving forward through its depth and turning, then repainted; the tiny depth
+# model stands in for MiDaS, and the depth of every frame is written beside the video
+flythrough=$(.venv/bin/rotoscope model=tiny input.path=samples/still.png input.repeat=36 \
+  input.fps=12 keyframes=keyframes/forest_flythrough.yaml animation.depth.model=tiny steps=8 \
+  name=demo-3d "$@")
 echo "demo video: $video"
+echo "3D fly-through: $flythrough (and its depth: ${flythrough%.*}-depth.mp4)"
 .venv/bin/python - "$(dirname "$video")" outputs/demo-frame-by-frame <<'PY'
 import json, sys
 coherent, alone = (json.load(open(f"{folder}/metrics.json")) for folder in sys.argv[1:])

@@ -58,6 +58,7 @@ GUIDES = {
     "animation": ("loopback animation", "../guides/loopback.md"),
     "controlnet": ("ControlNet", "../guides/controlnet.md"),
     "coherence": ("temporal coherence", "../guides/coherence.md"),
+    "mask": ("masks", "../guides/masks.md"),
 }
 
 
@@ -109,6 +110,8 @@ def read_schema_source(path: Path) -> dict[str, ClassSource]:
                 and isinstance(statement.targets[0], ast.Name)
             ):
                 name = statement.targets[0].id
+            elif (named := namespace_assignment(statement)) is not None:
+                name = named  # an enum member whose name is not an identifier ("3d")
             else:
                 continue
             above: list[str] = []
@@ -123,6 +126,23 @@ def read_schema_source(path: Path) -> dict[str, ClassSource]:
                 found.comments[name] = text
         classes[node.name] = found
     return classes
+
+
+def namespace_assignment(statement: ast.stmt) -> str | None:
+    """The name ``locals()["name"] = ...`` assigns in a class body, or None."""
+    if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1):
+        return None
+    target = statement.targets[0]
+    if (
+        isinstance(target, ast.Subscript)
+        and isinstance(target.value, ast.Call)
+        and isinstance(target.value.func, ast.Name)
+        and target.value.func.id == "locals"
+        and isinstance(target.slice, ast.Constant)
+        and isinstance(target.slice.value, str)
+    ):
+        return target.slice.value
+    return None
 
 
 def clean_docstring(text: str) -> str:

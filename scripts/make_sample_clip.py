@@ -1,9 +1,10 @@
 """Make a short sample clip with sound, offline: a camera panning over a textured picture.
 
-Used by the demo; also handy for trying options without a clip of your own. The picture
+Used by the demo (``--still`` also writes its first frame, the 3D fly-through's start);
+also handy for trying options without a clip of your own. The picture
 is procedural (``pipeline.testing.synthetic``: gradients, blobs, shapes and lines) and
 the motion is a steady pan, so temporal coherence has real motion to follow and the
-flicker metric a clean floor; the sound is a 440 Hz tone.
+flicker metric a clean reference; the sound is a 440 Hz tone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 from pathlib import Path
 
 import ffmpeg
+from PIL import Image
 
 from pipeline.ffmpeg_exe import ffmpeg_exe
 from pipeline.testing.synthetic import pan_clip
@@ -45,8 +47,17 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=12)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--height", type=int, default=96)
+    parser.add_argument(
+        "--still", type=Path, default=None,
+        help="also write the clip's first frame as a PNG (a start picture for loopback and 3D)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(make_sample_clip(args.out, args.seconds, args.fps, args.width, args.height))
+    if args.still is not None:
+        first = pan_clip(frames=1, width=args.width, height=args.height).frames[0]
+        args.still.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(first).save(args.still)
+        print(args.still)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,15 @@ def tiny_finishing(tmp_path_factory: pytest.TempPathFactory) -> TinyFinishing:
 
 
 @pytest.fixture(scope="session")
+def tiny_inpaint(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Path:
+    """A tiny SD 1.x inpainting checkpoint (9-channel UNet, the tiny model widened), as a
+    diffusers folder, built once per test session."""
+    from pipeline.testing.tiny_inpaint import build_tiny_inpaint
+
+    return build_tiny_inpaint(tmp_path_factory.mktemp("tiny_inpaint"), tiny_models.sd15)
+
+
+@pytest.fixture(scope="session")
 def annotators(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An annotator folder with random-init HED, PiDiNet and lineart weights (~90 MB).
 
@@ -126,3 +135,14 @@ def annotators(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(Generator(3, 1, 3).state_dict(), folder / "sk_model.pth")
     torch.save(Generator(3, 1, 3).state_dict(), folder / "sk_model2.pth")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_depth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the tiny random Depth Anything model (``tiny/depth``), for
+    ``paths.models=...`` with ``animation.depth.model=tiny``. Built once (about 3 s)."""
+    from pipeline.testing.tiny_depth import build_tiny_depth
+
+    models = tmp_path_factory.mktemp("depth_models")
+    build_tiny_depth(models / "tiny")
+    return models

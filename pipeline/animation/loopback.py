@@ -1,10 +1,22 @@
-"""A loopback frame's input: the previous output, moved, colour-matched and given noise.
+"""A loopback frame's input: the previous output, moved, colour-matched, sharpened and
+given noise.
 
-In loopback animation (Deforum's 2D mode) frame k+1's img2img input is made from frame
-k's output, in this order (Deforum's): the camera step (:func:`warp_2d`), the colour match
-to the first output against loopback's drift (``color_coherence``), then the frame's
-noise seeded by its seed (:func:`add_noise`). The render strategy
-(:mod:`pipeline.render.strategies.loopback`) reads each step's values from the plan row.
+In loopback animation (Deforum's 2D and 3D modes) frame k+1's img2img input is made
+from frame k's output, in Deforum's order:
+
+1. the camera step: a 2D move (:func:`~pipeline.animation.motion.warp_2d`), or the 3D
+   camera through the output's depth (:func:`~pipeline.animation.camera3d.warp_3d`),
+   with the perspective flip (:mod:`pipeline.animation.flip`) if it is on (after the 2D
+   move; before the 3D one, as Deforum does);
+2. the colour match to a reference (``color_coherence``: frame 0's output, or a video's
+   frame), against loopback's drift;
+3. the contrast multiplier and the anti-blur unsharp mask
+   (:mod:`pipeline.animation.sharpen`);
+4. the frame's noise, seeded by its seed, Gaussian or under a Perlin envelope
+   (:func:`~pipeline.animation.motion.add_noise`, :mod:`pipeline.animation.perlin`).
+
+The render strategy (:mod:`pipeline.render.strategies.loopback`) reads each step's values
+from the plan row and supplies the depth maps and video references.
 """
 
 from __future__ import annotations
@@ -13,9 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.animation.color_match import match_colors_lab
-from pipeline.animation.motion import add_noise, warp_2d
-from pipeline.config.schema import Border, ColorCoherence
+from pipeline.animation.camera3d import CameraStep3D, warp_3d
+from pipeline.animation.color_match import match_colors
+from pipeline.animation.flip import flip_matrix
+from pipeline.animation.motion import add_noise, warp_2d, warp_perspective
+from pipeline.animation.perlin import perlin_envelope
+from pipeline.animation.sharpen import scale_values, unsharp_mask
+from pipeline.config.schema import Border, ColorCoherence, PaddingMode, SamplingMode
 
 
 @dataclass(frozen=True)
@@ -30,12 +46,72 @@ class CameraStep:
     center_y: float = 0.5
 
 
+@dataclass(frozen=True)
+class AntiBlur:
+    """One frame's unsharp mask (see :func:`pipeline.animation.sharpen.unsharp_mask`)."""
+
+    amount: float
+    kernel: int
+    sigma: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class PerspectiveFlip:
+    """One frame's perspective flip, in degrees (see :mod:`pipeline.animation.flip`)."""
+
+    theta: float
+    phi: float
+    gamma: float
+    fv: float
+
+
+@dataclass(frozen=True)
+class PerlinShape:
+    """One frame's Perlin envelope: octaves and their persistence."""
+
+    octaves: int
+    persistence: float
+
+
+@dataclass(frozen=True)
+class InputTools:
+    """What one loopback input gets besides its camera step."""
+
+    noise: float = 0.0  # standard deviation, 0..1 image units
+    perlin: PerlinShape | None = None  # None: plain Gaussian noise
+    contrast: float = 1.0
+    anti_blur: AntiBlur | None = None
+    flip: PerspectiveFlip | None = None
+
+
+@dataclass(frozen=True)
+class LoopbackSettings:
+    """What stays the same for every frame of a loopback."""
+
+    border: Border = Border.replicate
+    color_coherence: ColorCoherence = ColorCoherence.none
+    padding_mode: PaddingMode = PaddingMode.border
+    sampling_mode: SamplingMode = SamplingMode.bicubic
+    perlin_cells: tuple[int, int] = (8, 8)  # across the width, across the height
+    device: str = "cpu"  # where the 3D warp runs
+
+
+# The colour space each colour-coherence mode matches in (a video's frames: LAB, as
+# Deforum's maintain_colors falls back to for them).
+COLOR_SPACES = {
+    ColorCoherence.lab: "lab",
+    ColorCoherence.hsv: "hsv",
+    ColorCoherence.rgb: "rgb",
+    ColorCoherence.video: "lab",
+}
+
+
 class LoopbackInputs:
     """Makes every loopback input after the first from the output before it."""
 
-    def __init__(self, border: Border, color_coherence: ColorCoherence) -> None:
-        self.border = border
-        self.color_coherence = color_coherence
+    def __init__(self, settings: LoopbackSettings) -> None:
+        self.settings = settings
         self.reference: np.ndarray | None = None  # the first output: colours match it
 
     def output(self, image: np.ndarray) -> None:
@@ -44,20 +120,61 @@ class LoopbackInputs:
             self.reference = image
 
     def next_input(
-        self, previous: np.ndarray, step: CameraStep, noise: float, seed: int
+        self,
+        previous: np.ndarray,
+        step: CameraStep | CameraStep3D,
+        tools: InputTools,
+        seed: int,
+        depth: np.ndarray | None = None,
+        reference: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The input of the frame after ``previous``: moved by ``step``, colour-matched,
-        with Gaussian ``noise`` (0..1 units) drawn from ``seed``."""
-        image = warp_2d(
-            previous,
-            zoom=step.zoom,
-            angle=step.angle,
-            translation_x=step.translation_x,
-            translation_y=step.translation_y,
-            center_x=step.center_x,
-            center_y=step.center_y,
-            border=self.border.value,
+        """The input of the frame after ``previous``: moved by ``step`` (through ``depth``,
+        1 nearest .. 2 farthest, for a 3D step), colour-matched to ``reference`` (by
+        default frame 0's output), its values scaled and sharpened, with noise drawn from
+        ``seed``."""
+        image = self.move(previous, step, tools.flip, depth)
+        space = COLOR_SPACES.get(self.settings.color_coherence)
+        target = reference if reference is not None else self.reference
+        if space is not None and target is not None:
+            image = match_colors(image, target, space)
+        if tools.contrast != 1:
+            image = scale_values(image, tools.contrast)
+        if tools.anti_blur is not None:
+            blur = tools.anti_blur
+            image = unsharp_mask(image, blur.amount, blur.kernel, blur.sigma, blur.threshold)
+        envelope = None
+        if tools.perlin is not None and tools.noise > 0:
+            cells_x, cells_y = self.settings.perlin_cells
+            height, width = image.shape[:2]
+            envelope = perlin_envelope(
+                height, width, cells_x, cells_y, tools.perlin.octaves, tools.perlin.persistence,
+                seed,
+            )  # fmt: skip
+        return add_noise(image, tools.noise, seed, envelope)
+
+    def move(
+        self,
+        previous: np.ndarray,
+        step: CameraStep | CameraStep3D,
+        flip: PerspectiveFlip | None,
+        depth: np.ndarray | None,
+    ) -> np.ndarray:
+        """The camera step alone (with the perspective flip)."""
+        border = self.settings.border.value
+        height, width = previous.shape[:2]
+        matrix = (
+            flip_matrix(width, height, flip.theta, flip.phi, flip.gamma, flip.fv)
+            if flip is not None
+            else None
         )
-        if self.color_coherence is ColorCoherence.lab and self.reference is not None:
-            image = match_colors_lab(image, self.reference)
-        return add_noise(image, noise, seed)
+        if isinstance(step, CameraStep3D):
+            image = previous if matrix is None else warp_perspective(previous, matrix, border)
+            return warp_3d(
+                image, depth, step, padding_mode=self.settings.padding_mode.value,
+                sampling_mode=self.settings.sampling_mode.value, device=self.settings.device,
+            )  # fmt: skip
+        return warp_2d(
+            previous, zoom=step.zoom, angle=step.angle, translation_x=step.translation_x,
+            translation_y=step.translation_y, center_x=step.center_x, center_y=step.center_y,
+            border=border, flip=matrix,
+        )  # fmt: skip

@@ -28,14 +28,16 @@ import numpy as np
 
 from pipeline.errors import RotoscopeError
 
-BORDERS = ("replicate", "reflect", "wrap")
+BORDERS = ("replicate", "reflect", "wrap", "zeros")
 
 # How the area the moved picture uncovers is filled. "reflect" mirrors without repeating
-# the edge row (OpenCV's REFLECT_101), so a zoom-out shows no doubled seam line.
+# the edge row (OpenCV's REFLECT_101), so a zoom-out shows no doubled seam line; "zeros"
+# is black.
 _CV2_BORDERS = {
     "replicate": cv2.BORDER_REPLICATE,
     "reflect": cv2.BORDER_REFLECT_101,
     "wrap": cv2.BORDER_WRAP,
+    "zeros": cv2.BORDER_CONSTANT,
 }
 
 
@@ -49,16 +51,17 @@ def warp_2d(
     center_x: float = 0.5,
     center_y: float = 0.5,
     border: str = "replicate",
+    flip: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The picture moved by one frame of 2D camera motion (see the module notes).
+    """The picture moved by one frame of 2D camera motion (see the module notes), then
+    by ``flip``, a perspective flip's homography (:mod:`pipeline.animation.flip`), if any.
 
-    Identity parameters (zoom 1, angle a multiple of 360, no translation) return an
-    exact copy without resampling, so a still camera does not blur the loop a little
+    Identity parameters (zoom 1, angle a multiple of 360, no translation, no flip) return
+    an exact copy without resampling, so a still camera does not blur the loop a little
     more on every frame.
     """
     check_rgb(image, "image")
-    if border not in _CV2_BORDERS:
-        raise RotoscopeError(f"unknown border mode '{border}'", f"use one of: {', '.join(BORDERS)}")
+    check_border(border)
     values = {
         "zoom": zoom,
         "angle": angle,
@@ -74,13 +77,16 @@ def warp_2d(
         raise RotoscopeError(
             f"zoom must be greater than 0, got {zoom}", "zoom is a scale factor: 1.0 keeps the size"
         )
-    if zoom == 1 and angle % 360 == 0 and translation_x == 0 and translation_y == 0:
+    still = zoom == 1 and angle % 360 == 0 and translation_x == 0 and translation_y == 0
+    if still and (flip is None or np.array_equal(flip, np.eye(3))):
         return image.copy()
 
     height, width = image.shape[:2]
     center = (center_x * width - 0.5, center_y * height - 0.5)
     rotate = np.vstack([cv2.getRotationMatrix2D(center, angle, zoom), [0.0, 0.0, 1.0]])
     shift = np.array([[1.0, 0.0, translation_x], [0.0, 1.0, translation_y], [0.0, 0.0, 1.0]])
+    if flip is not None:  # Deforum's order: the move, then the flip
+        return warp_perspective(image, flip @ rotate @ shift, border)
     matrix = (rotate @ shift)[:2]  # translate first, then zoom and rotate: Deforum's order
     return cv2.warpAffine(
         image,
@@ -91,8 +97,26 @@ def warp_2d(
     )
 
 
-def add_noise(image: np.ndarray, amount: float, seed: int) -> np.ndarray:
-    """``image`` plus zero-mean Gaussian noise of standard deviation ``amount`` (0..1 units).
+def warp_perspective(image: np.ndarray, matrix: np.ndarray, border: str) -> np.ndarray:
+    """``image`` moved by the 3x3 homography ``matrix`` (pixel-centre coordinates, source
+    to destination), bilinear, the uncovered area filled as ``border`` says."""
+    check_border(border)
+    height, width = image.shape[:2]
+    return cv2.warpPerspective(
+        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=_CV2_BORDERS[border]
+    )
+
+
+def check_border(border: str) -> None:
+    if border not in _CV2_BORDERS:
+        raise RotoscopeError(f"unknown border mode '{border}'", f"use one of: {', '.join(BORDERS)}")
+
+
+def add_noise(
+    image: np.ndarray, amount: float, seed: int, envelope: np.ndarray | None = None
+) -> np.ndarray:
+    """``image`` plus zero-mean Gaussian noise of standard deviation ``amount`` (0..1 units),
+    times ``envelope`` (``H x W``, Perlin noise's patches) where given.
 
     Loopback needs a little fresh noise per frame or img2img keeps smoothing the same
     detail away. ``amount`` 0.02 is about 5 levels of 255. The noise comes from numpy's
@@ -110,6 +134,8 @@ def add_noise(image: np.ndarray, amount: float, seed: int) -> np.ndarray:
         return image.copy()
     rng = np.random.Generator(np.random.PCG64(seed))
     noise = rng.standard_normal(image.shape, dtype=np.float32)
+    if envelope is not None:
+        noise *= envelope.astype(np.float32)[..., None]
     noisy = image.astype(np.float32) + noise * np.float32(amount * 255.0)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 

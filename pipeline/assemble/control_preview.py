@@ -18,6 +18,7 @@ from pipeline.config.schema import OutputFormat, RunConfig
 from pipeline.control.maps import ControlMaps, preview_frame
 from pipeline.errors import RotoscopeError
 from pipeline.plan.rows import read_plan
+from pipeline.records.interrupts import GracefulStop
 from pipeline.records.progress import Progress
 from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo
@@ -26,13 +27,22 @@ from pipeline.source.open import open_source
 log = logging.getLogger("rotoscope")
 
 
-def control_stage(cfg: RunConfig, folder: RunFolder) -> Path:
-    """Compute (or reuse) every control map and write ``control/preview.mp4``."""
+def control_stage(
+    cfg: RunConfig,
+    folder: RunFolder,
+    plan_folder: RunFolder | None = None,
+    stop: GracefulStop | None = None,
+) -> Path:
+    """Compute (or reuse) every control map and write ``control/preview.mp4``.
+
+    The maps are cached in ``folder``; the plan is read from ``plan_folder`` (a preview's
+    own, or the run folder's). ``stop`` is checked after every frame.
+    """
     if not cfg.controlnet.units:
         raise RotoscopeError("stages includes control but no controlnet units are set",
                              "add units, e.g. controlnet=canny")  # fmt: skip
-    rows = read_plan(folder)
-    info = SourceInfo.read(folder.source_json)
+    rows = read_plan(plan_folder or folder)
+    info = SourceInfo.read((plan_folder or folder).source_json)
     preview_dir = folder.control / "preview"
     preview_dir.mkdir(parents=True, exist_ok=True)
     progress = Progress(len(rows), label="control maps", log_every=cfg.runtime.log_every)
@@ -51,6 +61,8 @@ def control_stage(cfg: RunConfig, folder: RunFolder) -> Path:
             Image.fromarray(composite).save(path, compress_level=1)
             frames.append(path)
             progress.advance(reused=reused)
+            if stop is not None:
+                stop.safe_point("control")
     progress.close()
     out = folder.control_preview
     encode_video(frames, out, OutputFormat.mp4, info.fps, crf=cfg.output.crf)

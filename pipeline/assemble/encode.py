@@ -7,7 +7,13 @@ the output order and every listed frame becomes exactly one output frame). Outpu
 - ``webm``: VP9 yuv420p, BT.709, Opus audio (Vorbis when the ffmpeg lacks libopus);
 - ``gif``: one global palette (palettegen/paletteuse in one graph), loops forever,
   no audio;
+- ``prores_alpha``: ProRes 4444 (yuva444p10le) in .mov with each frame's mask as its
+  alpha, AAC audio: what editors composite;
+- ``webm_alpha``: VP9 with alpha (yuva420p) in .webm, Opus audio;
 - ``images``: a folder of PNG copies (:mod:`pipeline.assemble.images`).
+
+The alpha formats are fed rgba: each frame's RGB with its mask as alpha (``alphas``);
+a matte (the masks themselves, ``output.matte``) is encoded like any frames.
 
 How frames reach ffmpeg: Python decodes one PNG at a time and pipes raw ``rgb24`` to
 ffmpeg's stdin (never the whole clip in memory). Piping was chosen over an ffconcat
@@ -30,7 +36,7 @@ import math
 import re
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -53,7 +59,14 @@ MAX_FPS_DENOMINATOR = 100_000
 AAC_BITRATE = "192k"
 WEBM_AUDIO_BITRATE = "128k"
 
-_VIDEO_FORMATS = (OutputFormat.mp4, OutputFormat.webm, OutputFormat.gif)
+_VIDEO_FORMATS = (
+    OutputFormat.mp4, OutputFormat.webm, OutputFormat.gif, OutputFormat.prores_alpha,
+    OutputFormat.webm_alpha,
+)  # fmt: skip
+# Formats whose frames carry the mask as their alpha channel, and their containers.
+ALPHA_FORMATS = (OutputFormat.prores_alpha, OutputFormat.webm_alpha)
+_CONTAINERS = {OutputFormat.prores_alpha: "mov", OutputFormat.webm_alpha: "webm"}
+_ALPHA_PIXELS = {OutputFormat.prores_alpha: "yuva444p10le", OutputFormat.webm_alpha: "yuva420p"}
 _BT709 = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709"}
 # Lines ffmpeg prints as *consequences* of an error (thread shutdown, summaries): they
 # say that something failed but not what, so they are skipped when reporting.
@@ -97,7 +110,11 @@ class AudioSpec:
 
 
 # Quality scales the encoders accept; outside them x264 and libvpx clamp silently.
-CRF_RANGES = {OutputFormat.mp4: (0, 51), OutputFormat.webm: (0, 63)}
+CRF_RANGES = {
+    OutputFormat.mp4: (0, 51),
+    OutputFormat.webm: (0, 63),
+    OutputFormat.webm_alpha: (0, 63),
+}
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
     "veryslow", "placebo",
@@ -105,14 +122,24 @@ X264_PRESETS = (
 
 
 def check_output_options(output: OutputConfig) -> None:
-    """Refuse a crf or preset the encoder would clamp or reject, before anything renders."""
-    limits = CRF_RANGES.get(output.format)
-    if limits and not limits[0] <= output.crf <= limits[1]:
+    """Refuse a crf or preset the encoder would clamp or reject, and an empty or repeated
+    list of formats (or two that would write the same file), before anything renders."""
+    formats = output.format
+    names = [fmt.value if fmt is OutputFormat.images else video_extension(fmt) for fmt in formats]
+    if not formats or len(set(names)) != len(names):
         raise RotoscopeError(
-            f"output.crf={output.crf} is outside {limits[0]}-{limits[1]} for {output.format.value}",
-            "lower is better quality; 18 is the default for mp4, about 30 is typical for webm",
+            f"output.format={[fmt.value for fmt in formats]} must name each format once "
+            "(and no two that write the same file: webm and webm_alpha are both .webm)",
+            "for example output=mp4, or output=[mp4,images] for both",
         )
-    if output.format is OutputFormat.mp4 and output.preset not in X264_PRESETS:
+    for fmt in formats:
+        limits = CRF_RANGES.get(fmt)
+        if limits and not limits[0] <= output.crf <= limits[1]:
+            raise RotoscopeError(
+                f"output.crf={output.crf} is outside {limits[0]}-{limits[1]} for {fmt.value}",
+                "lower is better quality; 18 is the default for mp4, about 30 is typical for webm",
+            )
+    if OutputFormat.mp4 in formats and output.preset not in X264_PRESETS:
         close = difflib.get_close_matches(output.preset, X264_PRESETS, n=1)
         mean = f"did you mean '{close[0]}'? " if close else ""
         raise RotoscopeError(
@@ -121,11 +148,39 @@ def check_output_options(output: OutputConfig) -> None:
         )
 
 
+def check_mask_outputs(output: OutputConfig, masked: bool) -> None:
+    """An alpha format, ``output.alpha`` and ``output.matte`` show the masks: refused
+    without them, before anything renders; ``output.alpha`` is for images (the video
+    formats with alpha are their own presets)."""
+    formats = output.format
+    if output.alpha and OutputFormat.images not in formats:
+        listed = ", ".join(fmt.value for fmt in formats)
+        raise RotoscopeError(
+            f"output.alpha=true makes RGBA images, and output.format is {listed}",
+            "add images (output=[mp4,images]), or use output=prores_alpha / webm_alpha for "
+            "a video with alpha",
+        )
+    if masked:
+        return
+    alpha_formats = [fmt for fmt in formats if fmt in ALPHA_FORMATS]
+    asked = (
+        f"output={alpha_formats[0].value}" if alpha_formats
+        else "output.alpha=true" if output.alpha
+        else "output.matte=true" if output.matte
+        else None
+    )  # fmt: skip
+    if asked is not None:
+        raise RotoscopeError(
+            f"{asked} writes each frame's mask, but no mask is given",
+            "set mask.path, mask.key or mask.luma, or drop the option",
+        )
+
+
 def video_extension(fmt: OutputFormat) -> str:
-    """The file extension of a video format (``mp4``, ``webm``, ``gif``)."""
+    """The file extension of a video format (``mp4``, ``webm``, ``gif``, ``mov``)."""
     if fmt not in _VIDEO_FORMATS:
         raise ValueError(f"{fmt.value} is not a video format")
-    return fmt.value
+    return _CONTAINERS.get(fmt, fmt.value)
 
 
 def exact_rate(fps: float) -> Fraction:
@@ -147,29 +202,39 @@ def encode_video(
     crf: int = 18,
     preset: str = "medium",
     audio: AudioSpec | None = None,
+    alphas: Sequence[Path] | None = None,
+    on_frame: Callable[[], None] | None = None,
     motion: MotionInterpolation | None = None,
 ) -> Path:
     """Encode ``frames`` in order into ``out_path`` and return ``out_path``.
 
     The video has exactly ``len(frames)`` frames at ``fps``; with ``motion``, the frames
     are read at its source rate and ffmpeg's minterpolate makes its frame count at its
-    rate (``fps`` is then unused). With ``audio``, the source's
+    rate (``fps`` is then unused; no alpha format). With ``audio``, the source's
     first audio stream is cut to the selected range and muxed if it exists (a source
     without audio still encodes, silently); gif never carries audio. ``crf`` applies to
-    mp4 and webm, ``preset`` to mp4 only (x264). Raises :class:`RotoscopeError` for an
-    empty list, an unreadable or mis-sized frame, a missing encoder, or an ffmpeg error.
+    mp4 and webm, ``preset`` to mp4 only (x264). The alpha formats take each frame's
+    alpha from ``alphas`` (grey images, one per frame; opaque without). ``on_frame`` runs
+    after each frame is handed to ffmpeg (a safe point: what it raises stops ffmpeg, and
+    nothing is left at ``out_path``). Raises :class:`RotoscopeError` for an empty list,
+    an unreadable or mis-sized frame, a missing encoder, or an ffmpeg error.
     """
     if fmt not in _VIDEO_FORMATS:
-        raise ValueError(f"encode_video writes mp4, webm or gif, not {fmt.value}")
+        raise ValueError(f"encode_video writes video formats, not {fmt.value}")
     require_frames(frames)
+    if alphas is not None and len(alphas) != len(frames):
+        raise ValueError(f"{len(alphas)} alphas for {len(frames)} frames")
     rate = exact_rate(fps)
     size = _png_size(frames[0])
+    layers: list[Path | None] | None = None
+    if fmt in ALPHA_FORMATS:  # opaque frames where no alpha is given
+        layers = list(alphas) if alphas is not None else [None] * len(frames)
     try:
         with atomic_path(out_path) as tmp:
             args = ffmpeg_command(
                 tmp, fmt, size, rate, len(frames), crf, preset, audio, motion=motion
             )
-            _run_ffmpeg(args, frames, size, out_path)
+            _run_ffmpeg(args, frames, size, out_path, layers, on_frame)
     except OSError as exc:
         raise RotoscopeError(f"cannot write {out_path}: {exc}") from exc
     return out_path
@@ -194,13 +259,16 @@ def ffmpeg_command(
     short; capping the audio instead lets the video alone govern the length.
     """
     width, height = size
+    pixels = "rgba" if fmt in ALPHA_FORMATS else "rgb24"
     piped = rate if motion is None else motion.source_rate
     video = ffmpeg.input(
-        "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=str(piped)
+        "pipe:", format="rawvideo", pix_fmt=pixels, s=f"{width}x{height}", framerate=str(piped)
     )
     # The muxer is named because the temporary file name has no telling extension.
-    options = {"f": fmt.value, **_video_options(fmt, crf, preset)}
+    options = {"f": _CONTAINERS.get(fmt, fmt.value), **_video_options(fmt, crf, preset)}
     if motion is not None:
+        if fmt in ALPHA_FORMATS:
+            raise ValueError("minterpolate drops the alpha channel")
         video = video.filter("minterpolate", fps=str(motion.rate), **MINTERPOLATE_OPTIONS)
         options["frames:v"] = motion.frames
         rate, frame_count = motion.rate, motion.frames
@@ -234,7 +302,7 @@ def _video_graph(video: Any, fmt: OutputFormat) -> Any:
         palette = branches[0].filter("palettegen")
         return ffmpeg.filter([branches[1], palette], "paletteuse")
     yuv = video.filter("scale", out_color_matrix="bt709", out_range="tv").filter(
-        "format", "yuv420p"
+        "format", _ALPHA_PIXELS.get(fmt, "yuv420p")
     )
     return yuv.filter("setparams", range="tv", **_BT709)
 
@@ -247,14 +315,17 @@ def _video_options(fmt: OutputFormat, crf: int, preset: str) -> dict[str, Any]:
     if fmt is OutputFormat.mp4:
         _require_encoder("libx264")
         return {"c:v": "libx264", "crf": crf, "preset": preset, "movflags": "+faststart", **tags}
+    if fmt is OutputFormat.prores_alpha:  # ProRes has its own fixed quality per profile
+        _require_encoder("prores_ks")
+        return {"c:v": "prores_ks", "profile:v": "4444", "vendor": "apl0", **tags}
     _require_encoder("libvpx-vp9")
     # -b:v 0 makes -crf a pure quality target (otherwise VP9 caps it at a bitrate).
     return {"c:v": "libvpx-vp9", "crf": crf, "b:v": 0, "row-mt": 1, **tags}
 
 
 def _audio_options(fmt: OutputFormat) -> dict[str, Any]:
-    """Audio codec per container: AAC in mp4, Opus (or Vorbis) in webm."""
-    if fmt is OutputFormat.mp4:
+    """Audio codec per container: AAC in mp4 and mov, Opus (or Vorbis) in webm."""
+    if fmt in (OutputFormat.mp4, OutputFormat.prores_alpha):
         return {"c:a": "aac", "b:a": AAC_BITRATE}
     return {"c:a": webm_audio_encoder(_encoders()), "b:a": WEBM_AUDIO_BITRATE}
 
@@ -336,8 +407,35 @@ def _rgb_bytes(path: Path, size: tuple[int, int]) -> bytes:
         raise RotoscopeError(f"cannot read rendered frame {path}: {exc}") from exc
 
 
+def _rgba_bytes(path: Path, alpha: Path | None, size: tuple[int, int]) -> bytes:
+    """One frame as packed rgba: its RGB, and ``alpha``'s grey as alpha (opaque without)."""
+    rgb = _rgb_bytes(path, size)
+    if alpha is None:
+        opacity = bytes([255]) * (size[0] * size[1])
+    else:
+        try:
+            with Image.open(alpha) as image:
+                if image.size != size:
+                    raise RotoscopeError(
+                        f"mask {alpha} is {image.size[0]}x{image.size[1]}, its frame {size[0]}x"
+                        f"{size[1]}",
+                        "re-render the frame (stages=[render,assemble])",
+                    )
+                opacity = image.convert("L").tobytes()
+        except (OSError, UnidentifiedImageError) as exc:
+            raise RotoscopeError(f"cannot read mask {alpha}: {exc}") from exc
+    return Image.merge(
+        "RGBA", (*Image.frombytes("RGB", size, rgb).split(), Image.frombytes("L", size, opacity))
+    ).tobytes()
+
+
 def _run_ffmpeg(
-    args: list[str], frames: Sequence[Path], size: tuple[int, int], out_path: Path
+    args: list[str],
+    frames: Sequence[Path],
+    size: tuple[int, int],
+    out_path: Path,
+    alphas: Sequence[Path | None] | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> None:
     """Run ffmpeg, stream the frames to it, and turn a failure into one clear line.
 
@@ -351,7 +449,7 @@ def _run_ffmpeg(
         stdin = process.stdin
         assert stdin is not None
         try:
-            _feed(stdin, frames, size)
+            _feed(stdin, frames, size, alphas, on_frame)
         except BaseException:
             process.kill()  # a bad frame: stop ffmpeg before EOF lets it finish a file
             raise
@@ -365,15 +463,27 @@ def _run_ffmpeg(
             raise RotoscopeError(f"ffmpeg failed writing {out_path}: {message}")
 
 
-def _feed(stdin: IO[bytes], frames: Sequence[Path], size: tuple[int, int]) -> None:
-    """Write every frame to ffmpeg's stdin, one decoded PNG in memory at a time.
+def _feed(
+    stdin: IO[bytes],
+    frames: Sequence[Path],
+    size: tuple[int, int],
+    alphas: Sequence[Path | None] | None,
+    on_frame: Callable[[], None] | None = None,
+) -> None:
+    """Write every frame to ffmpeg's stdin, one decoded PNG in memory at a time (rgba,
+    with ``alphas``: one per frame); ``on_frame`` after each.
 
     A broken pipe means ffmpeg has already exited; its exit status and stderr say
     why, so writing simply stops.
     """
     with contextlib.suppress(BrokenPipeError):
-        for path in frames:
-            stdin.write(_rgb_bytes(path, size))
+        for number, path in enumerate(frames):
+            if alphas is None:
+                stdin.write(_rgb_bytes(path, size))
+            else:
+                stdin.write(_rgba_bytes(path, alphas[number], size))
+            if on_frame is not None:
+                on_frame()
 
 
 def last_error_line(stderr: str) -> str:

@@ -1,14 +1,21 @@
 """``output=images``: the rendered frames copied into a folder under their output names.
 
 Bytes are copied, not re-encoded, so every PNG keeps its generation parameters. Frames
-of an image folder keep their source file's stem; frames of a video are numbered.
+of an image folder keep their source file's stem (as A1111's batch img2img does: the
+picture is a PNG, which keeps the parameters and alpha); frames of a video are numbered.
+A frame gets an alpha channel (the PNG is then re-written with the same text chunks)
+where one is given: with ``output.alpha`` its mask, else a photo's own alpha.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePath
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from pipeline.assemble.encode import require_frames
 from pipeline.atomic import atomic_path
@@ -18,7 +25,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def write_image_folder(
-    frames: Sequence[Path], names: Sequence[str] | None, out_dir: Path
+    frames: Sequence[Path],
+    names: Sequence[str] | None,
+    out_dir: Path,
+    alphas: Sequence[np.ndarray | None] | None = None,
+    on_frame: Callable[[], None] | None = None,
 ) -> list[Path]:
     """Copy the PNG frames into ``out_dir`` byte for byte; return the written paths.
 
@@ -28,6 +39,10 @@ def write_image_folder(
     (``photo_01.jpg`` -> ``photo_01.png``); without, frames are numbered by their
     position in ``frames`` (``000000.png``, ...), a gap-free sequence like the video.
     Collisions are resolved by :func:`png_names`. Each file is written atomically.
+    ``alphas`` gives frames an alpha channel (a grey array at the frame's size: its mask,
+    or its source photo's alpha; None where it has none): such a frame is written as
+    RGBA with its text chunks kept. ``on_frame`` runs after each file (a safe point to
+    stop at).
     """
     require_frames(frames)
     if names is not None and len(names) != len(frames):
@@ -42,8 +57,16 @@ def write_image_folder(
         targets = [f"{i:0{width}d}.png" for i in range(len(frames))]
     else:
         targets = png_names(names)
-    pairs = zip(frames, targets, strict=True)
-    return [_copy_png(Path(src), out_dir / target) for src, target in pairs]
+    written = []
+    for number, (src, target) in enumerate(zip(frames, targets, strict=True)):
+        alpha = alphas[number] if alphas is not None else None
+        if alpha is None:
+            written.append(_copy_png(Path(src), out_dir / target))
+        else:
+            written.append(_png_with_alpha(Path(src), alpha, out_dir / target))
+        if on_frame is not None:
+            on_frame()
+    return written
 
 
 def png_names(names: Sequence[str]) -> list[str]:
@@ -80,6 +103,27 @@ def _alternatives(path: PurePath) -> Iterator[str]:
     while True:
         yield f"{base}_{counter}.png"
         counter += 1
+
+
+def _png_with_alpha(src: Path, alpha: np.ndarray, dst: Path) -> Path:
+    """The rendered PNG with ``alpha`` as its alpha channel, its text chunks kept."""
+    try:
+        with Image.open(src) as image:
+            rgb = image.convert("RGB")
+            chunks = PngInfo()
+            for key, value in getattr(image, "text", {}).items():
+                chunks.add_itxt(key, value)
+    except OSError as exc:
+        raise RotoscopeError(f"cannot read rendered frame {src}: {exc}") from exc
+    if alpha.shape != (rgb.height, rgb.width):
+        return _copy_png(src, dst)  # the source changed size since: its alpha does not fit
+    rgba = np.dstack([np.asarray(rgb), alpha])
+    try:
+        with atomic_path(dst) as tmp:
+            Image.fromarray(rgba, "RGBA").save(tmp, format="PNG", pnginfo=chunks)
+    except OSError as exc:
+        raise RotoscopeError(f"cannot write {dst}: {exc}") from exc
+    return dst
 
 
 def _copy_png(src: Path, dst: Path) -> Path:

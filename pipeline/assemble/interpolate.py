@@ -22,7 +22,7 @@ import hashlib
 import logging
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.animation import flow as flow_module
 from pipeline.animation.between import in_betweens
+from pipeline.assemble.encode import ALPHA_FORMATS
 from pipeline.assemble.timeline import Timeline
 from pipeline.atomic import atomic_path
 from pipeline.config.paths import find_weights
@@ -112,11 +113,18 @@ def check_interpolation_options(cfg: RunConfig) -> None:
     """Refuse an interpolation that cannot run with the rest of the output settings."""
     output = cfg.output
     method = output.interpolation
-    if method is FrameInterpolation.minterpolate and output.format is OutputFormat.images:
+    if method is FrameInterpolation.minterpolate and OutputFormat.images in output.format:
         raise RotoscopeError(
             "output.interpolation=minterpolate runs inside ffmpeg's encode, and "
             "output=images encodes nothing",
             "use output.interpolation=flow (or rife) for an image folder",
+        )
+    alpha = [fmt.value for fmt in output.format if fmt in ALPHA_FORMATS]
+    if method is FrameInterpolation.minterpolate and alpha:
+        raise RotoscopeError(
+            f"output.interpolation=minterpolate cannot carry the alpha of output={alpha[0]} "
+            "(ffmpeg's filter drops it)",
+            "use output.interpolation=flow (or rife): their in-betweens carry the masks too",
         )
     if method is FrameInterpolation.rife and (output.interpolate > 1 or output.fps is not None
                                               or output.slow_motion > 1):  # fmt: skip
@@ -141,9 +149,12 @@ def retimed_frames(
     method: InBetweens | None,
     report: JobReport | None,
     log_every: float,
+    on_pair: Callable[[], None] | None = None,
 ) -> tuple[list[Path], list[str]]:
     """The output's frame files along ``line`` and their keys: delivered frames, and
-    in-between pictures made (or found) by ``method`` (None: the nearer frame)."""
+    in-between pictures made (or found) by ``method`` (None: the nearer frame; between
+    two pictures with the same key, that picture). ``on_pair`` runs after the pictures
+    between each pair are made (a safe point)."""
     paths: list[Path] = []
     out_keys: list[str] = []
     wanted: dict[int, dict[Fraction, Path]] = defaultdict(dict)  # pair -> missing pictures
@@ -151,6 +162,10 @@ def retimed_frames(
     for moment in line.moments:
         first, fraction = moment.first, moment.fraction
         if not fraction:
+            paths.append(frames[first])
+            out_keys.append(keys[first])
+            continue
+        if keys[first] == keys[first + 1]:  # a still matte: nothing moves
             paths.append(frames[first])
             out_keys.append(keys[first])
             continue
@@ -171,7 +186,7 @@ def retimed_frames(
     if method is not None and (missing or reused):
         log.info("in-between frames: %s to make, %d reused", plural(missing, "frame"), reused)
     if missing and method is not None:
-        _make(frames, wanted, method, missing, log_every)
+        _make(frames, wanted, method, missing, log_every, on_pair)
     if report is not None:
         report.in_between += missing
         report.in_between_reused += reused
@@ -184,6 +199,7 @@ def _make(
     method: InBetweens,
     missing: int,
     log_every: float,
+    on_pair: Callable[[], None] | None,
 ) -> None:
     progress = Progress(missing, label="in-between", log_every=log_every)
     try:
@@ -194,6 +210,8 @@ def _make(
             for fraction, image in zip(fractions, made, strict=True):
                 _write(pictures[fraction], image)
                 progress.advance()
+            if on_pair is not None:
+                on_pair()
     finally:
         progress.close()
 

@@ -1,10 +1,13 @@
 """Queues of jobs through Hydra multirun: every job runs, and a summary comes last.
 
 ``rotoscope -m input.path=a.mp4,b.mp4 guidance_scale=5,7`` runs each combination as its
-own job in its own run folder. A job that fails is logged and the queue moves on (the
-CLI returns a status instead of exiting under multirun); this callback collects each
-job's outcome and prints one line per job at the end, writes ``queue.json`` next to the
-run folders, and makes the command exit 1 if any job failed, so scripts notice.
+own job in its own run folder (named by its input and the values that differ between
+the jobs: :mod:`pipeline.records.naming`). A job that fails is logged and the queue
+moves on (the CLI returns a status instead of exiting under multirun); this callback
+collects each job's outcome and prints one line per job at the end, writes
+``queue.json`` into the queue's own folder (``<output.root>/queues/<date>-<time>/``,
+beside Hydra's ``multirun.yaml``: every queue keeps its summary), and makes the command
+exit 1 if any job failed, so scripts notice.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class QueueSummary(Callback):
                 detail,
                 " ".join(job["overrides"]),
             )
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / QUEUE_NAME).write_text(json.dumps(jobs, indent=2) + "\n")
+        summary = write_text(sweep_dir / QUEUE_NAME, json.dumps(jobs, indent=2) + "\n")
+        log.info("queue summary: %s", summary)
         if failed:
             sys.exit(1)

@@ -94,13 +94,24 @@ def explain(exc: BaseException) -> str:
     if isinstance(cause, ValidationError):
         key = _full_key(cause)
         detail = _first_line(getattr(cause, "msg", str(cause)))
-        return f"bad value for {key}: {detail}"
+        return f"bad value for {key}: {detail}{_closest_choice(detail)}"
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         key = _full_key(cause)
         return f"unknown config key '{key}'{suggest(key)}"
     if isinstance(exc, OverrideParseException):
         return f"cannot parse the override: {_first_line(str(exc))} (use key=value)"
     return _first_line(str(cause) or str(exc))
+
+
+def _closest_choice(detail: str) -> str:
+    """`` (did you mean 'iter'?)`` for OmegaConf's "Invalid value 'itr', expected one of
+    [fixed, iter, ...]" (an enum value mistyped)."""
+    match = re.match(r"Invalid value '([^']*)', expected one of \[([^\]]*)\]", detail)
+    if match is None:
+        return ""
+    choices = [choice.strip() for choice in match.group(2).split(",")]
+    close = difflib.get_close_matches(match.group(1), choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _missing_option(exc: MissingConfigException) -> str:

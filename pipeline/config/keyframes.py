@@ -39,6 +39,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.config.compose import explain, literal, literal_node, to_run_config
+from pipeline.config.keys import did_you_mean
 from pipeline.config.schedulable import SCHEDULE_KEYS
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
@@ -102,7 +103,7 @@ def _to_config_keys(data: dict[str, Any], path: Path) -> dict[str, Any]:
     if unknown:
         raise RotoscopeError(
             f"keyframes file '{path}': unknown entry '{unknown[0]}'",
-            f"allowed: {', '.join(TOP_LEVEL)}",
+            f"{did_you_mean(str(unknown[0]), TOP_LEVEL)}allowed: {', '.join(TOP_LEVEL)}",
         )
     values: dict[str, Any] = {}
     if data.get("prompts") is not None:
@@ -114,14 +115,14 @@ def _to_config_keys(data: dict[str, Any], path: Path) -> dict[str, Any]:
         if name not in SCHEDULE_KEYS:
             raise RotoscopeError(
                 f"keyframes file '{path}': unknown schedule 'schedules.{name}'",
-                f"schedules are: {', '.join(SCHEDULE_KEYS)}",
+                f"{did_you_mean(name, SCHEDULE_KEYS)}schedules are: {', '.join(SCHEDULE_KEYS)}",
             )
         values[SCHEDULE_KEYS[name]] = str(text)
     for name, mode in _mapping(data, "interpolation", path).items():
         if name not in SCHEDULE_KEYS:
             raise RotoscopeError(
                 f"keyframes file '{path}': 'interpolation.{name}' names no schedule",
-                f"schedules are: {', '.join(SCHEDULE_KEYS)}",
+                f"{did_you_mean(name, SCHEDULE_KEYS)}schedules are: {', '.join(SCHEDULE_KEYS)}",
             )
         values[f"schedule_interpolation.{name}"] = str(mode)
     values.update(_mapping(data, "settings", path))
@@ -166,9 +167,11 @@ def apply_keyframe_file(
     for key, value in keyframes.values.items():
         if key in explicit_keys or (key == "prompts" and "prompt" in explicit_keys):
             if key == "prompts":
-                log.info(
-                    "prompt given on the command line: %s's prompts are not used", cfg.keyframes
-                )
+                log.warning(
+                    "prompt= on the command line replaces the %d prompt keyframe(s) of %s "
+                    "(to change one of them instead: prompts.<frame>=...)",
+                    len(value), cfg.keyframes,
+                )  # fmt: skip
             continue
         if key in SIZE_KEYS and size_given:
             # input.width=768 alone means "keep the aspect ratio", not "768 by the file's

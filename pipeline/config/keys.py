@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,19 @@ class KeyCheck:
     in_open_map: bool  # some part of the key is a new entry of an open map
 
 
+def is_list_key(key: str) -> bool:
+    """Whether ``key`` holds a list in the schema (``styles``, ``stages``, ``output.format``)."""
+    node: Any = RunConfig
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node):
+            return False
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            return False
+        node = hints[part]
+    return typing.get_origin(node) is list
+
+
 def check_key(key: str) -> KeyCheck:
     """Walk ``key`` through the schema (see the module doc for open maps)."""
     node: Any = RunConfig
@@ -53,6 +66,12 @@ def check_key(key: str) -> KeyCheck:
         else:
             return KeyCheck(prefix, (), node is Any, open_map)  # below a plain value
     return KeyCheck(key, (), True, open_map)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``did you mean 'x'? `` when ``word`` is close to one of ``choices``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 def suggest(key: str) -> str:

@@ -50,6 +50,8 @@ class OutputFormat(Enum):
     webm = "webm"  # VP9, audio as Opus
     gif = "gif"  # palette-optimised GIF, no audio
     images = "images"  # a folder of PNGs (source file names kept for folder input)
+    prores_alpha = "prores_alpha"  # ProRes 4444 in .mov, the mask as alpha; audio as AAC
+    webm_alpha = "webm_alpha"  # VP9 with alpha (yuva420p) in .webm, the mask as alpha
 
 
 class FrameInterpolation(Enum):
@@ -99,22 +101,98 @@ class PromptBlend(Enum):
     none = "none"  # hard cut at each keyframe
 
 
+class PromptEditingSteps(Enum):
+    """Which denoising steps prompt editing (``[a:b:0.5]``, alternation too) counts."""
+
+    rotoscope = "rotoscope"  # the steps that run (img2img at strength 0.5 runs half of them)
+    a1111 = "a1111"  # as A1111's img2img: a schedule over all steps, counted from the first run
+
+
 class AnimationMode(Enum):
     none = "none"  # each frame from its own input frame
-    loopback = "loopback"  # each frame from the previous output, moved (Deforum "2D")
+    loopback = "loopback"  # each frame from the previous output, moved in 2D (Deforum "2D")
+    # (OmegaConf reads an enum member by its name, and "3d" is not a Python identifier:
+    # hence the assignment into the class namespace)
+
+    # each frame from the previous output, moved by a 3D camera through its depth map
+    # (Deforum "3D")
+    locals()["3d"] = "3d"
+
+    @property
+    def loops(self) -> bool:
+        """Whether each frame after the first starts from the previous output."""
+        return self is not AnimationMode.none
+
+    @property
+    def in_3d(self) -> bool:
+        return self.value == "3d"
 
 
 class Border(Enum):
-    """What fills the area a loopback camera move uncovers."""
+    """What fills the area a 2D loopback camera move (or a perspective flip) uncovers."""
 
-    replicate = "replicate"
-    reflect = "reflect"
-    wrap = "wrap"
+    replicate = "replicate"  # the edge pixels, repeated (Deforum's default)
+    reflect = "reflect"  # the picture mirrored at its edge
+    wrap = "wrap"  # the opposite edge (tiles)
+    zeros = "zeros"  # black
+
+
+class PaddingMode(Enum):
+    """What fills the area the 3D camera uncovers (torch's grid_sample padding, as in Deforum)."""
+
+    border = "border"  # the edge pixels, repeated
+    reflection = "reflection"  # the picture mirrored at its edge
+    zeros = "zeros"  # black
+
+
+class SamplingMode(Enum):
+    """How the 3D warp resamples the previous frame."""
+
+    bicubic = "bicubic"
+    bilinear = "bilinear"
+    nearest = "nearest"
 
 
 class ColorCoherence(Enum):
     none = "none"
-    lab = "lab"  # match each loopback input's LAB histogram to frame 0's output
+    lab = "lab"  # match each loopback input's LAB histograms to frame 0's output
+    hsv = "hsv"  # ... its HSV histograms
+    rgb = "rgb"  # ... its RGB histograms
+    # match LAB histograms to the frames of a video (or one image): color_coherence_video
+    video = "video"
+
+
+class NoiseType(Enum):
+    """The shape of the noise added to each loopback input."""
+
+    gaussian = "gaussian"  # white noise (Deforum's "uniform" noise type)
+    perlin = "perlin"  # white noise under a Perlin envelope: patches of more and less noise
+
+
+class DepthModel(Enum):
+    """Where the 3D camera's depth comes from."""
+
+    # MiDaS v3 DPT-Hybrid, dpt_hybrid-midas-501f0c75.pt in depth.annotators (the depth
+    # ControlNet preprocessor's file; Deforum's default "Midas-3-Hybrid")
+    midas = "midas"
+    zoe = "zoe"  # ZoeDepth, ZoeD_M12_N.pt in depth.annotators
+    depth_anything = "depth_anything"  # Depth Anything V2, a transformers folder (depth.folder)
+    tiny = "tiny"  # a tiny random Depth Anything for tests and the demo (make_tiny_models.py)
+    none = "none"  # flat: every pixel at the same depth (Deforum's use_depth_warping off)
+
+
+@dataclass
+class DepthConfig:
+    model: DepthModel = DepthModel.midas
+    # A second model blended in: depth = midas_weight * model + (1 - midas_weight) * blend,
+    # after each is normalised (Deforum's midas_weight); none for the model alone.
+    blend: DepthModel = DepthModel.none
+    midas_weight: float = 0.2
+    # Where the weights are: the MiDaS and Zoe files (lllyasviel/Annotators), and the
+    # Depth Anything V2 folder (a transformers model: config.json, weights,
+    # preprocessor_config.json).
+    annotators: str = "${controlnet.annotators}"
+    folder: str = "${paths.models}/depth_anything_v2"
 
 
 @dataclass
@@ -132,6 +210,55 @@ class AnimationConfig:
     noise: str = "0"
     border: Border = Border.replicate
     color_coherence: ColorCoherence = ColorCoherence.none
+    # 3D camera schedules (mode=3d), in Deforum's units: translation_x/y (above) and
+    # translation_z per frame (200 is the distance to the nearest point of the scene;
+    # +z moves forward), rotations in degrees per frame about the x, y and z axes.
+    translation_z: str = "0"
+    rotation_3d_x: str = "0"
+    rotation_3d_y: str = "0"
+    rotation_3d_z: str = "0"
+    # The perspective camera: field of view in degrees (smaller: more depth), its near
+    # and far planes, and the aspect ratio of its depth calculation (Deforum's).
+    fov: str = "70"
+    near: str = "200"
+    far: str = "10000"
+    aspect_ratio: str = "1"
+    padding_mode: PaddingMode = PaddingMode.border
+    sampling_mode: SamplingMode = SamplingMode.bicubic
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    # Write a video of each output frame's depth beside the output (mode loopback or 3d).
+    save_depth: bool = False
+    # Schedule: each loopback input's pixel values multiplied by this (Deforum's contrast).
+    contrast: str = "1"
+    # Sharpen each loopback input (an unsharp mask), against loopback's blur: schedules
+    # of the amount, the Gaussian kernel's size (odd) and sigma, and the threshold below
+    # which a difference is left alone (0..255).
+    anti_blur: bool = False
+    anti_blur_amount: str = "0.1"
+    anti_blur_kernel: str = "5"
+    anti_blur_sigma: str = "1"
+    anti_blur_threshold: str = "0"
+    noise_type: NoiseType = NoiseType.gaussian
+    # Perlin noise: schedules of its octaves and their persistence (amplitude ratio), and
+    # the lattice cells across the width and height at the first octave.
+    perlin_octaves: str = "4"
+    perlin_persistence: str = "0.5"
+    perlin_cells_x: int = 8
+    perlin_cells_y: int = 8
+    # Perspective flip: the picture tilted as a plane in 3D; schedules of its rotations
+    # (degrees about z, x and y) and the field of view it is seen with.
+    perspective_flip: bool = False
+    perspective_flip_theta: str = "0"
+    perspective_flip_phi: str = "0"
+    perspective_flip_gamma: str = "0"
+    perspective_flip_fv: str = "53"
+    # color_coherence=video: the video (or image) whose frames the colours follow (unset:
+    # the input), its frame taken every this many frames and held in between.
+    color_coherence_video: str | None = None
+    color_coherence_every: int = 1
+    # Also match each generated frame's colours, after generation (Deforum's default;
+    # off is Deforum's legacy_colormatch: only the input, before the noise).
+    color_coherence_output: bool = False
 
 
 class AttentionAnchors(Enum):
@@ -204,7 +331,8 @@ class ControlMismatch(Enum):
 class ControlUnitConfig:
     # ControlNet weights: a hub id, a local diffusers folder or a single file.
     model: str = MISSING
-    # canny, shuffle, tile, blur, grayscale, none (use the source frames as maps), or a
+    # canny, shuffle, tile, blur, grayscale, none (use the source frames as maps), inpaint
+    # (an inpaint ControlNet, with a mask: the frame with the masked pixels marked), or a
     # weight-based detector: hed/softedge, pidinet, lineart, lineart_anime, depth_midas,
     # depth_zoe, openpose, normal_bae, mlsd.
     preprocessor: str = "none"
@@ -229,6 +357,67 @@ class ControlNetConfig:
     # Local folder with the weight-based detectors' weight files (lllyasviel/Annotators).
     annotators: str = "${paths.annotators}"
     on_mismatch: ControlMismatch = ControlMismatch.error
+
+
+class MaskFill(Enum):
+    """What the masked area starts from (A1111's "Masked content")."""
+
+    original = "original"  # the frame itself
+    fill = "fill"  # the frame with the masked area filled from its surroundings
+    latent_noise = "latent_noise"  # the seed's noise in the mask's latents
+    latent_nothing = "latent_nothing"  # zeros in the mask's latents
+
+
+class MaskArea(Enum):
+    """What is rendered of a masked frame (A1111's "Inpaint area")."""
+
+    full = "full"  # the whole frame, the mask steering the latents
+    masked = "masked"  # the mask's bounding box plus mask.padding, at the model's size
+
+
+@dataclass
+class MaskConfig:
+    # Where each frame's mask comes from (at most one): a video, a folder of images or one
+    # image, aligned with the input by the same selection and resized by its rules
+    # (white is rendered, black kept) ...
+    path: str | None = None
+    # ... a chroma key computed from each source frame: green, blue or #rrggbb, with the
+    # distance from that colour (0..1, in the frame's chroma plane) that is keyed fully
+    # and the width of the soft edge beyond it ...
+    key: str | None = None
+    key_tolerance: float = 0.2
+    key_softness: float = 0.1
+    # ... or a brightness range [low, high] of the source frame (0..1).
+    luma: list[float] | None = None
+    # Deforum's composable masks: {mask} (the mask above), {everywhere} and [image files]
+    # combined with & (intersection), | (union), ^ (either), \ (difference), ! (invert)
+    # and parentheses; keyed per frame as Deforum writes it (0: ("{mask} | [logo.png]")).
+    expression: str | None = None
+    # Render what the mask leaves out instead (the background, not the subject).
+    invert: bool = False
+    # Schedules shaping each frame's mask, in this order: Deforum's contrast and
+    # brightness adjustments (1 keeps it), the threshold (0..1; 0 keeps grey levels, above
+    # 0 pixels at or above it turn white and the rest black), grow (pixels; negative
+    # shrinks) and blur (a feather this many pixels wide on each side of the edge).
+    contrast: str = "1"
+    brightness: str = "1"
+    threshold: str = "0"
+    grow: str = "0"
+    blur: str = "0"
+    # Schedule: the feather (pixels on each side of the edge) where the render meets the
+    # source frame; farther outside the mask every pixel is the source frame's.
+    overlay_blur: str = "4"
+    fill: MaskFill = MaskFill.original
+    area: MaskArea = MaskArea.full
+    # Pixels added around the mask's bounding box with area=masked.
+    padding: int = 32
+    # Put the source frame back outside the mask (false: keep the raw render).
+    composite: bool = True
+
+    @property
+    def active(self) -> bool:
+        """Whether frames are masked at all."""
+        return any(v is not None for v in (self.path, self.key, self.luma, self.expression))
 
 
 @dataclass
@@ -307,7 +496,9 @@ class UpscaleConfig:
 
 @dataclass
 class OutputConfig:
-    format: OutputFormat = OutputFormat.mp4
+    # What the assemble stage writes, from the same frames: one format or several
+    # (output=[mp4,images] picks both presets; output.format=[mp4,webm] the formats alone).
+    format: list[OutputFormat] = field(default_factory=lambda: [OutputFormat.mp4])
     # Parent folder of run folders.
     root: str = "${paths.outputs}"
     # Output frame rate; ``None`` is the render's (the source rate divided by
@@ -330,6 +521,12 @@ class OutputConfig:
     preset: str = "medium"
     # Keep the source video's audio, cut to the selected range.
     audio: bool = True
+    # With a mask: output=images writes RGBA PNGs with the mask as alpha (prores_alpha and
+    # webm_alpha always carry it) ...
+    alpha: bool = False
+    # ... and a separate matte (the masks, white = rendered) next to the output:
+    # <folder>.matte.<ext>, or mattes/ beside images/.
+    matte: bool = False
 
 
 @dataclass
@@ -408,11 +605,17 @@ class RunConfig:
     styles_file: str = "${paths.home}/styles.csv"
     # A1111's CLIP skip: 1 = the text encoder's last layer, 2 = the one before, ...
     clip_skip: int = 1
+    # How prompt editing's "when" counts steps: over the denoising steps that run, or as
+    # A1111's img2img counts them (Deforum imports set a1111).
+    prompt_editing_steps: PromptEditingSteps = PromptEditingSteps.rotoscope
     # Numbers or Deforum schedules ("0:(0.65), 60:(0.45)").
     # strength is diffusers' strength: 0 keeps the input frame, 1 ignores it.
     strength: str = "0.5"
     guidance_scale: str = "7"
     steps: str = "20"
+    # A1111's initial noise multiplier: img2img's starting noise scaled by this (above 1
+    # repaints more of the input, below 1 less); a schedule.
+    noise_multiplier: str = "1"
     # A1111 sampler name ("Euler a", "DPM++ 2M Karras") or its slug (euler_a).
     sampler: str = "Euler a"
     # Base seed and how frames derive theirs; fixed (locked) is the default.
@@ -426,6 +629,8 @@ class RunConfig:
     animation: AnimationConfig = field(default_factory=AnimationConfig)
     controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
     coherence: CoherenceConfig = field(default_factory=CoherenceConfig)
+    # Stylize only part of each frame (the subject, or the background).
+    mask: MaskConfig = field(default_factory=MaskConfig)
 
 
 STAGES = ("plan", "control", "render", "upscale", "assemble", "metrics")

@@ -52,7 +52,8 @@ def check_units(cfg: RunConfig, frame_count: int, width: int, height: int) -> No
             raise RotoscopeError(f"controlnet unit '{name}': {exc}") from exc
         if unit.source == "input":
             continue
-        with open_source(control_input(cfg, unit.source, width, height)) as source:
+        key = f"controlnet.units.{name}.source"
+        with open_source(control_input(cfg, unit.source, width, height), key=key) as source:
             count = source.count_frames()
         if count < frame_count and cfg.controlnet.on_mismatch is ControlMismatch.error:
             raise RotoscopeError(
@@ -138,7 +139,10 @@ class ControlMaps:
     def __enter__(self) -> ControlMaps:
         for name, unit in self.cfg.controlnet.units.items():
             if unit.source != "input":
-                source = open_source(control_input(self.cfg, unit.source, self.width, self.height))
+                source = open_source(
+                    control_input(self.cfg, unit.source, self.width, self.height),
+                    key=f"controlnet.units.{name}.source",
+                )
                 self._open.append(source)
                 self._sources[name] = ControlFrames(source, self.cfg.controlnet.on_mismatch)
         return self

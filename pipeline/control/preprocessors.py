@@ -30,10 +30,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.config.keys import did_you_mean
 from pipeline.control.detectors import DETECTORS, load_detector
 from pipeline.errors import RotoscopeError
 
 ANNOTATORS_REPO = "lllyasviel/Annotators"  # the hub repo that ships every weight file below
+# An inpaint ControlNet's preprocessor: its map is the frame itself, and the render marks
+# the frame's masked pixels in it (pipeline.render.masking.control).
+INPAINT_PREPROCESSOR = "inpaint"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ _FLAG_ON = _Param(True)
 # keyword arguments of the controlnet_aux detector's __call__, under the same names.
 _PARAMS: Mapping[str, Mapping[str, _Param]] = {
     "none": {},
+    INPAINT_PREPROCESSOR: {},
     "canny": {
         "low_threshold": _Param(100, _at_least(0), "of 0 or more"),
         "high_threshold": _Param(200, _at_least(0), "of 0 or more"),
@@ -191,7 +196,7 @@ def preprocessor_signature(name: str, params: Mapping[str, Any], annotators: Pat
         parts["controlnet_aux"] = _controlnet_aux_version()
         stats = {file: (Path(annotators) / file).stat() for file in WEIGHT_FILES[name]}
         parts["weights"] = {file: [st.st_size, st.st_mtime_ns] for file, st in stats.items()}
-    elif canonical != "none":
+    elif canonical not in ("none", INPAINT_PREPROCESSOR):
         parts["opencv"] = cv2.__version__
     return json.dumps(parts, sort_keys=True, separators=(",", ":"))
 
@@ -201,7 +206,7 @@ def _resolve(name: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
     if name not in PREPROCESSORS:
         raise RotoscopeError(
             f"unknown controlnet preprocessor {name!r}",
-            f"use one of: {', '.join(PREPROCESSORS)}",
+            f"{did_you_mean(name, PREPROCESSORS)}use one of: {', '.join(PREPROCESSORS)}",
         )
     canonical = _ALIASES.get(name, name)
     spec = _PARAMS[canonical]
@@ -209,7 +214,9 @@ def _resolve(name: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]
     if unknown:
         raise RotoscopeError(
             f"preprocessor '{name}' has no parameter {', '.join(map(repr, unknown))}",
-            f"its parameters are: {', '.join(spec)}" if spec else "it takes no parameters",
+            f"{did_you_mean(unknown[0], spec)}its parameters are: {', '.join(spec)}"
+            if spec
+            else "it takes no parameters",
         )
     options = {
         key: param.check(name, key, params[key]) if key in params else param.default
@@ -329,6 +336,7 @@ def _grayscale(frame: np.ndarray) -> np.ndarray:
 
 _OPENCV_MAPS: Mapping[str, Callable[..., np.ndarray]] = {
     "none": _none,
+    INPAINT_PREPROCESSOR: _none,
     "canny": _canny,
     "shuffle": _shuffle,
     "tile": _tile,

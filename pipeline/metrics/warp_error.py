@@ -6,8 +6,9 @@ reward flicker the flow can explain away); output frame ``t`` is backward-warped
 frame ``t-1`` with the forward flow ``t-1 -> t``, and the squared difference to output
 frame ``t-1``, over RGB in [0, 1], is averaged over the pixels of frame ``t-1`` whose
 flow is reliable (forward-backward consistent and landing inside frame ``t``). The
-same number for the source itself is the floor: what interpolation and flow error
-alone leave.
+same number for the source itself is the reference: what interpolation and flow error
+leave on a clip that does not flicker. It is not a floor: a smooth output (coherence
+carries detail along the flow, img2img softens texture) often scores below it.
 
 A frozen or blurred video would score well, so :func:`detail` (the variance of the
 Laplacian of the grey image) goes with it: coherence must keep the picture's detail.
@@ -28,14 +29,20 @@ def as_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def pair_warp_error(previous: np.ndarray, current: np.ndarray, pair: FlowPair) -> float | None:
-    """The warp error of one pair of frames (``pair`` is the *source* flow between them).
+def pair_warp_error(
+    previous: np.ndarray,
+    current: np.ndarray,
+    pair: FlowPair,
+    region: np.ndarray | None = None,
+) -> float | None:
+    """The warp error of one pair of frames (``pair`` is the *source* flow between them),
+    over the pixels of ``region`` (a boolean mask of frame ``t-1``) if given.
 
     None when no pixel's flow is reliable (a cut, a blank frame, a whip pan): there is
     nothing to compare, and counting such a pair as perfectly steady would pull the
     average down.
     """
-    mask = pair.reliable_previous
+    mask = pair.reliable_previous if region is None else pair.reliable_previous & region
     if not mask.any():
         return None
     warped = pair.warp_current(as_float(current))

@@ -1,6 +1,6 @@
 """Weights in: the base model (hub id, diffusers folder, single file), ControlNets,
-LoRAs, textual-inversion embeddings, samplers and devices, each with one-line errors and
-a cheap identity for frame keys.
+LoRAs, textual-inversion embeddings, the 3D camera's depth models (``depth``), samplers
+and devices, each with one-line errors and a cheap identity for frame keys.
 
 ``weights`` is what the loaders share (fingerprints, hub cache, load errors);
 ``safe_load`` reads weight files without running code (pickles weights-only); ``speed``

@@ -1,4 +1,5 @@
-"""The Ray a job's workers run on: a local one started for it, or a cluster it joins.
+"""The Ray a job's workers run on: a local one started for it (which ends with this
+process, however it ends: :mod:`pipeline.models.ray_guard`), or a cluster it joins.
 
 Shared by the stages that hand work to Ray actors (the render's executor, the upscale
 stage): one place decides how many workers a machine or cluster can hold, and on which
@@ -7,6 +8,7 @@ device and precision they run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -16,6 +18,7 @@ import ray
 
 from pipeline.config.schema import Dtype, RunConfig
 from pipeline.errors import RotoscopeError
+from pipeline.models.ray_guard import RayGuard
 
 
 class RayCluster:
@@ -25,6 +28,7 @@ class RayCluster:
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
+        self.guard: RayGuard | None = None
         self.wants_cpu = cfg.runtime.device.strip().lower() == "cpu"
         if cfg.runtime.ray_address:
             self.start()
@@ -43,15 +47,9 @@ class RayCluster:
             if address:
                 ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
             else:
-                ray.init(
-                    address="local",  # a Ray of its own, even where another one runs
-                    num_cpus=workers,
-                    num_gpus=local_gpus(self.cfg),
-                    include_dashboard=False,
-                    logging_level=logging.ERROR,
-                    log_to_driver=False,
-                )
+                self.start_local(workers)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            self.close()
             raise RotoscopeError(
                 f"cannot start Ray (runtime.ray_address={address or 'unset'}): {exc}",
                 "check the address (ray status on the head node), or unset runtime.ray_address",
@@ -69,6 +67,24 @@ class RayCluster:
                 f"runtime.workers={workers} but the Ray cluster has {have} {kind}",
                 f"use runtime.workers={max(have, 1)} or add machines to the cluster",
             )
+
+    def start_local(self, workers: int) -> None:
+        """A Ray of its own (even where another one runs), whose processes a guard ends
+        if this process is killed before it can shut them down."""
+        self.guard = RayGuard.start()
+        with self.guard.marking() if self.guard else contextlib.nullcontext():
+            context = ray.init(
+                address="local",
+                num_cpus=workers,
+                num_gpus=local_gpus(self.cfg),
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
+        if self.guard:
+            # a local ray.init returns a RayContext (typed as its base), which has address_info
+            session = context.address_info["session_dir"]  # type: ignore[attr-defined]
+            self.guard.watch(session)
 
     def worker_config(self) -> RunConfig:
         """The config a worker renders with: its device, and the dtype that goes with it
@@ -90,6 +106,9 @@ class RayCluster:
     def close(self) -> None:
         if ray.is_initialized():
             ray.shutdown()
+        if self.guard is not None:
+            self.guard.close()  # ends what shutdown left, if anything
+            self.guard = None
 
 
 def local_gpus(cfg: RunConfig) -> int:

@@ -9,6 +9,7 @@ schedule, prediction type, timestep spacing) and changes only what defines the s
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import re
@@ -102,9 +103,11 @@ def canonical_sampler(name: str) -> str:
     """
     canonical = _BY_SLUG.get(_slug(name))
     if canonical is None:
+        close = difflib.get_close_matches(_slug(name), list(_BY_SLUG), n=1, cutoff=0.6)
+        mean = f"did you mean '{_BY_SLUG[close[0]]}'? " if close else ""
         raise RotoscopeError(
             f"unknown sampler '{name}'",
-            f"use one of: {', '.join(SAMPLER_NAMES)}",
+            f"{mean}use one of: {', '.join(SAMPLER_NAMES)}",
         )
     return canonical
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import socket
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pipeline.config.schema import ModelFamily
 from pipeline.errors import RotoscopeError
@@ -65,14 +68,53 @@ def is_hub_id(value: str) -> bool:
     )
 
 
+# How long the hub may take to accept a connection before it counts as unreachable.
+HUB_PROBE_SECONDS = 3.0
+
+
+@lru_cache(maxsize=1)
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here (None when it can).
+
+    One TCP connection to the hub's endpoint, a few seconds at most, once per process:
+    without it, huggingface_hub retries every request five times with back-off (25 s and
+    a screenful of warnings) before falling back to its cache. Behind an HTTP proxy the
+    direct connection says nothing, so it is not tried.
+    """
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return None
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), HUB_PROBE_SECONDS):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
 def hub_file(field: str, repo_id: str, filename: str, offline: bool) -> Path:
-    """A file of a hub repo from the local cache (offline) or the hub; errors explained."""
+    """A file of a hub repo from the local cache (offline) or the hub; errors explained.
+
+    Without a network (:func:`hub_unreachable`) the process goes offline at once: the
+    cache is used, and a file not in it is one line, not minutes of retries.
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
+    unreachable = None if offline or is_offline() else hub_unreachable()
+    if unreachable is not None:
+        enable_offline_mode()  # diffusers' own loading then reads the cache only, too
+        offline = True
     try:
         return Path(hf_hub_download(repo_id, filename, local_files_only=offline))
     except LocalEntryNotFoundError as exc:
+        if unreachable is not None:
+            raise RotoscopeError(
+                f"{field} '{repo_id}' is not a local path, nor in the local Hugging Face "
+                f"cache, and the hub cannot be reached ({unreachable})",
+                f"download it once with network access (hf download {repo_id}), or give a "
+                "local folder or file",
+            ) from exc
         if not offline:
             raise RotoscopeError(
                 f"{field} '{repo_id}' is not a local path, and the Hugging Face hub is unreachable",

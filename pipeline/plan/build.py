@@ -9,28 +9,38 @@ computed from its row alone.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from pipeline.config.schedulable import (
     CONTROL_UNIT_SCHEDULES,
+    SCHEDULE_KEYS,
     SCHEDULES,
     Schedulable,
     ScheduleGroup,
     schedules_in,
 )
-from pipeline.config.schema import AnimationMode, ControlMode, PromptBlend, RunConfig, SeedBehavior
+from pipeline.config.schema import (
+    ControlMode,
+    NoiseType,
+    PromptBlend,
+    PromptEditingSteps,
+    RunConfig,
+    SeedBehavior,
+)
 from pipeline.errors import RotoscopeError
 from pipeline.models.samplers import canonical_sampler, check_sampler_steps
 from pipeline.plan.chart import Series
-from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags
-from pipeline.plan.prompt_editing import check_composable
+from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags, strip_network_tags
+from pipeline.plan.prompt_editing import check_composable, has_prompt_editing
 from pipeline.plan.prompt_syntax import parse_attention
 from pipeline.plan.rows import ControlValues, PlanRow
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
@@ -39,6 +49,8 @@ from pipeline.plan.segments import segment_start_of, segment_starts
 from pipeline.plan.styles import apply_styles, style_list
 
 NEG_SEPARATOR = "--neg"
+
+log = logging.getLogger("rotoscope")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ def build_plan(
     origins: dict[str, str] | None = None,
     frame_sizes: Sequence[tuple[int, int]] | None = None,
     cuts: list[int] | None = None,
+    source_files: Sequence[str] | None = None,
 ) -> Plan:
     """Resolve every schedule, prompt and seed for ``frame_count`` frames.
 
@@ -76,6 +89,8 @@ def build_plan(
     ``frame_sizes`` gives each frame its own size (a photo folder rendered as images);
     without it every frame is ``width`` x ``height``. ``cuts`` are the source's scene cuts
     (frames starting a new shot), where temporal coherence starts a new segment.
+    ``source_files`` names each frame's file for an image folder: such frames are keyed
+    by their file, not their position (:meth:`PlanRow.key_json`).
     """
     origins = origins or {}
     check_seed(cfg)
@@ -91,9 +106,15 @@ def build_plan(
         for unit in cfg.controlnet.units
         for part, field in CONTROL_UNIT_SCHEDULES.items()
     }  # fmt: skip
-    motion_names = [item.name for item in active if item.group is ScheduleGroup.motion]
+    animation = [item for item in active if item.group in ANIMATION_GROUPS]
     coherence_names = [item.name for item in active if item.group in COHERENCE_GROUPS]
+    mask_names = [item.name for item in active if item.group is ScheduleGroup.mask]
     generate = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
+    if generate and charted(NOISE_MULTIPLIER, series):
+        raise RotoscopeError(
+            "noise_multiplier scales img2img's starting noise, and controlnet.mode=txt2img "
+            "starts from noise alone", "leave noise_multiplier at 1 with txt2img",
+        )  # fmt: skip
     steps = [round_half_up(value) for value in series["steps"].values]
     seed_values = series["seed"].values if "seed" in series else None
     seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
@@ -114,12 +135,13 @@ def build_plan(
     clip_skip = cfg.clip_skip if cfg.clip_skip != 1 else None
     rows = []
     for index in range(frame_count):
-        motion = {name: float(series[name].values[index]) for name in motion_names}
+        motion = {item.name: row_value(item, series[item.name].values[index]) for item in animation}
         coherence: dict[str, float | int] = {
             name: float(series[name].values[index]) for name in coherence_names
         }
         if coherent:
             coherence["segment_start"] = segment_start_of(starts, index)
+        masking = mask_fields(cfg, {name: float(series[name].values[index]) for name in mask_names})
         controls = {
             unit: ControlValues(
                 **{
@@ -131,13 +153,20 @@ def build_plan(
         }
         prompt = _prompt_at(keys, index, cfg.prompt_blend)
         # the fields each group of settings fills (their names are the row's)
-        grouped: dict[str, Any] = {**prompt, **motion, **networks.row_fields(**prompt), **coherence}
+        grouped: dict[str, Any] = {
+            **prompt,
+            **motion,
+            **networks.row_fields(**prompt),
+            **coherence,
+            **masking,
+        }
         row = PlanRow(
             index=index,
             # txt2img ControlNet generates from noise: the whole schedule runs
             strength=1.0 if generate else float(series["strength"].values[index]),
             guidance_scale=float(series["guidance_scale"].values[index]),
             steps=steps[index],
+            noise_multiplier=row_value(NOISE_MULTIPLIER, series["noise_multiplier"].values[index]),
             sampler=sampler,
             seed=seeds[index],
             width=frame_sizes[index][0] if frame_sizes else width,
@@ -145,15 +174,23 @@ def build_plan(
             blend_mode=cfg.prompt_blend,
             controls=controls or None,
             clip_skip=clip_skip,
+            prompt_editing_steps=editing_steps(cfg, prompt.values()),
+            source_file=source_files[index] if source_files else None,
             **grouped,
         )
         check_row(row, origins)
         rows.append(row)
-    chart = [series[item.name] for item in schedules_in(ScheduleGroup.generation)]
+    generation = schedules_in(ScheduleGroup.generation)
+    chart = [series[item.name] for item in generation if charted(item, series)]
     seed_keys = series["seed"].keys if "seed" in series else [0]
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
-    chart += [series[name] for name in motion_names]
+    chart += [series[item.name] for item in animation if charted(item, series)]
     chart += [series[name] for name in coherence_names]
+    chart += [
+        series[name]
+        for name in mask_names
+        if np.ptp(series[name].values) > 0 or series[name].values[0] != MASK_NEUTRAL[name]
+    ]
     if coherent:
         segment_numbers = np.searchsorted(starts, np.arange(frame_count), side="right") - 1
         chart.append(Series("segment", segment_numbers.astype(float), starts))
@@ -165,8 +202,65 @@ def build_plan(
     return Plan(rows, chart, keys)
 
 
+def editing_steps(cfg: RunConfig, texts: Iterable[object]) -> str | None:
+    """A row's ``prompt_editing_steps``: the setting when it is not the default and one of
+    the row's prompt texts uses prompt editing; None otherwise, so a row whose frame does
+    not depend on it (and its frame's key) stays as it was."""
+    if cfg.prompt_editing_steps is PromptEditingSteps.rotoscope:
+        return None
+    edited = any(
+        has_prompt_editing(strip_network_tags(text)) for text in texts if isinstance(text, str)
+    )
+    return cfg.prompt_editing_steps.value if edited else None
+
+
+# The noise levels Stable Diffusion models are trained with (their schedulers'
+# num_train_timesteps): a sampler cannot take more steps than that.
+MAX_STEPS = 1000
+
 # The schedules of temporal coherence: fractions and weights, all within 0..1.
 COHERENCE_GROUPS = (ScheduleGroup.attention, ScheduleGroup.flow)
+# The mask schedules' values that change nothing (the chart shows the others)
+MASK_NEUTRAL = {
+    "mask_contrast": 1.0, "mask_brightness": 1.0, "mask_threshold": 0.0, "mask_grow": 0.0,
+    "mask_blur": 0.0, "mask_overlay_blur": 0.0,
+}  # fmt: skip
+# The mask schedules' ranges (row field, low, high, hint); grow may be negative (shrink).
+MASK_RANGES = (
+    ("mask_contrast", 0.0, math.inf, "1 keeps the mask's contrast, 0 makes it flat grey"),
+    ("mask_brightness", 0.0, math.inf, "1 keeps the mask's brightness"),
+    ("mask_threshold", 0.0, 1.0, "0 keeps the mask's grey levels; 0.5 cuts it at mid-grey"),
+    ("mask_grow", -1024.0, 1024.0, "pixels: positive grows the mask, negative shrinks it"),
+    ("mask_blur", 0.0, 1024.0, "pixels of feather on each side of the mask's edge"),
+    ("mask_overlay_blur", 0.0, 1024.0, "pixels of feather on each side of the mask's edge"),
+)
+# The schedules of a loopback frame (2D or 3D): its camera and the image operations on
+# its input.
+ANIMATION_GROUPS = (
+    ScheduleGroup.motion, ScheduleGroup.motion_2d, ScheduleGroup.camera_3d,
+    ScheduleGroup.anti_blur, ScheduleGroup.perlin, ScheduleGroup.perspective_flip,
+)  # fmt: skip
+NOISE_MULTIPLIER = next(item for item in SCHEDULES if item.name == "noise_multiplier")
+
+
+def row_value(item: Schedulable, value: float) -> float | int | None:
+    """A schedule's value as its row field holds it: None where it is the neutral value,
+    whole numbers for the Perlin octaves, an odd size (at least 1) for the anti-blur
+    kernel, as a Gaussian kernel needs."""
+    number = float(value)
+    if item.neutral is not None and number == item.neutral:
+        return None
+    if item.name == "perlin_octaves":
+        return round_half_up(number)
+    if item.name == "anti_blur_kernel":
+        return max(1, 2 * round_half_up((number - 1) / 2) + 1)
+    return number
+
+
+def charted(item: Schedulable, series: dict[str, Series]) -> bool:
+    """Whether the chart shows a schedule: always, unless it has a neutral value and never
+    leaves it (a contrast of 1 everywhere is no news)."""
+    return item.neutral is None or bool(np.any(series[item.name].values != item.neutral))
 
 
 def prompt_of(key: PromptKey) -> tuple[str, str]:
@@ -176,17 +270,42 @@ def prompt_of(key: PromptKey) -> tuple[str, str]:
 
 def active_schedules(cfg: RunConfig) -> list[Schedulable]:
     """The schedules this config evaluates: generation always, the seed schedule with
-    ``seed_behavior=schedule``, motion in loopback."""
+    ``seed_behavior=schedule``, the camera and the loopback tools that are on in loopback
+    and 3d, coherence's with coherence."""
     groups = {ScheduleGroup.generation}
     if cfg.seed_behavior is SeedBehavior.schedule:
         groups.add(ScheduleGroup.seed)
-    if cfg.animation.mode is AnimationMode.loopback:
+    animation = cfg.animation
+    if animation.mode.loops:
         groups.add(ScheduleGroup.motion)
+        groups.add(ScheduleGroup.camera_3d if animation.mode.in_3d else ScheduleGroup.motion_2d)
+        if animation.anti_blur:
+            groups.add(ScheduleGroup.anti_blur)
+        if animation.noise_type is NoiseType.perlin:
+            groups.add(ScheduleGroup.perlin)
+        if animation.perspective_flip:
+            groups.add(ScheduleGroup.perspective_flip)
     if cfg.coherence.attention:
         groups.add(ScheduleGroup.attention)
     if cfg.coherence.flow:
         groups.add(ScheduleGroup.flow)
+    if cfg.mask.active:
+        groups.add(ScheduleGroup.mask)
     return [item for item in SCHEDULES if item.group in groups]
+
+
+def mask_fields(cfg: RunConfig, schedules: dict[str, float]) -> dict[str, Any]:
+    """A masked frame's row fields: its mask schedules' values (``schedules``, by row
+    field name) and how its masked area is rendered; nothing without a mask."""
+    if not cfg.mask.active:
+        return {}
+    return {
+        **schedules,
+        "mask_fill": cfg.mask.fill,
+        "mask_area": cfg.mask.area,
+        "mask_padding": cfg.mask.padding,
+        "mask_composite": cfg.mask.composite,
+    }
 
 
 def round_half_up(value: float) -> int:
@@ -228,29 +347,76 @@ def prompt_keys(
     cfg: RunConfig, frame_count: int, fps: float, origins: dict[str, str]
 ) -> list[PromptKey]:
     """The prompt keyframes in frame order: prefix/suffix, global negative and styles
-    applied, and every prompt checked (so a bad one fails now, not after a model loads).
+    applied, line breaks read as spaces (as A1111 reads them), and every prompt checked
+    (so a bad one fails now, not after a model loads).
 
     ``prompt`` is frame 0's prompt when ``prompts`` has no key of its own there
-    (``prompt="a cat" prompts.10="a dog"`` on the command line).
+    (``prompt="a cat" prompts.10="a dog"`` on the command line). Two keys on one frame
+    are refused when both are written as numbers (``4`` and ``4.0``); where an expression
+    lands on a frame another key names (``max_f`` on a one-frame clip) the later key
+    wins, with a warning. A key past the last frame is never reached: a warning says so.
     """
-    texts = {"0": cfg.prompt, **cfg.prompts} if cfg.prompt else cfg.prompts or {"0": ""}
     where = origins.get("prompts", "command line")
+    by_frame: dict[int, tuple[str, str]] = {}  # frame -> (its key as written, text)
+    for key, text in cfg.prompts.items():
+        frame = _prompt_frame(key, fps, frame_count, cfg.seed, where)
+        if frame in by_frame:
+            _same_frame(by_frame[frame][0], key, frame, where)
+        by_frame[frame] = (key, text)
+    if cfg.prompt and 0 not in by_frame:
+        by_frame[0] = ("prompt", cfg.prompt)
+    if not by_frame:
+        by_frame[0] = ("0", "")
+    for frame, (key, _) in sorted(by_frame.items()):
+        if frame > frame_count - 1:
+            log.warning(
+                "%s: prompt keyframe '%s' is frame %d, past the last frame (%d): it is never "
+                "reached (the frames before it blend toward it)", where, key, frame,
+                frame_count - 1,
+            )  # fmt: skip
     styles = style_list(list(cfg.styles), Path(cfg.styles_file).expanduser())
-    by_frame: dict[int, str] = {}
-    for key, text in texts.items():
-        by_frame[_prompt_frame(key, fps, frame_count, cfg.seed, where)] = text
     keys = []
     for frame in sorted(by_frame):
-        positive, _, negative = by_frame[frame].partition(NEG_SEPARATOR)
+        positive, _, negative = by_frame[frame][1].partition(NEG_SEPARATOR)
         prompt, negative = apply_styles(
             styles,
             join_prompt(cfg.prompt_prefix, positive, cfg.prompt_suffix),
             join_prompt(negative, cfg.negative_prompt),
         )
+        prompt, negative = one_line(prompt), one_line(negative)
         check_prompt(prompt, where, negative=False)
         check_prompt(negative, where, negative=True)
         keys.append(PromptKey(frame=frame, prompt=prompt, negative=negative))
     return keys
+
+
+LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def one_line(text: str) -> str:
+    """``text`` with each line break (and the spaces around it) read as one space: A1111's
+    tokenizer treats a line break as whitespace, so a prompt written over several lines
+    (a YAML ``|`` block, a Deforum prompt with ``\\n``) means the same on one."""
+    return LINE_BREAKS.sub(" ", text).strip()
+
+
+def _same_frame(first: str, second: str, frame: int, where: str) -> None:
+    """Two prompt keys on one frame: refused when both are written as numbers."""
+    if _is_literal_key(first) and _is_literal_key(second):
+        raise RotoscopeError(
+            f"{where}: prompt keys '{first}' and '{second}' are both frame {frame}",
+            "keep one of them",
+        )
+    log.warning(
+        "%s: prompt keys '%s' and '%s' both fall on frame %d; '%s' is used",
+        where, first, second, frame, second,
+    )  # fmt: skip
+
+
+def _is_literal_key(key: str) -> bool:
+    """A key written as a frame number or a time (``12``, ``4.0``, ``2.5s``)."""
+    text = str(key).strip()
+    return _is_number(text) or (text.endswith("s") and _is_number(text[:-1]))
 
 
 def check_prompt(text: str, where: str, negative: bool) -> None:
@@ -330,7 +496,7 @@ def check_seed(cfg: RunConfig) -> None:
 def check_row(row: PlanRow, origins: dict[str, str]) -> None:
     """Reject values diffusers would fail on mid-run, naming the frame and schedule."""
 
-    def fail(key: str, problem: str, hint: str) -> None:
+    def fail(key: str, problem: str, hint: str) -> NoReturn:
         where = origins.get(key, "command line")
         raise RotoscopeError(f"{where}: {key} at frame {row.index}: {problem}", hint)
 
@@ -340,6 +506,11 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         )
     if row.steps < 1:
         fail("steps", f"{row.steps} steps", "steps must be at least 1")
+    if row.steps > MAX_STEPS:
+        fail(
+            "steps", f"{row.steps} steps is more than the model's {MAX_STEPS} noise levels",
+            "20 to 50 is typical; A1111 allows at most 150",
+        )  # fmt: skip
     # steps x strength < 1 runs one step (as A1111 does): see samplers.inference_steps
     problem = check_sampler_steps(row.sampler, row.steps, row.strength)
     if problem:
@@ -350,10 +521,15 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
     if row.zoom is not None and row.zoom <= 0:
         fail("animation.zoom", f"{row.zoom:g} is not positive", "1 means no zoom")
+    check_loopback_values(row, fail)
     for item in SCHEDULES:
         value = getattr(row, item.name)
         if item.group in COHERENCE_GROUPS and value is not None and not 0.0 <= value <= 1.0:
             fail(item.key, f"{value:g} is outside 0..1", "a fraction from 0 to 1")
+    for name, low, high, hint in MASK_RANGES:
+        value = getattr(row, name)
+        if value is not None and not low <= value <= high:
+            fail(SCHEDULE_KEYS[name], f"{value:g} is outside {low:g}..{high:g}", hint)
     for unit, values in (row.controls or {}).items():
         if values.weight < 0:
             fail(
@@ -364,3 +540,40 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
             if not 0.0 <= value <= 1.0:
                 key = f"controlnet.units.{unit}.{CONTROL_UNIT_SCHEDULES[part]}"
                 fail(key, f"{value:g} is outside 0..1", "a fraction of the steps")
+
+
+def check_loopback_values(row: PlanRow, fail: Callable[[str, str, str], NoReturn]) -> None:
+    """Reject a loopback or 3D camera value that has no meaning (a lens of 0 or 180
+    degrees, near planes beyond far ones, a move past the camera)."""
+    for name in ("noise", "noise_multiplier", "contrast", "anti_blur_sigma",
+                 "anti_blur_threshold", "perlin_persistence"):  # fmt: skip
+        value = getattr(row, name)
+        if value is not None and value < 0:
+            fail(SCHEDULE_KEYS[name], f"{value:g} is negative", "use 0 or more")
+    for name in ("fov", "perspective_flip_fv"):
+        value = getattr(row, name)
+        if value is not None and not (0 < abs(value) < 180 and (value > 0 or name == "fov")):
+            fail(
+                SCHEDULE_KEYS[name], f"{value:g} degrees is not a field of view",
+                "a field of view is between 0 and 180 degrees, both excluded (Deforum's "
+                "default is 70 for the camera, 53 for the flip)",
+            )  # fmt: skip
+    if row.near is not None and row.far is not None and row.near >= row.far:
+        fail(
+            "animation.near", f"the near plane ({row.near:g}) is not in front of the far "
+            f"plane (animation.far {row.far:g})", "near must be less than far",
+        )  # fmt: skip
+    if row.aspect_ratio == 0:
+        fail("animation.aspect_ratio", "0 is not an aspect ratio", "1 is Deforum's default")
+    if row.translation_z is not None and row.translation_z >= TRANSLATION_Z_LIMIT:
+        fail(
+            "animation.translation_z", f"{row.translation_z:g} moves the camera past the "
+            "nearest point of the scene", f"Deforum's units: {TRANSLATION_Z_LIMIT:g} is the "
+            "distance to the nearest point; forward moves are a few units per frame",
+        )  # fmt: skip
+    if row.perlin_octaves is not None and row.perlin_octaves < 1:
+        fail("animation.perlin_octaves", f"{row.perlin_octaves} octaves", "use 1 or more")
+
+
+# A forward move of 200 (Deforum's units) reaches the nearest point of a depth map.
+TRANSLATION_Z_LIMIT = 200.0

@@ -80,7 +80,8 @@ def _panel(draw: ImageDraw.ImageDraw, font, item: Series, top: int, bottom: int,
     if not known.any():
         values, known = np.zeros_like(values), np.ones_like(known)
     low, high = float(values[known].min()), float(values[known].max())
-    if high - low < 1e-12:  # a flat line sits in the middle of its panel
+    flat = high - low < 1e-12
+    if flat:  # a flat line sits in the middle of its panel, its value written beside it
         pad = max(abs(low) * 0.1, 0.5)
         low, high = low - pad, high + pad
 
@@ -104,6 +105,10 @@ def _panel(draw: ImageDraw.ImageDraw, font, item: Series, top: int, bottom: int,
         if 0 <= frame < len(values) and known[frame]:
             x, y = x_of(frame), y_of(values[frame])
             draw.ellipse([x - 3.5, y - 3.5, x + 3.5, y + 3.5], fill=KEY)
+    if flat:
+        value = float(values[known][0])
+        draw.text((WIDTH - RIGHT - 4, y_of(value) - 3), f"{value:g}", fill=TEXT, font=font,
+                  anchor="rd")  # fmt: skip
 
 
 def _runs(known: np.ndarray) -> list[range]:

@@ -17,8 +17,11 @@ and puts each frame's LoRA weights and file identities in its row) and the rende
   words, compared case-insensitively (A1111 compares tokens, which CLIP lowercases);
   ``embedding:name`` names one explicitly and is an error when the file is missing. A
   word that names no file is plain text, as in A1111.
-- Names never reach outside their folder: an absolute path or a ``..`` part is refused,
-  because prompts and keyframe files travel between people.
+- Names never reach outside their folder, because prompts and keyframe files travel
+  between people: an absolute path or a ``..`` part is refused, and so is a name whose
+  file (or a folder on its way) is a link to somewhere outside the folder. The folder's
+  real path decides: a folder that is itself a link, and links between its own files,
+  are fine.
 
 A frame's row holds the LoRA weights in effect (blended between prompt keyframes like
 the embeddings, so a LoRA at 0.8 in one key and absent in the next fades out) and the
@@ -120,24 +123,40 @@ def _stem(name: str) -> str:
     return base
 
 
-def safe_relative_name(name: str, what: str, folder_key: str) -> str:
-    """``name`` if it stays inside its folder, else a one-line refusal.
+def safe_relative_name(name: str, what: str, folder: Path, folder_key: str) -> str:
+    """``name`` if its text stays inside its folder, else a one-line refusal.
 
     A prompt from someone else must not make rotoscope read arbitrary files: absolute
     paths, home-relative paths and ``..`` parts are refused.
     """
     parts = re.split(r"[\\/]", name)
-    if (
-        not name.strip()
-        or name.startswith(("/", "\\", "~"))
-        or re.match(r"^[A-Za-z]:", name)
-        or any(part in ("..", "") for part in parts)
-    ):
-        raise RotoscopeError(
-            f"{what} name '{name}' reaches outside {folder_key}",
-            f"name a file inside {folder_key} (a subfolder is fine: 'styles/ink')",
-        )
+    why = None
+    if not name.strip() or "" in parts:
+        why = "it has an empty part"
+    elif name.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", name):
+        why = "it is an absolute path"
+    elif ".." in parts:
+        why = "'..' climbs out of the folder"
+    if why:
+        raise outside(what, name, folder, folder_key, why)
     return "/".join(parts)
+
+
+def outside(what: str, name: str, folder: Path, folder_key: str, why: str) -> RotoscopeError:
+    """The refusal of a name that reaches outside its folder, saying why."""
+    return RotoscopeError(
+        f"{what} name '{name}' reaches outside {folder_key} ({folder}): {why}",
+        f"name a file inside {folder_key} (a subfolder is fine: 'styles/ink')",
+    )
+
+
+def check_inside(path: Path, name: str, what: str, folder: Path, folder_key: str) -> Path:
+    """``path`` (found for ``name`` in ``folder``) if it really lies in the folder: a link
+    to a file elsewhere, or through a linked subfolder, is refused."""
+    target = path.resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise outside(what, name, folder, folder_key, f"{path} links to {target}")
+    return path
 
 
 def _folder_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -169,19 +188,17 @@ def find_file(
     name: str, folder: Path, suffixes: tuple[str, ...], what: str, folder_key: str
 ) -> Path:
     """The file ``name`` refers to in ``folder``: ``name`` plus a suffix, or a file of that
-    stem in a subfolder (as A1111 finds them). Missing or ambiguous: one line."""
-    relative = safe_relative_name(name, what, folder_key)
+    stem in a subfolder (as A1111 finds them). Missing, ambiguous, or reaching outside the
+    folder (its text, or a link): one line."""
     folder = Path(folder).expanduser()
+    relative = safe_relative_name(name, what, folder, folder_key)
     if Path(relative).suffix.lower() in suffixes and (folder / relative).is_file():
-        return folder / relative
+        return check_inside(folder / relative, name, what, folder, folder_key)
     found = [folder / (relative + s) for s in suffixes if (folder / (relative + s)).is_file()]
-    if len(found) == 1:
-        return found[0]
-    files = _folder_files(folder, suffixes)
     if not found and "/" not in relative:
-        found = [path for path in files if path.stem == relative]
+        found = [path for path in _folder_files(folder, suffixes) if path.stem == relative]
     if len(found) == 1:
-        return found[0]
+        return check_inside(found[0], name, what, folder, folder_key)
     if found:
         shown = ", ".join(str(path.relative_to(folder)) for path in found)
         raise RotoscopeError(
@@ -190,7 +207,7 @@ def find_file(
         )
     raise RotoscopeError(
         f"{what} '{name}' not found in {folder}",
-        _not_found(what, name, folder, folder_key, files),
+        _not_found(what, name, folder, folder_key, _folder_files(folder, suffixes)),
     )
 
 

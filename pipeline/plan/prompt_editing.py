@@ -16,8 +16,11 @@ same here:
   the very end) is used unchanged at every step, as A1111 does; a bracket that is not a
   construct is plain text (``[a:b:c]`` with ``c`` not a number).
 
-The renderer passes the number of denoising steps that actually run (img2img at strength
-0.5 with 20 steps runs 10), so a fraction means a fraction of the denoising that happens.
+Which steps a schedule is built over is a setting (``prompt_editing_steps``,
+:func:`schedule_steps`): by default the denoising steps that actually run (img2img at
+strength 0.5 with 20 steps runs 10), so a fraction means a fraction of the denoising that
+happens; or, as A1111's img2img counts, all ``steps``, of which only the first are
+reached. Either way the steps that run are counted from 0.
 
 ``AND`` (A1111's composable prompts, each part weighed in its own guidance pass) is not
 implemented: :func:`check_composable` refuses it with one line rather than reading it as
@@ -28,7 +31,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
+from pipeline.config.schema import PromptEditingSteps
 from pipeline.errors import RotoscopeError
 
 # ":" whitespace? NUMBER whitespace? "]": the end of a prompt-editing construct.
@@ -212,6 +217,7 @@ def _text_at(nodes: tuple[_Node, ...] | list[_Node], step: int, steps: int) -> s
     return "".join(parts)
 
 
+@lru_cache(maxsize=1024)  # asked for every frame's texts, which repeat
 def has_prompt_editing(text: str) -> bool:
     """Whether ``text`` changes between steps (holds ``[a:b:when]`` or ``[a|b]``)."""
     nodes = _Parser(text).parse()
@@ -235,6 +241,21 @@ def prompt_schedule(text: str, steps: int) -> list[tuple[int, str]]:
         elif isinstance(node, _Alternate):
             ends.update(range(1, steps + 1))
     return [(end, _text_at(nodes, end, steps)) for end in sorted(ends)]
+
+
+def schedule_steps(counting: str | None, steps: int, steps_run: int, order: int = 1) -> int:
+    """The number of steps a prompt's schedule is built over, for a row whose
+    ``prompt_editing_steps`` is ``counting`` (None: rotoscope's default).
+
+    By default, the ``steps_run`` denoising steps that actually run. ``a1111`` counts as
+    A1111's img2img does: it builds the schedule over all ``steps`` (times ``order``, the
+    model calls per step: 2 for second-order samplers, as A1111's ``total_steps``), and its
+    step counter starts at 0 on the first step it runs, so a switch beyond the steps that
+    run is never reached.
+    """
+    if counting == PromptEditingSteps.a1111.value:
+        return steps * order
+    return steps_run
 
 
 def text_at_step(schedule: list[tuple[int, str]], step: int) -> str:

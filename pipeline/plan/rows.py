@@ -4,6 +4,10 @@ A row is plain data. The render stage reads rows back from ``plan.jsonl`` instea
 recomputing schedules, and a frame's cache key hashes its row's JSON. Fields added after
 the first release are left out of that JSON while they are unset (None), so a feature a
 plan does not use never changes the keys of frames rendered before it existed.
+
+A frame of an image folder is keyed by its file, not its position: its row names the
+file (``source_file``) and its key leaves the frame number out (:meth:`PlanRow.key_json`),
+so adding, removing or renaming one photo renders only that photo.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from pipeline.atomic import write_text
-from pipeline.config.schema import PromptBlend
+from pipeline.config.schema import MaskArea, MaskFill, PromptBlend
 from pipeline.errors import RotoscopeError
 from pipeline.records.run_folder import RunFolder
 
@@ -39,9 +43,10 @@ class PlanRow:
 
     Between two prompt keyframes the frame's conditioning lies ``blend`` of the way from
     (prompt, negative_prompt) to (prompt_to, negative_prompt_to). Motion values are set
-    only in loopback mode. Prompts keep their ``<lora:...>`` tags as written (the PNG
-    metadata shows them, as A1111's does); ``loras`` holds the weights the tags resolve to
-    for this frame, blended between keyframes like the embeddings.
+    only in loopback and 3d modes (the 2D ones in loopback, the 3D camera's in 3d).
+    Prompts keep their ``<lora:...>`` tags as written (the PNG metadata shows them, as
+    A1111's does); ``loras`` holds the weights the tags resolve to for this frame, blended
+    between keyframes like the embeddings.
     """
 
     index: int
@@ -74,6 +79,9 @@ class PlanRow:
     network_files: dict[str, str] | None = field(default=None, metadata=OPTIONAL)
     # A1111's CLIP skip when it is not 1 (1 = the text encoder's last layer).
     clip_skip: int | None = field(default=None, metadata=OPTIONAL)
+    # How prompt editing counts steps ("a1111"), set only when it is not the default and
+    # the row's prompts use prompt editing (None: over the denoising steps that run).
+    prompt_editing_steps: str | None = field(default=None, metadata=OPTIONAL)
 
     # Temporal coherence (set only when it is on): the first frame of this frame's
     # segment (its anchor; the frame itself for a segment's first frame), the fraction
@@ -85,9 +93,62 @@ class PlanRow:
     flow_fusion: float | None = field(default=None, metadata=OPTIONAL)
     flow_init: float | None = field(default=None, metadata=OPTIONAL)
     flow_output: float | None = field(default=None, metadata=OPTIONAL)
+    # An image folder's frame: the name of its file in the folder. Such a frame is keyed
+    # by its file, not its position (see :meth:`key_json`).
+    source_file: str | None = field(default=None, metadata=OPTIONAL)
+
+    # Masks (set only with a mask): how the frame's mask is shaped (Deforum's contrast and
+    # brightness adjustments, threshold, grow and blur in pixels), the feather where the
+    # render meets the source frame, and how the masked area is rendered: A1111's masked
+    # content, inpaint area and its padding, and whether the source is put back outside.
+    mask_contrast: float | None = field(default=None, metadata=OPTIONAL)
+    mask_brightness: float | None = field(default=None, metadata=OPTIONAL)
+    mask_threshold: float | None = field(default=None, metadata=OPTIONAL)
+    mask_grow: float | None = field(default=None, metadata=OPTIONAL)
+    mask_blur: float | None = field(default=None, metadata=OPTIONAL)
+    mask_overlay_blur: float | None = field(default=None, metadata=OPTIONAL)
+    mask_fill: MaskFill | None = field(default=None, metadata=OPTIONAL)
+    mask_area: MaskArea | None = field(default=None, metadata=OPTIONAL)
+    mask_padding: int | None = field(default=None, metadata=OPTIONAL)
+    mask_composite: bool | None = field(default=None, metadata=OPTIONAL)
+    # A1111's initial noise multiplier, where it is not 1.
+    noise_multiplier: float | None = field(default=None, metadata=OPTIONAL)
+    # Loopback (2D and 3D): the input's contrast multiplier where it is not 1; the
+    # unsharp mask (when animation.anti_blur is on); the Perlin noise's octaves and
+    # persistence (with noise_type=perlin); the perspective flip (when it is on).
+    contrast: float | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_amount: float | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_kernel: int | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_sigma: float | None = field(default=None, metadata=OPTIONAL)
+    anti_blur_threshold: float | None = field(default=None, metadata=OPTIONAL)
+    perlin_octaves: int | None = field(default=None, metadata=OPTIONAL)
+    perlin_persistence: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_theta: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_phi: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_gamma: float | None = field(default=None, metadata=OPTIONAL)
+    perspective_flip_fv: float | None = field(default=None, metadata=OPTIONAL)
+    # The 3D camera's move and lens (animation.mode=3d), in Deforum's units.
+    translation_z: float | None = field(default=None, metadata=OPTIONAL)
+    rotation_3d_x: float | None = field(default=None, metadata=OPTIONAL)
+    rotation_3d_y: float | None = field(default=None, metadata=OPTIONAL)
+    rotation_3d_z: float | None = field(default=None, metadata=OPTIONAL)
+    fov: float | None = field(default=None, metadata=OPTIONAL)
+    near: float | None = field(default=None, metadata=OPTIONAL)
+    far: float | None = field(default=None, metadata=OPTIONAL)
+    aspect_ratio: float | None = field(default=None, metadata=OPTIONAL)
 
     def to_json(self) -> str:
+        """The row as its plan line holds it."""
         return json.dumps(self.keyed_fields(), sort_keys=True, ensure_ascii=False)
+
+    def key_json(self) -> str:
+        """The row as its frame's key hashes it: :meth:`to_json`, without the frame number
+        for a frame of an image folder (its file names it; its pixels are hashed too), so
+        a photo keeps its key wherever it sorts in the folder."""
+        if self.source_file is None:
+            return self.to_json()
+        values = {name: value for name, value in self.keyed_fields().items() if name != "index"}
+        return json.dumps(values, sort_keys=True, ensure_ascii=False)
 
     def as_record(self) -> dict[str, Any]:
         """Every field as plain JSON values, as a manifest line records the row."""
@@ -101,12 +162,21 @@ class PlanRow:
         """The row a plan line (or a manifest record) holds."""
         values = dict(record)
         values["blend_mode"] = PromptBlend(values.get("blend_mode", PromptBlend.linear.value))
+        if values.get("mask_fill") is not None:
+            values["mask_fill"] = MaskFill(values["mask_fill"])
+        if values.get("mask_area") is not None:
+            values["mask_area"] = MaskArea(values["mask_area"])
         if values.get("controls"):
             values["controls"] = {
                 unit: ControlValues(**unit_values)
                 for unit, unit_values in values["controls"].items()
             }
         return cls(**values)
+
+    @property
+    def masked(self) -> bool:
+        """Whether the frame is rendered through a mask."""
+        return self.mask_area is not None
 
     def keyed_fields(self) -> dict[str, Any]:
         """The row as a dict, without the later-added fields that are unset."""

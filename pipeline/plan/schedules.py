@@ -199,14 +199,28 @@ def _read_keyframes(text: str, key_variables: dict[str, float]) -> tuple[Keyfram
         constant = read_expression(stream).evaluate({})
         return (Keyframe(0, text.strip(), float(constant)),)
     by_frame: dict[int, Keyframe] = {}
+    literal_keys: dict[int, str] = {}  # frame -> its key, where written as a number
     while True:
+        key_start = stream.index
         key = _read_key(stream)
         colon = stream.peek()
         if not stream.at_op(":"):
             problem = f"expected ':' after the key, found {colon.describe()}"
             raise stream.error(problem, colon.position, _SCHEDULE_HELP)
+        literal = _is_plain_number(
+            [token for token in stream.tokens[key_start : stream.index] if token.kind != "op"
+             or token.text in ("+", "-")]
+        )  # fmt: skip
         stream.next()
         frame = _key_frame(stream, key, key_variables)
+        if literal and frame in literal_keys:  # 4 and 4.0: which one was meant?
+            first = stream.tokens[key_start]
+            problem = f"frame {frame} has two keyframes ('{literal_keys[frame]}' and '{key.text}')"
+            raise stream.error(problem, first.position, "keep one of them")
+        if literal:
+            literal_keys[frame] = key.text
+        # an expression key landing on a frame another key names (max_f on a one-frame
+        # clip) replaces it: the later one wins, as in Deforum
         by_frame[frame] = _read_value(stream, frame, colon)
         after = stream.next()
         if after.kind == "end" or (after.text == "," and stream.peek().kind == "end"):

@@ -2,47 +2,90 @@
 
 No model is loaded, so ``stages=[plan]`` is a cheap dry run: ``plan.csv``, ``plan.jsonl``,
 the chart ``plan.png`` and ``source.json`` show what every frame will get.
+
+The plan is made in two steps. :func:`make_plan` probes the input and resolves every
+schedule, size and count in memory, writing nothing: every job makes it before it
+writes anything (:mod:`pipeline.run.job`), so a value the plan refuses (``strength=2``,
+a schedule past 0..1 at some frame) changes nothing in the run folder.
+:func:`write_plan_files` then writes it where the job keeps it (the run folder, or its
+``preview/`` for a job that does not render).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from pipeline.config.schema import AnimationMode, ControlMode, Reanchor, RunConfig
+from pipeline.config.schema import (
+    AnimationConfig,
+    ColorCoherence,
+    ControlMode,
+    DepthModel,
+    MaskArea,
+    MaskConfig,
+    Reanchor,
+    RunConfig,
+)
 from pipeline.control.maps import check_units
+from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError, plural
+from pipeline.models.depth import check_depth_weights
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.chart import write_plan_chart
-from pipeline.plan.rows import write_plan
+from pipeline.plan.rows import PlanRow, write_plan
+from pipeline.records.interrupts import GracefulStop
 from pipeline.records.run_folder import RunFolder
-from pipeline.source.base import SourceInfo
+from pipeline.source.base import SourceInfo, SourceKind
 from pipeline.source.cuts import CutDetector
-from pipeline.source.open import keeps_own_sizes, open_source
+from pipeline.source.masks import check_mask_options, check_masks
+from pipeline.source.open import is_photo_batch, keeps_own_sizes, open_source
 
 log = logging.getLogger("rotoscope")
 
 
-def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> int:
-    """Probe the source, resolve every schedule and write the plan; return the frame count.
+@dataclass(frozen=True)
+class PlannedRun:
+    """A job's plan, made in memory: the rows, what the chart shows, what the input is."""
+
+    plan: Plan
+    info: SourceInfo
+    summary: str  # the line a user checks before rendering
+
+    @property
+    def count(self) -> int:
+        return len(self.plan.rows)
+
+
+def make_plan(
+    cfg: RunConfig, origins: dict[str, str], stop: GracefulStop | None = None
+) -> PlannedRun:
+    """Probe the source and resolve every schedule; write nothing.
 
     ``origins`` maps config keys to the keyframe file their value came from, so errors
-    name that file.
+    name that file. ``stop`` is checked after every frame decoded to count them.
     """
     coherent = cfg.coherence.attention or cfg.coherence.flow
+
+    def safe_point() -> None:
+        if stop is not None:
+            stop.safe_point("plan")
+
     cuts: list[int] = []
     with open_source(cfg.input, keeps_own_sizes(cfg)) as source:
         info = source.info
+        names = source.frame_names()
         if coherent and Reanchor.cuts in cfg.coherence.reanchor:
             detector = CutDetector(cfg.coherence.cut_threshold)
             for frame in source:  # one pass counts the frames and finds the cuts
                 detector.add(frame.index, frame.image)
+                safe_point()
             # unreadable images skipped on the way still hold their frame numbers
             count, cuts = source.frames_read + len(source.failures), detector.cuts
         else:
-            count = source.count_frames()
+            count = source.count_frames(safe_point)
     for note in source.notes:
         log.warning("%s", note)
-    if cfg.animation.mode is AnimationMode.loopback and cfg.input.max_frames:
+    if cfg.animation.mode.loops and cfg.input.max_frames:
         count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(
@@ -51,32 +94,51 @@ def plan_stage(cfg: RunConfig, folder: RunFolder, origins: dict[str, str]) -> in
         )
     if cfg.controlnet.units:
         check_units(cfg, count, info.width, info.height)
+    if cfg.mask.active:
+        check_masks(cfg.mask, info, source.selection, count)
+    if cfg.animation.mode.in_3d or cfg.animation.save_depth:
+        check_depth_weights(cfg.animation.depth, cfg.paths.models)  # before any GPU time
+    unused = two_d_moves_in_3d(cfg)
+    if unused:
+        log.warning(
+            "%s: 2D moves, which animation.mode=3d does not make (nor does Deforum's 3D); "
+            "the 3D camera moves with translation_x/y/z and rotation_3d_x/y/z",
+            ", ".join(f"animation.{name}={getattr(cfg.animation, name)}" for name in unused),
+        )  # fmt: skip
     plan = build_plan(
-        cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts
-    )
+        cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts,
+        names[:count] if names is not None and info.kind is SourceKind.folder else None,
+    )  # fmt: skip
+    return PlannedRun(plan, info, summarize(plan, info, cfg))
+
+
+def write_plan_files(planned: PlannedRun, folder: RunFolder) -> None:
+    """Write the plan (``plan.jsonl``, ``plan.csv``), its chart and ``source.json``."""
+    plan = planned.plan
     write_plan(plan.rows, folder)
     write_plan_chart(
         plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
     )
-    info.write(folder.source_json)
-    log.info("plan: %s", summarize(plan, info, cfg))
-    return count
+    planned.info.write(folder.source_json)
 
 
 def check_strategies(cfg: RunConfig) -> None:
     """Refuse the ways of rendering that do not combine, and coherence values out of range
     (run where the config is composed: :mod:`pipeline.run.configure`)."""
-    if cfg.controlnet.units and cfg.animation.mode is AnimationMode.loopback:
+    mode = cfg.animation.mode
+    if cfg.controlnet.units and mode.loops:
         raise RotoscopeError(
-            "controlnet units with animation.mode=loopback are not supported",
+            f"controlnet units with animation.mode={mode.value} are not supported",
             "use controlnet with animation=none, or loopback without controlnet",
         )
+    check_mask_strategies(cfg)
+    check_animation(cfg)
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
         return
-    if cfg.animation.mode is AnimationMode.loopback:
+    if mode.loops:
         raise RotoscopeError(
-            "coherence with animation.mode=loopback: loopback already makes every frame "
+            f"coherence with animation.mode={mode.value}: loopback already makes every frame "
             "from the previous output",
             "use coherence=none with loopback, or coherence with animation=none",
         )
@@ -98,6 +160,117 @@ def check_strategies(cfg: RunConfig) -> None:
         )
 
 
+def check_mask_strategies(cfg: RunConfig) -> None:
+    """Refuse what masks do not combine with, and ``mask.*`` values that cannot work."""
+    mask = cfg.mask
+    inpaint_units = [
+        name for name, unit in cfg.controlnet.units.items()
+        if unit.preprocessor == INPAINT_PREPROCESSOR
+    ]  # fmt: skip
+    if not mask.active:
+        if inpaint_units:
+            raise RotoscopeError(
+                f"controlnet unit '{inpaint_units[0]}' uses the inpaint preprocessor, "
+                "which repaints a mask, but no mask is given",
+                "set mask.path, mask.key or mask.luma, or use another preprocessor",
+            )
+        return
+    check_mask_options(mask)
+    if cfg.animation.mode.loops:
+        raise RotoscopeError(
+            f"masks with animation.mode={cfg.animation.mode.value} are not supported: a "
+            "loopback frame is "
+            "made from the previous output, not from a source frame to keep",
+            "use masks with animation=none; coherence keeps them steady",
+        )
+    if cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img:
+        raise RotoscopeError(
+            "masks with controlnet.mode=txt2img: the frame outside the mask is kept from "
+            "the frame itself, which txt2img does not start from",
+            "use controlnet.mode=img2img with strength=1 to repaint the masked area fully",
+        )
+    if (cfg.coherence.attention or cfg.coherence.flow) and mask.area is MaskArea.masked:
+        raise RotoscopeError(
+            "mask.area=masked with coherence: each frame's crop has its own box and size, "
+            "and coherence carries whole frames along the motion",
+            "use mask.area=full with coherence",
+        )
+
+
+def mask_summary(mask: MaskConfig) -> str:
+    """The plan line's words on the mask: where it comes from and how it is rendered."""
+    if mask.path is not None:
+        origin = f"mask {mask.path}"
+    elif mask.key is not None:
+        origin = f"chroma key {mask.key}"
+    elif mask.luma is not None:
+        origin = f"luma {mask.luma[0]:g}-{mask.luma[1]:g}"
+    else:
+        origin = "mask"
+    extra = [f"expression {mask.expression}"] if mask.expression else []
+    extra += ["inverted"] if mask.invert else []
+    extra += [f"area {mask.area.value}", f"fill {mask.fill.value}"]
+    extra += [] if mask.composite else ["no composite"]
+    return f"{origin} ({', '.join(extra)})"
+
+
+def check_animation(cfg: RunConfig) -> None:
+    """Refuse animation settings that cannot apply: a depth video without frames made
+    from each other, a blend of a depth model with itself, a weight outside 0..1."""
+    animation = cfg.animation
+    if animation.save_depth and not animation.mode.loops:
+        raise RotoscopeError(
+            "animation.save_depth needs animation.mode=loopback or 3d",
+            "depth is estimated from each output frame of a loopback",
+        )
+    depth = animation.depth
+    if depth.blend is not DepthModel.none and depth.blend is depth.model:
+        raise RotoscopeError(
+            f"animation.depth.blend={depth.blend.value} blends the depth model with itself",
+            "blend another model (midas, zoe, depth_anything), or none",
+        )
+    if not 0.0 <= depth.midas_weight <= 1.0:
+        raise RotoscopeError(
+            f"animation.depth.midas_weight={depth.midas_weight:g} is outside 0..1",
+            "the share of animation.depth.model in the blend with animation.depth.blend",
+        )
+    if animation.color_coherence_every < 1:
+        raise RotoscopeError(
+            f"animation.color_coherence_every={animation.color_coherence_every} must be at "
+            "least 1", "1 follows every frame of the video",
+        )  # fmt: skip
+    if animation.color_coherence is not ColorCoherence.video and animation.color_coherence_video:
+        raise RotoscopeError(
+            "animation.color_coherence_video is set but animation.color_coherence="
+            f"{animation.color_coherence.value}", "set animation.color_coherence=video to use it",
+        )  # fmt: skip
+    for name in ("perlin_cells_x", "perlin_cells_y"):
+        if getattr(animation, name) < 1:
+            raise RotoscopeError(
+                f"animation.{name}={getattr(animation, name)} must be at least 1",
+                "the Perlin lattice's cells at the first octave (Deforum's default: 8)",
+            )
+
+
+def two_d_moves_in_3d(cfg: RunConfig) -> list[str]:
+    """The 2D move schedules set to a move in 3d mode, where they do nothing."""
+    if not cfg.animation.mode.in_3d:
+        return []
+    defaults = AnimationConfig()
+    return [
+        name
+        for name in ("zoom", "angle", "transform_center_x", "transform_center_y")
+        if not _same_number(getattr(cfg.animation, name), getattr(defaults, name))
+    ]
+
+
+def _same_number(value: str, default: str) -> bool:
+    try:
+        return float(value) == float(default)
+    except ValueError:
+        return False  # a schedule
+
+
 def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     """One line a user can check before rendering: size, frames, ranges, prompts."""
 
@@ -112,7 +285,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     seed_text = (
         f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
     )
-    mode = ", loopback" if cfg.animation.mode is AnimationMode.loopback else ""
+    mode = {"none": "", "loopback": ", loopback", "3d": ", 3d loopback"}[cfg.animation.mode.value]
     starts = sorted({row.segment_start for row in rows if row.segment_start is not None})
     segments = [f"{len(starts)} coherence segment(s) from frames {_frame_list(starts)}"]
     sizes = {(row.width, row.height) for row in rows}
@@ -121,10 +294,11 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
         if len(sizes) == 1
         else f"each image's own size ({len(sizes)} sizes)"
     )
+    # a photo batch is unrelated pictures, not a clip: no frame rate
+    rate = "" if is_photo_batch(cfg, info.kind) else f" at {info.fps:g} fps"
     return "; ".join(
         [
-            f"{plural(len(rows), 'frame')} of {info.path} ({info.kind.value}, {size} at "
-            f"{info.fps:g} fps{mode})",
+            f"{plural(len(rows), 'frame')} of {info.path} ({info.kind.value}, {size}{rate}{mode})",
             f"{len(plan.prompt_keys)} prompt keyframe(s)",
             f"strength {span([r.strength for r in rows])}",
             f"guidance {span([r.guidance_scale for r in rows])}",
@@ -132,8 +306,16 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
             rows[0].sampler,
             seed_text,
             *(segments if starts else []),
+            *(_editing_counted(rows)),
+            *([mask_summary(cfg.mask)] if cfg.mask.active else []),
         ]
     )
+
+
+def _editing_counted(rows: list[PlanRow]) -> list[str]:
+    """How prompt editing counts its steps, when rows use a count other than the default."""
+    counts = sorted({row.prompt_editing_steps for row in rows if row.prompt_editing_steps})
+    return [f"prompt editing counts steps as {count} does" for count in counts]
 
 
 def _frame_list(frames: list[int], shown: int = 8) -> str:

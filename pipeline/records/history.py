@@ -6,13 +6,22 @@ what makes resume and change-aware re-render work), so it keeps history inside i
 
 - **Frames** are stored by key (:meth:`RunFolder.frame_name`); frames of an earlier look
   stay in ``frames/`` next to the current ones (the manifest says which are current), and
-  so do upscaled frames (``upscaled/``, made from a frame by an upscaler at a size) and
-  in-between frames (``between/``, made from two delivered frames).
+  so do their masks in ``masks/``, upscaled frames (``upscaled/``, made from a frame by
+  an upscaler at a size) and in-between frames (``between/``, made from two delivered
+  frames).
 - **Deliverables** (``<name>.mp4``, ``images/``, ...) are written to a hidden staging
   name first; if the new one was made from different frames or options than the one it
   replaces, the old one moves to ``history/<name>-<its time>.<ext>`` before the new one
   takes its name. A re-encode of the same frames with the same options replaces it in
   place (``deliverables.json`` records what each current deliverable was made from).
+  An image folder keeps only its files that changed in history (a photo batch where
+  one photo changed keeps one file, not the folder), and a deliverable the last
+  assemble did not make (``images/`` after a render to mp4) moves to history whole: the
+  top of the run folder holds the outputs of the last assemble.
+- **Provenance**: every deliverable has a sidecar (``clip.mp4.json``, ``images.json``:
+  :meth:`RunFolder.sidecar`) with the resolved config, the command line, the frame keys,
+  the source and the versions that made it; it moves into history with its deliverable,
+  so a kept output can always be told apart and made again (``rotoscope-history``).
 
 :func:`history_bytes` is the disk this costs (reported per job); ``rotoscope-prune``
 (:mod:`pipeline.records.prune`) frees it.
@@ -20,6 +29,7 @@ what makes resume and change-aware re-render work), so it keeps history inside i
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import json
 import logging
@@ -28,6 +38,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.atomic import move, write_text
 from pipeline.records.manifest import Manifest
@@ -66,8 +77,15 @@ class Recipes:
         )
 
 
-def publish(folder: RunFolder, staged: Path, final: Path, recipe: str) -> Path | None:
-    """Put the ``staged`` deliverable at ``final``; return where the previous one went.
+def publish(
+    folder: RunFolder,
+    staged: Path,
+    final: Path,
+    recipe: str,
+    provenance: dict[str, Any] | None = None,
+) -> Path | None:
+    """Put the ``staged`` deliverable at ``final``, with its ``provenance`` sidecar; return
+    where the previous one went.
 
     The previous ``final`` moves into ``history/`` unless it was made from the same
     ``recipe`` (then the new one simply replaces it: same frames, same options).
@@ -76,14 +94,69 @@ def publish(folder: RunFolder, staged: Path, final: Path, recipe: str) -> Path |
     kept = None
     if final.exists():
         if recipes.by_name.get(final.name) != recipe:
-            kept = move(final, history_path(folder, final))
-            log.info("previous %s kept as %s", final.name, kept.relative_to(folder.path))
+            kept = retire(folder, final, staged)
+            if kept is not None:
+                log.info("previous %s kept as %s", final.name, kept.relative_to(folder.path))
         elif final.is_dir():
             shutil.rmtree(final)  # the same images again: a folder cannot be renamed over
     move(staged, final, replace=True)
+    if provenance is not None:
+        write_text(
+            RunFolder.sidecar(final), json.dumps(provenance, indent=2, ensure_ascii=False) + "\n"
+        )
     recipes.by_name[final.name] = recipe
     recipes.write()
     return kept
+
+
+def retire(folder: RunFolder, final: Path, replacement: Path | None = None) -> Path | None:
+    """Move the deliverable ``final`` and its sidecar into ``history/``; return where.
+
+    An image folder being replaced by the folder ``replacement`` keeps only the files
+    that differ from (or are missing in) the new one; None when none does (nothing to
+    keep: the new folder holds the same pictures).
+    """
+    target = history_path(folder, final)
+    sidecar = RunFolder.sidecar(final)
+    if final.is_dir() and replacement is not None and replacement.is_dir():
+        changed = [
+            path for path in sorted(final.iterdir())
+            if not _same_file(path, replacement / path.name)
+        ]  # fmt: skip
+        for path in changed:
+            move(path, target / path.name)
+        shutil.rmtree(final)
+        if not changed:
+            sidecar.unlink(missing_ok=True)
+            return None
+    else:
+        move(final, target)
+    if sidecar.exists():
+        move(sidecar, RunFolder.sidecar(target))
+    return target
+
+
+def retire_others(folder: RunFolder, current: list[Path]) -> list[Path]:
+    """Move every deliverable the last assemble did not make (``current`` are those it
+    made) into history; return where they went."""
+    recipes = Recipes.read(folder)
+    names = {path.name for path in current}
+    kept = []
+    for name in sorted(set(recipes.by_name) - names):
+        path = folder.path / name
+        if path.exists():
+            moved = retire(folder, path)
+            if moved is not None:
+                log.info("%s (not made by this assemble) kept as %s", name,
+                         moved.relative_to(folder.path))  # fmt: skip
+                kept.append(moved)
+        del recipes.by_name[name]
+    recipes.write()
+    return kept
+
+
+def _same_file(old: Path, new: Path) -> bool:
+    return new.is_file() and filecmp.cmp(old, new, shallow=False)
 
 
 def history_path(folder: RunFolder, final: Path) -> Path:
@@ -93,7 +166,7 @@ def history_path(folder: RunFolder, final: Path) -> Path:
     stem = final.name if final.is_dir() else final.stem
     candidate = folder.history / f"{stem}-{stamp}{suffix}"
     number = 2
-    while candidate.exists():
+    while candidate.exists() or RunFolder.sidecar(candidate).exists():
         candidate = folder.history / f"{stem}-{stamp}-{number}{suffix}"
         number += 1
     return candidate
@@ -150,17 +223,40 @@ def superseded_upscaled(folder: RunFolder, manifest: Manifest) -> list[Path]:
 
 
 def superseded_in_betweens(folder: RunFolder, manifest: Manifest) -> list[Path]:
-    """In-between frames whose two neighbours are not both current delivered frames."""
+    """In-between frames (and masks) whose two neighbours are not both current delivered
+    frames (or current frames' masks)."""
     if not folder.between.is_dir():
         return []
     current = {record.key for record in manifest.records.values()}
     delivered = current | {record.key for record in UpscaledFrames(folder).made_from(current)}
-    short = {key[:FRAME_KEY_LENGTH] for key in delivered}
+    masks = {record.mask for record in manifest.records.values() if record.mask}  # retimed too
+    short = {key[:FRAME_KEY_LENGTH] for key in delivered | masks}
     return sorted(
         path
         for path in folder.between.iterdir()
         if path.is_file()
         and ((pair := RunFolder.between_neighbours(path)) is None or not set(pair) <= short)
+    )
+
+
+def superseded_masks(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """Mask files no current manifest line names: the masks of earlier looks."""
+    if not folder.masks.is_dir():
+        return []
+    current = {folder.mask(record.mask).name for record in manifest.records.values() if record.mask}
+    return sorted(path for path in folder.masks.glob("*.png") if path.name not in current)
+
+
+def superseded_depth(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """Depth maps of loopback outputs no current manifest line references."""
+    if not folder.depth.is_dir():
+        return []
+    current = {record.key for record in manifest.records.values()}
+    return sorted(
+        path
+        for path in folder.depth.iterdir()
+        if (key := RunFolder.depth_key(path)) is not None
+        and not any(full.startswith(key) for full in current)
     )
 
 
@@ -176,14 +272,17 @@ def size_of(paths: Iterable[Path]) -> int:
 
 
 def history_bytes(folder: RunFolder) -> int:
-    """Disk used by kept history: superseded frames (and the coherence state their chains
-    left), plus earlier deliverables."""
+    """Disk used by kept history: superseded frames (and the coherence state, masks,
+    depth maps, upscaled and in-between frames made from them), plus earlier
+    deliverables."""
     if not folder.path.is_dir():
         return 0
     manifest = Manifest(folder)
     superseded = [
         *superseded_frames(folder, manifest),
         *superseded_state(folder, manifest),
+        *superseded_masks(folder, manifest),
+        *superseded_depth(folder, manifest),
         *superseded_upscaled(folder, manifest),
         *superseded_in_betweens(folder, manifest),
     ]

@@ -2,7 +2,9 @@
 
 A frame's output depends only on its plan row, its input frame and the model, so a hash
 of those three is its key (in loopback the input frame is the previous output, so a
-change ripples forward through exactly the frames it affects). ``manifest.jsonl`` gets
+change ripples forward through exactly the frames it affects; a photo of an image
+folder is keyed by its file wherever it sorts: the row's ``key_json`` leaves its
+position out). ``manifest.jsonl`` gets
 one appended, fsynced line per finished frame (after the PNG itself is safely renamed
 into place); on a re-run a frame whose key matches the last line recorded for its
 index, and whose file exists, is reused instead of rendered. A torn line from a crash
@@ -41,7 +43,7 @@ class KeyedRow(Protocol):
     @property
     def index(self) -> int: ...
 
-    def to_json(self) -> str: ...
+    def key_json(self) -> str: ...
 
     def as_record(self) -> dict[str, Any]: ...
 
@@ -70,6 +72,7 @@ class FrameRecord:
     model: str = ""
     control: str = ""
     dependencies: str = ""  # temporal coherence: earlier frames' keys and settings
+    mask: str = ""  # with a mask: its pixels' digest (RunFolder.mask names its file)
 
 
 def image_digest(image: np.ndarray) -> str:
@@ -85,13 +88,17 @@ def frame_key(
     model_identity: str,
     control: str = "",
     dependencies: str = "",
+    mask: str = "",
 ) -> str:
     """Hash of everything that shapes the frame: plan row, input pixels, model (with its
     ControlNets), the keys of its control maps and, with temporal coherence, the frames it
-    is rendered from (``dependencies``; left out when empty, so other keys never change)."""
+    is rendered from (``dependencies``), with a mask the mask (its digest and how masks are
+    rendered: ``mask``). The last two are left out when empty, so other keys never change."""
     digest = hashlib.sha256()
-    parts = (job.to_json(), input_digest, model_identity, control)
-    for part in (*parts, dependencies) if dependencies else parts:
+    parts = [job.key_json(), input_digest, model_identity, control]
+    parts += [dependencies] if dependencies else []
+    parts += [f"mask={mask}"] if mask else []
+    for part in parts:
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
@@ -104,13 +111,19 @@ def rerender_reason(
     model_identity: str,
     control: str = "",
     dependencies: str = "",
+    mask: str = "",
 ) -> str:
-    """Why a frame whose key is not current must be rendered, in a few words."""
+    """Why a frame whose key is not current must be rendered, in a few words. ``mask`` is
+    the mask part of the key, which starts with the mask's digest (what a record keeps)."""
     if record is None:
         return "new"
-    if record.key == frame_key(job, input_digest, model_identity, control, dependencies):
+    if record.key == frame_key(job, input_digest, model_identity, control, dependencies, mask):
         return "file missing"
-    changed = [name for name, value in job.as_record().items() if record.row.get(name) != value]
+    changed = [
+        name
+        for name, value in job.as_record().items()
+        if name != "index" and record.row.get(name) != value
+    ]
     if changed and record.row:
         return "changed " + ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
     if record.model and record.model != model_identity:
@@ -121,6 +134,8 @@ def rerender_reason(
         return "control map changed"
     if record.dependencies != dependencies:
         return "earlier frame changed" if record.dependencies and dependencies else "coherence"
+    if mask and record.mask and not mask.startswith(record.mask):
+        return "mask changed"
     return "changed"
 
 
@@ -168,18 +183,23 @@ class Manifest:
         instead without reading: a Ray worker's view of the frames of its work unit."""
         self.run_dir = folder.path
         self.path = folder.manifest
+        self.records: dict[int, FrameRecord] = {}  # the current frame of each index
         # every frame ever recorded here, by key: earlier looks stay findable
         self.by_key: dict[str, FrameRecord] = {}
-        if records is None:
-            self.records: dict[int, FrameRecord] = self._load()
-        else:
-            self.records = {}
-            for record in records:
-                self.records[record.index] = record
-                self.by_key[record.key] = record
+        # the latest record of each photo keyed by its file (``source_file``)
+        self.by_file: dict[str, FrameRecord] = {}
+        for record in self._load() if records is None else records:
+            self._remember(record)
 
-    def _load(self) -> dict[int, FrameRecord]:
-        records: dict[int, FrameRecord] = {}
+    def _remember(self, record: FrameRecord) -> None:
+        self.records[record.index] = record
+        self.by_key[record.key] = record
+        name = record.row.get("source_file")
+        if name is not None:
+            self.by_file[str(name)] = record
+
+    def _load(self) -> list[FrameRecord]:
+        records: list[FrameRecord] = []
         if not self.path.exists():
             return records
         with self.path.open(encoding="utf-8") as fh:
@@ -187,12 +207,9 @@ class Manifest:
                 if not line.strip():
                     continue
                 try:
-                    record = FrameRecord(**json.loads(line))
+                    records.append(FrameRecord(**json.loads(line)))
                 except (json.JSONDecodeError, TypeError):
                     log.warning("skipping damaged line %d of %s", number, self.path)
-                    continue
-                records[record.index] = record
-                self.by_key[record.key] = record
         return records
 
     def find(self, index: int, key: str) -> tuple[FrameRecord, bool] | None:
@@ -200,12 +217,16 @@ class Manifest:
         whether it is an earlier look (a frame made with ``key`` before another look
         replaced it, its file still on disk) whose line must be appended again to make it
         current, so the assemble stage picks it again. The render loop writes that line,
-        in frame order, through its writer."""
+        in frame order, through its writer.
+
+        A key holds the frame number unless the frame is a photo keyed by its file, which
+        may have been recorded at another position (a photo added before it): the record
+        is then returned as it was, and the caller gives it its new place."""
         record = self.records.get(index)
         if record and record.key == key and (self.run_dir / record.file).is_file():
             return record, False
         earlier = self.by_key.get(key)
-        if earlier and earlier.index == index and (self.run_dir / earlier.file).is_file():
+        if earlier and (self.run_dir / earlier.file).is_file():
             return earlier, True
         return None
 
@@ -219,8 +240,7 @@ class Manifest:
     def add(self, record: FrameRecord) -> None:
         """Record a finished frame durably (the line is fsynced before returning)."""
         append_line(self.path, record_line(record))
-        self.records[record.index] = record
-        self.by_key[record.key] = record
+        self._remember(record)
 
     def compact(self) -> None:
         """Rewrite the file with only the current record of each index whose file exists
@@ -231,8 +251,9 @@ class Manifest:
             if (self.run_dir / record.file).is_file()
         ]
         write_text(self.path, "".join(record_line(record) for record in kept))
-        self.records = {record.index: record for record in kept}
-        self.by_key = {record.key: record for record in kept}
+        self.records, self.by_key, self.by_file = {}, {}, {}
+        for record in kept:
+            self._remember(record)
 
     def finished(self, rows: Sequence[KeyedRow]) -> tuple[list[FrameRecord], list[int]]:
         """The frames of the plan ``rows`` on disk, in order, and the indices left out

@@ -10,17 +10,25 @@ deliverables of that input, so another input must never land in it by accident.
   (``shotA/take01.mp4`` then ``shotB/take01.mp4``), the new input gets the first free
   of ``take01-shotB`` (its parent folder's name) and ``take01-<hash of its path>``;
   the same input always comes back to its own folder. A name given with ``name=`` is
-  used as given: the user chose it, and nothing in a reused folder is destroyed anyway.
-- **Multirun job:** the folder above plus ``--<the job's own overrides>``; an override
-  set too long for a readable folder name keeps a readable prefix and gets a short hash
-  of the whole set, so two jobs never share a folder because their names were cut.
+  one folder name (no ``/``, not ``..``), and a folder another input's run holds is
+  refused (:func:`check_owner`): taking it over would send that input to a new folder
+  the next time, away from its frames.
+- **Queue job** (``-m``): the folder above plus ``--<the values that differ between the
+  queue's jobs>`` (``clip--guidance_scale=5``): the command line passes every other
+  override in ``hydra.job.config.override_dirname.exclude_keys``
+  (:func:`folder_neutral_keys`), so a value all jobs share never shows, and running the
+  same queue again with another shared value reuses each job's folder. A value too long
+  for a readable folder name keeps a readable prefix and gets a short hash of the whole,
+  so two jobs never share a folder because their names were cut; a job whose name is
+  taken by another job of the same input gets a hash of its values.
 - **Length:** every name is kept under :data:`MAX_NAME` characters the same way (a
   readable prefix and a hash), so a 250-character file name still makes a valid
   folder and video name.
 
 Hydra creates the folder before the job starts, so the choice is made by the
 ``run_folder`` resolver in ``conf/config.yaml``; the job then writes ``run.json``
-(:func:`claim`).
+(:func:`claim`). A queue's own records (``queue.json``, Hydra's ``multirun.yaml``) go to
+a folder of their own under ``<output.root>/queues/`` (:func:`queue_folder`).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 import logging
 import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +54,41 @@ log = logging.getLogger("rotoscope")
 MAX_NAME = 96  # characters; file systems allow 255, history names add a timestamp
 HASH_LENGTH = 8
 JOB_SEPARATOR = "--"
+QUEUES = "queues"  # under output.root: one folder per queue, its summary and Hydra's record
 _UNSAFE = re.compile(r"[^\w.,=+-]+")
+_QUOTES = re.compile(r"['\"]")
+# Settings that never change a job's frames (how fast, where, how verbose): they never
+# name a queue job's folder, so a queue re-run with another of them reuses its folders.
+FOLDER_NEUTRAL_KEYS = (
+    "input.path", "name", "output.root", "stages", "runtime.verbose", "runtime.log_every",
+    "runtime.workers", "runtime.ray_address", "runtime.compile", "render.batch_size",
+)  # fmt: skip
+
+
+def folder_neutral_keys(shared: list[str]) -> list[str]:
+    """What a queue leaves out of its jobs' folder names: the keys that never change a
+    frame, and the ``shared`` keys (given one value for every job)."""
+    return sorted({*FOLDER_NEUTRAL_KEYS, *shared})
+
+
+def queue_folder(root: Path) -> Path:
+    """A new folder for one queue's records: ``<root>/queues/<date>-<time>[-n]``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = root / QUEUES / stamp
+    number = 2
+    while candidate.exists():
+        candidate = root / QUEUES / f"{stamp}-{number}"
+        number += 1
+    return candidate
+
+
+def check_name(name: str) -> None:
+    """``name`` must be one folder name under ``output.root``."""
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in "/\\"):
+        raise RotoscopeError(
+            f"name={name!r} is not a folder name",
+            "give one name without '/' (output.root says where run folders go)",
+        )
 
 
 def short_hash(text: str) -> str:
@@ -63,11 +106,11 @@ def bounded(name: str, limit: int = MAX_NAME) -> str:
 def job_part(overrides: str) -> str:
     """A multirun job's override set as a folder-name part (``guidance_scale=5``).
 
-    Characters a folder name should not hold become ``_``; a set longer than half of
-    :data:`MAX_NAME` is cut to a readable prefix plus a hash of the *whole* set, so two
-    sets that share a long prefix (two long prompts) still get two folders.
+    Quotes go, characters a folder name should not hold become ``_``; a set longer than
+    half of :data:`MAX_NAME` is cut to a readable prefix plus a hash of the *whole* set,
+    so two sets that share a long prefix (two long prompts) still get two folders.
     """
-    safe = _UNSAFE.sub("_", overrides).strip("_")
+    safe = _UNSAFE.sub("_", _QUOTES.sub("", overrides)).strip("_")
     limit = MAX_NAME // 2
     if len(safe) <= limit:
         return safe
@@ -119,7 +162,11 @@ def folder_names(name: str, input_path: str, job: str = "", explicit: bool = Fal
             bases.append(bounded(f"{name}-{parent}"))
         bases.append(bounded(f"{name}-{short_hash(str(resolved))}"))
     suffix = job_part(job) if job else ""
-    return [f"{base}{JOB_SEPARATOR}{suffix}" if suffix else base for base in bases]
+    names = [f"{base}{JOB_SEPARATOR}{suffix}" if suffix else base for base in bases]
+    if suffix:  # two jobs whose values read alike once made safe: the job's own hash
+        names.append(f"{bases[-1]}{JOB_SEPARATOR}{bounded(suffix, MAX_NAME // 2 - 9)}-"
+                     f"{short_hash(job)}")  # fmt: skip
+    return names
 
 
 def choose_folder(
@@ -138,13 +185,14 @@ def choose_folder(
 def run_folder_resolver(
     root: str, name: str, input_path: str, job: str = "", *, _root_: Any
 ) -> str:
-    """Hydra resolver ``${run_folder:root,name,input,[job]}``: the run folder's name.
+    """Hydra resolver ``${run_folder:root,name,input,[job]}``: the run folder's absolute
+    path (a queue job's folder lies beside the single runs', outside the queue's own).
 
     ``name`` counts as given by the user unless it is still the default interpolation
     (``${run_name:...}``), which only a default name may be moved away from.
     """
     explicit = not OmegaConf.is_interpolation(_root_, "name")
-    return choose_folder(Path(root), name, input_path, job, explicit).name
+    return str(choose_folder(Path(root), name, input_path, job, explicit).absolute())
 
 
 def register_resolvers() -> None:
@@ -153,24 +201,26 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_folder", run_folder_resolver)
 
 
-def claim(folder: RunFolder, owner: RunOwner, explicit: bool) -> None:
-    """Record ``owner`` in the folder, saying so when the folder is not the first choice.
+def check_owner(folder: RunFolder, owner: RunOwner, explicit: bool) -> None:
+    """Refuse a ``name=`` folder that holds another input's run (see the module doc)."""
+    recorded = RunOwner.read(folder)
+    if explicit and recorded is not None and recorded.input != owner.input:
+        raise RotoscopeError(
+            f"{folder} holds the run of {recorded.input}; name={folder.path.name} would "
+            f"render {owner.input} into it",
+            "give another name=, or no name (this input then gets a folder of its own)",
+        )
 
-    Logs where another input's run keeps the default name (so the user knows why this
-    one got a suffix), and warns when a ``name=`` folder made for another input is
-    reused (its earlier frames and deliverables stay in its history).
-    """
-    previous = RunOwner.read(folder)
-    if previous is not None and previous.input != owner.input:
-        log.warning(
-            "run folder %s was made for %s; now rendering %s in it (the earlier frames and "
-            "deliverables are kept: see history/)", folder, previous.input, owner.input,
-        )  # fmt: skip
+
+def claim(folder: RunFolder, owner: RunOwner, explicit: bool) -> None:
+    """Record ``owner`` in the folder, saying so when the folder is not the first choice
+    (another input's run keeps the default name: the user learns why this one got a
+    suffix)."""
     first = folder.path.parent / folder_names(owner.name, owner.input, owner.job, explicit)[0]
     if first != folder.path:
         taken = RunOwner.read(RunFolder(first))
-        holder = taken.input if taken else "another run"
-        log.info("%s holds the run of %s; this input's run folder is %s", first, holder, folder)
+        holder = f"the run of {taken.input}" if taken else "another job's run"
+        log.info("%s holds %s; this input's run folder is %s", first, holder, folder)
     owner.write(folder)
 
 
@@ -187,15 +237,20 @@ def check_writable(path: Path) -> None:
     hint = "set output.root to a folder you can write, or fix its permissions"
     if not existing.is_dir():
         raise RotoscopeError(f"cannot create run folder {path}: {existing} is not a folder", hint)
+    log_file = RunFolder(path).log
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
-        log_file = RunFolder(path).log
+    except OSError as exc:  # the temporary file's own name says nothing to the user
+        raise RotoscopeError(
+            f"cannot write run folder {path}: {existing} is not writable ({exc.strerror})",
+            hint,
+        ) from exc
+    try:
         if log_file.exists():
             with log_file.open("a", encoding="utf-8"):  # Hydra appends the job's log here
                 pass
     except OSError as exc:
-        where = exc.filename or existing
         raise RotoscopeError(
-            f"cannot write run folder {path}: {where}: {exc.strerror}", hint
+            f"cannot write run folder {path}: {log_file}: {exc.strerror}", hint
         ) from exc

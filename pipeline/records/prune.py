@@ -6,8 +6,9 @@ when the user asks (``rotoscope-prune``):
 - frames no current manifest line references (earlier looks, and a frame a killed
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
-- the coherence state (latents, attention recordings) of those frames, the upscaled
-  frames made from them, and the in-between frames made from frames no longer delivered;
+- the coherence state (latents, attention recordings), the masks and the depth maps of
+  those frames, the upscaled frames made from them, and the in-between frames made from
+  frames no longer delivered;
 - leftovers of interrupted writes (hidden temporary and staging files, in any folder);
 - with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
@@ -28,8 +29,10 @@ from pathlib import Path
 from pipeline.atomic import TEMPORARY_GLOB
 from pipeline.records.history import (
     size_of,
+    superseded_depth,
     superseded_frames,
     superseded_in_betweens,
+    superseded_masks,
     superseded_state,
     superseded_upscaled,
 )
@@ -79,6 +82,14 @@ def prunable(
         Prunable(path, size_of([path]), "earlier look's in-between frame")
         for path in superseded_in_betweens(folder, manifest)
     ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's mask")
+        for path in superseded_masks(folder, manifest)
+    ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's depth map")
+        for path in superseded_depth(folder, manifest)
+    ]
     leftovers = [*folder.path.rglob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
     items += [Prunable(path, size_of([path]), "unfinished write") for path in leftovers]
     if flow and folder.flow.is_dir():
@@ -86,13 +97,15 @@ def prunable(
     if keep_history is not None and folder.history.is_dir():
         versions: dict[str, list[Path]] = defaultdict(list)
         for entry in folder.history.iterdir():
-            versions[deliverable_of(entry)].append(entry)
+            if not RunFolder.is_sidecar(entry):  # a sidecar goes with its deliverable
+                versions[deliverable_of(entry)].append(entry)
         for entries in versions.values():
             newest_first = sorted(entries, key=lambda p: p.stat().st_mtime, reverse=True)
-            items += [
-                Prunable(path, size_of([path]), "earlier deliverable")
-                for path in newest_first[keep_history:]
-            ]
+            for path in newest_first[keep_history:]:
+                items.append(Prunable(path, size_of([path]), "earlier deliverable"))
+                sidecar = RunFolder.sidecar(path)
+                if sidecar.exists():
+                    items.append(Prunable(sidecar, size_of([sidecar]), "its provenance"))
     return items
 
 

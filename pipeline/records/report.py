@@ -1,8 +1,10 @@
 """The final report of a job: what it did, how long it took, what it cost, where it put it.
 
-Written as ``report.json`` in the run folder whether the job finished, was interrupted
-or failed, so an overnight queue can be checked in the morning without reading logs,
-and printed as one line.
+Written however the job ended (finished, interrupted or failed), so an overnight queue
+can be checked in the morning without reading logs, and printed as one line. A job that
+renders writes it as the run folder's ``report.json``; a preview as
+``preview/report.json``; every job also adds it as a line to ``jobs.jsonl``
+(:func:`append_job`), the folder's list of the jobs run in it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class JobReport:
     run_dir: str
     status: str = "running"  # done | interrupted | failed
     error: str | None = None
+    started: str = ""  # local time, ISO 8601
+    stages: list[str] = field(default_factory=list)
     planned: int = 0
     rendered: int = 0
     reused: int = 0
@@ -84,20 +88,31 @@ class JobReport:
         self.peak_rss_mib = round(peak_rss_bytes() / 2**20, 1)
         self.peak_gpu_mib = peak_gpu_mib()
 
+    def as_dict(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
     def write(self, path: Path) -> Path:
         """Write the report as JSON to ``path`` (the run folder's ``report.json``)."""
-        data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        return write_text(path, json.dumps(data, indent=2) + "\n")
+        return write_text(path, json.dumps(self.as_dict(), indent=2) + "\n")
 
     def line(self) -> str:
+        """The closing line: for a job that renders, what it rendered and reused; for one
+        that does not (a preview, a re-encode), its stages."""
+        renders = "render" in self.stages or not self.stages
+        if not renders:
+            return "; ".join([f"{self.status}: {'+'.join(self.stages)}", *self._tail(False)])
         why = ", ".join(f"{count} {reason}" for reason, count in self.reasons.items())
         parts = [
             f"{self.status}: {self.rendered} rendered" + (f" ({why})" if why else ""),
             f"{self.reused} reused",
         ]
-        if self.skipped:
+        return "; ".join(parts + self._tail(True))
+
+    def _tail(self, renders: bool) -> list[str]:
+        parts: list[str] = []
+        if self.skipped and renders:
             parts.append(f"{self.skipped} skipped (bad input)")
-        if self.repeated:
+        if self.repeated and renders:
             parts.append(f"{self.repeated} repeated (bad input)")
         if self.seconds_per_frame:
             parts.append(f"{self.seconds_per_frame:.2f} s/frame")
@@ -115,11 +130,20 @@ class JobReport:
         if self.previous_outputs:
             kept = [os.path.relpath(path, self.run_dir) for path in self.previous_outputs]
             parts.append("previous output kept as " + ", ".join(kept))
-        if self.history_bytes:
+        if self.history_bytes and (renders or self.previous_outputs):
             parts.append(
                 f"kept history {format_bytes(self.history_bytes)} (rotoscope-prune frees it)"
             )
-        return "; ".join(parts)
+        return parts
+
+
+def append_job(path: Path, report: JobReport) -> None:
+    """Add ``report`` as one line to the folder's job list (``jobs.jsonl``), durably."""
+    line = json.dumps(report.as_dict(), ensure_ascii=False) + "\n"
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def format_bytes(count: int) -> str:

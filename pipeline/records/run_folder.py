@@ -15,8 +15,11 @@ from pathlib import Path
 FRAMES = "frames"
 UPSCALED = "upscaled"
 BETWEEN = "between"
+MASKS = "masks"
 CONTROL = "control"
 HISTORY = "history"
+PREVIEW = "preview"
+SIDECAR_SUFFIX = ".json"
 FRAME_KEY_LENGTH = 16  # hex digits of a frame's key in its file name (64 bits)
 
 
@@ -32,8 +35,20 @@ class RunFolder:
     # --- records of the job ---
     @property
     def config(self) -> Path:
-        """The resolved config of the last run."""
+        """The resolved config of the last job that rendered (a preview's: in preview/)."""
         return self.path / "config.yaml"
+
+    @property
+    def jobs(self) -> Path:
+        """One JSON line per job run in the folder: when, the command line, the stages,
+        how it ended, what it wrote (every job, renders or not)."""
+        return self.path / "jobs.jsonl"
+
+    @property
+    def preview(self) -> RunFolder:
+        """Where a job that plans without rendering (``stages=[plan]``) keeps its plan,
+        chart, config and report, so they are never taken for the last render's."""
+        return RunFolder(self.path / PREVIEW)
 
     @property
     def log(self) -> Path:
@@ -42,7 +57,8 @@ class RunFolder:
 
     @property
     def report(self) -> Path:
-        """The job's outcome: status, counts, timing, memory, versions, outputs."""
+        """The last rendering job's outcome: status, counts, timing, memory, versions,
+        outputs."""
         return self.path / "report.json"
 
     @property
@@ -87,6 +103,15 @@ class RunFolder:
         return f"{FRAMES}/{key[:FRAME_KEY_LENGTH]}.png"
 
     @property
+    def masks(self) -> Path:
+        return self.path / MASKS
+
+    def mask(self, digest: str) -> Path:
+        """A frame's mask, by the digest of its pixels (the manifest line names it): frames
+        with the same mask share the file, and an edited mask never overwrites one."""
+        return self.path / MASKS / f"{digest[:FRAME_KEY_LENGTH]}.png"
+
+    @property
     def manifest(self) -> Path:
         """Finished frames and their keys, one JSON line each."""
         return self.path / "manifest.jsonl"
@@ -114,6 +139,20 @@ class RunFolder:
         """The (shortened) frame key a coherence state file belongs to, or None."""
         stem, dash, key = path.name.removesuffix(".safetensors").partition("-")
         return key if dash and stem in ("attention", "latents") else None
+
+    @property
+    def depth(self) -> Path:
+        """Depth maps of loopback outputs (3D camera, ``animation.save_depth``), by frame key."""
+        return self.path / "depth"
+
+    def depth_map(self, key: str) -> Path:
+        """The depth map estimated from the output frame with this key."""
+        return self.depth / f"{key[:24]}.png"
+
+    @staticmethod
+    def depth_key(path: Path) -> str | None:
+        """The (shortened) frame key a depth map belongs to, or None."""
+        return path.stem if path.suffix == ".png" and not path.name.startswith(".") else None
 
     def flow_pair(self, index: int) -> Path:
         """The source flow between frames ``index - 1`` and ``index``."""
@@ -162,7 +201,7 @@ class RunFolder:
     # --- metrics stage ---
     @property
     def metrics(self) -> Path:
-        """Warp error per frame pair and overall, with the source's as the floor."""
+        """Warp error per frame pair and overall, with the source's as the reference."""
         return self.path / "metrics.json"
 
     @property
@@ -199,9 +238,32 @@ class RunFolder:
         """The encoded video, named after the run folder: ``<folder>/<folder>.<extension>``."""
         return self.path / f"{self.path.name}.{extension}"
 
+    def matte_video(self, extension: str) -> Path:
+        """``output.matte``: the masks as a video beside the output, ``<folder>.matte.<ext>``."""
+        return self.path / f"{self.path.name}.matte.{extension}"
+
+    @property
+    def mattes(self) -> Path:
+        """``output.matte`` with ``output=images``: the masks under the images' names."""
+        return self.path / "mattes"
+
+    def depth_video(self, extension: str) -> Path:
+        """``animation.save_depth``: each output frame's depth, beside the video."""
+        return self.path / f"{self.path.name}-depth.{extension}"
+
     def staging(self, name: str) -> Path:
         """Where a new deliverable is written before it replaces ``name`` (hidden)."""
         return self.path / f".new-{name}"
+
+    @staticmethod
+    def sidecar(deliverable: Path) -> Path:
+        """A deliverable's provenance (``clip.mp4`` -> ``clip.mp4.json``, ``images/`` ->
+        ``images.json``): what made it, kept next to it and moved into history with it."""
+        return deliverable.with_name(deliverable.name + SIDECAR_SUFFIX)
+
+    @staticmethod
+    def is_sidecar(path: Path) -> bool:
+        return path.name.endswith(SIDECAR_SUFFIX)
 
     @property
     def deliverables(self) -> Path:

@@ -79,11 +79,12 @@ class UpscaledFrames:
         record = self.by_key.get(key)
         return record if record is not None and self.exists(record) else None
 
-    def current(self, index: int, frame: str, recipe: str) -> UpscaledFrame | None:
-        """Frame ``index`` made from the render ``frame`` by ``recipe`` (the last such line
-        whose file is on disk), at whatever precision it ran."""
+    def current(self, frame: str, recipe: str) -> UpscaledFrame | None:
+        """The frame made from the render ``frame`` (a frame key) by ``recipe`` (the last
+        such line whose file is on disk), at whatever precision it ran, at whatever index
+        it was recorded: a photo keyed by its file keeps its key when it moves."""
         for record in reversed(self.lines):
-            same = (record.index, record.frame, record.recipe) == (index, frame, recipe)
+            same = (record.frame, record.recipe) == (frame, recipe)
             if same and self.exists(record):
                 return record
         return None

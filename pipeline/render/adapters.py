@@ -67,10 +67,8 @@ class Adapters:
             # an SDXL file has a tensor per encoder, a one-tensor file fits one-encoder models
             if embedding.widths != encoder.widths:
                 log.warning(
-                    "embedding '%s' (%s) has %s-wide vectors, which fit no text encoder of "
-                    "this model (%s wide): it is skipped and its name read as words",
-                    embedding.name, embedding.path,
-                    "/".join(map(str, embedding.widths)), "/".join(map(str, encoder.widths)),
+                    "embedding '%s' (%s) %s: it is skipped and its name read as words",
+                    embedding.name, embedding.path, mismatch(embedding.widths, encoder.widths),
                 )  # fmt: skip
                 continue
             encoder.add_embedding(embedding.name, embedding.vectors)
@@ -101,3 +99,26 @@ class Adapters:
             hashes = [f"{name}: {self._embedding_hashes[name]}" for name in embeddings]
             entries.append(("TI hashes", ", ".join(hashes)))
         return entries
+
+
+def mismatch(widths: Sequence[int], encoders: Sequence[int]) -> str:
+    """Why an embedding with vectors of ``widths`` does not fit text encoders of
+    ``encoders`` widths, in the words a user knows (the model families)."""
+
+    def listed(values: Sequence[int]) -> str:
+        return " and ".join(str(value) for value in values)
+
+    if len(widths) == 1 and len(encoders) == 2:
+        return (
+            f"is an SD 1.x/2.x embedding (one {widths[0]}-wide vector set), and this SDXL "
+            f"model needs one for each of its two text encoders ({listed(encoders)} wide)"
+        )
+    if len(widths) == 2 and len(encoders) == 1:
+        return (
+            f"is an SDXL embedding (vectors for two text encoders, {listed(widths)} wide), "
+            f"and this model has one text encoder ({encoders[0]} wide)"
+        )
+    return (
+        f"has {listed(widths)}-wide vectors, and this model's text encoder is "
+        f"{listed(encoders)} wide: it was made for another base model"
+    )

@@ -37,20 +37,25 @@ from pipeline.render.prompt_schedule import PromptSwitch, StepConditionings, sta
 
 @dataclass(frozen=True)
 class FrameInput:
-    """One frame of a pipeline call: its row, its init image and its control maps."""
+    """One frame of a pipeline call: its row, its init image and its control maps; with a
+    mask, where it is rendered (at the call's size: None renders everywhere) and what
+    shows outside it (the source frame; the init image when None)."""
 
     job: PlanRow
     image: np.ndarray
     maps: list[np.ndarray] | None = None
+    mask: np.ndarray | None = None
+    source: np.ndarray | None = None
 
 
 def call_signature(job: PlanRow) -> str:
     """What must be equal for frames to share a pipeline call (one JSON-like string)."""
     controls = sorted((job.controls or {}).items())
     loras = sorted((job.loras or {}).items())
+    masked = (job.mask_area, job.mask_fill) if job.masked else ()
     return repr(
         (job.sampler, job.steps, job.strength, job.guidance_scale, job.width, job.height,
-         loras, controls)
+         loras, controls, *masked)
     )  # fmt: skip
 
 

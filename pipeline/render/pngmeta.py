@@ -18,23 +18,33 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from pipeline.atomic import atomic_path
+from pipeline.config.schema import MaskArea, MaskFill
 from pipeline.plan.rows import ControlValues, PlanRow
 
 PARAMETERS_KEY = "parameters"
 JSON_KEY = "rotoscope"
+# A1111's words for how a masked area is rendered ("Masked content", "Inpaint area")
+MASKED_CONTENT = {
+    MaskFill.original: "original",
+    MaskFill.fill: "fill",
+    MaskFill.latent_noise: "latent noise",
+    MaskFill.latent_nothing: "latent nothing",
+}
+INPAINT_AREA = {MaskArea.full: "Whole picture", MaskArea.masked: "Only masked"}
 
 
 def a1111_parameters(
     job: PlanRow,
-    model_name: str,
+    model_name: str | None,
     model_hash: str | None,
     controlnets: list[dict[str, str]] | None = None,
     extra: list[tuple[str, str]] | None = None,
 ) -> str:
     """The ``parameters`` text in A1111's layout (prompt, negative line, settings line),
-    with ``Clip skip`` when it is not 1, the ``extra`` entries (``Lora hashes``,
-    ``TI hashes``) and one ``ControlNet N`` entry per unit as A1111's ControlNet extension
-    writes it."""
+    with ``Clip skip`` and ``Noise multiplier`` when they are not 1, A1111's inpainting
+    entries for a masked frame, the ``extra`` entries (``Lora hashes``, ``TI hashes``) and
+    one ``ControlNet N`` entry per unit as A1111's ControlNet extension writes it. No model
+    (``model_name`` None) for a frame that was not diffused (an empty mask)."""
     lines = [job.prompt]
     if job.negative_prompt:
         lines.append(f"Negative prompt: {job.negative_prompt}")
@@ -47,9 +57,18 @@ def a1111_parameters(
     ]
     if model_hash:
         settings.append(("Model hash", model_hash))
-    settings += [("Model", model_name), ("Denoising strength", _number(job.strength))]
+    if model_name is not None:
+        settings.append(("Model", model_name))
+    settings.append(("Denoising strength", _number(job.strength)))
     if job.clip_skip:
         settings.append(("Clip skip", job.clip_skip))
+    if job.mask_area is not None:
+        settings.append(("Mask blur", _number(job.mask_blur or 0.0)))
+        settings.append(("Inpaint area", INPAINT_AREA[job.mask_area]))
+        settings.append(("Masked area padding", job.mask_padding or 0))
+        settings.append(("Masked content", MASKED_CONTENT[job.mask_fill or MaskFill.original]))
+    if job.noise_multiplier is not None:
+        settings.append(("Noise multiplier", _number(job.noise_multiplier)))
     settings += extra or []
     for number, unit in enumerate(controlnets or []):
         values = (job.controls or {}).get(unit["unit"], ControlValues())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -33,11 +34,13 @@ from pipeline.records.progress import Progress
 from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
 from pipeline.records.writer import FrameOutcome, FrameWriter
-from pipeline.render.batch import FrameInput
+from pipeline.render.masking.latent import MASK_METHOD
+from pipeline.render.masking.render import MaskedRender
 from pipeline.render.pngmeta import a1111_parameters, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
 from pipeline.render.units import FrameOrigin, PendingFrame
-from pipeline.source.base import Source
+from pipeline.source.base import FrameMask, Source
+from pipeline.source.masks import save_mask
 
 log = logging.getLogger("rotoscope")
 
@@ -48,12 +51,17 @@ class ChainedInput(Protocol):
 
     dependencies: str  # joins the frame's key: the earlier frames' keys and settings
 
-    def prepare(self) -> tuple[np.ndarray, FrameHooks]:
-        """The init image and the hooks for the pipeline call."""
+    def prepare(self) -> tuple[np.ndarray, FrameHooks | None]:
+        """The init image and the hooks for the pipeline call (None: none)."""
         ...
 
     def rendered(self, key: str, output: np.ndarray) -> np.ndarray:
         """The final output; keeps what the frame hands on (before its manifest line)."""
+        ...
+
+    def blank(self, key: str, output: np.ndarray) -> np.ndarray:
+        """The frame was not diffused (its mask is empty): ``output`` is its source frame,
+        and it hands on nothing but that."""
         ...
 
     def committed(self) -> None:
@@ -106,6 +114,13 @@ class FrameProducer:
         self.report = report
         self.stop = stop
         self.writer = writer or FrameWriter(manifest_commit(manifest, folder), threads=0)
+        # every frame is rendered through this composition (a frame without a mask as is)
+        self.masked = MaskedRender(lambda: self.renderer)
+
+    @property
+    def loaded(self) -> Renderer | None:
+        """The renderer, if a frame needed it (None: the model was never loaded)."""
+        return self._renderer
 
     @property
     def renderer(self) -> Renderer:
@@ -120,23 +135,25 @@ class FrameProducer:
         origin: FrameOrigin,
         need_output: bool = False,
         chained: ChainedInput | None = None,
+        mask: FrameMask | None = None,
     ) -> np.ndarray | None:
         """The frame for ``job`` (rendered, or reused from disk); pixels if asked for.
 
         ``image`` is the frame's input (its source frame, or the loopback input); a
-        ``chained`` frame also depends on earlier frames. Checks for a stop request
-        after the frame is handed to the writer, never before.
+        ``chained`` frame also depends on earlier frames; ``mask`` says where the frame is
+        rendered. Checks for a stop request after the frame is handed to the writer,
+        never before.
         """
-        found = self.prepare(job, image, origin, chained)
+        found = self.prepare(job, image, origin, chained, mask=mask)
         output: np.ndarray | None
         if isinstance(found, PendingFrame):
             if chained is None:
-                output = self.renderer.render(job, image, found.maps)
+                output = self.masked.render(found.input())
+            elif found.blank:  # the source frame itself: no state to build or hand on
+                output = chained.blank(found.key, self.masked.render(found.input()))
             else:
                 init, hooks = chained.prepare()
-                output = chained.rendered(
-                    found.key, self.renderer.render(job, init, found.maps, hooks)
-                )
+                output = chained.rendered(found.key, self.masked.render(found.input(init), hooks))
             self.finish(found, output, chained.committed if chained is not None else None)
         else:
             output = (
@@ -148,7 +165,7 @@ class FrameProducer:
                 assert output is not None  # read above for a chain
                 chained.reused(found.key, output)
         if self.stop is not None:
-            self.stop.check()
+            self.stop.safe_point("render")
         return output
 
     def prepare(
@@ -158,36 +175,51 @@ class FrameProducer:
         origin: FrameOrigin,
         chained: ChainedInput | None = None,
         digest: str | None = None,
+        mask: FrameMask | None = None,
     ) -> PendingFrame | FrameRecord:
         """Give the frame its place in the writer's line and decide: its record when the
         frame is current on disk (reused: its outcome is handed over at once), else the
         :class:`PendingFrame` to render and :meth:`finish`. ``digest`` is ``image``'s,
-        when already computed (by the prefetch thread)."""
+        when already computed (by the prefetch thread); ``mask`` the frame's, with masks."""
         digest = digest or image_digest(image)
         maps = self.control.maps(job.index, image) if self.control else []
         control = ",".join(unit_map.key for unit_map in maps)
         dependencies = chained.dependencies if chained is not None else ""
-        key = frame_key(job, digest, self.identity, control, dependencies)
+        masking = f"{mask.digest}|{MASK_METHOD}" if mask is not None else ""
+        key = frame_key(job, digest, self.identity, control, dependencies, masking)
         self.writer.reserve(job.index)
         found = self.manifest.find(job.index, key)
         if found is not None:
             record, needs_line = found
+            if mask is not None:  # put back, if pruned or deleted: later stages read it
+                save_mask(self.folder.mask(mask.digest), mask.pixels)
+            if record.index != job.index:  # a photo that sorts elsewhere in its folder now
+                record = replace(
+                    record, index=job.index, source_index=origin.index,
+                    source_name=origin.name, time=origin.time, row=job.as_record(),
+                )  # fmt: skip
             self.writer.fill(FrameOutcome(job.index, record if needs_line else None))
             self.progress.advance(reused=True)
             self.report.reused += 1
             return record
-        reason = rerender_reason(
-            self.manifest.records.get(job.index), job, digest, self.identity, control,
-            dependencies,
-        )  # fmt: skip
-        return PendingFrame(
-            job, image, origin, digest, control, dependencies, key, reason, self.control_maps(maps)
+        # a photo is compared with its own last render, wherever it sorted then
+        previous = (
+            self.manifest.records.get(job.index)
+            if job.source_file is None
+            else self.manifest.by_file.get(job.source_file)
         )
+        reason = rerender_reason(
+            previous, job, digest, self.identity, control, dependencies, masking
+        )
+        return PendingFrame(
+            job, image, origin, digest, control, dependencies, key, reason,
+            self.control_maps(maps), mask,
+        )  # fmt: skip
 
     def render_batch(self, frames: list[PendingFrame]) -> None:
         """Render independent frames as one batch and :meth:`finish` each."""
-        inputs = [FrameInput(frame.job, frame.image, frame.maps) for frame in frames]
-        for frame, output in zip(frames, self.renderer.render_batch(inputs), strict=True):
+        outputs = self.masked.render_batch([frame.input() for frame in frames])
+        for frame, output in zip(frames, outputs, strict=True):
             self.finish(frame, output)
 
     def finish(
@@ -197,9 +229,10 @@ class FrameProducer:
         committed: Callable[[], None] | None = None,
     ) -> None:
         """Hand a rendered frame to the writer: its PNG (with metadata), then its line;
-        ``committed`` is called once the line is committed."""
+        ``committed`` is called once the line is committed. A frame whose mask is empty
+        was not diffused: its metadata names no model (none was loaded for it)."""
         job = frame.job
-        renderer = self.renderer
+        renderer = None if frame.blank else self.renderer
         origin = frame.origin
         row = job.as_record()
         record = FrameRecord(
@@ -214,24 +247,33 @@ class FrameProducer:
             model=self.identity,
             control=frame.control,
             dependencies=frame.dependencies,
+            mask=frame.mask.digest if frame.mask is not None else "",
         )
         path = self.folder.path / record.file
+        mask = frame.mask
 
         def write() -> None:  # in the writer's pool: the metadata is built there too
-            model = renderer.model
-            details = {
-                "rotoscope": __version__,
-                "key": frame.key,
-                "plan": row,
-                "source": origin.metadata(),
-                "model": {"name": model.name, "identity": model.identity, "hash": model.model_hash},
-                "controlnet": renderer.control_details(),
-            }
-            parameters = a1111_parameters(
-                job, model.name, model.model_hash, renderer.control_details(),
-                renderer.adapters.infotext(job),
-            )  # fmt: skip
+            details: dict[str, object] = {
+                "rotoscope": __version__, "key": frame.key, "plan": row,
+                "source": origin.metadata(), "model": None, "controlnet": [],
+            }  # fmt: skip
+            if renderer is None:
+                parameters = a1111_parameters(job, None, None)
+            else:
+                model = renderer.model
+                details["model"] = {
+                    "name": model.name,
+                    "identity": model.identity,
+                    "hash": model.model_hash,
+                }
+                details["controlnet"] = renderer.control_details()
+                parameters = a1111_parameters(
+                    job, model.name, model.model_hash, renderer.control_details(),
+                    renderer.adapters.infotext(job),
+                )  # fmt: skip
             try:
+                if mask is not None:  # the assemble and metrics stages read it back
+                    save_mask(self.folder.mask(mask.digest), mask.pixels)
                 write_png(path, output, parameters, details)
             except OSError as exc:
                 raise disk_full(exc, job.index, self.folder) from exc

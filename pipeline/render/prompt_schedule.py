@@ -107,19 +107,20 @@ def step_conditionings(
     job: PlanRow,
     settings: TextSettings,
     do_cfg: bool,
-    count_steps: Callable[[], int],
+    schedule_length: Callable[[], int],
 ) -> StepConditionings:
-    """The row's conditioning for each denoising step.
+    """The row's conditioning for each denoising step (counted from 0, the first that runs).
 
-    ``count_steps`` gives the number of denoising steps that actually run; it is asked
-    only when a text uses prompt editing.
+    ``schedule_length`` gives the number of steps the texts' schedules are built over
+    (:func:`pipeline.plan.prompt_editing.schedule_steps`); it is asked only when a text
+    uses prompt editing.
     """
     texts = [job.prompt, job.negative_prompt]
     if job.prompt_to is not None and job.blend > 0.0:
         texts += [job.prompt_to, job.negative_prompt_to or ""]
     texts = [strip_network_tags(text) for text in texts]
     if any(has_prompt_editing(text) for text in texts):
-        steps = count_steps()
+        steps = schedule_length()
         schedules = [prompt_schedule(text, steps) for text in texts]
         last_steps = sorted({end for schedule in schedules for end, _ in schedule})
         runs = [[text_at_step(schedule, end) for schedule in schedules] for end in last_steps]

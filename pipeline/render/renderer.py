@@ -5,12 +5,21 @@ sequence needs: a fresh CPU generator per frame seeded from the row (so a frame'
 depends on its seed alone, never on device, batch or resume point), A1111-weighted
 prompt embeddings encoded once per distinct prompt rather than once per frame, blended
 between prompt keyframes and switched between steps by prompt editing, the row's LoRA
-weights and CLIP skip, and the sampler switched only when a row asks for a different
-one. img2img with steps x strength below 1 still runs one step, as A1111 does.
+weights and CLIP skip, A1111's initial noise multiplier per frame
+(:mod:`pipeline.render.initial_noise`), and the sampler switched only when a row asks
+for a different one. img2img with steps x strength below 1 still runs one step, as
+A1111 does.
 
 Several frames can share one call (:meth:`Renderer.render_batch`, ``render.batch_size``):
 each keeps its own generator, embeddings, control maps and prompt-editing switches (see
 :mod:`pipeline.render.batch`); one frame is called exactly as it always was.
+
+A frame with a mask is rendered through it inside the call (:mod:`pipeline.render.masking`):
+with a regular checkpoint img2img keeps the init latents outside the mask at every step;
+an inpainting checkpoint (9-channel UNet) runs diffusers' inpainting pipeline, which reads
+the mask itself, for every frame (an unmasked one is masked everywhere). What happens
+around the call (empty masks, the crop, the composite) is
+:class:`pipeline.render.masking.render.MaskedRender`'s.
 """
 
 from __future__ import annotations
@@ -19,15 +28,18 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.config.schema import ControlMode, ModelFamily
+from pipeline.config.schema import ControlMode, MaskFill, ModelFamily
+from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError
 from pipeline.models.controlnets import control_kwargs, control_pipeline
+from pipeline.models.inpainting import inpaint_pipeline, is_inpainting
 from pipeline.models.loader import LoadedModel
 from pipeline.models.samplers import (
     denoising_steps,
@@ -35,11 +47,15 @@ from pipeline.models.samplers import (
     make_scheduler,
     seed_scheduler,
 )
+from pipeline.plan.prompt_editing import schedule_steps
 from pipeline.plan.rows import PlanRow
 from pipeline.render.adapters import Adapters
 from pipeline.render.batch import FrameInput, batch_embeddings, conditioning_shapes
 from pipeline.render.callbacks import StepCallback, StepCallbacks
 from pipeline.render.conditioning import PromptEncoder
+from pipeline.render.initial_noise import scaled_initial_noise
+from pipeline.render.masking.control import inpaint_control_image
+from pipeline.render.masking.latent import LatentMask
 from pipeline.render.prompt_schedule import StepConditionings, step_conditionings
 
 log = logging.getLogger("rotoscope")
@@ -63,6 +79,10 @@ class FrameHooks(Protocol):
         """Enter its contexts on ``stack`` for this call; return its step callbacks."""
         ...
 
+    def finish(self, output: np.ndarray) -> np.ndarray:
+        """The decoded frame, finished (before a mask puts the source back around it)."""
+        ...
+
 
 class Renderer:
     """Turns (row, input frame[, control maps]) into an output frame; holds the caches."""
@@ -84,12 +104,20 @@ class Renderer:
         self.adapters.install_embeddings(self.prompts)
         self.savers = MemorySavers(model)
         self.controlnets = controlnets or []
-        self.control_img2img = control_mode is ControlMode.img2img
-        self.control_pipe = (
-            control_pipeline(model, [c.net for c in self.controlnets], self.control_img2img)
-            if self.controlnets
-            else None
-        )
+        # an inpainting checkpoint runs the inpainting pipelines, which start from the frame
+        self.inpainting = is_inpainting(model)
+        self.control_img2img = control_mode is ControlMode.img2img or self.inpainting
+        nets = [c.net for c in self.controlnets]
+        self.call_pipe = model.pipe
+        if self.inpainting:
+            self.call_pipe = inpaint_pipeline(model, nets)
+        elif self.controlnets:
+            self.call_pipe = control_pipeline(model, nets, self.control_img2img)
+
+    @property
+    def native_size(self) -> int:
+        """The side, in pixels, of the square the model was trained at (512 for SD 1.5)."""
+        return int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
 
     def control_details(self) -> list[dict[str, str]]:
         return [
@@ -124,10 +152,10 @@ class Renderer:
         """
         job = frames[0].job
         if job.strength == 0:  # diffusers' strength 0 keeps the input: no step runs
-            return [frame.image.copy() for frame in frames]
+            return self._finished([frame.image.copy() for frame in frames], hooks)
         while True:
             try:
-                return self._render(frames, hooks)
+                return self._finished(self._render(frames, hooks), hooks)
             except torch.cuda.OutOfMemoryError as exc:
                 saver = self.savers.next_saver()
                 if saver is None:
@@ -139,17 +167,19 @@ class Renderer:
                     ) from exc
                 log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
 
+    @staticmethod
+    def _finished(outputs: list[np.ndarray], hooks: FrameHooks | None) -> list[np.ndarray]:
+        return [hooks.finish(output) for output in outputs] if hooks is not None else outputs
+
     def _render(self, frames: Sequence[FrameInput], hooks: FrameHooks | None) -> list[np.ndarray]:
         job = frames[0].job
         self._use_sampler(job.sampler)
-        pipe = self.control_pipe or self.pipe
-        if self.control_pipe is not None:
-            self.control_pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
+        pipe = self.call_pipe
+        if pipe is not self.pipe:
+            pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
         steps = inference_steps(job.steps, job.strength)
         conditionings = [
-            self.conditionings(
-                frame.job, lambda: denoising_steps(pipe.scheduler, steps, job.strength)
-            )
+            self.conditionings(frame.job, partial(editing_length, pipe.scheduler, frame.job, steps))
             for frame in frames
         ]
         # a sampler that seeds its own noise (DPM++ SDE) has one seed per call
@@ -187,8 +217,20 @@ class Renderer:
         callbacks = StepCallbacks()
         callbacks.add(switch)
         with torch.inference_mode(), ExitStack() as stack:
+            multipliers = [frame.job.noise_multiplier for frame in frames]
+            if any(multiplier is not None for multiplier in multipliers):
+                scales = [1.0 if multiplier is None else multiplier for multiplier in multipliers]
+                stack.enter_context(scaled_initial_noise(pipe.scheduler, scales))
             if hooks is not None:
                 for callback in hooks.enter(stack, pipe):
+                    callbacks.add(callback)
+            masked = LatentMask.needed(
+                [frame.mask for frame in frames],
+                [frame.job.mask_fill or MaskFill.original for frame in frames],
+                keep_init=not self.inpainting,
+            )
+            if masked is not None:  # last: the latents outside the mask are the init's
+                for callback in masked.enter(stack, pipe):
                     callbacks.add(callback)
             arguments.update(callbacks.call_arguments())
             result = pipe(
@@ -204,21 +246,29 @@ class Renderer:
         ]
 
     def _call_arguments(self, frames: list[FrameInput]) -> dict[str, Any]:
-        """The image arguments of a call (plain or ControlNet): single values for one
-        frame, lists in frame order for several."""
+        """The image arguments of a call (plain, inpainting or ControlNet): single values
+        for one frame, lists in frame order for several."""
         job = frames[0].job
 
-        def one_or_list(images: list[Image.Image]) -> Any:
+        def one_or_list(images: list[Any]) -> Any:
             return images[0] if len(frames) == 1 else images
 
         init = one_or_list([Image.fromarray(frame.image) for frame in frames])
-        if self.control_pipe is None:
-            return {"image": init, "strength": job.strength}
+        masks: dict[str, Any] = {}
+        if self.inpainting:  # an unmasked frame is rendered everywhere
+            everywhere = np.full(frames[0].image.shape[:2], 255, np.uint8)
+            masks["mask_image"] = one_or_list(
+                [Image.fromarray(everywhere if f.mask is None else f.mask) for f in frames]
+            )
+            # the inpainting pipelines default to the model's size, not the picture's
+            masks.update(width=job.width, height=job.height)
+        if not self.controlnets:
+            return {"image": init, "strength": job.strength, **masks}
         if any(frame.maps is None or len(frame.maps) != len(self.controlnets) for frame in frames):
             raise ValueError("a control map is needed for every ControlNet unit")
         values = [(job.controls or {})[c.unit] for c in self.controlnets]
         per_unit = [
-            one_or_list([Image.fromarray(frame.maps[unit]) for frame in frames])  # type: ignore[index]
+            one_or_list([self._control_image(unit, frame) for frame in frames])
             for unit in range(len(self.controlnets))
         ]
         arguments = control_kwargs(
@@ -233,23 +283,40 @@ class Renderer:
         )
         if self.control_img2img:
             arguments["strength"] = job.strength
-        return arguments
+        return {**arguments, **masks}
 
-    def conditionings(self, job: PlanRow, count_steps: Callable[[], int]) -> StepConditionings:
+    def _control_image(self, unit: int, frame: FrameInput) -> Any:
+        """A unit's control image for ``frame``: its map, or for an inpaint unit the map
+        with the frame's masked pixels marked (the tensor those ControlNets read)."""
+        assert frame.maps is not None
+        if self.controlnets[unit].preprocessor == INPAINT_PREPROCESSOR and frame.mask is not None:
+            return inpaint_control_image(frame.maps[unit], frame.mask)
+        return Image.fromarray(frame.maps[unit])
+
+    def conditionings(self, job: PlanRow, schedule_length: Callable[[], int]) -> StepConditionings:
         """The row's prompt embeddings for each denoising step (its keyframe's, or a blend
         toward the next one, switched by prompt editing), with its LoRA weights set.
 
-        ``count_steps`` gives the number of denoising steps that will run (prompt editing
-        counts in them); it is called only for prompts that use prompt editing.
+        ``schedule_length`` gives the number of steps prompt editing's schedule is built
+        over (:func:`editing_length`); it is called only for prompts that use prompt
+        editing.
         """
         settings = self.adapters.settings(job)
         do_cfg = job.guidance_scale > 1.0
-        return step_conditionings(self.prompts, job, settings, do_cfg, count_steps)
+        return step_conditionings(self.prompts, job, settings, do_cfg, schedule_length)
 
     def _use_sampler(self, name: str) -> None:
         if name != self._sampler:
             self.pipe.scheduler = make_scheduler(name, self._base_scheduler_config)
             self._sampler = name
+
+
+def editing_length(scheduler: Any, job: PlanRow, num_inference_steps: int) -> int:
+    """The number of steps the row's prompt-editing schedule is built over, as its
+    ``prompt_editing_steps`` counts: the iterations diffusers' img2img loop runs for
+    ``num_inference_steps`` at the row's strength, or A1111's count."""
+    steps_run = denoising_steps(scheduler, num_inference_steps, job.strength)
+    return schedule_steps(job.prompt_editing_steps, job.steps, steps_run, scheduler.order)
 
 
 class MemorySavers:

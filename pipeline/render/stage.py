@@ -24,10 +24,34 @@ from pipeline.records.run_folder import RunFolder
 log = logging.getLogger("rotoscope")
 
 
-def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
-    """Render every planned frame whose key is not already in the manifest."""
+def weights_identity(cfg: RunConfig) -> str:
+    """The weights as frame keys name them: the base model's identity and its ControlNets'.
+
+    Cheap (file sizes and dates, hub commits: no weights read), and it finds a model that
+    is not there, so a job computes it before it writes anything (:mod:`pipeline.run.job`).
+    """
     from pipeline.models.controlnets import controlnet_identity
     from pipeline.models.loader import model_identity
+
+    # the ControlNets' weights shape the frame as much as the base model's
+    return "\n".join(
+        [
+            model_identity(cfg.model, cfg.runtime),
+            *(controlnet_identity(unit.model) for unit in cfg.controlnet.units.values()),
+        ]
+    )
+
+
+def render_stage(
+    cfg: RunConfig,
+    folder: RunFolder,
+    report: JobReport,
+    stop: GracefulStop | None = None,
+    identity: str | None = None,
+) -> None:
+    """Render every planned frame whose key is not already in the manifest; ``stop`` is
+    checked between frames (a signal stops the render after the frame in progress).
+    ``identity`` is :func:`weights_identity`, when already computed."""
     from pipeline.render.executors import executor_for
     from pipeline.render.executors.work import RenderWork
     from pipeline.render.loading import plan_networks
@@ -42,19 +66,13 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
     check_free_space(folder.path, pending, largest.width, largest.height)
     progress = Progress(len(rows), log_every=cfg.runtime.log_every)
     started = time.monotonic()
-    # the ControlNets' weights shape the frame as much as the base model's
-    identity = "\n".join(
-        [
-            model_identity(cfg.model, cfg.runtime),
-            *(controlnet_identity(unit.model) for unit in cfg.controlnet.units.values()),
-        ]
-    )
+    identity = identity or weights_identity(cfg)
     try:
-        with GracefulStop() as stop:
-            work = RenderWork(
-                cfg, folder, rows, networks, manifest, identity, progress, report, stop
-            )
-            executor_for(cfg.runtime)(work)
+        work = RenderWork(
+            cfg, folder, rows, networks, manifest, identity, progress, report,
+            stop or GracefulStop(),
+        )  # fmt: skip
+        executor_for(cfg.runtime)(work)
     finally:
         progress.close()
         elapsed = time.monotonic() - started
@@ -64,9 +82,12 @@ def render_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
             if progress.rendered
             else ""
         )
+        # the model load (and starting Ray) is not frame time: said apart
+        extra = f" (+{progress.excluded:.1f} s loading)" if progress.excluded >= 0.05 else ""
         log.info(
-            "render: %d rendered, %d reused, in %s%s",
-            progress.rendered, progress.reused, format_duration(elapsed), per_frame,
+            "render: %d rendered, %d reused, in %s%s%s",
+            progress.rendered, progress.reused, format_duration(report.render_seconds), extra,
+            per_frame,
         )  # fmt: skip
 
 

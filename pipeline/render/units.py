@@ -30,7 +30,8 @@ import numpy as np
 from pipeline.control.maps import UnitMap
 from pipeline.plan.rows import PlanRow
 from pipeline.records.manifest import FrameRecord
-from pipeline.source.base import Frame, Selection, Source, SourceInfo
+from pipeline.render.batch import FrameInput
+from pipeline.source.base import Frame, FrameMask, Selection, Source, SourceInfo
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,22 @@ class PendingFrame:
     key: str
     reason: str  # why it is rendered ("new", "changed strength", ...)
     maps: list[np.ndarray] | None = None  # control map pixels, one per ControlNet unit
+    mask: FrameMask | None = None  # where it is rendered, with a mask
+
+    @property
+    def blank(self) -> bool:
+        """Its mask is empty: the frame is its source frame, with no diffusion."""
+        return self.mask is not None and self.mask.empty
+
+    def input(self, init: np.ndarray | None = None) -> FrameInput:
+        """The frame as the render takes it, from ``init`` (default: its own input)."""
+        return FrameInput(
+            self.job,
+            self.image if init is None else init,
+            self.maps,
+            self.mask.pixels if self.mask is not None else None,
+            self.image,
+        )
 
 
 @dataclass

@@ -15,12 +15,13 @@ foreign format.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.assemble.encode import check_output_options
+from pipeline.assemble.encode import check_mask_outputs, check_output_options
 from pipeline.assemble.interpolate import check_interpolation_options
 from pipeline.assemble.timeline import check_timing_options
 from pipeline.config.keyframes import (
@@ -36,6 +37,8 @@ from pipeline.interop.deforum.importer import import_deforum, is_deforum_setting
 from pipeline.models.family import native_side
 from pipeline.plan.stage import check_strategies
 from pipeline.render.stage import check_speed_options
+from pipeline.source.base import SourceKind
+from pipeline.source.open import is_photo_batch
 from pipeline.source.resize import AUTO_SIZE, render_area
 from pipeline.upscale.delivery import check_upscale_options
 
@@ -54,9 +57,16 @@ class JobConfig:
 def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
     """``cfg`` with its keyframe file applied (``explicit``: the keys given on the command
     line, which win over the file) and checked; a problem is one RotoscopeError."""
+    explicit = set(explicit)
     stages = check_stages(cfg.stages)
     cfg, origins = apply_keyframes(cfg, explicit)
     cfg = resolve_render_area(cfg)
+    if "metrics" in stages and "stages" not in explicit and is_photo_batch(cfg, input_kind(cfg)):
+        log.info(
+            "metrics: not measured, the photos of a folder are not frames of one motion "
+            "(for a clip's frames: stages=[plan,render,upscale,assemble,metrics])"
+        )
+        stages.remove("metrics")
     check_strategies(cfg)
     check_speed_options(cfg)
     check_timing_options(cfg.output)
@@ -65,7 +75,13 @@ def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
     if "assemble" in stages:
         check_output_options(cfg.output)
         check_interpolation_options(cfg)
+        check_mask_outputs(cfg.output, cfg.mask.active)
     return JobConfig(cfg, origins, stages)
+
+
+def input_kind(cfg: RunConfig) -> SourceKind | None:
+    """What the input is, from its path alone (None for a file: a video or an image)."""
+    return SourceKind.folder if Path(cfg.input.path).expanduser().is_dir() else None
 
 
 def resolve_render_area(cfg: RunConfig) -> RunConfig:
@@ -86,14 +102,29 @@ def resolve_render_area(cfg: RunConfig) -> RunConfig:
 
 
 def check_stages(stages: list[str]) -> list[str]:
-    """The requested stages in their fixed order; an unknown or empty list is refused."""
+    """The requested stages in their fixed order; an unknown or empty list is refused, and
+    so is planning without rendering before assemble or metrics: a plan no render made
+    frames for would be encoded or measured (see :mod:`pipeline.run.job`)."""
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown or not stages:
+        close = [difflib.get_close_matches(stage, STAGES, n=1) for stage in unknown]
+        mean = "; ".join(
+            f"did you mean '{c[0]}' for '{u}'?" for u, c in zip(unknown, close, strict=True) if c
+        )
         raise RotoscopeError(
             f"stages={list(stages)} is not a list of {', '.join(STAGES)}",
-            "for example stages=[plan] for a dry run",
+            f"{mean + ' ' if mean else ''}for example stages=[plan] for a dry run",
         )
-    return [stage for stage in STAGES if stage in stages]
+    ordered = [stage for stage in STAGES if stage in stages]
+    later = [stage for stage in ("upscale", "assemble", "metrics") if stage in ordered]
+    if "plan" in ordered and "render" not in ordered and later:
+        raise RotoscopeError(
+            f"stages={ordered} plans without rendering, then runs {' and '.join(later)} on "
+            "frames no render of that plan made",
+            f"stages=[plan,render,{','.join(later)}] (frames on disk are reused), or "
+            f"stages=[{','.join(later)}] for the last render",
+        )
+    return ordered
 
 
 def load_keyframes(path_text: str | Path) -> KeyframeFile:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -23,6 +23,21 @@ from pipeline.errors import RotoscopeError
 
 
 @dataclass(frozen=True)
+class FrameMask:
+    """Where a frame is rendered: 255 is rendered, 0 keeps the source frame's pixels, grey
+    levels blend. ``digest`` is the hash of the pixels (it joins the frame's key, so an
+    edited mask re-renders exactly the frames whose mask changed)."""
+
+    pixels: np.ndarray  # (H, W) uint8, the frame's size
+    digest: str
+
+    @property
+    def empty(self) -> bool:
+        """Nothing of the frame is rendered: it is its source frame, with no diffusion."""
+        return not self.pixels.any()
+
+
+@dataclass(frozen=True)
 class Frame:
     """One selected input frame.
 
@@ -32,7 +47,8 @@ class Frame:
     name for image inputs (used to keep names when writing an image folder) and
     ``None`` for video; ``image`` is an RGB ``uint8`` array of shape (H, W, 3), already
     resized to the render size. ``digest`` is the hash of its pixels when a reader
-    computed it ahead (:class:`pipeline.source.prefetch.Prefetch`), else None.
+    computed it ahead (:class:`pipeline.source.prefetch.Prefetch`), else None. ``mask``
+    is where the frame is rendered, when masks are on (:mod:`pipeline.source.masks`).
     """
 
     index: int
@@ -41,6 +57,7 @@ class Frame:
     name: str | None
     image: np.ndarray
     digest: str | None = None
+    mask: FrameMask | None = None
 
 
 class SourceKind(Enum):
@@ -171,8 +188,9 @@ class Source(ABC):
             self._pass.close()
             self._pass = None
 
-    def count_frames(self) -> int:
-        """How many frames a full pass yields, for planning.
+    def count_frames(self, on_frame: Callable[[], None] | None = None) -> int:
+        """How many frames a full pass yields, for planning (``on_frame`` is called after
+        each decoded frame: a safe point to stop at).
 
         Exact: images are counted from the file list; a video is decoded once (frames
         dropped as they come) because its container duration is only an estimate (an
@@ -182,9 +200,18 @@ class Source(ABC):
         """
         if self.info.kind is not SourceKind.video and self.info.expected_frames is not None:
             return self.info.expected_frames
-        count = sum(1 for _ in self)
+        count = 0
+        for _ in self:
+            count += 1
+            if on_frame is not None:
+                on_frame()
         self.close()
         return count
+
+    def frame_names(self) -> list[str] | None:
+        """The file name of each selected frame, by output index (an image folder's, whose
+        frames are keyed by their file); None for a video."""
+        return None
 
     @abstractmethod
     def _frames(self) -> Generator[Frame, None, None]:

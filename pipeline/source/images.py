@@ -98,6 +98,31 @@ def load_image(path: Path, background_rgb: tuple[int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(orient(rgb)) if orient else rgb
 
 
+def source_alpha(path: Path, width: int, height: int, cfg: InputConfig) -> np.ndarray | None:
+    """The alpha channel of the image at ``path``, upright and brought to ``width`` x
+    ``height`` exactly as its pixels were (``input.resize_mode``; the padding of ``fit``
+    is transparent); None for an image without alpha, or one that no longer decodes.
+
+    Diffusion makes RGB frames; a photo batch puts each photo's own alpha back on its
+    output (``output=images``), so a cut-out stays cut out.
+    """
+    try:
+        with Image.open(path) as header:  # most photos have none: decode only those that do
+            if "A" not in header.getbands() and "transparency" not in header.info:
+                return None
+        decoded = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    if decoded is None or decoded.ndim != 3 or decoded.shape[2] != 4:
+        return None
+    alpha = _to_uint8(decoded[..., 3], path)
+    orient = _ORIENT.get(_exif_orientation(path))
+    if orient is not None:
+        alpha = orient(alpha)
+    planes = np.ascontiguousarray(np.repeat(alpha[..., None], 3, axis=2))
+    return resize_frame(planes, width, height, cfg.resize_mode, (0, 0, 0))[..., 0].copy()
+
+
 def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
     """Scale 16-bit images to 8 bits (65535 -> 255); reject other sample types."""
     if img.dtype == np.uint8:
@@ -138,6 +163,9 @@ class ImageSource(Source):
         self._files = files  # one entry per source frame (a single image appears n times)
         self._cfg = cfg
         self._background = parse_color(cfg.background)
+
+    def frame_names(self) -> list[str]:
+        return [self._files[i].name for i in self.selection.indices(len(self._files))]
 
     def _frames(self) -> Generator[Frame, None, None]:
         previous: tuple[Path, np.ndarray] | None = None

@@ -26,7 +26,7 @@ import math
 import re
 from pathlib import Path
 
-from pipeline.config.schema import AnimationMode, InputConfig, OutputFormat, RunConfig
+from pipeline.config.schema import InputConfig, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.source.base import Selection, Source, SourceInfo, SourceKind
 from pipeline.source.images import (
@@ -55,34 +55,54 @@ def keeps_own_sizes(cfg: RunConfig) -> bool:
     can hold frames of different sizes (a video, loopback and external ControlNet
     sources need one)."""
     return (
-        cfg.output.format is OutputFormat.images
-        and cfg.animation.mode is AnimationMode.none
+        set(cfg.output.format) == {OutputFormat.images}
+        and not cfg.animation.mode.loops
         and all(unit.source == "input" for unit in cfg.controlnet.units.values())
     )
 
 
-def open_source(cfg: InputConfig, own_sizes: bool = False) -> Source:
+def is_photo_batch(cfg: RunConfig, kind: SourceKind | None) -> bool:
+    """A folder of images rendered as images, without temporal coherence: unrelated
+    pictures, not a clip, so there is no frame rate to speak of and no flicker between
+    them to measure. (A folder of a clip's frames rendered to a video, or with
+    ``coherence``, is a clip.)"""
+    coherent = cfg.coherence.attention or cfg.coherence.flow
+    return kind is SourceKind.folder and keeps_own_sizes(cfg) and not coherent
+
+
+def looks_like_input(text: str) -> bool:
+    """Whether ``text`` (a word on the command line) is probably an input: an existing
+    path, or a file name with a video or image extension."""
+    path = Path(text).expanduser()
+    suffix = path.suffix.lower()
+    return path.exists() or suffix in VIDEO_EXTENSIONS or suffix in IMAGE_EXTENSIONS
+
+
+def open_source(cfg: InputConfig, own_sizes: bool = False, key: str = "input.path") -> Source:
     """Validate ``input.*``, probe the input and return a Source ready to iterate.
 
     ``own_sizes``: the images of a folder keep their own sizes (see the module doc).
-    Raises RotoscopeError, naming the file or config key, for anything unusable.
+    ``key`` is the setting the path came from (a ControlNet unit's ``source``), for the
+    messages. Raises RotoscopeError, naming the file or config key, for anything unusable.
     """
     _check_numbers(cfg)
     parse_color(cfg.background)
     path = Path(str(cfg.path)).expanduser()
     if not path.exists():
         raise RotoscopeError(
-            f"input.path '{cfg.path}' does not exist",
-            "give a video file, a folder of images or one image, e.g. input.path=clip.mp4",
+            f"{key} '{cfg.path}' does not exist",
+            "give a video file, a folder of images or one image, e.g. input.path=clip.mp4"
+            if key == "input.path"
+            else "give a video file or a folder of images, aligned with the input by frame",
         )
     if path.is_dir():
-        return _open_folder(path, cfg, own_sizes)
+        return _open_folder(path, cfg, own_sizes, key)
     if is_image(path):
         return _open_images(SourceKind.image, path, [path] * cfg.repeat, cfg)
     if path.suffix.lower() in VIDEO_EXTENSIONS:
         return _open_video(path, cfg)
     raise RotoscopeError(
-        f"input.path '{cfg.path}' has an unsupported extension '{path.suffix}'",
+        f"{key} '{cfg.path}' has an unsupported extension '{path.suffix}'",
         "supported videos: "
         + " ".join(sorted(VIDEO_EXTENSIONS))
         + "; images: "
@@ -168,11 +188,11 @@ def _open_video(path: Path, cfg: InputConfig) -> Source:
     return source
 
 
-def _open_folder(path: Path, cfg: InputConfig, own_sizes: bool) -> Source:
+def _open_folder(path: Path, cfg: InputConfig, own_sizes: bool, key: str) -> Source:
     files, skipped = list_images(path)
     if not files:
         raise RotoscopeError(
-            f"input.path folder '{path}' contains no images",
+            f"{key} folder '{path}' contains no images",
             "supported images: " + " ".join(sorted(IMAGE_EXTENSIONS)),
         )
     source = _open_images(SourceKind.folder, path, files, cfg, own_sizes)

@@ -93,22 +93,27 @@ def resize_frame(
     height: int,
     mode: ResizeMode,
     background_rgb: tuple[int, int, int],
+    enlarge: int = cv2.INTER_LANCZOS4,
 ) -> np.ndarray:
     """Resize an RGB uint8 image to ``width`` x ``height``.
 
     ``crop`` scales to cover the target and cuts the overflow evenly on both sides,
     ``fit`` scales to fit inside and pads with ``background_rgb``, ``stretch`` scales
     each axis on its own. An image already at the target size is returned unchanged.
+    ``enlarge`` is the interpolation when enlarging (a mask takes a linear one: Lanczos
+    rings past an edge, which would render a little of what the mask leaves out).
     """
     src_h, src_w = img.shape[:2]
     if (src_w, src_h) == (width, height):
         return img
     mode = ResizeMode(mode)  # also accepts the plain string a hand-made config may hold
     if mode is ResizeMode.stretch:
-        return _scale(img, width, height)
+        return _scale(img, width, height, enlarge)
     if mode is ResizeMode.crop:
         factor = max(width / src_w, height / src_h)
-        scaled = _scale(img, max(width, round(src_w * factor)), max(height, round(src_h * factor)))
+        scaled = _scale(
+            img, max(width, round(src_w * factor)), max(height, round(src_h * factor)), enlarge
+        )
         top = (scaled.shape[0] - height) // 2
         left = (scaled.shape[1] - width) // 2
         return np.ascontiguousarray(scaled[top : top + height, left : left + width])
@@ -117,6 +122,7 @@ def resize_frame(
         img,
         min(width, max(1, round(src_w * factor))),
         min(height, max(1, round(src_h * factor))),
+        enlarge,
     )
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[:] = background_rgb
@@ -179,8 +185,11 @@ def _round8(value: float) -> int:
     return max(_MULTIPLE, math.floor(value / _MULTIPLE + 0.5) * _MULTIPLE)
 
 
-def _scale(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """cv2.resize with area averaging when shrinking and Lanczos when enlarging.
+def _scale(
+    img: np.ndarray, width: int, height: int, enlarge: int = cv2.INTER_LANCZOS4
+) -> np.ndarray:
+    """cv2.resize with area averaging when shrinking and ``enlarge`` (Lanczos) when
+    enlarging.
 
     INTER_AREA avoids the aliasing (moire, shimmering between video frames) that
     other filters give when shrinking; Lanczos keeps edges sharp when enlarging.
@@ -188,5 +197,5 @@ def _scale(img: np.ndarray, width: int, height: int) -> np.ndarray:
     if (img.shape[1], img.shape[0]) == (width, height):
         return img
     shrinking = width * height < img.shape[0] * img.shape[1]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
+    interpolation = cv2.INTER_AREA if shrinking else enlarge
     return cv2.resize(img, (width, height), interpolation=interpolation)

@@ -185,6 +185,21 @@ def static_clip(frames: int = 8, width: int = 96, height: int = 96, seed: int = 
     return _affine_clip("static", [camera] * frames, width, height, texture)
 
 
+@dataclass(frozen=True)
+class OccluderClip:
+    """A clip with a moving occluder and, per frame ``t`` (empty masks at 0), where it breaks
+    the correspondence between frames ``t-1`` and ``t``:
+
+    ``disoccluded[t]``, on frame ``t``'s grid: pixels the occluder hid in frame ``t-1``
+    (no match there); ``occluded[t]``, on frame ``t-1``'s grid: pixels the occluder
+    covers in frame ``t`` (no match there: what the warp error must leave out).
+    """
+
+    clip: Clip
+    disoccluded: list[np.ndarray]
+    occluded: list[np.ndarray]
+
+
 def occluder_clip(
     frames: int = 6,
     width: int = 96,
@@ -192,13 +207,12 @@ def occluder_clip(
     square: int = 28,
     speed: int = 4,
     seed: int = 3,
-) -> tuple[Clip, list[np.ndarray]]:
+) -> OccluderClip:
     """A flat-grey square slides right by ``speed`` px/frame over a static textured background.
 
-    Returns the clip (true flow: the square's pixels move, the background does not) and,
-    per frame ``t`` (``None`` at 0 replaced by an empty mask), the true *disocclusion*
-    mask: pixels of frame ``t`` that were hidden by the square in frame ``t-1``, i.e.
-    have no correspondence there. Integer motion, no anti-aliasing, so the masks are exact.
+    The clip's true flow: the square's pixels move, the background does not; with the
+    masks of :class:`OccluderClip`. Integer motion, no anti-aliasing, so the masks are
+    exact.
     """
     rng = np.random.default_rng(seed)
     background = (
@@ -223,6 +237,7 @@ def occluder_clip(
     forward: list[np.ndarray | None] = [None]
     backward: list[np.ndarray | None] = [None]
     disocclusion = [np.zeros((height, width), bool)]
+    occlusion = [np.zeros((height, width), bool)]
     for t in range(1, frames):
         f = np.zeros((height, width, 2), np.float32)
         b = np.zeros((height, width, 2), np.float32)
@@ -233,7 +248,8 @@ def occluder_clip(
         backward.append(b)
         hidden_before = np.zeros((height, width), bool)
         hidden_before[t0 : t0 + square, l0 : l0 + square] = True
-        visible_now = np.ones((height, width), bool)
-        visible_now[t1 : t1 + square, l1 : l1 + square] = False
-        disocclusion.append(hidden_before & visible_now)
-    return Clip("occluder", frames_out, forward, backward), disocclusion
+        hidden_now = np.zeros((height, width), bool)
+        hidden_now[t1 : t1 + square, l1 : l1 + square] = True
+        disocclusion.append(hidden_before & ~hidden_now)
+        occlusion.append(hidden_now & ~hidden_before)
+    return OccluderClip(Clip("occluder", frames_out, forward, backward), disocclusion, occlusion)

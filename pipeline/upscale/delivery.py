@@ -13,8 +13,8 @@ source's size, so the two differ by default (``input.size=auto``). The rules:
 The source's size, for a render of another aspect ratio (explicit width and height), is
 the largest size of the render's aspect ratio inside the source's, so nothing is
 stretched; shapes within 5% of each other (rounding sizes to multiples of 8 changes a
-small frame's shape that much) are the same. Video formats get even sizes (their 4:2:0
-chroma needs them).
+small frame's shape that much) are the same. Frames for a video get even sizes (their
+4:2:0 chroma needs them), also when images are made from the same frames.
 
 Imports no torch: the assemble stage reads these rules to find the delivered frames.
 """
@@ -147,8 +147,8 @@ def delivered_size(
             f"upscale.to={cfg.upscale.to} delivers {width}x{height}, larger than {MAX_DELIVERED}",
             "give a smaller factor or size",
         )
-    if cfg.output.format is not OutputFormat.images:
-        width, height = _even(width), _even(height)
+    if any(fmt is not OutputFormat.images for fmt in cfg.output.format):
+        width, height = _even(width), _even(height)  # the same frames feed every format
     return width, height
 
 

@@ -67,7 +67,7 @@ class UpscaleHere:
             upscale = frame_upscaler(self.cfg, upscaler)
         for job in jobs:
             commit(make_upscaled(job, folder, upscale, upscaler.name))
-            stop.check()
+            stop.safe_point("upscale")
 
 
 def frame_upscaler(cfg: RunConfig, upscaler: Upscaler) -> FrameUpscaler:

@@ -33,8 +33,12 @@ from pipeline.upscale.jobs import UpscaleJob
 log = logging.getLogger("rotoscope")
 
 
-def upscale_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
-    """Bring every current frame to its delivered size (nothing when none needs it)."""
+def upscale_stage(
+    cfg: RunConfig, folder: RunFolder, report: JobReport, stop: GracefulStop | None = None
+) -> None:
+    """Bring every current frame to its delivered size (nothing when none needs it);
+    ``stop`` is checked between frames (the job's, or one that never fires)."""
+    stop = stop or GracefulStop()
     rows = read_plan(folder)
     info = SourceInfo.read(folder.source_json)
     records, _ = Manifest(folder).finished(rows)  # the assemble stage names outdated ones
@@ -49,10 +53,10 @@ def upscale_stage(cfg: RunConfig, folder: RunFolder, report: JobReport) -> None:
         from pipeline.upscale.workers import RayUpscale
 
         with RayUpscale(cfg) as on_ray:
-            _upscale(cfg, folder, records, finishing, upscaler, on_ray, report)
+            _upscale(cfg, folder, records, finishing, upscaler, on_ray, report, stop)
     else:
         here = UpscaleHere(cfg, upscaler)
-        _upscale(cfg, folder, records, finishing, upscaler, here, report)
+        _upscale(cfg, folder, records, finishing, upscaler, here, report, stop)
 
 
 def _upscale(
@@ -63,6 +67,7 @@ def _upscale(
     upscaler: Upscaler,
     executor: Executor,
     report: JobReport,
+    stop: GracefulStop,
 ) -> None:
     index = UpscaledFrames(folder)
     jobs: list[UpscaleJob] = []
@@ -98,8 +103,7 @@ def _upscale(
         progress.advance()
 
     try:
-        with GracefulStop() as stop:
-            executor.run(folder, jobs, upscaler, commit, stop, progress)
+        executor.run(folder, jobs, upscaler, commit, stop, progress)
     finally:
         progress.close()
         elapsed = time.monotonic() - started

@@ -28,3 +28,14 @@ def test_bench_orchestration_runs_every_loop_and_prints_its_verdicts() -> None:
         assert line in result.stdout
     assert "efficiency at T=5 ms, steady state:" in result.stdout
     assert "overlapped / serial before:" in result.stdout
+
+
+def test_bench_3d_runs_and_prints_its_ratios(tiny_models) -> None:
+    result = bench(
+        "bench_3d.py", "--sizes", "64", "--repeat", "1", "--no-midas", "--idle-wait", "0",
+        "--models", str(tiny_models.sd15.parent),
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr  # 1: a target missed at toy size
+    for line in ("img2img, 1 step (baseline)", "3D warp", "depth map read from the cache",
+                 "depth: tiny Depth Anything", "64x64: warp"):  # fmt: skip
+        assert line in result.stdout

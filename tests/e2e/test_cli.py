@@ -11,7 +11,7 @@ from PIL import Image
 from support import ROOT
 from support.cli import count_frames, probe_output, rotoscope
 from support.media import make_image_folder, make_video, write_image
-from support.run_files import frame_file, frame_files, frames_of
+from support.run_files import frame_file, frame_files, frames_of, preview_plan
 
 from pipeline.render.pngmeta import read_png_metadata
 
@@ -147,9 +147,9 @@ def test_plan_only_loads_no_model(tmp_path: Path, clip: Path) -> None:
     result = rotoscope(f"input.path={clip}", "model.path=/no/such/model", "stages=[plan]",
                        "input.every=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    rows = (tmp_path / "outputs/dance/plan.jsonl").read_text().splitlines()
+    rows = (tmp_path / "outputs/dance/preview/plan.jsonl").read_text().splitlines()
     assert len(rows) == 4
-    assert json.loads((tmp_path / "outputs/dance/source.json").read_text())["fps"] == 4
+    assert json.loads((tmp_path / "outputs/dance/preview/source.json").read_text())["fps"] == 4
 
 
 def _bad_inputs(tmp: Path, clip: Path) -> dict[str, tuple[list[str], str]]:
@@ -235,7 +235,7 @@ def test_plan_stage_with_keyframes_and_schedule_on_command_line(clip: Path, tmp_
         "guidance_scale=0:(5), 7:(9)", "seed_behavior=alternate", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    rows = [json.loads(x) for x in (tmp_path / "outputs/dance/plan.jsonl").read_text().splitlines()]
+    rows = preview_plan(tmp_path / "outputs/dance")
     assert [r["guidance_scale"] for r in rows] == pytest.approx([5 + 4 * k / 7 for k in range(8)])
     assert [r["seed"] for r in rows[:3]] == [42, 43, 42]
     assert rows[0]["strength"] == pytest.approx(0.65) and rows[7]["strength"] == pytest.approx(0.45)

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from support.cli import rotoscope
+from support.media import make_pan_folder
 from support.run_files import frames_of
-
-from pipeline.testing.synthetic import pan_clip
 
 
 @pytest.fixture(scope="module")
 def pan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A frame sequence (a folder of PNGs) panning over a texture: 8 frames, 64x64."""
-    folder = tmp_path_factory.mktemp("pan") / "pan"
-    folder.mkdir()
-    for index, frame in enumerate(pan_clip(frames=8, width=64, height=64).frames):
-        Image.fromarray(frame).save(folder / f"{index:03d}.png")
-    return folder
+    return make_pan_folder(tmp_path_factory.mktemp("pan") / "pan", frames=8)
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +34,6 @@ def pan_video(pan_folder: Path) -> Path:
     return video
 
 
-@pytest.fixture(scope="module")
-def sd15(tiny_models):
-    from diffusers import StableDiffusionImg2ImgPipeline
-
-    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-        str(tiny_models.sd15), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )  # fmt: skip
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 # --- cross-frame attention ---
 
 
@@ -61,10 +41,12 @@ def sd15(tiny_models):
 
 
 def run(folder: Path, tiny_models, work: Path, *args: str) -> tuple[Path, dict]:
-    """Render ``folder`` with the tiny model; the run folder and its report."""
+    """Render ``folder`` (a clip's frames) with the tiny model; the run folder and its
+    report. The stages are named: a folder rendered as images is measured only then."""
     result = rotoscope(
         f"input.path={folder}", f"model.path={tiny_models.sd15}", "prompt=ink", "steps=4",
-        "strength=0.5", "seed=5", "runtime=cpu", "output=images", *args, cwd=work,
+        "strength=0.5", "seed=5", "runtime=cpu", "output=images",
+        "stages=[plan,render,assemble,metrics]", *args, cwd=work,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     name = next(arg.split("=", 1)[1] for arg in args if arg.startswith("name="))
@@ -139,8 +121,9 @@ def test_a_mid_segment_render_rebuilds_the_previous_frames_state(
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models, tmp_path):
-    from support.cli import start
-    from support.cli_runner import wait_for_lines
+    """Killed at exactly 3 of 8 frames (the job stops itself there, see
+    support/stop_at_lines.py): the resumed run reuses those 3 and renders the rest."""
+    from support.cli import start_stopping_at, wait_until_stopped
 
     settings = ["coherence=full", "coherence.attention_anchors=both", "steps=8"]
     reference, _ = run(pan_folder, tiny_models, tmp_path, *settings, "name=whole")
@@ -148,14 +131,12 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(pan_folder, tiny_models
         f"input.path={pan_folder}", f"model.path={tiny_models.sd15}", "prompt=ink", "steps=4",
         "strength=0.5", "seed=5", "runtime=cpu", "output=images", *settings,
     ]  # fmt: skip
-    proc = start(*args, "name=killed", cwd=tmp_path)
-    run_dir = tmp_path / "outputs/killed"
-    wait_for_lines(run_dir, 3, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    time.sleep(0.1)
-    _, report = run(pan_folder, tiny_models, tmp_path, *settings, "name=killed")
-    assert 0 < report["reused"] < 8
+    proc = start_stopping_at(3, *args, "name=killed", cwd=tmp_path)
+    wait_until_stopped(proc)
+    proc.kill()
+    proc.communicate()
+    run_dir, report = run(pan_folder, tiny_models, tmp_path, *settings, "name=killed")
+    assert (report["reused"], report["rendered"]) == (3, 5)
     for a, b in zip(frames_of(run_dir), frames_of(reference), strict=True):
         assert np.array_equal(a, b)
 
@@ -194,7 +175,7 @@ def test_an_unreadable_image_keeps_its_frame_number_in_a_coherent_plan(
         "stages=[plan]", "name=broken", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert len((tmp_path / "outputs/broken/plan.jsonl").read_text().splitlines()) == 8
+    assert len((tmp_path / "outputs/broken/preview/plan.jsonl").read_text().splitlines()) == 8
 
 
 def test_coherence_with_loopback_is_refused_in_one_line(pan_folder, tiny_models, tmp_path):

@@ -17,6 +17,7 @@ from support.media import make_video, write_image
 from support.run_files import report_of
 
 from pipeline.ffmpeg_exe import ffmpeg_exe
+from pipeline.records.run_folder import RunFolder
 
 SOURCE = (128, 72)  # 16:9; input.size=64 renders it at 88x48
 RENDER = (88, 48)
@@ -174,10 +175,50 @@ def test_input_size_auto_follows_the_models_family_on_1080p_and_portrait_sources
         result = rotoscope(f"input.path={source}", f"model.path={model}", "stages=[plan]",
                            f"name=auto{number}", cwd=tmp_path)  # fmt: skip
         assert result.returncode == 0, result.stderr
-        info = json.loads((tmp_path / f"outputs/auto{number}/source.json").read_text())
+        preview = RunFolder(tmp_path / f"outputs/auto{number}").preview  # a plan alone
+        info = json.loads(preview.source_json.read_text())
         assert (info["width"], info["height"]) == render
         assert (info["source_width"], info["source_height"]) == size_of_source(source)
 
 
 def size_of_source(path: Path) -> tuple[int, int]:
     return (1920, 1080) if path.suffix == ".mp4" else (1080, 1920)
+
+
+def test_masks_follow_upscaled_and_in_between_frames_into_every_format(
+    tiny_models, tmp_path: Path
+) -> None:
+    """Alpha and mattes of an upscaled, retimed clip: each output frame's mask is at the
+    delivered size, and an in-between frame's mask is between its neighbours' masks."""
+    clip = make_video(tmp_path / "clip.mp4", frames=3, fps=6)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for index in range(3):  # a 16x24 block moving 8 pixels right per frame
+        mask = np.zeros((48, 64), np.uint8)
+        mask[16:32, 8 * index : 8 * index + 24] = 255
+        Image.fromarray(mask).save(masks / f"{index:03d}.png")
+    result = rotoscope(
+        f"input.path={clip}", f"model.path={tiny_models.sd15}", "runtime=cpu", "steps=2",
+        "strength=0.6", "prompt=ink", f"mask.path={masks}", "mask.overlay_blur=0",
+        "upscale.model=lanczos", "upscale.to=2", "output.interpolate=2",
+        "output=[mp4,prores_alpha,images]", "output.alpha=true", "output.matte=true",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "outputs/clip"
+    for video in ("clip.mp4", "clip.mov", "clip.matte.mp4", "clip.matte.mov"):
+        assert count_frames(run_dir / video) == 6 and "128x96" in probe_output(run_dir / video)
+    assert "yuva444p" in probe_output(run_dir / "clip.mov")
+    images = sorted((run_dir / "images").iterdir())
+    mattes = sorted((run_dir / "mattes").iterdir())
+    assert len(images) == len(mattes) == 6
+    alphas = [np.asarray(Image.open(path))[..., 3].astype(float) for path in images]
+    assert {size_of(path) for path in images + mattes} == {(128, 96)}
+
+    def middle(alpha: np.ndarray) -> float:  # the mask's centre, across
+        return float((alpha.sum(axis=0) * np.arange(alpha.shape[1])).sum() / alpha.sum())
+
+    for number, alpha in enumerate(alphas[:5]):
+        assert np.array_equal(alpha, np.asarray(Image.open(mattes[number])).astype(float))
+        frame = number / 2  # output frame 1 is halfway between frames 0 and 1
+        assert middle(alpha) == pytest.approx(2 * (8 * frame + 11.5) + 0.5, abs=1.5)

@@ -6,18 +6,23 @@ Run folders never collide, a new look never destroys the last one, and the edges
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from support import ROOT
-from support.cli import rotoscope
+from support.cli import command, rotoscope
+from support.cli_runner import cli_env
 from support.media import make_video, write_image
-from support.run_files import frame_files, frames_of, report_of
+from support.run_files import frame_files, frames_of, preview_plan, queue_of, report_of
 
 
 def clip_at(path: Path, frames: int) -> Path:
@@ -54,9 +59,10 @@ def test_same_named_inputs_never_share_a_run_folder(base, tmp_path: Path) -> Non
     assert "0 rendered; 2 reused" in again.stderr and again.stdout.strip() == str(video_a)
     queue = rotoscope("-m", f"input.path={a},{b}", *base, "seed=3", cwd=tmp_path)
     assert queue.returncode == 0, queue.stderr
-    jobs = json.loads((tmp_path / "outputs/queue.json").read_text())
-    names = [Path(job["run_dir"]).name for job in jobs]  # take01--model.path=..._<hash>
-    assert names[0].startswith("take01--") and names[1].startswith("take01-shotB--")
+    jobs = queue_of(tmp_path / "outputs")
+    # only the input differs between the two jobs: each lands in its input's folder
+    names = [Path(job["run_dir"]).name for job in jobs]
+    assert names == ["take01", "take01-shotB"]
     assert len({job["outputs"][0] for job in jobs}) == 2
 
 
@@ -69,12 +75,10 @@ def test_a_prompt_sweep_gets_one_folder_per_prompt(tmp_path: Path) -> None:
     sweep = f'prompt=choice("{dawn}village at dawn","{dawn}village at night")'
     result = rotoscope("-m", f"input.path={clip}", sweep, "stages=[plan]", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    jobs = json.loads((tmp_path / "outputs/queue.json").read_text())
+    jobs = queue_of(tmp_path / "outputs")
     folders = [Path(job["run_dir"]) for job in jobs]
     assert len(set(folders)) == 2 and all(f.name.startswith("clip--prompt=") for f in folders)
-    prompts = [
-        json.loads((f / "plan.jsonl").read_text().splitlines()[0])["prompt"] for f in folders
-    ]
+    prompts = [preview_plan(folder)[0]["prompt"] for folder in folders]
     assert prompts == [f"{dawn}village at dawn", f"{dawn}village at night"]
 
 
@@ -103,7 +107,9 @@ def test_a_new_look_keeps_the_last_one_and_going_back_is_instant(base, tmp_path:
     pruned = rotoscope_prune(str(tmp_path / "outputs"), cwd=tmp_path)
     assert pruned.returncode == 0 and "freed" in pruned.stderr
     assert sorted((run_dir / "frames").glob("*.png")) == sorted(frame_files(run_dir))
-    assert len(list((run_dir / "history").iterdir())) == 2  # deliverables stay by default
+    kept_videos = sorted((run_dir / "history").glob("*.mp4"))
+    assert len(kept_videos) == 2  # deliverables stay by default, each with its sidecar
+    assert all((video.parent / f"{video.name}.json").is_file() for video in kept_videos)
     final = rotoscope(f"input.path={clip}", *base, "prompt=a cat", cwd=tmp_path)
     assert "0 rendered; 3 reused" in final.stderr
 
@@ -129,20 +135,63 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path: Path) -> None:
     assert "afile is not a folder" in one_error_line(queue)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_output_folder_is_one_line(tmp_path: Path) -> None:
-    clip = make_video(tmp_path / "clip.mp4", frames=2, fps=8)
-    (tmp_path / "outputs/clip").mkdir(parents=True)
-    for folder in (tmp_path / "outputs/clip", tmp_path / "outputs"):
-        folder.chmod(0o555)
+# Dropping root to an unprivileged user, for the commands of one test.
+UNPRIVILEGED = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def as_unprivileged_user() -> list[str]:
+    """The prefix that runs a command as a user the permission bits bind: none when the
+    tests already run as one; ``setpriv`` to ``nobody`` as root (who writes into
+    read-only folders, as CI's containers run). Skips only where root cannot drop
+    privileges here, saying why."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, and setpriv (util-linux) is not installed to drop it")
+    probe = subprocess.run(
+        [*UNPRIVILEGED, sys.executable, "-c", "import pipeline"], cwd="/", env=cli_env(Path("/")),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"running as root, and user nobody cannot run this Python: {probe.stderr}")
+    return UNPRIVILEGED
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder another user can reach (pytest's own are private to the user running it)."""
+    folder = Path(tempfile.mkdtemp(prefix="rotoscope-read-only-"))
+    folder.chmod(0o755)
     try:
-        line = one_error_line(rotoscope(f"input.path={clip}", "stages=[plan]", cwd=tmp_path))
-        assert "Permission denied" in line
-        line = one_error_line(rotoscope(f"input.path={clip}", "name=new", cwd=tmp_path))
-        assert "Permission denied" in line
+        yield folder
     finally:
-        for folder in (tmp_path / "outputs", tmp_path / "outputs/clip"):
-            folder.chmod(0o755)
+        for path in (folder, *folder.rglob("*")):
+            if path.is_dir():
+                path.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def test_a_read_only_output_folder_is_one_line(shared_folder: Path) -> None:
+    """Run as a user the folders' permission bits bind (nobody, when the tests run as
+    root): a run folder that cannot be written, and an output root where none can be
+    made, each end in one line naming the problem, with nothing written."""
+    prefix = as_unprivileged_user()
+    work = shared_folder
+    clip = make_video(work / "clip.mp4", frames=2, fps=8)
+    clip.chmod(0o644)
+    (work / "outputs/clip").mkdir(parents=True)
+    for folder in (work / "outputs/clip", work / "outputs"):
+        folder.chmod(0o555)
+
+    def rotoscope_as_user(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*prefix, *command(*args)], cwd=work, env=cli_env(work),
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+
+    line = one_error_line(rotoscope_as_user(f"input.path={clip}", "stages=[plan]"))
+    assert "cannot write run folder" in line and "Permission denied" in line
+    line = one_error_line(rotoscope_as_user(f"input.path={clip}", "name=new"))
+    assert "cannot write run folder" in line and "Permission denied" in line
+    assert sorted(path.name for path in (work / "outputs").rglob("*")) == ["clip"]
 
 
 def test_a_long_input_file_name_renders_to_the_end(base, tmp_path: Path) -> None:
@@ -186,7 +235,7 @@ def test_prompts_pass_verbatim_and_keyframed_prompts_work_on_the_command_line(
     def plan(*args: str) -> list[dict]:
         result = rotoscope(f"input.path={clip}", "stages=[plan]", *args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        return [json.loads(line) for line in (tmp_path / "outputs/clip/plan.jsonl").open()]
+        return preview_plan(tmp_path / "outputs/clip")
 
     sign = 'a sign saying ${price}, "Starry Night" by van Gogh'
     assert plan(f"prompt={sign}")[0]["prompt"] == sign

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.cli import start
-from support.cli_runner import cli_env, run_cli, wait_for_lines
+from support.cli import start_stopping_at, wait_until_stopped
+from support.cli_runner import cli_env, run_cli
 from support.media import make_video
-from support.run_files import frames_of, report_of
+from support.run_files import frames_of, queue_of, report_of
 
 from pipeline.errors import RotoscopeError
 from pipeline.plan.rows import PlanRow
@@ -56,20 +56,20 @@ def assert_same_frames(run_dir: Path, reference: list) -> None:
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tmp_path) -> None:
-    proc = start(*job_args, "name=killed", cwd=tmp_path)
+    """kill -9 at exactly 5 frames (the job stops itself there: support/stop_at_lines.py)."""
+    proc = start_stopping_at(5, *job_args, "name=killed", cwd=tmp_path)
     run_dir = tmp_path / "outputs/killed"
-    wait_for_lines(run_dir, 5, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(Manifest(RunFolder(run_dir)).records)
-    assert 5 <= done < FRAMES
+    wait_until_stopped(proc)
+    proc.kill()
+    proc.communicate()
+    assert len(Manifest(RunFolder(run_dir)).records) == 5
     lines = (run_dir / "manifest.jsonl").read_text().splitlines()
-    assert [json.loads(line)["index"] for line in lines] == list(range(done))  # frame order
+    assert [json.loads(line)["index"] for line in lines] == list(range(5))  # frame order
     resumed = run(*job_args, "name=killed", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     report = report_of(run_dir)
-    assert report["reused"] == done and report["rendered"] == FRAMES - done
-    assert report["reasons"] == {"new": FRAMES - done}
+    assert report["reused"] == 5 and report["rendered"] == FRAMES - 5
+    assert report["reasons"] == {"new": FRAMES - 5}
     assert not list((run_dir / "frames").glob(".*.tmp"))
     assert_same_frames(run_dir, reference)
 
@@ -77,10 +77,11 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(job_args, reference, tm
 def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
     job_args, reference, tmp_path
 ) -> None:
-    proc = start(*job_args, "name=stopped", cwd=tmp_path)
+    proc = start_stopping_at(3, *job_args, "name=stopped", cwd=tmp_path)
     run_dir = tmp_path / "outputs/stopped"
-    wait_for_lines(run_dir, 3, proc)
-    proc.send_signal(signal.SIGINT)
+    wait_until_stopped(proc)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C at frame 3, taken when it goes on
+    proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "stopped by SIGINT" in stderr and "Resume with:" in stderr
@@ -89,22 +90,22 @@ def test_sigint_stops_after_the_frame_and_prints_the_resume_command(
     report = report_of(run_dir)
     assert report["status"] == "interrupted" and report["resume_command"] == resume_line
     manifest = (run_dir / "manifest.jsonl").read_text().splitlines()
-    assert len(manifest) == report["rendered"] < FRAMES  # every finished frame recorded
+    assert 3 <= len(manifest) == report["rendered"] < FRAMES  # every finished frame recorded
     resumed = run(*job_args, "name=stopped", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_frames(run_dir, reference)
 
 
 def test_a_second_process_on_the_same_folder_is_refused(job_args, tmp_path) -> None:
-    first = start(*job_args, "name=busy", cwd=tmp_path)
+    first = start_stopping_at(1, *job_args, "name=busy", cwd=tmp_path)
     try:
-        wait_for_lines(tmp_path / "outputs/busy", 1, first)
+        wait_until_stopped(first)  # holding the run folder's lock, one frame in
         second = run(*job_args, "name=busy", cwd=tmp_path)
         assert second.returncode == 2
         assert f"is in use by process {first.pid}" in second.stderr
     finally:
         first.kill()
-        first.wait()
+        first.communicate()
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path, caplog) -> None:
@@ -166,7 +167,7 @@ def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) ->
     result = run("-m", f"input.path={clip},{missing}", f"model.path={tiny_models.sd15}",
                  "runtime=cpu", "steps=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
-    queue = json.loads((tmp_path / "outputs/queue.json").read_text())
+    queue = queue_of(tmp_path / "outputs")
     assert [job["status"] for job in queue] == ["done", "failed"]
     assert Path(queue[0]["outputs"][0]).is_file()
     assert "missing.mp4" in queue[1]["error"]

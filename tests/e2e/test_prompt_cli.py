@@ -12,7 +12,7 @@ import pytest
 from support import DATA
 from support.cli import rotoscope
 from support.media import write_image
-from support.run_files import frame_file, frames_of
+from support.run_files import frame_file, frames_of, preview_plan
 
 from pipeline.render.pngmeta import read_png_metadata
 
@@ -141,3 +141,31 @@ def test_a_newer_deforum_file_renders(
     parameters = read_png_metadata(frame_file(run_dir, 1))["parameters"]
     assert "Steps: 1, Sampler: DPM++ 2M Karras" in parameters and "Clip skip: 2" in parameters
     assert "papercut: " in parameters and "bad-hands-5: " in parameters
+    # the prompts of frames 2-3 edit: they count steps as A1111's img2img, in their rows,
+    # the plan's summary line and their frames' metadata
+    counted = [row.get("prompt_editing_steps") for row in plan_rows(run_dir)]
+    assert counted == [None, None, "a1111", "a1111"]
+    assert "prompt editing counts steps as a1111 does" in result.stderr
+    plan = read_png_metadata(frame_file(run_dir, 2))["rotoscope"]["plan"]
+    assert plan["prompt_editing_steps"] == "a1111"
+
+
+def test_prompt_editing_steps_reaches_only_the_rows_that_edit(
+    tiny_models, still: Path, tmp_path: Path
+) -> None:
+    """``prompt_editing_steps=a1111`` goes into the rows whose prompt uses prompt
+    editing; the others keep the rows (and frame keys) of the default."""
+    args = (
+        f"input.path={still}", "input.repeat=4", f"model.path={tiny_models.sd15}",
+        "prompts={0: a cat, 2: a [cat:dog:0.5]}", "prompt_blend=none", "stages=[plan]",
+    )  # fmt: skip
+    default = rotoscope(*args, "name=default", cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    counted = rotoscope(*args, "name=a1111", "prompt_editing_steps=a1111", cwd=tmp_path)
+    assert counted.returncode == 0, counted.stderr
+    before = preview_plan(tmp_path / "outputs/default")  # stages=[plan]: a preview
+    after = preview_plan(tmp_path / "outputs/a1111")
+    assert [row.get("prompt_editing_steps") for row in after] == [None, None, "a1111", "a1111"]
+    assert before[:2] == after[:2] and "prompt_editing_steps" not in json.dumps(before)
+    assert "prompt editing counts steps as a1111 does" in counted.stderr
+    assert "prompt editing" not in default.stderr

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from support import ROOT
 from support.cli_runner import cli_env, run_cli
+from support.media import make_pan_folder
 from support.run_files import frames_of
-
-from pipeline.testing.synthetic import pan_clip
 
 # sha256 of each job's frames (pixels, in frame order), first 16 hex digits
 REFERENCE = {
@@ -44,11 +42,7 @@ def pixels_hash(frames: list[np.ndarray]) -> str:
 
 @pytest.fixture(scope="module")
 def pan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("reference") / "pan"
-    folder.mkdir()
-    for index, frame in enumerate(pan_clip(frames=4, width=64, height=64).frames):
-        Image.fromarray(frame).save(folder / f"{index:03d}.png")
-    return folder
+    return make_pan_folder(tmp_path_factory.mktemp("reference") / "pan", frames=4)
 
 
 def render(tmp_path: Path, *args: str) -> list[np.ndarray]:

@@ -7,7 +7,6 @@ own (two one-thread CPU workers) and shut it down.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -18,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
-from support.cli_runner import cli_env, run_cli, wait_for_lines
+from support.cli import start_stopping_at, wait_until_stopped
+from support.cli_runner import cli_env, run_cli
 from support.media import make_video, write_image
-from support.run_files import frames_of, manifest_lines, report_of
+from support.run_files import frames_of, manifest_lines, queue_of, report_of
 
 from pipeline.plan.rows import read_plan
 from pipeline.records.manifest import Manifest
@@ -42,15 +43,8 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_cli(list(args), cwd, env(cwd))
 
 
-def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    """The command in a session of its own, so Ray's processes can be cleaned up with it."""
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env(cwd),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-
-
 def kill_session(proc: subprocess.Popen[str]) -> None:
-    """Whatever of the run is left (Ray's own processes exit on their own a minute later)."""
+    """Whatever of the run is left, when a test fails half-way."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -107,9 +101,9 @@ def ray_cluster(tmp_path: Path) -> Iterator[None]:
     with socket.socket() as probe:
         probe.bind(("", 0))
         port = probe.getsockname()[1]
-    ray = Path(sys.executable).parent / "ray"
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]  # the ray command, wherever it is
     head = subprocess.Popen(
-        [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
+        [*ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
          "--include-dashboard=false", "--disable-usage-stats"],
         env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
@@ -143,58 +137,120 @@ def test_coherence_segments_render_on_a_ray_cluster_like_in_one_process(args, tm
     assert_frames_equal(tmp_path / "outputs/spread", frames_of(tmp_path / "outputs/local"))
 
 
-def render_worker_pids(session: int, wanted: bool = True) -> list[int]:
-    """The Ray actor processes of the run started in session ``session`` (``wanted``:
-    there must be some)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().decode(errors="replace")
-            in_session = os.getsid(int(entry.name)) == session
-        except (OSError, ValueError):
-            continue
-        if in_session and command.startswith("ray::RenderWorker"):
-            pids.append(int(entry.name))
-    assert pids or not wanted, "no Ray worker found"
-    return sorted(pids)
+def session_processes(session: int) -> list[psutil.Process]:
+    """The live processes of session ``session``: a job started in a session of its own,
+    with everything it started (Ray's gcs_server, raylet, agents and workers included)."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getsid(process.pid) == session and running(process):
+                found.append(process)
+    return found
+
+
+def running(process: psutil.Process) -> bool:
+    """Whether ``process`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def render_workers(session: int) -> list[psutil.Process]:
+    """The Ray actor processes of the run started in session ``session``."""
+    workers = []
+    for process in session_processes(session):
+        with contextlib.suppress(psutil.Error):
+            if process.cmdline()[:1] and process.cmdline()[0].startswith("ray::RenderWorker"):
+                workers.append(process)
+    return workers
+
+
+def wait_until_gone(processes: list[psutil.Process], timeout: float = 30) -> None:
+    """Block until none of ``processes`` runs, failing with those left after ``timeout``
+    seconds (a bound, not a measurement: they normally go within a second)."""
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in processes if running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, "still running: " + ", ".join(describe(p) for p in left)
+
+
+def describe(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return f"{process.pid} {process.name()}"
+    return str(process.pid)
+
+
+def folder_state(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: size and modification time (ns)."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def processes_in(folder: Path) -> list[str]:
+    """Processes anywhere on the machine working in ``folder`` or holding a file in it."""
+    inside = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            paths = [process.cwd(), *(opened.path for opened in process.open_files())]
+            if any(Path(path).is_relative_to(folder) for path in paths):
+                inside.append(describe(process))
+    return inside
 
 
 def test_ray_workers_survive_a_dead_worker_ctrl_c_and_a_killed_driver(args, reference, tmp_path):
-    """2 workers: one is killed mid-job (its frames go to the other), then Ctrl-C stops
-    the job; a resumed run's driver is killed; a third run completes (in one process).
-    The frames are those of one process, in one manifest in frame order. (It runs after
-    the cluster test, whose dead cluster Ray still lists: a local Ray starts anyway.)"""
+    """2 workers: one is killed at frame 4 (its frames go to the other), Ctrl-C stops the
+    job at frame 10; a resumed run's driver alone is killed 4 frames on, and every
+    process it started ends with it, writing nothing more; a third run completes (in one
+    process). The frames are those of one process, in one manifest in frame order. The
+    driver stops itself at those frames (support/stop_at_lines.py), so each signal lands
+    at a known frame. (It runs after the cluster test, whose dead cluster Ray still
+    lists: a local Ray starts anyway.)"""
     run_dir = tmp_path / "outputs/ray"
-    proc = start(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
+    proc = start_stopping_at([4, 10], *args, "name=ray", "runtime.workers=2", cwd=tmp_path,
+                             env=env(tmp_path), new_session=True)  # fmt: skip
     try:
-        wait_for_lines(run_dir, 4, proc)
-        os.kill(render_worker_pids(proc.pid)[0], signal.SIGKILL)
-        wait_for_lines(run_dir, 10, proc)
+        wait_until_stopped(proc)
+        os.kill(render_workers(proc.pid)[0].pid, signal.SIGKILL)
+        proc.send_signal(signal.SIGCONT)
+        wait_until_stopped(proc)
         proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGCONT)
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 130, stderr
         assert "Resume with:" in stderr and "runtime.workers=2" in stderr
-        deadline = time.monotonic() + 10  # every worker stopped (Ray reaps them at once)
-        while render_worker_pids(proc.pid, wanted=False) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not render_worker_pids(proc.pid, wanted=False)
+        wait_until_gone(session_processes(proc.pid))  # Ray stopped with the job
     finally:
         kill_session(proc)
     log = (run_dir / "rotoscope.log").read_text()
     assert "ray: 2 workers ready" in log
     assert "died" in log and "unfinished frames go to another worker" in log
     first = finished_count(run_dir)
+    assert 10 <= first < FRAMES
     assert report_of(run_dir)["device"] == "ray: 2 workers (cpu, cpu)"
 
-    proc = start(*args, "name=ray", "runtime.workers=2", cwd=tmp_path)
+    proc = start_stopping_at(len(manifest_lines(run_dir)) + 4, *args, "name=ray",
+                             "runtime.workers=2", cwd=tmp_path, env=env(tmp_path),
+                             new_session=True)  # fmt: skip
     try:
-        wait_for_lines(run_dir, len(manifest_lines(run_dir)) + 4, proc)
-        proc.send_signal(signal.SIGKILL)  # the driver only: its workers lose their parent
-        proc.wait()
+        wait_until_stopped(proc)
+        started = [p for p in session_processes(proc.pid) if p.pid != proc.pid]
+        names = [describe(p) for p in started]
+        assert any("raylet" in name for name in names) and len(render_workers(proc.pid)) == 2
+        proc.kill()  # the driver only
+        proc.communicate()
+        wait_until_gone(started)
+        assert not session_processes(proc.pid), "the job's session started something new"
+        written = folder_state(run_dir)
+        assert not processes_in(run_dir)
+        assert folder_state(run_dir) == written  # nothing wrote into the run folder since
     finally:
         kill_session(proc)
     done = finished_count(run_dir)
-    assert first < done < FRAMES
+    assert done == first + 4
     assert_in_frame_order(run_dir)
 
     resumed = run(*args, "name=ray", cwd=tmp_path)  # any worker count resumes
@@ -216,12 +272,15 @@ def test_a_multirun_queue_runs_on_the_submitit_local_launcher(tiny_models, tmp_p
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "queue: 2 jobs, 2 done, 0 failed" in result.stderr
-    queue = json.loads((tmp_path / "outputs/queue.json").read_text())
+    queue = queue_of(tmp_path / "outputs")
     folders = [Path(job["run_dir"]) for job in queue]
     assert [folder.name.split("--")[0] for folder in folders] == ["a", "b"]
     for folder in folders:  # one job per run folder, each with its frame
         assert report_of(folder)["rendered"] == 1 and len(frames_of(folder)) == 1
-    assert (tmp_path / "outputs/.submitit").is_dir()  # submitit's own job logs
+    # submitit's own job logs are in the queue's folder, not among the run folders
+    assert [path.parent.parent.name for path in (tmp_path / "outputs").glob("*/*/.submitit")] == [
+        "queues"
+    ]
 
 
 def finished_count(run_dir: Path) -> int:

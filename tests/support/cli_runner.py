@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import NoReturn
@@ -40,6 +39,7 @@ FORK_ENV = "ROTOSCOPE_TEST_FORK"
 # what a rendering run imports; the server imports it once
 PRELOAD = (
     "pipeline.cli.main",
+    "pipeline.cli.command",
     "pipeline.render.stage",
     "pipeline.render.renderer",
     "pipeline.render.executors.local",
@@ -68,19 +68,6 @@ def cli_env(home: Path) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), HOME_ENV: str(home)}
 
 
-def wait_for_lines(
-    run_dir: Path, count: int, proc: subprocess.Popen[str], timeout: float = 120
-) -> None:
-    """Block until the run's manifest has ``count`` lines (the process must still run)."""
-    from support.run_files import manifest_lines
-
-    deadline = time.monotonic() + timeout
-    while len(manifest_lines(run_dir)) < count:
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "no frames rendered in time"
-        time.sleep(0.05)
-
-
 def run_cli(
     args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -91,6 +78,65 @@ def run_cli(
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=timeout, check=False)  # fmt: skip
     return _server().run(command, args, cwd, env, timeout)
+
+
+def start_cli(args: list[str], cwd: Path, env: dict[str, str]) -> ForkedRun | subprocess.Popen[str]:
+    """``python -m pipeline *args`` started in a process of its own (forked from the
+    server), to be signalled while it runs; it answers ``poll``, ``send_signal``,
+    ``communicate`` and ``returncode`` as a ``subprocess.Popen`` would. The server runs
+    nothing else until it is ``communicate``d. (With ``ROTOSCOPE_TEST_FORK=0``: a fresh
+    interpreter.)"""
+    if os.environ.get(FORK_ENV, "1") == "0":
+        command = [sys.executable, "-m", "pipeline", *args]
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return _server().start(args, cwd, env)
+
+
+class ForkedRun:
+    """A CLI run forked by the server, still running (see :func:`start_cli`)."""
+
+    def __init__(self, server: ForkServer, pid: int, scratch: tempfile.TemporaryDirectory) -> None:
+        self.server = server
+        self.pid = pid
+        self.scratch = scratch
+        self.returncode: int | None = None
+        self.output: tuple[str, str] | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                self.returncode = int(self.server._line(timeout=0))
+            except TimeoutError:
+                return None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float = 300) -> int:
+        self.communicate(timeout)
+        assert self.returncode is not None
+        return self.returncode
+
+    def communicate(self, timeout: float = 300) -> tuple[str, str]:
+        """Wait for the run to end; its stdout and stderr."""
+        if self.output is None:
+            if self.returncode is None:
+                self.returncode = int(self.server._line(timeout=timeout))
+            folder = Path(self.scratch.name)
+            self.output = (
+                (folder / "stdout").read_text(errors="replace"),
+                (folder / "stderr").read_text(errors="replace"),
+            )
+            self.scratch.cleanup()
+            self.server.lock.release()  # the server may run the next request
+        return self.output
 
 
 class ForkServer:
@@ -128,6 +174,16 @@ class ForkServer:
             return subprocess.CompletedProcess(
                 command, code, out.read_text(errors="replace"), err.read_text(errors="replace")
             )
+
+    def start(self, args: list[str], cwd: Path, env: dict[str, str]) -> ForkedRun:
+        self.lock.acquire()
+        scratch = tempfile.TemporaryDirectory(prefix="cli-run-")
+        out, err = Path(scratch.name, "stdout"), Path(scratch.name, "stderr")
+        request = {"args": args, "cwd": str(cwd), "env": env, "out": str(out), "err": str(err)}
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        self.process.stdin.flush()
+        return ForkedRun(self, int(self._line(timeout=60)), scratch)
 
     def _line(self, timeout: float) -> str:
         assert self.process.stdout is not None

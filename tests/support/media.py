@@ -182,3 +182,16 @@ def truncate(path: Path, fraction: float) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
     return path
+
+
+def make_pan_folder(folder: Path, frames: int, size: int = 64) -> Path:
+    """A frame sequence (a folder of PNGs ``000.png``, ...) of a camera panning over a
+    texture (``pipeline.testing.synthetic.pan_clip``): real motion for coherence."""
+    from PIL import Image
+
+    from pipeline.testing.synthetic import pan_clip
+
+    folder.mkdir(parents=True)
+    for index, frame in enumerate(pan_clip(frames=frames, width=size, height=size).frames):
+        Image.fromarray(frame).save(folder / f"{index:03d}.png")
+    return folder

@@ -40,3 +40,15 @@ def manifest_lines(run_dir: Path) -> list[dict]:
     """Every line of the run's manifest, in file order (none before the first frame)."""
     path = run_dir / "manifest.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def preview_plan(run_dir: Path) -> list[dict]:
+    """The rows a plan-only job (``stages=[plan]``) wrote: its plan is a preview, kept in
+    ``preview/`` apart from the last render's."""
+    return [json.loads(line) for line in (run_dir / "preview/plan.jsonl").open()]
+
+
+def queue_of(root: Path) -> list[dict]:
+    """The summary of the newest queue (``rotoscope -m``) whose folders are in ``root``."""
+    queues = sorted((root / "queues").iterdir())
+    return json.loads((queues[-1] / "queue.json").read_text())

@@ -35,12 +35,25 @@ Facts about Deforum this relies on (checked against its ``args.py``, ``settings.
 - 2D motion is ``cv2.getRotationMatrix2D(centre, angle, zoom)`` after a translation by
   ``translation_x/y`` pixels, about ``transform_center_x/y`` (fractions of W/H), with
   ``border`` "wrap" or, for any other value, replicate (see pipeline.animation.motion).
+- 3D moves by ``translation_x/y/z`` and ``rotation_3d_x/y/z`` with the lens of
+  ``fov_schedule``, ``near_schedule``, ``far_schedule`` and ``aspect_ratio_schedule``
+  (the Colab notebook: single ``fov``, ``near_plane``, ``far_plane`` numbers; files from
+  before ``aspect_ratio_use_old_formula`` existed, and those with it on, use W/H), through
+  the depth of ``depth_algorithm`` (the notebook: ``use_zoe_depth``, or MiDaS blended with
+  AdaBins by ``midas_weight`` when that is below 1), or flat with ``use_depth_warping``
+  off; ``padding_mode`` and ``sampling_mode`` are torch's. See pipeline.animation.camera3d.
 - ``color_coherence`` is "None", "LAB", "HSV", "RGB", "Video Input" or "Image"; older
-  files say "Match Frame 0 LAB" and so on for the first three.
+  files say "Match Frame 0 LAB" and so on for the first three. "Video Input" follows
+  ``video_init_path`` every ``color_coherence_video_every_N_frames`` frames only with
+  hybrid video on (else it matches like LAB); "Image" follows
+  ``color_coherence_image_path``. Since ``legacy_colormatch`` exists, each output is
+  matched too unless it is on; older files match the input alone.
 - ``diffusion_cadence`` n > 1 diffuses every n-th frame and blends the frames between
-  (not in Video Input mode); the anti-blur (``amount_schedule`` > 0, on by default),
-  ``contrast_schedule``, Perlin ``noise_type`` and the ``enable_*_scheduling`` switches
-  act every frame.
+  (not in Video Input mode); in the loopback modes the anti-blur (``amount_schedule`` >
+  0, on by default), ``contrast_schedule``, Perlin ``noise_type`` (its ``perlin_w``
+  divides the height, ``perlin_h`` the width), the perspective flip and
+  ``save_depth_maps`` act every frame, and ``noise_multiplier_schedule`` (with its
+  ``enable_*_scheduling`` switch) in every mode.
 - ``noise_schedule``: Deforum blends the frame towards a noise image by that amount
   (the image's spread is about 0.36 of the range), rotoscope adds Gaussian noise of
   that standard deviation. So each value is multiplied by 0.36 (an expression ``e``
@@ -50,15 +63,30 @@ Facts about Deforum this relies on (checked against its ``args.py``, ``settings.
   skipping whatever lies between them, so ``0:0: (7)`` is ``0: (7)`` there. A schedule
   rotoscope's stricter syntax would refuse is rewritten as Deforum reads it, with a
   warning. ``zoom``, ``angle`` and the transform centre act in 2D mode only (3D mode
-  moves its camera with ``translation_x/y/z`` and ``rotation_3d_*``, which are
-  reported), so they are copied for 2D files alone; a 2D zoom keyframe that is not
-  positive (Deforum shrinks the frame to nothing) is imported as 1, with a warning.
+  moves its camera with ``translation_x/y/z`` and ``rotation_3d_*``), so they are copied
+  for 2D files alone; a 2D zoom keyframe that is not positive (Deforum shrinks the frame
+  to nothing) is imported as 1, with a warning.
 - Files from A1111 1.9 on store ``sampler_name`` and ``scheduler`` ("Karras",
   "Automatic", ...) where older ones had ``sampler`` ("DPM++ 2M Karras"), and some
   store ``width``/``height`` instead of ``W``/``H``; both spellings are read.
   ``Automatic`` means the sampler's A1111 default (Karras for DPM++ 2M and DPM++ SDE).
 - ``clipskip_schedule`` (with ``enable_clipskip_scheduling``) becomes ``clip_skip``: its
   value at frame 0, with a warning when it changes later.
+- Deforum renders through A1111's img2img, so prompt editing (``[a:b:0.5]``) in its
+  prompts counts steps as A1111's img2img does: the import sets
+  ``prompt_editing_steps: a1111``.
+- Masks (``use_mask`` with ``mask_file``; ``use_mask_video`` with ``video_mask_path``,
+  whose frames go with the init video's frame by frame) are white where Deforum renders,
+  as rotoscope's are; ``invert_mask``, the ``mask_contrast_adjust`` and
+  ``mask_brightness_adjust`` factors, ``overlay_mask`` (put the frame back around the
+  render) with ``mask_overlay_blur``, ``full_res_mask`` (render the mask's box, A1111's
+  "only masked") with ``full_res_mask_padding``, and ``fill`` (A1111's numbers: 0 fill,
+  1 original, 2 latent noise, 3 latent nothing) map one to one. ``mask_schedule`` keys
+  composable mask expressions per frame over ``{video_mask}`` (the mask, whichever of the
+  two gives it), ``{init_mask}`` (the mask file, in older files), ``{everywhere}`` and
+  ``[image files]``; ``{human_mask}`` and ``<word>`` masks need models Deforum downloads
+  and are refused. Masks act only where Deforum renders from a frame to keep (not in 2D
+  or 3D loopback modes).
 - ``r_upscale_video`` runs ``r_upscale_model`` (``realesr-animevideov3``,
   ``realesrgan-x4plus``, ``realesrgan-x4plus-anime``: Real-ESRGAN's models) at
   ``r_upscale_factor`` (``x2``...): ``upscale.model`` is the name, a file in
@@ -77,6 +105,7 @@ video encoding) are listed in IGNORED; a setting in no list is reported as unkno
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -85,6 +114,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.config.schema import PromptEditingSteps
 from pipeline.errors import RotoscopeError
 from pipeline.interop.deforum.schedules import (
     DEFORUM_ENTRY,
@@ -92,31 +122,42 @@ from pipeline.interop.deforum.schedules import (
     constant_value,
     is_strict_schedule,
     keep_to_strength,
+    plain_number,
     scaled,
     schedule_entries,
 )
 from pipeline.interop.deforum.tables import (
     ANIMATION_MODES,
+    ANTI_BLUR_SCHEDULES,
     AUTOMATIC_KARRAS,
     BORDERS,
+    COLOR_MODES,
     CONTROLNET,
     COVERED,
+    DEPTH_ALGORITHMS,
     FILM_ENGINE,
+    FLIP_SCHEDULES,
     HYBRID,
     IGNORED,
     LOOPBACK_MODES,
     MAPPED,
+    MASK_FILLS,
     MOTION_SCHEDULES,
     NOISE_SCALE,
+    PADDING_MODES,
     PLAIN_SCHEDULERS,
     RIFE_ENGINES,
     RIFE_WEIGHTS,
     SAMPLER_ALIASES,
+    SAMPLING_MODES,
     SEED_BEHAVIORS,
-    THREE_D_MOVES,
+    THREE_D_NUMBERS,
+    THREE_D_SCHEDULES,
     TWO_D_ONLY,
     UNSUPPORTED,
     animation_mode,
+    is_moving,
+    uses_mask,
 )
 from pipeline.interop.deforum.values import as_int, details, is_off, is_on, show
 from pipeline.models.samplers import SAMPLER_NAMES, canonical_sampler
@@ -208,7 +249,9 @@ class _Importer:
         if prefix:
             keyframes["prompt_prefix"] = prefix
         self._generation()
+        self._noise_multiplier()
         self._animation()
+        self._masks()
         self._finishing()
         self._unsupported()
         keyframes["schedules"] = self.schedules
@@ -310,6 +353,8 @@ class _Importer:
             if present:
                 settings[target] = as_int(data[present[0]], 0)
         settings["prompt_blend"] = "none"  # Deforum switches prompts at their keys
+        # its prompts' [a:b:when] were written against A1111's img2img step counting
+        settings["prompt_editing_steps"] = PromptEditingSteps.a1111.value
 
     def _sampler(self) -> None:
         key = "sampler" if "sampler" in self.data else "sampler_name"
@@ -392,7 +437,7 @@ class _Importer:
             )
         if mode in LOOPBACK_MODES:
             for name, key in MOTION_SCHEDULES.items():
-                if key not in data or (mode != "2D" and name in (*TWO_D_ONLY, *THREE_D_MOVES)):
+                if key not in data or (mode != "2D" and name in TWO_D_ONLY):
                     continue
                 text = self._schedule_text(key)
                 if name == "noise":
@@ -407,8 +452,11 @@ class _Importer:
                     "the edge for it, and so does this import"
                 )
             settings["animation.border"] = "wrap" if border == "wrap" else "replicate"
+            if mode == "3D":
+                self._three_d()
+            self._loopback_tools()
         if "color_coherence" in data:
-            settings["animation.color_coherence"] = self._color_coherence()
+            self._color_coherence()
         if "fps" in data:
             settings["input.fps"] = data["fps"]
             settings["output.fps"] = data["fps"]
@@ -450,22 +498,223 @@ class _Importer:
             f"every input frame): give the video on the command line: {' '.join(hints)}"
         )
 
-    def _color_coherence(self) -> str:
-        value = str(self.data["color_coherence"])
-        method = value.removeprefix("Match Frame 0 ")
-        if method in ("None", "False"):
-            return "none"
-        if method != "LAB":
-            keys = ["color_coherence"]
-            if method == "Video Input":
-                keys.append("color_coherence_video_every_N_frames")
-            elif method == "Image":
-                keys.append("color_coherence_image_path")
+    def _three_d(self) -> None:
+        """The 3D camera: its moves and lens, the depth model, padding and sampling."""
+        data, settings = self.data, self.settings
+        for name, key in THREE_D_SCHEDULES.items():
+            if key in data:
+                self.schedules[name] = self._schedule_text(key)
+            elif name in THREE_D_NUMBERS and THREE_D_NUMBERS[name] in data:
+                self.schedules[name] = f"0:({data[THREE_D_NUMBERS[name]]})"
+        # aspect_ratio_schedule came with its switch; files from before both used W/H
+        old_formula = data.get("aspect_ratio_use_old_formula", "aspect_ratio_schedule" not in data)
+        if is_on(old_formula):
+            width = as_int(data.get("W", data.get("width", 512)), 512)
+            height = as_int(data.get("H", data.get("height", 512)), 512) or 1
+            ratio = (Decimal(width) / height).quantize(Decimal("0.000001"))
+            self.schedules["aspect_ratio"] = f"0:({plain_number(ratio)})"
+        self._depth()
+        for key, choices in (("padding_mode", PADDING_MODES), ("sampling_mode", SAMPLING_MODES)):
+            if key not in data:
+                continue
+            value = str(data[key])
+            if value in choices:
+                settings[f"animation.{key}"] = value
+            else:
+                self.warnings.append(
+                    f"{key}={show(data[key])} is not one of {', '.join(choices)}: "
+                    f"imported as {choices[0]}"
+                )
+
+    def _depth(self) -> None:
+        """``depth_algorithm`` (or the Colab notebook's ``use_zoe_depth``) as a depth model,
+        blended by ``midas_weight`` where Deforum blends."""
+        data, settings = self.data, self.settings
+        if "use_depth_warping" in data and not is_on(data["use_depth_warping"]):
+            settings["animation.depth.model"] = "none"  # a flat scene
+            return
+        if "depth_algorithm" in data:
+            algorithm = str(data["depth_algorithm"])
+        elif is_on(data.get("use_zoe_depth")):
+            algorithm = "Zoe"
+        else:  # the notebook blended MiDaS with AdaBins whenever midas_weight was below 1
+            algorithm = "Midas+AdaBins (old)" if self._midas_weight(1.0) < 1 else "Midas-3-Hybrid"
+        known = DEPTH_ALGORITHMS.get(algorithm.lower())
+        if known is None:
             self.warnings.append(
-                f"color coherence {show(value)} is not implemented, only matching frame 0 in "
-                f"LAB: imported as lab ({details(self.data, keys)})"
+                f"depth_algorithm={show(algorithm)} is unknown: imported as midas "
+                "(Deforum's default, Midas-3-Hybrid)"
             )
-        return "lab"
+            known = DEPTH_ALGORITHMS["midas-3-hybrid"]
+        model, blend, lost = known
+        settings["animation.depth.model"] = model
+        if blend != "none":
+            settings["animation.depth.blend"] = blend
+            weight = self._midas_weight(0.2)
+            settings["animation.depth.midas_weight"] = min(max(weight, 0.0), 1.0)
+            if not 0 <= weight <= 1:
+                lost = f"{lost}; midas_weight={weight:g} is outside 0..1: clamped"
+        if lost:
+            self.warnings.append(f"{lost} ({details(data, ('depth_algorithm', 'midas_weight'))})")
+
+    def _midas_weight(self, default: float) -> float:
+        value = constant_value(self.data.get("midas_weight", default))
+        return default if value is None else float(value)
+
+    def _loopback_tools(self) -> None:
+        """What every loopback input gets in Deforum: contrast, anti-blur, Perlin noise,
+        the perspective flip; and the depth maps it saves."""
+        data, settings = self.data, self.settings
+        if "contrast_schedule" in data and constant_value(data["contrast_schedule"]) != 1:
+            self.schedules["contrast"] = self._schedule_text("contrast_schedule")
+        if "amount_schedule" in data and constant_value(data["amount_schedule"]) != 0:
+            settings["animation.anti_blur"] = True
+            for name, key in ANTI_BLUR_SCHEDULES.items():
+                if key in data:
+                    self.schedules[name] = self._schedule_text(key)
+        if str(data.get("noise_type", "")).lower() == "perlin":
+            settings["animation.noise_type"] = "perlin"
+            if "perlin_octaves" in data:
+                self.schedules["perlin_octaves"] = f"0:({as_int(data['perlin_octaves'], 4)})"
+            if "perlin_persistence" in data:
+                self.schedules["perlin_persistence"] = f"0:({data['perlin_persistence']})"
+            # Deforum's perlin_w divides the height and perlin_h the width (its noise is
+            # shaped height first), in whole cells
+            for key, target in (("perlin_w", "perlin_cells_y"), ("perlin_h", "perlin_cells_x")):
+                if key in data:
+                    settings[f"animation.{target}"] = max(1, as_int(data[key], 8))
+        if is_on(data.get("enable_perspective_flip")) or is_on(data.get("flip_2d_perspective")):
+            settings["animation.perspective_flip"] = True
+            for name, key in FLIP_SCHEDULES.items():
+                if key in data:
+                    self.schedules[name] = self._schedule_text(key)
+        if is_on(data.get("save_depth_maps")):
+            settings["animation.save_depth"] = True
+
+    def _noise_multiplier(self) -> None:
+        """A1111's initial noise multiplier, which Deforum schedules when its switch is on."""
+        data = self.data
+        if not is_on(data.get("enable_noise_multiplier_scheduling")):
+            return
+        if "noise_multiplier_schedule" in data:
+            text = self._schedule_text("noise_multiplier_schedule")
+            if constant_value(text) != 1:
+                self.schedules["noise_multiplier"] = text
+
+    def _color_coherence(self) -> None:
+        """Deforum's colour match: frame 0 in LAB, HSV or RGB, or a video's frames (or an
+        image); since ``legacy_colormatch`` exists its default matches each output too, and
+        the switch (like every file from before it) only the input."""
+        data, settings = self.data, self.settings
+        value = str(data["color_coherence"])
+        method = value.removeprefix("Match Frame 0 ")
+        mode = COLOR_MODES.get(method.lower())
+        # Deforum follows the init video's frames only with hybrid video on; without it
+        # its "Video Input" matches like LAB, to the first frame
+        hybrid = not is_off(data.get("hybrid_composite")) or str(
+            data.get("hybrid_motion", "None")
+        ) in ("Optical Flow", "Affine", "Perspective")
+        if method == "Video Input" and not hybrid:
+            mode = "lab"
+        elif method in ("Video Input", "Image"):
+            mode = "video"
+            key = "video_init_path" if method == "Video Input" else "color_coherence_image_path"
+            source = str(data.get(key, ""))
+            if source and "://" not in source:
+                settings["animation.color_coherence_video"] = source
+            else:
+                self.warnings.append(
+                    f"color coherence {show(value)} follows {key}={show(source)}, which is not "
+                    "a local file: give one as animation.color_coherence_video (until then "
+                    "the colours follow the input)"
+                )
+            if method == "Video Input":
+                every = as_int(data.get("color_coherence_video_every_N_frames", 1), 1)
+                settings["animation.color_coherence_every"] = max(every, 1)
+        if mode is None:
+            self.warnings.append(
+                f"color coherence {show(value)} is unknown: imported as lab "
+                f"({details(data, ['color_coherence'])})"
+            )
+            mode = "lab"
+        settings["animation.color_coherence"] = mode
+        # files from before legacy_colormatch existed matched the input alone
+        if mode != "none" and "legacy_colormatch" in data and not is_on(data["legacy_colormatch"]):
+            settings["animation.color_coherence_output"] = True
+
+    # -- masks
+
+    def _masks(self) -> None:
+        data, settings = self.data, self.settings
+        if not uses_mask(data) or is_moving(data):  # the rule in UNSUPPORTED says why
+            return
+        video = is_on(data.get("use_mask_video"))
+        key = "video_mask_path" if video else "mask_file"
+        path = str(data.get(key) or "")
+        if not path or path.startswith(("http://", "https://")):
+            self.warnings.append(
+                f"{key}={show(path)} is not a local file, so the mask is not imported: "
+                "download it and give it as mask.path"
+            )
+            return
+        settings["mask.path"] = path
+        settings["mask.invert"] = is_on(data.get("invert_mask"))
+        for name, deforum in (
+            ("mask_contrast", "mask_contrast_adjust"),
+            ("mask_brightness", "mask_brightness_adjust"),
+        ):
+            if deforum in data:
+                self.schedules[name] = self._schedule_text(deforum)
+        overlay = is_on(data.get("overlay_mask", True))
+        settings["mask.composite"] = overlay
+        if overlay and "mask_overlay_blur" in data:
+            self.schedules["mask_overlay_blur"] = self._schedule_text("mask_overlay_blur")
+        if "full_res_mask" in data:
+            settings["mask.area"] = "masked" if is_on(data["full_res_mask"]) else "full"
+        if "full_res_mask_padding" in data:
+            settings["mask.padding"] = as_int(data["full_res_mask_padding"], 32)
+        if "fill" in data:
+            fill = as_int(data["fill"], 1)
+            if fill in MASK_FILLS:
+                settings["mask.fill"] = MASK_FILLS[fill]
+            else:
+                self.warnings.append(f"fill={show(data['fill'])} is not a masked content mode")
+        expression = self._mask_expression(video)
+        if expression is not None:
+            settings["mask.expression"] = expression
+
+    def _mask_expression(self, video: bool) -> str | None:
+        """``mask_schedule`` as rotoscope's keyed expression; None when every key is just
+        the mask (the default); masks that need a model refused."""
+        text = str(self.data.get("mask_schedule") or "")
+        if not text.strip():
+            return None
+        try:
+            entries = schedule_entries(text)
+        except ValueError as exc:
+            raise self._error(f"mask_schedule={show(text)} is not a schedule ({exc})") from exc
+        keyed = []
+        for frame, value in entries:
+            expression = value.strip().strip('"').strip("'").strip()
+            if "{human_mask}" in expression or re.search(r"<[^>]*>", expression):
+                raise self._error(
+                    f"mask_schedule={show(text)} uses a mask made by a model Deforum downloads "
+                    "({human_mask} or a <word> mask), which rotoscope does not ship: give that "
+                    "mask as a matte video (mask.path) instead"
+                )
+            if not frame.isdigit():
+                self.warnings.append(
+                    f"mask_schedule={show(text)} keys frame {show(frame)}, not a frame number: "
+                    "the masks are not combined (the mask alone is used)"
+                )
+                return None
+            if video and "{init_mask}" in expression and self.data.get("mask_file"):
+                # older files: {init_mask} is the mask file, {video_mask} the video's frames
+                expression = expression.replace("{init_mask}", f"[{self.data['mask_file']}]")
+            keyed.append((frame, expression))
+        if all(expression in ("{video_mask}", "{init_mask}") for _, expression in keyed):
+            return None
+        return ", ".join(f'{frame}: ("{expression}")' for frame, expression in keyed)
 
     # -- finishing
 

@@ -26,10 +26,50 @@ MOTION_SCHEDULES = {
     "noise": "noise_schedule",
 }
 LOOPBACK_MODES = ("2D", "3D")
-# Deforum's 2D-only camera: its 3D mode ignores these (and moves by translation_x/y/z,
-# rotation_3d_*, which have no rotoscope equivalent).
+# Deforum's 2D-only camera: its 3D mode ignores these (and moves by translation_x/y/z
+# and rotation_3d_*).
 TWO_D_ONLY = ("zoom", "angle", "transform_center_x", "transform_center_y")
-THREE_D_MOVES = ("translation_x", "translation_y")
+# rotoscope schedule name -> Deforum key, in 3D mode: the camera and its lens
+THREE_D_SCHEDULES = {
+    "translation_z": "translation_z",
+    "rotation_3d_x": "rotation_3d_x",
+    "rotation_3d_y": "rotation_3d_y",
+    "rotation_3d_z": "rotation_3d_z",
+    "fov": "fov_schedule",
+    "near": "near_schedule",
+    "far": "far_schedule",
+    "aspect_ratio": "aspect_ratio_schedule",
+}
+# The Colab notebook's lens: one number each, where later files have schedules
+THREE_D_NUMBERS = {"fov": "fov", "near": "near_plane", "far": "far_plane"}
+# Deforum's depth_algorithm -> (model, model blended in by midas_weight, what is lost).
+# AdaBins and LeReS are not offered: ZoeDepth, a metric depth model like them, stands in.
+DEPTH_ALGORITHMS: dict[str, tuple[str, str, str]] = {
+    "midas-3-hybrid": ("midas", "none", ""),
+    "midas-3.1-beitlarge": ("midas", "none", "MiDaS 3.1 BEiT-Large is not offered: MiDaS "
+                            "DPT-Hybrid (Midas-3-Hybrid) is used"),
+    "zoe": ("zoe", "none", ""),
+    "adabins": ("zoe", "none", "AdaBins is not offered: ZoeDepth is used"),
+    "leres": ("zoe", "none", "LeReS is not offered: ZoeDepth is used"),
+    "midas+adabins (old)": ("midas", "zoe", "AdaBins is not offered: MiDaS is blended with "
+                            "ZoeDepth by midas_weight instead, with Deforum's current depth "
+                            "normalisation"),
+    "zoe+adabins (old)": ("zoe", "none", "AdaBins is not offered: ZoeDepth alone is used"),
+}  # fmt: skip
+PADDING_MODES = ("border", "reflection", "zeros")
+SAMPLING_MODES = ("bicubic", "bilinear", "nearest")
+# rotoscope schedule name -> Deforum key: what each loopback input gets (2D and 3D)
+ANTI_BLUR_SCHEDULES = {
+    "anti_blur_amount": "amount_schedule",
+    "anti_blur_kernel": "kernel_schedule",
+    "anti_blur_sigma": "sigma_schedule",
+    "anti_blur_threshold": "threshold_schedule",
+}
+FLIP_SCHEDULES = {
+    f"perspective_flip_{part}": f"perspective_flip_{part}"
+    for part in ("theta", "phi", "gamma", "fv")
+}
+COLOR_MODES = {"none": "none", "false": "none", "lab": "lab", "hsv": "hsv", "rgb": "rgb"}
 # Deforum's noise image spreads over about 0.36 of the range; rotoscope adds Gaussian
 # noise with the schedule's value as its standard deviation.
 NOISE_SCALE = Decimal("0.36")
@@ -39,7 +79,7 @@ AUTOMATIC_KARRAS = ("DPM++ 2M", "DPM++ SDE")
 PLAIN_SCHEDULERS = ("uniform", "normal", "")
 ANIMATION_MODES = {
     "2D": "loopback",
-    "3D": "loopback",  # reported: imported as loopback without its 3D camera
+    "3D": "3d",
     "None": "none",
     "Video Input": "none",
     "Interpolation": "none",  # reported: txt2img per frame has no rotoscope mode
@@ -48,6 +88,14 @@ SEED_BEHAVIORS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
 BORDERS = ("replicate", "wrap")
 # Sampler names of Deforum's Colab era that pipeline.models.samplers does not spell
 SAMPLER_ALIASES = {"klms": "LMS"}
+# Deforum's mask settings (A1111's inpainting options under Deforum's names)
+MASK_KEYS = (
+    "use_mask", "mask_file", "use_mask_video", "video_mask_path", "invert_mask",
+    "mask_contrast_adjust", "mask_brightness_adjust", "overlay_mask", "mask_overlay_blur",
+    "full_res_mask", "full_res_mask_padding", "fill", "mask_schedule",
+)  # fmt: skip
+# Deforum's (A1111's) inpainting_fill numbers -> mask.fill
+MASK_FILLS = {0: "fill", 1: "original", 2: "latent_noise", 3: "latent_nothing"}
 
 # Finishing: Deforum's upscaler (a Real-ESRGAN model and factor) and frame interpolation
 FINISHING = (
@@ -73,7 +121,15 @@ MAPPED = frozenset(
         "color_coherence", "color_coherence_image_path",
         "color_coherence_video_every_N_frames", "video_init_path", "extract_nth_frame",
         "extract_from_frame", "extract_to_frame", "sd_model_name", "sd_model_hash",
-        *MOTION_SCHEDULES.values(), *FINISHING,
+        *MOTION_SCHEDULES.values(), *MASK_KEYS, *FINISHING,
+        # the 3D camera, its depth and the rest of a loopback frame
+        *THREE_D_SCHEDULES.values(), *THREE_D_NUMBERS.values(), "aspect_ratio_use_old_formula",
+        "use_depth_warping", "depth_algorithm", "use_zoe_depth", "midas_weight",
+        "padding_mode", "sampling_mode", "save_depth_maps", "contrast_schedule",
+        *ANTI_BLUR_SCHEDULES.values(), "noise_type", "perlin_w", "perlin_h", "perlin_octaves",
+        "perlin_persistence", "enable_noise_multiplier_scheduling",
+        "noise_multiplier_schedule", "legacy_colormatch", "enable_perspective_flip",
+        "flip_2d_perspective", *FLIP_SCHEDULES.values(),
     }
 )  # fmt: skip
 
@@ -84,7 +140,7 @@ IGNORED = frozenset(
         # names, folders, saving, display
         "batch_name", "outdir", "filename_format", "save_settings", "save_samples",
         "display_samples", "save_sample_per_step", "show_sample_per_step",
-        "show_info_on_ui", "save_depth_maps", "timestring", "deforum_git_commit_id",
+        "show_info_on_ui", "timestring", "deforum_git_commit_id",
         "overwrite_extracted_frames", "image_path", "mp4_path", "store_frames_in_ram",
         # video encoding (the frames are the same)
         "skip_video_creation", "skip_video_for_run_all", "make_gif", "delete_imgs",
@@ -126,6 +182,11 @@ def is_moving(data: Mapping[str, Any]) -> bool:
     return animation_mode(data) in LOOPBACK_MODES
 
 
+def uses_mask(data: Mapping[str, Any]) -> bool:
+    """A mask file or a mask video is switched on."""
+    return is_on(data.get("use_mask", False)) or is_on(data.get("use_mask_video", False))
+
+
 def _not(key: str, neutral: str) -> Callable[[Mapping[str, Any]], bool]:
     """Active when ``key`` is present and is not the constant schedule ``neutral``."""
     return lambda data: key in data and constant_value(data[key]) != Decimal(neutral)
@@ -139,20 +200,6 @@ def _switch_and_not(switch: str, key: str, neutral: str) -> Callable[[Mapping[st
     return lambda data: is_on(data.get(switch, False)) and _not(key, neutral)(data)
 
 
-_3D_KEYS = (*THREE_D_MOVES, "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
-_3D_COVERS = (
-    "fov_schedule", "near_schedule", "far_schedule", "aspect_ratio_schedule",
-    "aspect_ratio_use_old_formula", "use_depth_warping", "depth_algorithm", "midas_weight",
-    "padding_mode", "sampling_mode", "use_zoe_depth", "near_plane", "far_plane", "fov",
-)  # fmt: skip
-_FLIP_KEYS = (
-    "enable_perspective_flip", "flip_2d_perspective", "perspective_flip_theta",
-    "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
-)  # fmt: skip
-_MASK_COVERS = (
-    "mask_contrast_adjust", "mask_brightness_adjust", "overlay_mask", "mask_overlay_blur",
-    "fill", "full_res_mask", "full_res_mask_padding",
-)  # fmt: skip
 _LOOPER_COVERS = (
     "blendFactorMax",
     "blendFactorSlope",
@@ -162,46 +209,11 @@ _LOOPER_COVERS = (
 
 UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
     UnsupportedFeature(
-        "animation_mode '3D' (a depth-warped 3D camera) is not supported: imported as 2D "
-        "loopback without camera motion (the 3D camera moves are dropped)",
-        _3D_KEYS,
-        lambda data: animation_mode(data) == "3D",
-        _3D_COVERS,
-    ),
-    UnsupportedFeature(
         "diffusion cadence (diffusing every n-th frame and blending the frames between) is "
         "not supported: every frame is diffused",
         ("diffusion_cadence", "optical_flow_cadence"),
         lambda data: is_moving(data) and as_int(data.get("diffusion_cadence", 1), 1) > 1,
         ("cadence_flow_factor_schedule",),
-    ),
-    UnsupportedFeature(
-        "perspective flip is not supported",
-        _FLIP_KEYS,
-        lambda data: (
-            is_moving(data)
-            and (
-                is_on(data.get("enable_perspective_flip")) or is_on(data.get("flip_2d_perspective"))
-            )
-        ),
-    ),
-    UnsupportedFeature(
-        "the per-frame contrast multiplier is not supported",
-        ("contrast_schedule",),
-        _not("contrast_schedule", "1"),
-    ),
-    UnsupportedFeature(
-        "anti-blur sharpening is not supported",
-        ("amount_schedule", "kernel_schedule", "sigma_schedule", "threshold_schedule"),
-        _not("amount_schedule", "0"),
-    ),
-    UnsupportedFeature(
-        "Perlin-shaped noise is not supported: the noise schedule adds plain Gaussian noise",
-        ("noise_type", "perlin_w", "perlin_h", "perlin_octaves", "perlin_persistence"),
-        lambda data: (
-            str(data.get("noise_type", "")).lower() == "perlin"
-            and _not("noise_schedule", "0")(data)
-        ),
     ),
     UnsupportedFeature(
         "hybrid video (motion or compositing from a second video) is not supported",
@@ -228,15 +240,10 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         ("strength_0_no_init",),
     ),
     UnsupportedFeature(
-        "masks are not supported",
-        ("use_mask", "mask_file", "invert_mask", "mask_schedule"),
-        _switch("use_mask"),
-        _MASK_COVERS,
-    ),
-    UnsupportedFeature(
-        "mask videos are not supported",
-        ("use_mask_video", "video_mask_path"),
-        _switch("use_mask_video"),
+        "masks with 2D and 3D animation are not supported (a loopback frame is made from "
+        "the previous output, not from a frame to keep): the mask is not imported",
+        ("use_mask", "mask_file", "use_mask_video", "video_mask_path"),
+        lambda data: is_moving(data) and uses_mask(data),
     ),
     UnsupportedFeature(
         "noise masks are not supported",
@@ -273,11 +280,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         _switch("enable_checkpoint_scheduling"),
     ),
     UnsupportedFeature(
-        "the img2img noise multiplier is not supported (rotoscope uses 1)",
-        ("enable_noise_multiplier_scheduling", "noise_multiplier_schedule"),
-        _switch_and_not("enable_noise_multiplier_scheduling", "noise_multiplier_schedule", "1"),
-    ),
-    UnsupportedFeature(
         "DDIM eta scheduling is not supported",
         ("enable_ddim_eta_scheduling", "ddim_eta_schedule"),
         _switch_and_not("enable_ddim_eta_scheduling", "ddim_eta_schedule", "0"),
@@ -312,11 +314,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         "forcing grayscale is not supported",
         ("color_force_grayscale",),
         _switch("color_force_grayscale"),
-    ),
-    UnsupportedFeature(
-        "legacy colour matching (before the noise) is not supported",
-        ("legacy_colormatch",),
-        _switch("legacy_colormatch"),
     ),
     UnsupportedFeature(
         "resuming a Deforum run is not imported: rotoscope resumes from its own run folder",

@@ -134,6 +134,7 @@ class FrameState:
     output: np.ndarray
     attention: AttentionCache | None = None  # its recorded self-attention inputs
     latents: list[torch.Tensor] = field(default_factory=list)  # residual after each step
+    blank: bool = False  # not diffused (an empty mask): it hands on its output alone
 
 
 def save_latents(latents: list[torch.Tensor], path: Path) -> None:
@@ -276,7 +277,10 @@ class CoherenceChain:
 
     def restore(self, state: FrameState, device: torch.device) -> bool:
         """Fill a reused frame's recordings from the run folder; False if one is missing
-        (it must then be rebuilt by rendering the frame again)."""
+        (it must then be rebuilt by rendering the frame again). A blank frame recorded
+        nothing."""
+        if state.blank:
+            return True
         if self.settings.flow:
             latents = load_latents(self.folder.coherence_latents(state.key), device)
             if latents is None:

@@ -22,13 +22,14 @@ from pipeline.control.maps import ControlMaps
 from pipeline.records.manifest import image_digest
 from pipeline.records.writer import FrameWriter
 from pipeline.render.executors.work import RenderWork
+from pipeline.render.inputs import open_frames
+from pipeline.render.loading import keep_for_next_job
 from pipeline.render.producer import FrameProducer, manifest_commit
 from pipeline.render.renderer import Renderer
 from pipeline.render.strategies import strategy_for
 from pipeline.render.strategies.base import RenderStrategy, UnitContext
 from pipeline.render.units import ChainUnit, FramesUnit, PendingFrame
 from pipeline.source.base import Frame
-from pipeline.source.open import keeps_own_sizes, open_source
 from pipeline.source.prefetch import PREFETCH_FRAMES, Prefetch
 
 log = logging.getLogger("rotoscope")
@@ -48,7 +49,7 @@ def render_locally(work: RenderWork) -> None:
     strategy = strategy_for(cfg, work.folder, rows)
     note_sequential(cfg, strategy.sequential)
     with (
-        open_source(cfg.input, keeps_own_sizes(cfg)) as source,
+        open_frames(cfg, rows) as source,
         ControlMaps(cfg, work.folder, rows[0].width, rows[0].height) as maps,
         FrameWriter(manifest_commit(work.manifest, work.folder), WRITE_THREADS) as writer,
         # closed first: its thread stops before the source it reads from closes
@@ -58,12 +59,13 @@ def render_locally(work: RenderWork) -> None:
             work.folder, work.manifest, work.identity, lambda: timed_load(work), work.progress,
             work.report, work.stop, control=maps if cfg.controlnet.units else None, writer=writer,
         )  # fmt: skip
-        reopen = partial(open_source, cfg.input, keeps_own_sizes(cfg))
+        reopen = partial(open_frames, cfg, rows)
         context = UnitContext(rows, source.info, source.selection, reopen)
         try:
             strategy.feed(producer, rows, feed, RenderHere(strategy, producer, context))
         finally:
             strategy.close()
+    keep_for_next_job(producer.loaded)  # a local queue's next job may use the same model
 
 
 class RenderHere:
@@ -105,4 +107,5 @@ def timed_load(work: RenderWork) -> Renderer:
     seconds = time.monotonic() - started
     work.progress.exclude(seconds)
     work.report.model_load_seconds = round(seconds, 3)
+    work.stop.check()  # a Ctrl-C during a long load stops before the first frame
     return renderer

@@ -1,8 +1,8 @@
 """The render-strategy interface: how a way of making frames splits into units of work.
 
-A strategy is one way of making frames (plain, loopback, coherent; cadence and masks
-later), one class each. Both executors drive it through the same two calls, so a new
-strategy needs no branch in either:
+A strategy is one way of making frames (plain, loopback, coherent; cadence later), one
+class each. Both executors drive it through the same two calls, so a new strategy needs
+no branch in either:
 
 * :meth:`RenderStrategy.feed` runs where the run lock is held (the driver): it walks the
   source in frame order, reuses what is current, and hands the rest to a
@@ -14,6 +14,14 @@ strategy needs no branch in either:
 
 The local dispatch hands a chain its frames lazily, as they are decoded; the Ray
 dispatch decodes a chain's frames into the unit before shipping it.
+
+Masks are not a strategy beside these but a composition every strategy renders through:
+a frame's mask comes with the frame (:mod:`pipeline.source.masks`), a strategy hands it
+to the producer with the frame, and the producer renders through
+:class:`pipeline.render.masking.render.MaskedRender`. So masks compose with plain
+batches, coherent chains and a cadence strategy alike (its in-between frames, made
+without a diffusion call, are put into their source frames by
+:meth:`~pipeline.render.masking.render.MaskedRender.composited`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from pipeline.animation.flow_cache import FlowCache
 from pipeline.config.schema import CoherenceConfig
 from pipeline.plan.rows import PlanRow
 from pipeline.records.run_folder import RunFolder
+from pipeline.render.batch import FrameInput
 from pipeline.render.coherence.chain import CoherenceChain, FrameCoherence, FrameState
 from pipeline.render.producer import FrameProducer, check_size
 from pipeline.render.strategies.base import Dispatch, RenderStrategy, UnitContext
@@ -79,11 +80,14 @@ class ChainedFrame:
         source: np.ndarray,
         walk: ChainWalk,
         rebuild: Callable[[list[FrameState]], None],
+        is_blank: bool = False,
     ) -> None:
+        """``is_blank``: the frame's mask is empty (it is its source frame)."""
         self.job = job
         self.source = source
         self.walk = walk
         self.rebuild = rebuild
+        self.is_blank = is_blank
         follows = walk.follows(job)
         self.previous = walk.previous if follows else None
         self.anchor = walk.anchor if follows else None
@@ -101,10 +105,16 @@ class ChainedFrame:
         return self.coherence.init_image(), self.coherence
 
     def rendered(self, key: str, output: np.ndarray) -> np.ndarray:
-        assert self.coherence is not None
-        output = self.coherence.finish(output)
+        assert self.coherence is not None  # its hooks finished the output in the call
         self.state = self.coherence.state(key, output)
         self.walk.chain.store(self.state)
+        self.walk.advance(self.state)
+        return output
+
+    def blank(self, key: str, output: np.ndarray) -> np.ndarray:
+        self.state = FrameState(
+            self.job.index, key, self.previous is None, self.source, output, blank=True
+        )
         self.walk.advance(self.state)
         return output
 
@@ -114,9 +124,9 @@ class ChainedFrame:
 
     def reused(self, key: str, output: np.ndarray) -> None:
         # its recordings are read from disk only if a later frame renders
-        self.walk.advance(
-            FrameState(self.job.index, key, self.previous is None, self.source, output)
-        )
+        state = FrameState(self.job.index, key, self.previous is None, self.source, output)
+        state.blank = self.is_blank
+        self.walk.advance(state)
 
 
 class CoherentStrategy(RenderStrategy):
@@ -158,9 +168,10 @@ class CoherentStrategy(RenderStrategy):
         try:
             for frame in sized(source, rows):
                 row = rows[frame.index]
-                chained = ChainedFrame(row, frame.image, walk, rebuild)
+                blank = frame.mask is not None and frame.mask.empty
+                chained = ChainedFrame(row, frame.image, walk, rebuild, blank)
                 origin = FrameOrigin.of(context.info, frame)
-                producer.produce(row, frame.image, origin, chained=chained)
+                producer.produce(row, frame.image, origin, chained=chained, mask=frame.mask)
                 if chained.state is not None:
                     restored.add(row.index)
         finally:
@@ -211,12 +222,17 @@ def rebuild_states(
                 break
             job = rows[frame.index]
             check_size(job, frame.image.shape)
+            if frame.mask is not None and frame.mask.empty:  # it hands on nothing
+                walk.advance(FrameState(job.index, "", walk.previous is None, frame.image,
+                                        frame.image, blank=True))  # fmt: skip
+                continue
             coherence = walk.frame(job, frame.image)
             maps = producer.control.maps(job.index, frame.image) if producer.control else []
-            output = producer.renderer.render(
-                job, coherence.init_image(), producer.control_maps(maps), coherence
+            pixels = frame.mask.pixels if frame.mask is not None else None
+            rendered = FrameInput(
+                job, coherence.init_image(), producer.control_maps(maps), pixels, frame.image
             )
-            rebuilt = coherence.state("", coherence.finish(output))
+            rebuilt = coherence.state("", producer.masked.render(rendered, coherence))
             if job.index in missing:
                 missing[job.index].attention = rebuilt.attention
                 missing[job.index].latents = rebuilt.latents

@@ -33,12 +33,13 @@ class PlainStrategy(RenderStrategy):
             row = rows[frame.index]
             check_size(row, frame.image.shape)
             found = producer.prepare(
-                row, frame.image, FrameOrigin.of(source.info, frame), None, frame.digest
-            )
+                row, frame.image, FrameOrigin.of(source.info, frame), None, frame.digest,
+                frame.mask,
+            )  # fmt: skip
             for batch in batcher.add(found) if isinstance(found, PendingFrame) else []:
                 dispatch.frames(batch)
             if producer.stop is not None:
-                producer.stop.check()
+                producer.stop.safe_point("render")
         for batch in batcher.flush():
             dispatch.frames(batch)
         producer.note_source_end(rows, source)

@@ -101,8 +101,10 @@ def test_border_modes_fill_the_uncovered_columns(border: str) -> None:
         expected = np.repeat(image[:, :1], 5, axis=1)
     elif border == "reflect":
         expected = image[:, 5:0:-1]  # mirrored about column 0, which is not repeated
-    else:
+    elif border == "wrap":
         expected = image[:, -5:]  # wrap shows the opposite edge
+    else:
+        expected = np.zeros_like(uncovered)  # zeros: black
     np.testing.assert_array_equal(uncovered, expected)
 
 

@@ -377,7 +377,7 @@ def test_image_folder_refuses_the_frames_folder_and_non_png(tmp_path: Path) -> N
     [
         ({"crf": 100}, "output.crf=100 is outside 0-51 for mp4"),
         ({"crf": -1}, "output.crf=-1 is outside 0-51 for mp4"),
-        ({"format": OutputFormat.webm, "crf": 64}, "output.crf=64 is outside 0-63 for webm"),
+        ({"format": [OutputFormat.webm], "crf": 64}, "output.crf=64 is outside 0-63 for webm"),
         ({"preset": "fsat"}, "output.preset=fsat is not an x264 preset (did you mean 'fast'?"),
     ],
 )
@@ -385,5 +385,81 @@ def test_encoder_options_outside_their_range_are_refused(options: dict, needle: 
     with pytest.raises(RotoscopeError) as info:
         check_output_options(OutputConfig(**options))
     assert needle in str(info.value)
-    check_output_options(OutputConfig(format=OutputFormat.webm, crf=30))
-    check_output_options(OutputConfig(format=OutputFormat.gif, crf=100))  # gif has no crf
+    check_output_options(OutputConfig(format=[OutputFormat.webm], crf=30))
+    check_output_options(OutputConfig(format=[OutputFormat.gif], crf=100))  # gif has no crf
+    with pytest.raises(RotoscopeError, match="must name each format once"):
+        check_output_options(OutputConfig(format=[OutputFormat.mp4, OutputFormat.mp4]))
+
+
+# --- the mask as alpha: prores_alpha, webm_alpha, RGBA images, mattes ----------------
+
+
+def make_masks(folder: Path, count: int) -> list[Path]:
+    """Grey masks of the frames' size: a vertical band that moves right each frame."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        mask = np.zeros((H, W), np.uint8)
+        mask[:, 8 + 8 * index : 32 + 8 * index] = 255
+        path = folder / f"{index:06d}.png"
+        Image.fromarray(mask).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("fmt", "pixels"),
+    [(OutputFormat.prores_alpha, "yuva444p"), (OutputFormat.webm_alpha, "yuva420p")],
+)
+def test_alpha_formats_decode_with_the_masks_as_alpha(tmp_path: Path, fmt, pixels) -> None:
+    from pipeline.source.probe import probe_video
+    from pipeline.source.video import VideoReader
+
+    frames = make_frames(tmp_path / "frames", [(200, 40, 40), (40, 200, 40), (40, 40, 200)])
+    masks = make_masks(tmp_path / "masks", 3)
+    out = tmp_path / f"clip.{video_extension(fmt)}"
+    encode_video(frames, out, fmt, 12, crf=20, alphas=masks)
+    # the stream carries alpha, as ffmpeg -i reports it (the libvpx decoder for VP9's)
+    decoder = ["-c:v", "libvpx-vp9"] if fmt is OutputFormat.webm_alpha else []
+    described = run_ffmpeg(*decoder, "-i", str(out)).stderr.decode()
+    assert pixels in described
+    probe = probe_video(out)
+    assert probe.has_alpha
+    decoded = list(VideoReader(probe, 0, None, 1, None))
+    assert len(decoded) == 3
+    for picture, mask in zip(decoded, masks, strict=True):
+        alpha = picture[..., 3].astype(int)
+        wanted = np.asarray(Image.open(mask)).astype(int)
+        assert np.abs(alpha - wanted).mean() < 4  # lossy at edges, exact in flat areas
+        assert (alpha[wanted == 255] > 240).mean() > 0.95 and (alpha[wanted == 0] < 15).all()
+
+
+def test_rgba_images_take_the_mask_as_alpha_and_keep_their_parameters(tmp_path: Path) -> None:
+    frame = tmp_path / "frame.png"
+    info = PngInfo()
+    info.add_itxt("parameters", "a cat\nSteps: 4")
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(frame, pnginfo=info)
+    (mask,) = make_masks(tmp_path / "masks", 1)
+    (written,) = write_image_folder(
+        [frame], None, tmp_path / "images", [np.asarray(Image.open(mask))]
+    )
+    with Image.open(written) as image:
+        assert image.mode == "RGBA" and image.text["parameters"] == "a cat\nSteps: 4"
+        rgba = np.asarray(image)
+    assert np.array_equal(rgba[..., 3], np.asarray(Image.open(mask)))
+    assert (rgba[..., :3] == 90).all()
+
+
+def test_mask_outputs_need_a_mask() -> None:
+    from pipeline.assemble.encode import check_mask_outputs
+
+    for output in (
+        OutputConfig(format=[OutputFormat.prores_alpha]),
+        OutputConfig(format=[OutputFormat.images], alpha=True), OutputConfig(matte=True),
+    ):  # fmt: skip
+        with pytest.raises(RotoscopeError, match="no mask is given"):
+            check_mask_outputs(output, masked=False)
+        check_mask_outputs(output, masked=True)
+    check_mask_outputs(OutputConfig(), masked=False)
+    with pytest.raises(RotoscopeError, match=r"makes RGBA images, and output\.format is mp4"):
+        check_mask_outputs(OutputConfig(alpha=True), masked=True)

@@ -3,6 +3,7 @@ in-between frames cached by the keys of their two neighbours."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.assemble.interpolate import retimed_frames
+from pipeline.assemble.interpolate import check_interpolation_options, retimed_frames
 from pipeline.assemble.timeline import Moment, check_timing_options, timeline
-from pipeline.config.schema import OutputConfig
+from pipeline.config.schema import FrameInterpolation, OutputConfig, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.records.run_folder import RunFolder
 
@@ -108,3 +109,21 @@ def test_in_between_frames_are_cached_by_their_neighbours_keys(tmp_path: Path) -
     retimed_frames(folder, frames, keys, line, method, None, 60.0)
     assert method.pairs == [(0, 1), (1, 2)]
     assert out_keys[-1] == out_keys[-2] == "0" * 63 + "3"  # the last frame holds its time
+
+
+@pytest.mark.parametrize(
+    ("formats", "refusal"),
+    [
+        ([OutputFormat.mp4, OutputFormat.images], "output=images encodes nothing"),
+        ([OutputFormat.prores_alpha], "cannot carry the alpha of output=prores_alpha"),
+    ],
+)
+def test_minterpolate_is_refused_where_it_cannot_make_every_format(
+    formats: list[OutputFormat], refusal: str
+) -> None:
+    output = OutputConfig(format=formats, interpolate=2)
+    output.interpolation = FrameInterpolation.minterpolate
+    with pytest.raises(RotoscopeError, match=re.escape(refusal)):
+        check_interpolation_options(RunConfig(output=output))
+    output.interpolation = FrameInterpolation.flow
+    check_interpolation_options(RunConfig(output=output))

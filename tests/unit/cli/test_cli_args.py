@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli.overrides import quote_text_values
+from pipeline.cli.command import check_bare_words, job_config_requested, overrides_of
+from pipeline.cli.overrides import expand_lists, quote_text_values, quoted_list
 from pipeline.cli.prompt_map import parse_prompt_map
 from pipeline.config.compose import compose_checked
 from pipeline.config.schema import RunConfig
@@ -155,3 +156,52 @@ def test_keyframe_file_prompts_merge_with_single_ones_from_the_command_line(
     cfg = compose("input.path=a.mp4", f"keyframes={keyframes}", "+prompts.10=a sea")
     applied, _ = apply_keyframes(cfg, {"input.path", "keyframes", "prompts.10"})
     assert applied.prompts == {"0": "a forest ${x}", "10": "a sea"}
+
+
+# -- issue 17: lists, prompt lists, bare words, flags ------------------------------------
+
+
+def test_a_quoted_prompt_list_is_a_sweep_under_multirun_and_refused_without() -> None:
+    args = quote_text_values(["-m", 'prompt="a cat, oil","a dog"'])
+    assert args[1] == "prompt='a cat, oil','a dog'"  # two jobs, not one quoted literal
+    assert compose("input.path=a.mp4", 'prompt="a cat, oil","a dog"', multirun=True).prompt == (
+        "a cat, oil"
+    )
+    assert "lists 2 prompts, which run as several jobs only with -m" in error_of(
+        'prompt="a cat","a dog"'
+    )
+    assert quoted_list('"Starry Night" by van Gogh') is None  # one prompt that has quotes
+    assert quoted_list("'it\\'s', \"b\"") == ["it's", "b"]
+
+
+def test_a_list_key_takes_one_value_and_output_takes_several_presets() -> None:
+    assert expand_lists(["styles=ink", "stages=plan", "output.format=webm"]) == [
+        "styles=[ink]", "stages=[plan]", "output.format=[webm]",
+    ]  # fmt: skip
+    assert expand_lists(["-m", "output.format=mp4,webm"])[1] == "output.format=[mp4],[webm]"
+    both = expand_lists(["input.path=a.mp4", "output=[mp4,images]"])
+    assert both[-1] == "output.format=[mp4,images]"  # merged presets alone keep the last
+    cfg = compose_checked(both, multirun=False)
+    assert [fmt.value for fmt in cfg.output.format] == ["mp4", "images"]
+    assert compose_checked(expand_lists(["input.path=a.mp4", "styles=ink"])).styles == ["ink"]
+    assert "did you mean 'iter'?" in error_of("seed_behavior=iterr")
+
+
+def test_a_bare_word_suggests_input_path_and_flag_values_are_not_bare(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    with pytest.raises(RotoscopeError, match=r"give the input as input.path=.*clip\.mp4"):
+        check_bare_words([str(clip)])
+    with pytest.raises(RotoscopeError, match="settings are key=value"):
+        check_bare_words(["strength"])
+    check_bare_words(["--cfg", "job", "-cn", "config", "input.path=a.mp4"])
+    assert job_config_requested(["input.path=a.mp4", "--cfg", "job"])
+    assert not job_config_requested(["--cfg", "hydra"])
+    assert overrides_of(["-m", "--cfg", "job", "a=1"]) == ["a=1"]
+
+
+def test_import_deforum_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli.import_deforum import main as import_main
+
+    with pytest.raises(SystemExit):
+        import_main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: rotoscope-import-deforum ")

@@ -32,7 +32,7 @@ def test_defaults_and_overrides_are_typed() -> None:
     )
     assert cfg.strength == "0.45"  # a number is a constant schedule
     assert cfg.input.resize_mode is ResizeMode.fit
-    assert cfg.output.format is OutputFormat.webm
+    assert cfg.output.format == [OutputFormat.webm]
     assert cfg.name == "dance"
 
 

@@ -28,7 +28,7 @@ from pipeline.control.preprocessors import (
 )
 from pipeline.errors import RotoscopeError
 
-OPENCV_MAPS = ["none", "canny", "shuffle", "tile", "blur", "grayscale"]
+OPENCV_MAPS = ["none", "inpaint", "canny", "shuffle", "tile", "blur", "grayscale"]
 SIZES = [(72, 40), (64, 48), (33, 17)]  # width x height; the last is odd both ways
 
 
@@ -49,8 +49,9 @@ def high_frequency_energy(frame: np.ndarray) -> float:
 
 def test_preprocessor_names() -> None:
     assert set(PREPROCESSORS) == {
-        "none", "canny", "shuffle", "tile", "blur", "grayscale", "hed", "softedge", "pidinet",
-        "lineart", "lineart_anime", "depth_midas", "depth_zoe", "openpose", "normal_bae", "mlsd",
+        "none", "inpaint", "canny", "shuffle", "tile", "blur", "grayscale", "hed", "softedge",
+        "pidinet", "lineart", "lineart_anime", "depth_midas", "depth_zoe", "openpose",
+        "normal_bae", "mlsd",
     }  # fmt: skip
     assert set(WEIGHT_FILES) == set(PREPROCESSORS) - set(OPENCV_MAPS)
     assert WEIGHT_FILES["softedge"] == WEIGHT_FILES["hed"] == ["ControlNetHED.pth"]

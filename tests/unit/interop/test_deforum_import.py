@@ -35,6 +35,10 @@ EXPECTED_KEYFRAMES = {
         "transform_center_x": "0: (0.5)",
         "transform_center_y": "0: (0.5)",
         "noise": "0:(0.0144)",  # Deforum's 0.04 x 0.36
+        "anti_blur_amount": "0: (0.1)",
+        "anti_blur_kernel": "0: (5)",
+        "anti_blur_sigma": "0: (1.0)",
+        "anti_blur_threshold": "0: (0.0)",
     },
     "settings": {
         "seed_behavior": "iter",
@@ -44,9 +48,12 @@ EXPECTED_KEYFRAMES = {
         "input.width": 768,
         "input.height": 512,
         "prompt_blend": "none",
+        "prompt_editing_steps": "a1111",
         "animation.mode": "loopback",
         "animation.border": "replicate",
+        "animation.anti_blur": True,
         "animation.color_coherence": "lab",
+        "animation.color_coherence_output": True,
         "input.fps": 12,
         "output.fps": 12,
         "input.max_frames": 48,
@@ -55,8 +62,6 @@ EXPECTED_KEYFRAMES = {
 EXPECTED_WARNINGS = [
     "diffusion cadence (diffusing every n-th frame and blending the frames between) is not "
     'supported: every frame is diffused (diffusion_cadence="2", optical_flow_cadence="None")',
-    'anti-blur sharpening is not supported (amount_schedule="0: (0.1)", kernel_schedule="0: '
-    '(5)", sigma_schedule="0: (1.0)", threshold_schedule="0: (0.0)")',
     "the model is not part of a keyframe file: render with the same checkpoint as model.path "
     '(sd_model_name="v1-5-pruned-emaonly", sd_model_hash="6ce0161689")',
 ]
@@ -267,15 +272,13 @@ def test_modes(tmp_path: Path) -> None:
     assert video.keyframes["schedules"]["strength"] == EXPECTED_KEYFRAMES["schedules"]["strength"]
 
     three_d = imported(tmp_path, animation_mode="3D", translation_z="0: (10)", zoom="0: (0)")
-    assert mode_of(three_d) == "loopback"
-    assert len(three_d.warnings) == 1
-    assert "animation_mode '3D'" in three_d.warnings[0]
-    assert 'translation_z="0: (10)"' in three_d.warnings[0]
-    assert 'translation_y="0: (-0.5)"' in three_d.warnings[0]  # a 3D move there
+    assert mode_of(three_d) == "3d" and three_d.warnings == []
+    schedules = three_d.keyframes["schedules"]
+    assert schedules["translation_z"] == "0: (10)"
+    assert schedules["translation_y"] == "0: (-0.5)"  # a 3D move there
     # Deforum's 3D camera ignores the 2D zoom, angle and centre: none is imported
-    motion = {"zoom", "angle", "translation_x", "translation_y", "transform_center_x"}
-    assert not motion & set(three_d.keyframes["schedules"])
-    assert three_d.keyframes["schedules"]["noise"] == "0:(0.0144)"
+    assert not {"zoom", "angle", "transform_center_x"} & set(schedules)
+    assert schedules["noise"] == "0:(0.0144)"
 
     interpolation = imported(tmp_path, animation_mode="Interpolation")
     assert mode_of(interpolation) == "none"
@@ -292,10 +295,6 @@ def test_modes(tmp_path: Path) -> None:
     ("changes", "reported"),
     [
         ({"diffusion_cadence": 3}, "diffusion_cadence=3"),
-        ({"enable_perspective_flip": True}, "perspective_flip_phi="),
-        ({"contrast_schedule": "0: (0.98)"}, 'contrast_schedule="0: (0.98)"'),
-        ({"amount_schedule": "0: (0.05)"}, 'amount_schedule="0: (0.05)"'),
-        ({"noise_type": "perlin"}, 'noise_type="perlin"'),
         ({"hybrid_motion": "Optical Flow"}, 'hybrid_motion="Optical Flow"'),
         ({"optical_flow_redo_generation": "RAFT"}, 'optical_flow_redo_generation="RAFT"'),
         ({"diffusion_redo": "2"}, 'diffusion_redo="2"'),
@@ -309,12 +308,10 @@ def test_modes(tmp_path: Path) -> None:
         ({"enable_sampler_scheduling": True}, "sampler_schedule="),
         ({"enable_checkpoint_scheduling": True}, "checkpoint_schedule="),
         ({"scheduler": "Exponential"}, 'scheduler="Exponential" is not available'),
-        ({"noise_multiplier_schedule": "0: (1.05)"}, 'noise_multiplier_schedule="0: (1.05)"'),
         ({"enable_ancestral_eta_scheduling": True, "ancestral_eta_schedule": "0: (0.8)"}, "0.8"),
         ({"tiling": True}, "tiling=true"),
         ({"restore_faces": True}, "restore_faces=true"),
         ({"color_force_grayscale": True}, "color_force_grayscale=true"),
-        ({"legacy_colormatch": True}, "legacy_colormatch=true"),
         ({"resume_from_timestring": True}, 'resume_timestring="20240302101530"'),
         ({"parseq_manifest": '{"frames": []}'}, "parseq_manifest="),
         ({"use_looper": True}, "use_looper=true"),
@@ -324,11 +321,12 @@ def test_modes(tmp_path: Path) -> None:
         ({"sampler": 3}, "sampler=3"),
         ({"seed": -1}, "seed=-1"),
         ({"seed_behavior": "chaos"}, 'seed_behavior "chaos"'),
-        ({"color_coherence": "Match Frame 0 HSV"}, "only matching frame 0 in LAB"),
-        ({"color_coherence": "RGB"}, 'color_coherence="RGB"'),
-        ({"color_coherence": "Video Input"}, "color_coherence_video_every_N_frames=1"),
-        ({"color_coherence": "Image", "color_coherence_image_path": "ref.png"}, '"ref.png"'),
         ({"border": "warp"}, 'border="warp"'),
+        ({"color_coherence": "Hue"}, 'color_coherence="Hue"'),
+        (
+            {"color_coherence": "Image", "color_coherence_image_path": "https://x.org/a.png"},
+            'color_coherence_image_path="https://x.org/a.png", which is not a local file',
+        ),
         ({"prompts": {"0": "(cherry:`1+sin(t)`)"}}, "prompts at frame 0 use"),
         ({"some_future_setting": 7}, "some_future_setting=7"),
     ],
@@ -345,7 +343,7 @@ def test_reported_settings_fall_back_sensibly(tmp_path: Path) -> None:
     settings = imported(tmp_path, seed=-1, sampler="DPM fast", border="warp").keyframes["settings"]
     assert "seed" not in settings and "sampler" not in settings
     assert settings["animation.border"] == "replicate"  # what Deforum does with a typo
-    colors = imported(tmp_path, color_coherence="Match Frame 0 RGB").keyframes["settings"]
+    colors = imported(tmp_path, color_coherence="Hue").keyframes["settings"]
     assert colors["animation.color_coherence"] == "lab"
     no_colors = imported(tmp_path, color_coherence="None").keyframes["settings"]
     assert no_colors["animation.color_coherence"] == "none"
@@ -448,6 +446,62 @@ def test_the_keyframe_loader_reads_the_import(tmp_path: Path) -> None:
     assert load_keyframes(EXAMPLE).values == values  # the settings file given directly
 
 
+# --- masks ---
+
+MASKED_VIDEO = {
+    "animation_mode": "Video Input", "video_init_path": "/clips/dance.mp4",
+    "use_mask_video": True, "video_mask_path": "/clips/dance_matte.mp4", "invert_mask": True,
+    "mask_contrast_adjust": 1.5, "mask_brightness_adjust": 1.0, "overlay_mask": True,
+    "mask_overlay_blur": 6, "full_res_mask": True, "full_res_mask_padding": 24, "fill": 2,
+    "mask_schedule": '0: ("{video_mask}"), 12: ("{video_mask} | [/clips/logo.png]")',
+}  # fmt: skip
+
+
+def test_a_video_input_file_with_a_mask_video_imports_its_masks(tmp_path: Path) -> None:
+    result = imported(tmp_path, **MASKED_VIDEO)
+    settings, schedules = result.keyframes["settings"], result.keyframes["schedules"]
+    assert {key: value for key, value in settings.items() if key.startswith("mask.")} == {
+        "mask.path": "/clips/dance_matte.mp4",
+        "mask.invert": True,
+        "mask.composite": True,
+        "mask.area": "masked",
+        "mask.padding": 24,
+        "mask.fill": "latent_noise",
+        "mask.expression": '0: ("{video_mask}"), 12: ("{video_mask} | [/clips/logo.png]")',
+    }
+    assert schedules["mask_contrast"] == "0:(1.5)"
+    assert schedules["mask_overlay_blur"] == "0:(6)"
+    assert not any("mask" in warning for warning in result.warnings)
+    # the file's own mask alone (Deforum's default schedule) needs no expression, and a
+    # mask file without overlay keeps the raw render
+    plain = imported(
+        tmp_path, animation_mode="None", use_mask=True, mask_file="/masks/m.png",
+        overlay_mask=False, mask_schedule='0: ("{video_mask}")',
+    )  # fmt: skip
+    assert plain.keyframes["settings"]["mask.path"] == "/masks/m.png"
+    assert plain.keyframes["settings"]["mask.composite"] is False
+    assert "mask.expression" not in plain.keyframes["settings"]
+    assert "mask_overlay_blur" not in plain.keyframes["schedules"]
+
+
+def test_masks_deforum_needs_a_model_for_are_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(RotoscopeError, match=r"mask_schedule=.*\{human_mask\}") as error:
+        imported(tmp_path, **{**MASKED_VIDEO, "mask_schedule": '0: ("{human_mask}")'})
+    assert "\n" not in str(error.value)
+
+
+def test_masks_that_cannot_be_imported_are_reported(tmp_path: Path) -> None:
+    remote = imported(tmp_path, animation_mode="None", use_mask=True)  # the example's URL
+    assert "mask.path" not in remote.keyframes["settings"]
+    assert (
+        'mask_file="https://deforum.github.io/a1/M1.jpg" is not a local file'
+        in (remote.warnings[0])
+    )
+    moving = imported(tmp_path, use_mask=True, mask_file="/masks/m.png")  # a 2D file
+    assert "mask.path" not in moving.keyframes["settings"]
+    assert "masks with 2D and 3D animation are not supported" in moving.warnings[0]
+
+
 # --- files as Deforum reads them ---
 
 VERSIONS = DATA / "deforum"
@@ -543,3 +597,106 @@ def test_deforum_files_of_every_version_plan(settings: Path, tmp_path: Path) -> 
     tagged = [row for row in rows.rows if row.loras]
     if "<lora:" in settings.read_text(encoding="utf-8"):
         assert tagged and "<lora:" in tagged[0].prompt
+
+
+def test_a_hand_made_3d_file_maps_every_3d_and_loopback_key() -> None:
+    """Every 3D camera, depth and loopback-tool setting at a non-default value: each lands
+    at its rotoscope key, and nothing is reported."""
+    result = import_deforum(VERSIONS / "hand_made_3d_settings.txt")
+    assert result.warnings == []
+    settings, schedules = result.keyframes["settings"], result.keyframes["schedules"]
+    assert schedules == {
+        "strength": "0:(0.4)", "guidance_scale": "0: (7)", "steps": "0:(20)",
+        "noise_multiplier": "0: (1.05), 24: (1.1)",
+        "translation_x": "0: (1.5)", "translation_y": "0: (-0.5)", "noise": "0:(0.018)",
+        "translation_z": "0: (2), 24: (6)", "rotation_3d_x": "0: (0.2)",
+        "rotation_3d_y": "0: (0), 24: (0.5)", "rotation_3d_z": "0: (-0.1)",
+        "fov": "0: (55)", "near": "0: (150)", "far": "0: (9000)", "aspect_ratio": "0: (1.2)",
+        "contrast": "0: (0.98)", "anti_blur_amount": "0: (0.2)", "anti_blur_kernel": "0: (7)",
+        "anti_blur_sigma": "0: (1.5)", "anti_blur_threshold": "0: (2)",
+        "perlin_octaves": "0:(3)", "perlin_persistence": "0:(0.4)",
+        "perspective_flip_theta": "0: (1)", "perspective_flip_phi": "0: (2)",
+        "perspective_flip_gamma": "0: (3)", "perspective_flip_fv": "0: (60)",
+    }  # fmt: skip
+    assert settings == {
+        "seed_behavior": "fixed", "seed": 77, "prompt_editing_steps": "a1111",
+        "sampler": "Euler a", "input.width": 640,
+        "input.height": 384, "prompt_blend": "none", "animation.mode": "3d",
+        "animation.border": "wrap", "animation.depth.model": "zoe",
+        "animation.padding_mode": "reflection", "animation.sampling_mode": "bilinear",
+        "animation.anti_blur": True, "animation.noise_type": "perlin",
+        "animation.perlin_cells_y": 4, "animation.perlin_cells_x": 6,
+        "animation.perspective_flip": True, "animation.save_depth": True,
+        "animation.color_coherence": "hsv", "animation.color_coherence_output": True,
+        "input.fps": 12, "output.fps": 12, "input.max_frames": 48,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "depth", "reported"),
+    [
+        ({"use_depth_warping": False}, {"animation.depth.model": "none"}, None),
+        ({"depth_algorithm": "Midas-3-Hybrid"}, {"animation.depth.model": "midas"}, None),
+        (
+            {"depth_algorithm": "Midas+AdaBins (old)"},
+            {"animation.depth.model": "midas", "animation.depth.blend": "zoe",
+             "animation.depth.midas_weight": 0.4},
+            "AdaBins is not offered",
+        ),
+        ({"depth_algorithm": "Leres"}, {"animation.depth.model": "zoe"}, "LeReS"),
+        ({"depth_algorithm": "Midas-3.1-BeitLarge"}, {"animation.depth.model": "midas"}, "BEiT"),
+    ],
+)  # fmt: skip
+def test_depth_algorithms(
+    tmp_path: Path, changes: dict[str, Any], depth: dict[str, Any], reported: str | None
+) -> None:
+    base = json.loads((VERSIONS / "hand_made_3d_settings.txt").read_text(encoding="utf-8"))
+    result = import_deforum(settings_file(tmp_path, base, **changes))
+    settings = result.keyframes["settings"]
+    assert {key: settings[key] for key in depth} == depth
+    assert "animation.depth.blend" in depth or "animation.depth.blend" not in settings
+    assert [reported in warning for warning in result.warnings] == ([True] if reported else [])
+
+
+def test_older_3d_lenses_and_aspect_ratios(tmp_path: Path) -> None:
+    base = json.loads((VERSIONS / "hand_made_3d_settings.txt").read_text(encoding="utf-8"))
+    for key in ("fov_schedule", "near_schedule", "far_schedule", "aspect_ratio_schedule",
+                "aspect_ratio_use_old_formula", "depth_algorithm"):  # fmt: skip
+        del base[key]
+    # the Colab notebook: single numbers, W/H as the aspect ratio, MiDaS (+ AdaBins below 1)
+    notebook = import_deforum(
+        settings_file(tmp_path, base, fov=40, near_plane=200, far_plane=10000, midas_weight=1.0)
+    )
+    schedules = notebook.keyframes["schedules"]
+    assert (schedules["fov"], schedules["near"], schedules["far"]) == ("0:(40)", "0:(200)",
+                                                                       "0:(10000)")  # fmt: skip
+    assert schedules["aspect_ratio"] == "0:(1.666667)"  # 640 / 384
+    assert notebook.keyframes["settings"]["animation.depth.model"] == "midas"
+    zoe = import_deforum(settings_file(tmp_path, base, use_zoe_depth=True))
+    assert zoe.keyframes["settings"]["animation.depth.model"] == "zoe"
+
+
+def test_colour_coherence_modes_and_order(tmp_path: Path) -> None:
+    def colours(**changes: Any) -> dict[str, Any]:
+        settings = imported(tmp_path, **changes).keyframes["settings"]
+        return {key: value for key, value in settings.items() if "color" in key}
+
+    assert colours(color_coherence="RGB") == {"animation.color_coherence": "rgb",
+                                              "animation.color_coherence_output": True}  # fmt: skip
+    assert colours(color_coherence="Match Frame 0 HSV", legacy_colormatch=True) == {
+        "animation.color_coherence": "hsv"
+    }
+    assert colours(color_coherence="LAB", legacy_colormatch=None) == {
+        "animation.color_coherence": "lab"  # a file from before the switch: the input alone
+    }
+    # a video's frames only with hybrid video on (Deforum matches like LAB without it)
+    assert colours(color_coherence="Video Input")["animation.color_coherence"] == "lab"
+    video = colours(
+        color_coherence="Video Input", video_init_path="/clips/ref.mp4",
+        hybrid_composite="Normal", color_coherence_video_every_N_frames=3,
+    )  # fmt: skip
+    assert video == {"animation.color_coherence": "video", "animation.color_coherence_output": True,
+                     "animation.color_coherence_video": "/clips/ref.mp4",
+                     "animation.color_coherence_every": 3}  # fmt: skip
+    image = colours(color_coherence="Image", color_coherence_image_path="ref.png")
+    assert image["animation.color_coherence_video"] == "ref.png"

@@ -50,7 +50,8 @@ def test_texture_locked_to_the_content_is_low_and_fresh_texture_is_high() -> Non
 
 
 def test_flow_marks_what_an_occluder_uncovers_as_unreliable() -> None:
-    clip, disoccluded = occluder_clip(frames=6, width=96, height=96)
+    occluder = occluder_clip(frames=6, width=96, height=96)
+    clip, disoccluded = occluder.clip, occluder.disoccluded
     found = []
     for t in range(1, 6):
         reliable = flow_pair(clip.frames[t - 1], clip.frames[t]).reliable
@@ -62,6 +63,23 @@ def test_flow_marks_what_an_occluder_uncovers_as_unreliable() -> None:
         assert reliable[far].mean() > 0.98
     assert min(found) > 0.3
     assert np.mean(found) > 0.75  # most uncovered pixels are flagged
+
+
+def test_flow_leaves_what_an_occluder_covers_out_of_the_metrics_mask() -> None:
+    """The mask the warp error averages over (``reliable_previous``: frame t-1's pixels
+    with a match in frame t), from DIS flow: the pixels the square covers in frame t are
+    out, background far from it is in."""
+    occluder = occluder_clip(frames=6, width=96, height=96)
+    clip, occluded = occluder.clip, occluder.occluded
+    flagged = []
+    for t in range(1, 6):
+        reliable = flow_pair(clip.frames[t - 1], clip.frames[t]).reliable_previous
+        assert occluded[t].sum() > 50
+        flagged.append((~reliable[occluded[t]]).mean())
+        far = np.zeros_like(occluded[t])
+        far[:16, 4:-4] = far[-16:, 4:-4] = True  # background the square never touches
+        assert reliable[far].mean() > 0.98
+    assert min(flagged) > 0.8 and np.mean(flagged) > 0.9
 
 
 def test_a_pair_with_nothing_reliable_is_not_counted_as_steady() -> None:

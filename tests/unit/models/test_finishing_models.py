@@ -48,7 +48,7 @@ def test_weights_that_are_no_upscaler_are_one_line(tmp_path: Path, tiny_finishin
     torch.save({"lora_unet_down.alpha": torch.ones(1)}, path)
     with pytest.raises(RotoscopeError, match=r"is not an architecture spandrel .* knows"):
         load_upscaler(path, CPU, torch.float32)
-    with pytest.raises(RotoscopeError, match="is not RIFE 4.6's flow network"):
+    with pytest.raises(RotoscopeError, match=r"is not RIFE 4\.6's flow network"):
         load_rife(tiny_finishing.esrgan, CPU, torch.float32)
 
 

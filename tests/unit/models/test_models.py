@@ -458,3 +458,28 @@ def test_device_and_dtype_choice() -> None:
     assert resolve_dtype(Dtype.auto, torch.device("cpu")) == torch.float32
     assert resolve_dtype(Dtype.auto, torch.device("cuda")) == torch.float16
     assert resolve_dtype(Dtype.bfloat16, torch.device("cpu")) == torch.bfloat16
+
+
+def test_without_a_network_a_hub_id_is_one_line_at_once(
+    empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not offline by configuration, but the hub cannot be reached: the client goes offline
+    after one refused connection, instead of five retries with back-off per file."""
+    import huggingface_hub.constants
+
+    from pipeline.models import weights
+    from pipeline.models.controlnets import controlnet_identity
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    weights.hub_unreachable.cache_clear()
+    try:
+        with pytest.raises(RotoscopeError) as excinfo:
+            controlnet_identity("lllyasviel/control_v11p_sd15_canny")
+    finally:
+        weights.hub_unreachable.cache_clear()
+    message = one_line_error(excinfo)
+    assert "the hub cannot be reached (Connection refused)" in message
+    assert "hf download lllyasviel/control_v11p_sd15_canny" in message
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True and "Retrying" not in caplog.text

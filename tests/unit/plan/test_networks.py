@@ -100,6 +100,60 @@ def test_names_never_reach_outside_the_folder(folders: tuple[Path, Path], name: 
     assert "reaches outside model.lora_dir" in str(info.value)
 
 
+def one_line_refusal(folders: tuple[Path, Path], prompt: str) -> str:
+    with pytest.raises(RotoscopeError) as info:
+        plan(folders, prompt=prompt)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("name", ["../secret", "../../etc/passwd", "/etc/passwd", "..\\secret"])
+def test_embedding_names_never_reach_outside_the_folder(
+    folders: tuple[Path, Path], name: str
+) -> None:
+    message = one_line_refusal(folders, f"a cat --neg embedding:{name}")
+    assert f"embedding name '{name}' reaches outside model.embeddings_dir ({folders[1]})" in message
+
+
+@pytest.mark.parametrize(
+    ("prompt", "name"),
+    [
+        ("a cat <lora:escape:1>", "escape"),  # Lora/escape.safetensors -> ../secret...
+        ("a cat <lora:outside/secret:1>", "outside/secret"),  # Lora/outside -> its parent
+        ("a cat --neg embedding:escape", "escape"),
+        ("a cat, escape", "escape"),  # an embedding named as words
+    ],
+)
+def test_a_link_out_of_the_folder_is_refused(
+    folders: tuple[Path, Path], prompt: str, name: str
+) -> None:
+    """The name's text stays inside, but the file it finds is a link to a file outside:
+    the folder's real path decides, not the name."""
+    loras, embeddings = folders
+    secret = loras.parent / "secret.safetensors"
+    (loras / "escape.safetensors").symlink_to(secret)
+    (loras / "outside").symlink_to(loras.parent, target_is_directory=True)
+    (embeddings / "escape.safetensors").symlink_to(secret)
+    message = one_line_refusal(folders, prompt)
+    kind, key, folder = (
+        ("LoRA", "model.lora_dir", loras) if "lora" in prompt else
+        ("embedding", "model.embeddings_dir", embeddings)
+    )  # fmt: skip
+    assert f"{kind} name '{name}' reaches outside {key} ({folder})" in message
+    assert f"links to {secret}" in message
+
+
+def test_links_that_stay_inside_are_followed(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """A link to another file of the folder, and a folder that is itself a link."""
+    loras, embeddings = folders
+    (loras / "alias.safetensors").symlink_to(loras / "styles/pencil.safetensors")
+    linked = tmp_path / "linked_loras"
+    linked.symlink_to(loras, target_is_directory=True)
+    rows = plan((linked, embeddings), prompt="a cat <lora:alias:1> <lora:ink:0.5>")
+    assert rows[0].loras == {"alias": 1.0, "ink": 0.5}
+
+
 def test_subfolders_and_suffixes(folders: tuple[Path, Path]) -> None:
     networks = Networks(str(folders[0]), str(folders[1]))
     assert networks.lora_file("pencil").name == "pencil.safetensors"  # found by name

@@ -187,3 +187,58 @@ def test_plan_chart_is_a_png(tmp_path: Path) -> None:
         assert image.format == "PNG" and image.size[0] > 300
     assert np.allclose(plan.series[0].values[[0, 5, 7]], [0.6, 0.4, 0.4])
     assert list(plan.series[0].keys) == [0, 5]
+
+
+def test_masked_rows_carry_the_mask_schedules_and_settings() -> None:
+    from pipeline.config.schema import MaskArea, MaskConfig, MaskFill
+    from pipeline.plan.rows import PlanRow
+
+    mask = MaskConfig(path="matte.mp4", blur="0:(0), 10:(5)", area=MaskArea.masked, padding=16)
+    masked = rows(mask=mask)
+    assert [row.mask_blur for row in masked[::5]] == [0.0, 2.5, 5.0]
+    first = masked[0]
+    assert (first.mask_area, first.mask_fill, first.mask_padding) == (
+        MaskArea.masked,
+        MaskFill.original,
+        16,
+    )
+    assert first.mask_composite and first.mask_overlay_blur == 4.0 and first.masked
+    assert PlanRow.from_record(json.loads(first.to_json())) == first  # read back from plan.jsonl
+    # a plan without a mask has rows without mask fields: frames keep their keys
+    assert "mask" not in rows()[0].to_json()
+    with pytest.raises(RotoscopeError, match=r"mask\.threshold at frame 0: 1\.5 is outside 0\.\.1"):
+        rows(mask=MaskConfig(path="matte.mp4", threshold="1.5"))
+
+
+# -- issue 17: what a newcomer hit -------------------------------------------------------
+
+
+def test_a_prompt_over_several_lines_reads_as_one_and_charts(tmp_path: Path) -> None:
+    prompts = {"0": "a cat,\noil painting\n", "4": "a dog,\r\n  ink --neg blurry,\nbad"}
+    plan = build_plan(make_cfg(prompts=prompts), 6, 64, 48, 4.0)
+    assert plan.rows[0].prompt == "a cat, oil painting"  # A1111: a line break is a space
+    assert (plan.rows[4].prompt, plan.rows[4].negative_prompt) == ("a dog, ink", "blurry, bad")
+    chart = write_plan_chart(
+        plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], tmp_path / "plan.png"
+    )
+    assert Image.open(chart).size[0] > 0
+
+
+def test_two_prompt_keys_on_one_frame_are_refused_and_a_key_past_the_end_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(RotoscopeError, match=r"prompt keys '4' and '4.0' are both frame 4"):
+        rows(prompts={"0": "a", "4": "b", "4.0": "c"})
+    with caplog.at_level("WARNING", logger="rotoscope"):
+        plan = rows(count=4, prompts={"0": "a", "max_f": "b", "3": "c", "40": "d"})
+    assert "prompt keys 'max_f' and '3' both fall on frame 3; '3' is used" in caplog.text
+    assert "prompt keyframe '40' is frame 40, past the last frame (3)" in caplog.text
+    assert plan[3].prompt == "c"
+    plan = rows(count=4, prompts={"0": "a", "40": "d"})
+    assert (plan[3].prompt_to, plan[3].blend) == ("d", 3 / 40)  # it still shapes the blend
+
+
+def test_steps_beyond_the_models_noise_levels_are_refused() -> None:
+    with pytest.raises(RotoscopeError, match="1000000 steps is more than the model's 1000"):
+        rows(steps="1000000")
+    assert rows(steps="1000")[0].steps == 1000

@@ -9,6 +9,7 @@ from pipeline.plan.prompt_editing import (
     check_composable,
     has_prompt_editing,
     prompt_schedule,
+    schedule_steps,
     text_at_step,
 )
 
@@ -89,3 +90,55 @@ def test_and_is_refused_in_one_line() -> None:
     message = str(info.value)
     assert "\n" not in message
     assert "keyframes/a.yaml" in message and "AND" in message
+
+
+# --- which steps are counted: prompt_editing_steps ---
+
+
+def texts(runs: str) -> list[str]:
+    """``"a3 b2"`` is ``["a", "a", "a", "b", "b"]``: a hand-written run of texts by step."""
+    return [run[0] for run in runs.split() for _ in range(int(run[1:]))]
+
+
+# (prompt, steps, steps that run, model calls per step, rotoscope's texts, A1111's texts).
+# The steps that run are diffusers' img2img: int(steps x strength) steps, a second-order
+# sampler (Heun) 2 x that - 1 model calls; worked out by hand in the comments.
+COUNTING = [
+    # 20 x 0.5: 10 run. rotoscope: int(0.5 x 10) = 5, a for steps 0-5; A1111 builds the
+    # schedule over 20: int(0.5 x 20) = 10, a for steps 0-10: never switches in 0-9
+    ("[a:b:0.5]", 20, 10, 1, "a6 b4", "a10"),
+    # int(0.25 x 10) = 2 / int(0.25 x 20) = 5
+    ("[a:b:0.25]", 20, 10, 1, "a3 b7", "a6 b4"),
+    # a switch at step 0 is the second text from the first step (A1111's [a:b:0]):
+    # int(0.05 x 10) = 0 / int(0.05 x 20) = 1
+    ("[a:b:0.05]", 20, 10, 1, "b10", "a2 b8"),
+    # a step number means the same step either way; one past the steps that run, never
+    ("[a:b:3]", 20, 10, 1, "a4 b6", "a4 b6"),
+    ("[a:b:12]", 20, 10, 1, "a10", "a10"),
+    # 30 x 0.4: 12 run. int(0.5 x 12) = 6 / int(0.5 x 30) = 15
+    ("[a:b:0.5]", 30, 12, 1, "a7 b5", "a12"),
+    # int(0.2 x 12) = 2 / int(0.2 x 30) = 6
+    ("[b:0.2]", 30, 12, 1, "_3 b9", "_7 b5"),
+    # nested: outer int(0.1 x 12) = 1, inner int(0.3 x 12) = 3 / outer 3, inner 9
+    ("[a:[b:c:0.3]:0.1]", 30, 12, 1, "a2 b2 c8", "a4 b6 c2"),
+    # alternation counts every step from the first that runs, the same way in both
+    ("[a|b]", 20, 10, 1, "a2 b1 a1 b1 a1 b1 a1 b1 a1", "a2 b1 a1 b1 a1 b1 a1 b1 a1"),
+    # Heun, 10 x 0.5: 5 steps, 9 model calls. int(0.5 x 9) = 4 / A1111's schedule over
+    # 2 x 10 = 20 calls: int(0.5 x 20) = 10, never; int(0.3 x 9) = 2 / int(0.3 x 20) = 6
+    ("[a:b:0.5]", 10, 9, 2, "a5 b4", "a9"),
+    ("[a:b:0.3]", 10, 9, 2, "a3 b6", "a7 b2"),
+    # strength 1 runs every step: both count the same
+    ("[a:b:0.5]", 8, 8, 1, "a5 b3", "a5 b3"),
+    # 1.0 is a fraction: the switch comes after the last step
+    ("[a:b:1.0]", 20, 10, 1, "a10", "a10"),
+]
+
+
+@pytest.mark.parametrize(("prompt", "steps", "run", "order", "ours", "a1111"), COUNTING)
+def test_each_count_against_hand_computed_schedules(
+    prompt: str, steps: int, run: int, order: int, ours: str, a1111: str
+) -> None:
+    for counting, expected in ((None, ours), ("a1111", a1111)):
+        schedule = prompt_schedule(prompt, schedule_steps(counting, steps, run, order))
+        got = [text_at_step(schedule, step) or "_" for step in range(run)]
+        assert got == texts(expected), counting

@@ -9,7 +9,13 @@ import pytest
 
 from pipeline.cli.prune import main as prune_main
 from pipeline.plan.rows import PlanRow
-from pipeline.records.history import history_bytes, publish, superseded_frames
+from pipeline.records.history import (
+    Recipes,
+    history_bytes,
+    publish,
+    retire_others,
+    superseded_frames,
+)
 from pipeline.records.manifest import FrameRecord, Manifest
 from pipeline.records.prune import prunable, prune
 from pipeline.records.run_folder import RunFolder
@@ -136,8 +142,8 @@ def test_upscaled_and_in_between_frames_are_kept_while_their_frames_are_delivere
     upscaled(folder, current, "x4", "f" * 64)  # another size: an earlier look, kept
     two = upscaled(folder, other, "x2", "0" * 64)
     index = UpscaledFrames(folder)
-    assert index.current(0, current.key, "x2") == one
-    assert index.current(0, current.key, "x3") is None
+    assert index.current(current.key, "x2") == one
+    assert index.current(current.key, "x3") is None
     assert index.find(of_old.key) == of_old
     kept = folder.between_frame(one.key, two.key, "1" * 64)
     stale = folder.between_frame(of_old.key, two.key, "2" * 64)
@@ -151,3 +157,46 @@ def test_upscaled_and_in_between_frames_are_kept_while_their_frames_are_delivere
     prune(folder)
     assert kept.exists() and not stale.exists()
     assert {record.key for record in UpscaledFrames(folder).lines} == {one.key, "f" * 64, two.key}
+
+
+def test_prune_removes_the_masks_of_earlier_looks_only(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    folder = RunFolder(tmp_path / "clip")
+    for key, digest in (("a" * 64, "1" * 64), ("b" * 64, "2" * 64)):  # the second is current
+        frame = record(folder, 0, key)
+        folder.mask(digest).parent.mkdir(parents=True, exist_ok=True)
+        folder.mask(digest).write_bytes(b"mask")
+        Manifest(folder).add(replace(frame, mask=digest))
+    removed = {item.path: item.why for item in prune(folder)}
+    assert removed[folder.mask("1" * 64)] == "earlier look's mask"
+    assert folder.mask("2" * 64).exists() and not folder.mask("1" * 64).exists()
+
+
+def test_an_image_folder_keeps_only_its_changed_files_and_sidecars_travel(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+
+    def images(files: dict[str, bytes], recipe: str) -> Path | None:
+        stage = folder.staging(folder.images.name)
+        stage.mkdir()
+        for name, content in files.items():
+            (stage / name).write_bytes(content)
+        return publish(folder, stage, folder.images, recipe, {"look": recipe})
+
+    assert images({"a.png": b"a", "b.png": b"b", "c.png": b"c"}, "1") is None
+    assert json.loads(RunFolder.sidecar(folder.images).read_text()) == {"look": "1"}
+    assert images({"a.png": b"a", "b.png": b"b", "c.png": b"c", "0.png": b"0"}, "2") is None
+    kept = images({"0.png": b"0", "a.png": b"a", "b.png": b"B"}, "3")  # b changed, c gone
+    assert kept is not None and sorted(p.name for p in kept.iterdir()) == ["b.png", "c.png"]
+    assert json.loads(RunFolder.sidecar(kept).read_text()) == {"look": "2"}
+    video = folder.video("mp4")
+    staged = folder.staging(video.name)
+    staged.write_bytes(b"video")
+    publish(folder, staged, video, "v", {"look": "v"})
+    moved = retire_others(folder, [video])  # images/ was not made by this assemble
+    assert [path.parent for path in moved] == [folder.history] and not folder.images.exists()
+    assert RunFolder.sidecar(moved[0]).is_file() and set(Recipes.read(folder).by_name) == {
+        video.name
+    }
+    removed = [item.path for item in prune(folder, keep_history=0)]
+    assert RunFolder.sidecar(kept) in removed and not folder.history.exists()

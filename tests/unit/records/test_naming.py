@@ -12,11 +12,16 @@ from pipeline.records.naming import (
     MAX_NAME,
     RunOwner,
     bounded,
+    check_name,
+    check_owner,
     check_writable,
     choose_folder,
     folder_names,
+    folder_neutral_keys,
     job_part,
     owner_of,
+    queue_folder,
+    short_hash,
 )
 from pipeline.records.run_folder import RunFolder
 
@@ -28,7 +33,7 @@ LONG_B = LONG_A.replace("at dawn", "at night")
 def test_long_override_sets_keep_a_readable_prefix_and_never_share_a_folder() -> None:
     a, b = job_part(LONG_A), job_part(LONG_B)
     assert a != b
-    assert a.startswith("prompt=_masterpiece") and len(a) <= MAX_NAME // 2
+    assert a.startswith("prompt=masterpiece") and len(a) <= MAX_NAME // 2
     assert job_part("guidance_scale=5") == "guidance_scale=5"  # short sets stay as they are
 
 
@@ -108,10 +113,41 @@ def test_unwritable_output_folders_are_one_line(tmp_path: Path, monkeypatch) -> 
     with pytest.raises(RotoscopeError, match=r"cannot write run folder .*rotoscope\.log"):
         check_writable(run)
 
-    def denied(*args, **kwargs):
-        raise PermissionError(13, "Permission denied", str(tmp_path))
+    def denied(*args, **kwargs):  # as tempfile raises it: naming its own file
+        raise PermissionError(13, "Permission denied", str(tmp_path / "tmpk3x9_q2w"))
 
     monkeypatch.setattr(tempfile, "TemporaryFile", denied)
     with pytest.raises(RotoscopeError, match="Permission denied") as info:
         check_writable(tmp_path / "new")
     assert "\n" not in str(info.value) and "output.root" in str(info.value)
+    assert "tmpk3x9_q2w" not in str(info.value) and f"{tmp_path} is not writable" in str(info.value)
+
+
+def test_a_given_name_is_one_folder_name_and_never_another_inputs_folder(tmp_path: Path) -> None:
+    for name in ("../escape", "a/b", "..", " ", "a\\b"):
+        with pytest.raises(RotoscopeError, match="is not a folder name"):
+            check_name(name)
+    check_name("take01")
+    root = tmp_path / "outputs"
+    a = make_input(tmp_path / "shotA/take01.mp4")
+    b = make_input(tmp_path / "shotB/other.mp4")
+    claim(root, "take01", a)
+    folder = RunFolder(root / "take01")
+    with pytest.raises(RotoscopeError, match=r"holds the run of .*shotA/take01.mp4; name=take01"):
+        check_owner(folder, owner_of(str(b)), explicit=True)
+    check_owner(folder, owner_of(str(a)), explicit=True)  # its own folder
+    check_owner(folder, owner_of(str(b)), explicit=False)  # a default name moves on instead
+
+
+def test_queue_jobs_are_named_by_what_differs_and_a_queue_gets_a_folder_of_its_own(
+    tmp_path: Path,
+) -> None:
+    keys = folder_neutral_keys(["input.max_frames", "model.path"])
+    assert {"input.max_frames", "model.path", "render.batch_size", "input.path"} <= set(keys)
+    assert job_part("guidance_scale=5,prompt='a cat, oil'") == "guidance_scale=5,prompt=a_cat,_oil"
+    names = folder_names("clip", "/clips/clip.mp4", "prompt='a/cat'")
+    assert names[-1].startswith("clip-") and names[-1].endswith(short_hash("prompt='a/cat'"))
+    first, second = queue_folder(tmp_path), None
+    first.mkdir(parents=True)
+    second = queue_folder(tmp_path)
+    assert first.parent == second.parent == tmp_path / "queues" and first != second

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.media import make_video
 
 from pipeline.config.schema import InputConfig, ModelConfig, RunConfig
 from pipeline.errors import RotoscopeError
@@ -129,6 +130,14 @@ def test_rerender_reasons_name_what_changed() -> None:
     assert rerender_reason(old, job(prompt="a dog"), digest, "m") == "changed prompt"
     assert rerender_reason(old, job(), digest, "m2") == "model changed"
     assert rerender_reason(old, job(), "other", "m") == "input changed"
+    # a mask joins the key only when there is one; a new mask digest is named
+    assert frame_key(job(), digest, "m", mask="d1|method") not in (
+        old.key, frame_key(job(), digest, "m", mask="d2|method"),
+    )  # fmt: skip
+    key = frame_key(job(), digest, "m", mask="d1|method")
+    masked = FrameRecord(0, "f", key, 0, None, 0.0, row=job().as_record(), input=digest,
+                         model="m", mask="d1")  # fmt: skip
+    assert rerender_reason(masked, job(), digest, "m", mask="d2|method") == "mask changed"
 
 
 def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
@@ -268,10 +277,11 @@ def test_a_permission_error_inside_a_job_is_one_line_in_the_report(
     run_dir = tmp_path / "clip"
     run_dir.mkdir()
     (run_dir / "plan.jsonl").write_text("")  # an earlier run's: the folder is kept
-    cfg = compose_checked([f"input.path={tmp_path / 'clip.mp4'}", "stages=[plan]"])
+    clip = make_video(tmp_path / "clip.mp4", frames=2, fps=8)
+    cfg = compose_checked([f"input.path={clip}", "stages=[plan]"])
     with pytest.raises(RotoscopeError, match=r"cannot write .*config\.yaml: Permission denied"):
         run_module.run_job(cfg, run_dir)
-    report = json.loads((run_dir / "report.json").read_text())
+    report = json.loads((run_dir / "preview/report.json").read_text())  # a preview's
     assert report["status"] == "failed" and "Permission denied" in report["error"]
 
 
@@ -291,4 +301,54 @@ def test_a_job_that_fails_before_making_anything_leaves_no_folder(tmp_path: Path
     (used / "plan.jsonl").write_text("")
     with pytest.raises(RotoscopeError, match="does not exist"):
         run_job(cfg, used)
-    assert (used / "report.json").is_file()  # an earlier run's folder keeps its records
+    # an earlier run's folder is kept as it was: a refused command writes nothing (the
+    # lock it held while it checked the command is no record)
+    assert {p.name for p in used.iterdir()} - {".lock"} == {"plan.jsonl"}
+
+
+def test_a_photo_is_keyed_by_its_file_wherever_it_sorts_and_a_video_frame_by_its_place(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    photo = replace(job(), source_file="b.png")
+    assert frame_key(photo, "pixels", "m") == frame_key(replace(photo, index=3), "pixels", "m")
+    assert frame_key(photo, "pixels", "m") != frame_key(
+        replace(photo, source_file="c.png"), "pixels", "m"
+    )  # a renamed photo is another picture
+    assert frame_key(job(), "pixels", "m") != frame_key(replace(job(), index=3), "pixels", "m")
+    assert "source_file" not in job().to_json()  # video keys are those of before
+    folder = RunFolder(tmp_path)
+    key = frame_key(photo, "pixels", "m")
+    folder.frame(key).parent.mkdir(parents=True)
+    folder.frame(key).write_bytes(b"png")
+    record = FrameRecord(0, RunFolder.frame_name(key), key, 0, "b.png", 0.0, photo.as_record())
+    Manifest(folder).add(record)
+    manifest = Manifest(folder)
+    assert manifest.find(1, key) == (record, True)  # found at its old place: moved by the caller
+    assert manifest.by_file["b.png"] == record
+    moved = replace(photo, index=1)
+    assert rerender_reason(record, replace(moved, seed=9), "pixels", "m") == "changed seed"
+
+
+def test_ctrl_c_is_a_flag_during_a_job_and_a_second_one_ends_the_process_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from pipeline.records import interrupts
+
+    stop = interrupts.GracefulStop()  # not installed: the handler is called by hand
+    with pytest.raises(KeyboardInterrupt):  # no job yet: nothing to finish, stop at once
+        stop._handle(signal.SIGINT, None)
+    exits: list[int] = []
+    monkeypatch.setattr(interrupts.os, "_exit", exits.append)
+    with stop.job(lambda: "rotoscope: report written"):
+        stop._handle(signal.SIGTERM, None)  # a flag, checked at the next safe point
+        with pytest.raises(interrupts.StopRequested) as raised:
+            stop.safe_point("render")
+        assert raised.value.exit_code == 128 + signal.SIGTERM
+        stop._handle(signal.SIGINT, None)  # the second one: the job's last words, exit
+    assert exits == [130]
+    err = capfd.readouterr().err
+    assert "press Ctrl-C again to stop now" in err and err.strip().endswith("report written")

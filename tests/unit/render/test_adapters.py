@@ -4,7 +4,6 @@ tiny adapters built by pipeline.testing.tiny_adapters (the real loading code).""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from support.traps import save_trap
 
 from pipeline.config.schema import ModelConfig, ModelFamily, RuntimeConfig
 from pipeline.errors import RotoscopeError
@@ -228,7 +228,17 @@ def test_an_embedding_for_another_family_is_skipped_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="rotoscope"):
         renderer = renderer_for(load(tiny_models, "sd15"), [r], networks)
     assert "embedding 'sdxl_style'" in caplog.text and "read as words" in caplog.text
+    assert "is an SDXL embedding (vectors for two text encoders" in caplog.text
     assert renderer.adapters.settings(r).embeddings == frozenset()
+    r = row(networks, "a cat, sd15_style")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rotoscope"):
+        renderer = renderer_for(load(tiny_models, "sdxl"), [r], networks)
+    # it used to say "32-wide vectors, which fit no text encoder of this model (32/48 wide)"
+    assert (
+        "is an SD 1.x/2.x embedding (one 32-wide vector set), and this SDXL model needs "
+        "one for each of its two text encoders (32 and 48 wide)" in caplog.text
+    )
 
 
 # --- CLIP skip ---
@@ -260,21 +270,11 @@ def test_clip_skip_2_renders_differently(tiny_models: TinyModels) -> None:
 # --- safety ---
 
 
-class _Trap:
-    """Unpickling this runs a shell command that leaves a marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
-
-
 @pytest.mark.parametrize("suffix", [".pt", ".ckpt", ".bin"])
 def test_a_booby_trapped_pickle_never_runs(tmp_path: Path, suffix: str) -> None:
     marker = tmp_path / "pwned"
     trap = tmp_path / f"trap{suffix}"
-    torch.save({"string_to_param": {"*": torch.zeros(1, 4)}, "x": _Trap(marker)}, trap)
+    save_trap(trap, marker, lambda bomb: {"string_to_param": {"*": torch.zeros(1, 4)}, "x": bomb})
     with pytest.raises(RotoscopeError) as info:
         load_weights(trap, "embedding 'trap'")
     assert not marker.exists()
@@ -289,14 +289,14 @@ def test_trapped_lora_embedding_and_checkpoint_are_refused(
     marker = tmp_path / "pwned"
     (tmp_path / "loras").mkdir()
     (tmp_path / "embeddings").mkdir()
-    torch.save({"lora_unet_x.alpha": _Trap(marker)}, tmp_path / "loras" / "evil.ckpt")
-    torch.save({"emb": _Trap(marker)}, tmp_path / "embeddings" / "evil_word.pt")
+    save_trap(tmp_path / "loras" / "evil.ckpt", marker, lambda bomb: {"lora_unet_x.alpha": bomb})
+    save_trap(tmp_path / "embeddings" / "evil_word.pt", marker, lambda bomb: {"emb": bomb})
     networks = Networks(str(tmp_path / "loras"), str(tmp_path / "embeddings"))
     model = load(tiny_models, "sd15")
     for prompt in ("<lora:evil:1>", "an evil_word"):
         with pytest.raises(RotoscopeError, match="would run code to load"):
             Adapters(model, [row(networks, prompt)], networks)
-    torch.save({"state_dict": {"x": _Trap(marker)}}, tmp_path / "model.ckpt")
+    save_trap(tmp_path / "model.ckpt", marker, lambda bomb: {"state_dict": {"x": bomb}})
     with pytest.raises(RotoscopeError, match=r"model\.path .* would run code to load"):
         load_model(
             ModelConfig(path=str(tmp_path / "model.ckpt"), config=str(tiny_models.sd15)),

@@ -23,7 +23,7 @@ from pipeline.models.loader import load_model
 from pipeline.models.samplers import SAMPLER_NAMES, denoising_steps, make_scheduler
 from pipeline.plan.rows import ControlValues, PlanRow
 from pipeline.render.conditioning import Conditioning, blend
-from pipeline.render.renderer import LoadedControlNet, Renderer
+from pipeline.render.renderer import LoadedControlNet, Renderer, editing_length
 from pipeline.testing.tiny_models import TinyModels
 
 IMAGE = np.full((64, 64, 3), 120, np.uint8)
@@ -91,6 +91,50 @@ def test_prompt_editing_switches_at_the_right_step(renderer: Renderer, prompt: s
     with watched_unet(renderer) as calls:
         renderer.render(job(prompt=prompt), IMAGE)
     assert_steps(renderer, calls, [cat, cat, dog])
+
+
+@pytest.mark.parametrize(
+    ("sampler", "prompt", "ours", "a1111"),
+    [
+        # 3 steps run. rotoscope: int(0.5 x 3) = 1 / A1111's schedule over 5: int(2.5) = 2
+        ("Euler", "[cat:dog:0.5]", "ccd", "ccc"),
+        # int(0.3 x 3) = 0: dog from the first step, as A1111's [cat:dog:0] / int(1.5) = 1
+        ("Euler", "[cat:dog:0.3]", "ddd", "ccd"),
+        # Heun: 3 steps are 5 model calls; int(0.3 x 5) = 1 / A1111: over 2 x 5 = 10, 3
+        ("Heun", "[cat:dog:0.3]", "ccddd", "ccccd"),
+    ],
+)
+def test_prompt_editing_steps_counts_as_the_row_says(
+    renderer: Renderer, sampler: str, prompt: str, ours: str, a1111: str
+) -> None:
+    """The same prompt, counted over the steps that run (the default) and as A1111's
+    img2img counts (``prompt_editing_steps=a1111``, which the plan puts in the row)."""
+    by_letter = {"c": encoded(renderer, "cat"), "d": encoded(renderer, "dog")}
+    for counting, expected in ((None, ours), ("a1111", a1111)):
+        with watched_unet(renderer) as calls:
+            renderer.render(
+                job(prompt=prompt, sampler=sampler, prompt_editing_steps=counting), IMAGE
+            )
+        assert_steps(renderer, calls, [by_letter[letter] for letter in expected])
+
+
+# A1111's samplers whose steps are two model calls each ("second_order" in its table).
+A1111_SECOND_ORDER = {"Heun", "DPM2", "DPM2 Karras", "DPM2 a", "DPM2 a Karras"}
+A1111_SECOND_ORDER |= {"DPM++ SDE", "DPM++ SDE Karras"}
+
+
+@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
+def test_a1111_counting_builds_its_schedule_over_its_total_steps(
+    renderer: Renderer, sampler: str
+) -> None:
+    """A1111 builds the schedule over ``steps``, twice that for its second-order samplers
+    (its ``total_steps``); rotoscope's count is the iterations that run."""
+    if sampler.startswith("DPM++ SDE"):
+        pytest.importorskip("torchsde")
+    scheduler = make_scheduler(sampler, renderer.pipe.scheduler.config)
+    twice = 2 if sampler in A1111_SECOND_ORDER else 1
+    assert editing_length(scheduler, job(steps=7, prompt_editing_steps="a1111"), 7) == 7 * twice
+    assert editing_length(scheduler, job(steps=7), 7) == denoising_steps(scheduler, 7, 0.6)
 
 
 def test_alternation_with_weights(renderer: Renderer) -> None:

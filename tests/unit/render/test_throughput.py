@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +27,51 @@ def record(index: int) -> FrameRecord:
 
 
 # --- the writer ---
+#
+# No timing: threads wait on events, and a test that must see the render loop waiting
+# for room watches the writer say so (WatchedWriter) rather than sleeping first.
+
+
+class WatchedWriter(FrameWriter):
+    """A writer that reports when a ``fill`` waits for room in the pool: while it waits it
+    calls ``check`` again (every 0.1 s, for an earlier frame's error), so a second
+    ``check`` within one ``fill`` means the render loop is held up."""
+
+    def __init__(self, commit, threads: int) -> None:
+        super().__init__(commit, threads)
+        self.waiting = threading.Event()
+        self._checks = 0
+
+    def fill(self, *args, **kwargs) -> None:
+        self._checks = 0
+        super().fill(*args, **kwargs)
+
+    def check(self) -> None:
+        self._checks += 1
+        if self._checks > 1:
+            self.waiting.set()
+        super().check()
 
 
 def test_writer_commits_in_frame_order_whatever_order_writes_finish() -> None:
+    """Frame 0's write waits for frame 1's, which waits for frame 2's: those files are
+    done 2, 1, 0, the outcomes still committed 0-5."""
     committed: list[int] = []
     written: list[int] = []
+    done = [threading.Event() for _ in range(6)]
     with FrameWriter(lambda outcome: committed.append(outcome.index), threads=3) as writer:
         for index in range(6):
             writer.reserve(index)
 
             def write(index: int = index) -> None:
-                time.sleep(0.02 * (6 - index))  # the first frames finish last
+                if index < 2:
+                    assert done[index + 1].wait(timeout=60)
                 written.append(index)
+                done[index].set()
 
             writer.fill(FrameOutcome(index, record(index), "new"), write)
+    assert [index for index in written if index < 3] == [2, 1, 0]  # really out of order
     assert committed == list(range(6))
-    assert written != sorted(written)  # the writes really overlapped
 
 
 def test_a_frame_waits_for_the_frames_before_it_even_without_a_file() -> None:
@@ -71,28 +99,37 @@ def test_a_failed_write_stops_the_commits_after_it_and_is_raised() -> None:
         for index in range(4):
             writer.reserve(index)
             writer.fill(FrameOutcome(index, record(index), "new"), full if index == 1 else None)
-            time.sleep(0.05)
-    assert committed == [0]
+    assert committed == [0]  # frames 2 and 3 were ready, but come after the failed one
+
+
+def feed_until_held_up(writer: WatchedWriter, writes: list) -> tuple[list[int], threading.Thread]:
+    """Hand ``writes`` (one per frame) to ``writer`` from a render-loop thread until the
+    writer says that thread waits for room; the frames handed so far, and the thread."""
+    handed: list[int] = []
+
+    def feed() -> None:
+        for index, write in enumerate(writes):
+            writer.reserve(index)
+            writer.fill(FrameOutcome(index, None, "new"), write)
+            handed.append(index)
+        writer.waiting.set()  # all handed without waiting: the assertions say so at once
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    assert writer.waiting.wait(timeout=60), f"neither held up nor done; handed {handed}"
+    return handed, feeder
 
 
 def test_the_pool_holds_a_bounded_number_of_frames() -> None:
     from pipeline.records.writer import PENDING_PER_THREAD
 
     release = threading.Event()
-    handed: list[int] = []
-    writer = FrameWriter(lambda outcome: None, threads=2)
-
-    def feed() -> None:
-        for index in range(20):
-            writer.reserve(index)
-            writer.fill(FrameOutcome(index, None, "new"), release.wait)
-            handed.append(index)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    time.sleep(0.3)
-    assert len(handed) == 2 * PENDING_PER_THREAD  # the render loop waits for room
-    release.set()
+    writer = WatchedWriter(lambda outcome: None, threads=2)
+    try:
+        handed, feeder = feed_until_held_up(writer, [release.wait] * 20)
+        assert len(handed) == 2 * PENDING_PER_THREAD  # the render loop waits for room
+    finally:
+        release.set()
     feeder.join()
     writer.close()
     assert len(handed) == 20
@@ -105,21 +142,12 @@ def test_a_written_frame_keeps_its_place_until_it_is_committed() -> None:
 
     release = threading.Event()
     committed: list[int] = []
-    handed: list[int] = []
-    writer = FrameWriter(lambda outcome: committed.append(outcome.index), threads=2)
-
-    def feed() -> None:
-        for index in range(20):
-            writer.reserve(index)
-            write = release.wait if index == 0 else (lambda: None)
-            writer.fill(FrameOutcome(index, None, "new"), write)
-            handed.append(index)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    time.sleep(0.3)
-    assert len(handed) == 2 * PENDING_PER_THREAD and committed == []
-    release.set()
+    writer = WatchedWriter(lambda outcome: committed.append(outcome.index), threads=2)
+    try:
+        handed, feeder = feed_until_held_up(writer, [release.wait] + [lambda: None] * 19)
+        assert len(handed) == 2 * PENDING_PER_THREAD and committed == []
+    finally:
+        release.set()  # a failed test must not leave the pool's threads waiting
     feeder.join()
     writer.close()
     assert committed == list(range(20))

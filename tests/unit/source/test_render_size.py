@@ -40,5 +40,5 @@ def test_width_height_and_scale_win_over_the_area() -> None:
 def test_input_size_values() -> None:
     assert (render_area("auto"), render_area("source"), render_area("768")) == (512, None, 768)
     for bad in ("big", "32", "0", "1024x768"):
-        with pytest.raises(RotoscopeError, match="input.size="):
+        with pytest.raises(RotoscopeError, match=r"input\.size="):
             render_area(bad)

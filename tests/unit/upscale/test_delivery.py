@@ -42,7 +42,7 @@ def config(**changes: object) -> RunConfig:
          (512, 512), HD, (1080, 1080)),
         # a video needs even sizes; an image folder keeps the exact ones
         ({"upscale__model": "lanczos", "upscale__to": "1.5"}, (64, 40), (99, 61), (96, 60)),
-        ({"upscale__model": "lanczos", "output__format": OutputFormat.images}, (64, 40),
+        ({"upscale__model": "lanczos", "output__format": [OutputFormat.images]}, (64, 40),
          (99, 61), (99, 61)),
     ],
 )  # fmt: skip
@@ -84,5 +84,5 @@ def test_an_upscaler_is_found_by_name_in_paths_upscalers(tmp_path: Path, tiny_fi
     cfg = config(upscale__model="4x-Tiny")
     cfg = replace(cfg, paths=replace(cfg.paths, upscalers=str(folder)))
     check_upscale_options(cfg)
-    with pytest.raises(RotoscopeError, match="put 4x-Other.safetensors .or .pth. into"):
+    with pytest.raises(RotoscopeError, match=r"put 4x-Other\.safetensors .or \.pth. into"):
         check_upscale_options(replace(cfg, upscale=replace(cfg.upscale, model="4x-Other")))

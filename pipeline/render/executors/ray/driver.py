@@ -26,12 +26,12 @@ from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.executors.local import note_sequential
 from pipeline.render.executors.ray.worker import POLL_SECONDS, RenderWorker, WorkerSetup
 from pipeline.render.executors.work import RenderWork
+from pipeline.render.inputs import open_frames
 from pipeline.render.producer import FrameProducer, manifest_commit
 from pipeline.render.renderer import Renderer
 from pipeline.render.strategies import strategy_for
 from pipeline.render.units import ChainUnit, FramesUnit, PendingFrame, ShippedMap, WorkUnit
 from pipeline.source.base import Frame, Source
-from pipeline.source.open import keeps_own_sizes, open_source
 from pipeline.source.prefetch import PREFETCH_FRAMES, Prefetch
 
 log = logging.getLogger("rotoscope")
@@ -52,7 +52,7 @@ def render_on_ray(work: RenderWork) -> None:
         strategy = strategy_for(cfg, work.folder, work.rows)
         note_sequential(cfg, strategy.sequential)
         with (
-            open_source(cfg.input, keeps_own_sizes(cfg)) as source,
+            open_frames(cfg, work.rows) as source,
             ControlMaps(cfg, work.folder, work.rows[0].width, work.rows[0].height) as maps,
             FrameWriter(manifest_commit(work.manifest, work.folder), threads=0) as writer,
             # closed first: its thread stops before the source it reads from closes
