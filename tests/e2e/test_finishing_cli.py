@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from support.cli import count_frames, probe_output, rotoscope
+from support.cli import count_frames, probe_output, rotoscope, start_forked, wait_for_log
 from support.cli_runner import cli_env, run_cli
 from support.media import make_video, write_image
 from support.run_files import report_of
@@ -222,3 +223,19 @@ def test_masks_follow_upscaled_and_in_between_frames_into_every_format(
         assert np.array_equal(alpha, np.asarray(Image.open(mattes[number])).astype(float))
         frame = number / 2  # output frame 1 is halfway between frames 0 and 1
         assert middle(alpha) == pytest.approx(2 * (8 * frame + 11.5) + 0.5, abs=1.5)
+
+
+def test_ctrl_c_in_the_upscale_stage_keeps_what_it_upscaled(finished) -> None:
+    work, args, _, run_dir = finished
+    again = (*args, "upscale.to=2.5")  # 220x120: frames to upscale, none to render
+    proc = start_forked(*again, cwd=work, env={"ROTOSCOPE_PAUSE_AT": "upscale:2"})
+    wait_for_log(run_dir, "paused at upscale safe point 2", proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "Resume with:" in stderr
+    resumed = rotoscope(*again, cwd=work)
+    assert resumed.returncode == 0, resumed.stderr
+    report = report_of(run_dir)
+    assert (report["upscaled"], report["upscale_reused"]) == (FRAMES - 2, 2)
+    assert "220x120" in probe_output(run_dir / "clip.mp4")
