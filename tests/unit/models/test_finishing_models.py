@@ -31,6 +31,15 @@ def test_a_tiny_esrgan_loads_through_spandrel_from_both_formats_and_scales_by_it
     assert 0.05 < float(outputs[0].std()) < 0.5  # a picture, not a constant
 
 
+def test_an_upscaler_is_loaded_at_half_precision_where_its_architecture_runs_it(
+    tiny_finishing,
+) -> None:
+    """What runtime.dtype=auto asks for on CUDA; the frames' keys name the precision."""
+    upscaler = load_upscaler(tiny_finishing.esrgan, CPU, torch.float16)
+    assert upscaler.dtype is torch.float16
+    assert {parameter.dtype for parameter in upscaler.model.model.parameters()} == {torch.float16}
+
+
 class RunsCode:
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return (os.system, ("echo never",))
