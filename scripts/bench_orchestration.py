@@ -18,6 +18,14 @@ Two loops, measured in the same run:
   before (level 4, default strategy; now ``Z_RLE``, see ``pngmeta.write_png``), and a
   third row shows the serial loop with today's PNGs, to tell the two gains apart.
 
+The run's page (``report.html``, issue 23) is part of what a render costs: the
+overlapped loop makes each frame's thumbnails in the writer pool, and a ``LivePage``
+thread rebuilds the page from the run folder while frames arrive (here every
+``--page-interval`` seconds, more often than a job's 2 s, to be on the safe side). At
+``T`` the loop runs twice, with the page and with neither page nor thumbnails (the loop
+before issue 23), and the efficiency target is judged with the page. The time one page
+build of the finished run takes is printed too.
+
 Printed: per-frame wall time over the whole run and in steady state (from the first
 GPU call to the last, per call), and the efficiency ``T / per-frame time`` at ``T`` =
 100 ms (target >= 0.95: the GPU is busy 95% of the time). The target is judged in
@@ -63,7 +71,7 @@ from bench_common import (
 import pipeline.render.producer as producer_module
 from pipeline.atomic import atomic_path
 from pipeline.config.schema import InputConfig
-from pipeline.plan.rows import PlanRow
+from pipeline.plan.rows import PlanRow, write_plan
 from pipeline.records.manifest import Manifest, image_digest
 from pipeline.records.progress import Progress
 from pipeline.records.report import JobReport
@@ -74,12 +82,17 @@ from pipeline.render.pngmeta import JSON_KEY, PARAMETERS_KEY
 from pipeline.render.producer import FrameProducer, manifest_commit
 from pipeline.render.strategies.base import UnitContext
 from pipeline.render.strategies.plain import PlainStrategy
+from pipeline.report.live import LivePage
+from pipeline.report.page import render_page
+from pipeline.report.view import read_view
 from pipeline.source.base import Source
 from pipeline.source.open import open_source
 from pipeline.source.prefetch import PREFETCH_FRAMES, Prefetch
 
 SIZE = 512
 OVERLAPPED = "overlapped"
+WITH_PAGE = "overlapped + page"
+NO_PAGE = "overlapped, no page"
 BEFORE = "serial (before)"
 SERIAL_TODAY = "serial, today's PNG"
 
@@ -139,6 +152,17 @@ def write_png_before(path: Path, image: np.ndarray, parameters: str, details: di
 
 
 @contextmanager
+def no_thumbnails() -> Iterator[None]:
+    """The producer makes no thumbnails meanwhile (the loop before the run's page)."""
+    current = producer_module.write_frame_thumbnails
+    producer_module.write_frame_thumbnails = lambda *args: None
+    try:
+        yield
+    finally:
+        producer_module.write_frame_thumbnails = current
+
+
+@contextmanager
 def png_settings_before() -> Iterator[None]:
     """The producer writes its PNGs the way it did before, meanwhile."""
     current = producer_module.write_png
@@ -150,7 +174,12 @@ def png_settings_before() -> Iterator[None]:
 
 
 def render_once(
-    clip: Path, folder: Path, count: int, seconds: float, overlapped: bool
+    clip: Path,
+    folder: Path,
+    count: int,
+    seconds: float,
+    overlapped: bool,
+    page_interval: float | None = None,
 ) -> tuple[float, float]:
     """Wall seconds of one render loop over ``count`` frames into a fresh run folder, and
     the steady-state seconds per frame: from the first GPU call to the last, per call
@@ -163,7 +192,13 @@ def render_once(
     progress = Progress(count, log_every=math.inf, stream=io.StringIO())
     report = JobReport(str(folder))
     source_cfg = InputConfig(path=str(clip), width=SIZE, height=SIZE, max_frames=count)
+    page = None
+    if page_interval is not None:  # the job writes its plan, then starts its page
+        write_plan(plan, run)
+        page = LivePage(run, "bench", interval=page_interval)
     started = time.perf_counter()
+    if page is not None:
+        page.start()
     with open_source(source_cfg) as source:
         if overlapped:
             with FrameWriter(manifest_commit(manifest, run), WRITE_THREADS) as writer:
@@ -175,6 +210,8 @@ def render_once(
         else:
             producer = FrameProducer(run, manifest, "simulated", lambda: gpu, progress, report)  # type: ignore[arg-type, return-value]
             render_plain(producer, plan, source)
+    if page is not None:
+        page.close()
     wall = time.perf_counter() - started
     if len(Manifest(run).finished(plan)[0]) != count:
         raise SystemExit(f"{folder}: not every frame was recorded")
@@ -189,18 +226,30 @@ def render_plain(producer: FrameProducer, plan: list[PlanRow], source: Source) -
     strategy.feed(producer, plan, source, RenderHere(strategy, producer, context))
 
 
-def measure_once(clip: Path, folder: Path, count: int, seconds: float, loop: str) -> tuple:
+def measure_once(
+    clip: Path, folder: Path, count: int, seconds: float, loop: str, page_interval: float
+) -> tuple:
     """Wall seconds per frame of one run, steady-state seconds per frame, and the cores
     other processes used meanwhile."""
     busy = machine_busy_seconds()
     cpu = time.process_time()
-    with png_settings_before() if loop == BEFORE else nullcontext():
-        wall, steady = render_once(clip, folder, count, seconds, loop == OVERLAPPED)
+    overlapped = loop in (OVERLAPPED, WITH_PAGE, NO_PAGE)
+    interval = page_interval if loop == WITH_PAGE else None
+    before = loop in (BEFORE, SERIAL_TODAY, NO_PAGE)  # no thumbnails (and PNGs of before)
+    with (
+        png_settings_before() if loop == BEFORE else nullcontext(),
+        no_thumbnails() if before else nullcontext(),
+    ):
+        wall, steady = render_once(clip, folder, count, seconds, overlapped, interval)
     after = machine_busy_seconds()
     other = float("nan")
     if busy is not None and after is not None:
         other = max(0.0, after - busy - (time.process_time() - cpu)) / wall
     return wall / count, steady, other
+
+
+def folder_name(attempt: int, seconds: float, loop: str) -> str:
+    return f"{attempt}-{seconds}-{loop}".replace(" ", "-").replace("'", "").replace("+", "and")
 
 
 def body(args: argparse.Namespace, tmp: Path) -> bool:
@@ -210,19 +259,30 @@ def body(args: argparse.Namespace, tmp: Path) -> bool:
     print(f"{args.frames} frames of a {SIZE}x{SIZE} clip, median of {args.repeat} runs "
           f"(waited {waited:.0f} s for a quiet machine)\n")  # fmt: skip
     t = args.gpu_ms / 1000
-    runs = [(t, OVERLAPPED), (0.0, OVERLAPPED), (0.0, BEFORE), (0.0, SERIAL_TODAY)]
+    runs = [
+        (t, WITH_PAGE), (t, NO_PAGE), (0.0, OVERLAPPED), (0.0, NO_PAGE), (0.0, BEFORE),
+        (0.0, SERIAL_TODAY),
+    ]  # fmt: skip
     samples: dict[tuple[float, str], list[tuple[float, float, float]]] = {r: [] for r in runs}
     for attempt in range(args.repeat):  # the loops take turns
         for seconds, loop in runs:
-            folder = tmp / f"{attempt}-{seconds}-{loop}".replace(" ", "-").replace("'", "")
-            samples[(seconds, loop)].append(measure_once(clip, folder, args.frames, seconds, loop))
+            folder = tmp / folder_name(attempt, seconds, loop)
+            samples[(seconds, loop)].append(
+                measure_once(clip, folder, args.frames, seconds, loop, args.page_interval)
+            )
     results = {
         run: tuple(median([s[n] for s in values]) for n in range(3))
         for run, values in samples.items()
     }
-    whole, steady, _ = results[(t, OVERLAPPED)]
+    whole, steady, _ = results[(t, WITH_PAGE)]
     efficiency = t / steady
+    without_page = t / results[(t, NO_PAGE)][1]
+    finished = RunFolder(tmp / folder_name(0, t, WITH_PAGE))
+    build_started = time.perf_counter()
+    render_page(read_view(finished))
+    page_ms = (time.perf_counter() - build_started) * 1000
     speedup = results[(0.0, BEFORE)][0] / results[(0.0, OVERLAPPED)][0]
+    speedup_no_page = results[(0.0, BEFORE)][0] / results[(0.0, NO_PAGE)][0]
     print_table(
         ["loop", "T (ms)", "ms/frame", "frames/s", "steady ms/frame", "other load (cores)"],
         [
@@ -239,8 +299,14 @@ def body(args: argparse.Namespace, tmp: Path) -> bool:
         f"run, with the decoder's start-up: {t / whole:.3f}"
     )
     print(
+        f"the run's page: thumbnails in the writer pool and the page rebuilt every "
+        f"{args.page_interval:g} s; without them the efficiency is {without_page:.3f}; "
+        f"one build of the finished run's page ({args.frames} frames): {page_ms:.0f} ms"
+    )
+    print(
         f"frames/s at T=0, overlapped / serial before: {speedup:.2f}x "
-        f"(target >= {args.target_speedup}x): {verdict[ok_speedup]}"
+        f"(target >= {args.target_speedup}x): {verdict[ok_speedup]}; without the "
+        f"thumbnails: {speedup_no_page:.2f}x"
     )
     return ok_efficiency and ok_speedup
 
@@ -251,6 +317,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gpu-ms", type=float, default=100.0, help="simulated GPU time T")
     parser.add_argument("--target-efficiency", type=float, default=0.95)
+    parser.add_argument("--page-interval", type=float, default=0.5,
+                        help="seconds between rebuilds of the live page")  # fmt: skip
     parser.add_argument("--target-speedup", type=float, default=2.0)
     parser.add_argument("--idle-wait", type=float, default=20.0,
                         help="seconds to wait at most for a quiet machine first")  # fmt: skip

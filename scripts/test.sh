@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+bash scripts/setup_chromium.sh
 exec .venv/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup "$@"

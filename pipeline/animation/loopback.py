@@ -7,7 +7,8 @@ from frame k's output, in Deforum's order:
 1. the camera step: a 2D move (:func:`~pipeline.animation.motion.warp_2d`), or the 3D
    camera through the output's depth (:func:`~pipeline.animation.camera3d.warp_3d`),
    with the perspective flip (:mod:`pipeline.animation.flip`) if it is on (after the 2D
-   move; before the 3D one, as Deforum does);
+   move; before the 3D one, as Deforum does); then hybrid video's motion and composite
+   (:mod:`pipeline.animation.hybrid`), when the loopback has one;
 2. the colour match to a reference (``color_coherence``: frame 0's output, or a video's
    frame), against loopback's drift;
 3. the contrast multiplier and the anti-blur unsharp mask
@@ -21,6 +22,7 @@ from the plan row and supplies the depth maps and video references.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,12 +129,16 @@ class LoopbackInputs:
         seed: int,
         depth: np.ndarray | None = None,
         reference: np.ndarray | None = None,
+        after_move: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> np.ndarray:
         """The input of the frame after ``previous``: moved by ``step`` (through ``depth``,
-        1 nearest .. 2 farthest, for a 3D step), colour-matched to ``reference`` (by
-        default frame 0's output), its values scaled and sharpened, with noise drawn from
-        ``seed``."""
+        1 nearest .. 2 farthest, for a 3D step), then ``after_move`` (hybrid video's
+        motion and composite, :mod:`pipeline.animation.hybrid`), colour-matched to
+        ``reference`` (by default frame 0's output), its values scaled and sharpened,
+        with noise drawn from ``seed``."""
         image = self.move(previous, step, tools.flip, depth)
+        if after_move is not None:
+            image = after_move(image)
         space = COLOR_SPACES.get(self.settings.color_coherence)
         target = reference if reference is not None else self.reference
         if space is not None and target is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -29,11 +30,16 @@ log = logging.getLogger("rotoscope")
 
 
 def write_depth_video(
-    cfg: RunConfig, folder: RunFolder, records: list[FrameRecord], fps: float, fmt: OutputFormat
+    cfg: RunConfig,
+    folder: RunFolder,
+    records: list[FrameRecord],
+    fps: float,
+    fmt: OutputFormat,
+    provenance: dict[str, Any],
 ) -> tuple[Path, Path | None] | None:
-    """Encode the current frames' depth maps as a ``fmt`` video; the video and the earlier
-    one it moved to ``history/`` (if any), or None when a map is missing (a warning says
-    which)."""
+    """Encode the current frames' depth maps as a ``fmt`` video with its ``provenance``
+    sidecar, like every deliverable; the video and the earlier one it moved to
+    ``history/`` (if any), or None when a map is missing (a warning says which)."""
     maps = [folder.depth_map(record.key) for record in records]
     missing = [
         record.index for record, path in zip(records, maps, strict=True) if not path.is_file()
@@ -56,6 +62,6 @@ def write_depth_video(
         encode_video(frames, staged, fmt, fps, crf=cfg.output.crf, preset=cfg.output.preset)
     recipe = recipe_of({"depth of": [record.key for record in records], "format": fmt.value,
                         "fps": fps, "crf": cfg.output.crf})  # fmt: skip
-    previous = publish(folder, staged, out, recipe)
+    previous = publish(folder, staged, out, recipe, provenance)
     log.info("depth video: %s (%s)", out, plural(len(records), "frame"))
     return out, previous

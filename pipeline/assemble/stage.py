@@ -34,13 +34,13 @@ from PIL import Image
 from pipeline.assemble.depth_video import write_depth_video
 from pipeline.assemble.encode import (
     ALPHA_FORMATS,
-    AudioSpec,
     MotionInterpolation,
     encode_video,
     video_extension,
 )
 from pipeline.assemble.images import write_image_folder
 from pipeline.assemble.interpolate import InBetweens, in_betweens_for, retimed_frames
+from pipeline.assemble.soundtrack import soundtrack
 from pipeline.assemble.timeline import exact, timeline
 from pipeline.config.schema import FrameInterpolation, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError, plural
@@ -210,7 +210,12 @@ class Assembly:
         missing: a warning says which), in the first video format asked for."""
         videos = [fmt for fmt in self.cfg.output.format if fmt is not OutputFormat.images]
         fmt = videos[0] if videos else OutputFormat.mp4
-        made = write_depth_video(self.cfg, self.folder, self.records, self.render_fps, fmt)
+        output = {"depth": fmt.value, "fps": self.render_fps}
+        final = self.folder.depth_video(video_extension(fmt))
+        made = write_depth_video(
+            self.cfg, self.folder, self.records, self.render_fps, fmt,
+            self._provenance(final, output),
+        )  # fmt: skip
         if made is None:
             return []
         video, previous = made
@@ -301,13 +306,10 @@ class Assembly:
     def _video(self, fmt: OutputFormat) -> Path:
         cfg, folder, info = self.cfg, self.folder, self.info
         fps = self.fps
-        audio = None
-        if cfg.output.audio and info.has_audio and fmt != OutputFormat.gif:
-            if cfg.output.slow_motion > 1:
-                log.info("slow motion: the source's audio is left out (it would not fit)")
-            else:
-                duration = len(self.records) / info.fps
-                audio = AudioSpec(path=info.path, start=info.start_time, duration=duration)
+        audio = soundtrack(cfg.output, info, len(self.records)) if fmt != OutputFormat.gif else None
+        if audio is not None and cfg.output.slow_motion > 1:
+            log.info("slow motion: the audio is left out (it would not fit the picture)")
+            audio = None
         out = folder.video(video_extension(fmt))
         staged = folder.staging(out.name)
         clear_staging(staged)
@@ -337,10 +339,14 @@ class Assembly:
         print(out)
         return out
 
-    def _publish(self, staged: Path, final: Path, recipe: str, output: dict[str, Any]) -> None:
+    def _provenance(self, final: Path, output: dict[str, Any]) -> dict[str, Any]:
+        """The sidecar of the deliverable ``final``: what made it (see records.provenance)."""
         source = {**asdict(self.info), "path": str(self.info.path), "kind": self.info.kind.value}
         provenance = Provenance.of(final.name, self.cfg, self.command, self.records, source, output)
-        previous = publish(self.folder, staged, final, recipe, provenance.to_dict())
+        return provenance.to_dict()
+
+    def _publish(self, staged: Path, final: Path, recipe: str, output: dict[str, Any]) -> None:
+        previous = publish(self.folder, staged, final, recipe, self._provenance(final, output))
         if previous is not None and self.report is not None:
             self.report.previous_outputs.append(str(previous))
 

@@ -21,9 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.cli.logs import ConsoleFormatter
+from pipeline.cli.logs import ConsoleFormatter, SkipFileOnly, quiet_libraries
 from pipeline.errors import RotoscopeError, plural
 from pipeline.records.interrupts import install
+from pipeline.records.progress import FILE_ONLY
 from pipeline.records.provenance import KeptLook, find_look, kept_looks
 from pipeline.records.prune import is_run_folder
 from pipeline.records.run_folder import RunFolder
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
             kept = find_look(folder, args.look)
             console(folder)
             command = shlex.join(["rotoscope-history", *(argv or sys.argv[1:])])
+            # the run's log keeps every command that changed the run folder
+            logging.getLogger(__name__).info("command: %s", command, extra={FILE_ONLY: True})
             with stop.job(lambda: "rotoscope-history: stopped now"):
                 restore_look(folder, kept, command, stop)
             return
@@ -94,12 +97,12 @@ def console(folder: RunFolder) -> None:
     root.setLevel(logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ConsoleFormatter())
+    handler.addFilter(SkipFileOnly())
     root.addHandler(handler)
     file = logging.FileHandler(folder.log, encoding="utf-8")
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file)
-    for name in ("diffusers", "transformers", "huggingface_hub", "torch", "PIL"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_libraries()
 
 
 if __name__ == "__main__":

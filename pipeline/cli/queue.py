@@ -12,22 +12,26 @@ exit 1 if any job failed, so scripts notice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import shutil
 import socket
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from pipeline.atomic import write_text
+from pipeline.report.queue import QueueJob, QueueRecords, QueueRefresher
 
 log = logging.getLogger("rotoscope")
 
@@ -54,12 +58,29 @@ class QueueSummary(Callback):
     def __init__(self) -> None:
         self.jobs: list[tuple[int, dict[str, Any]]] = []
         self.launcher: tuple[str, int] | None = None
+        self.refresher: QueueRefresher | None = None  # the queue page, while a job runs here
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # a process id alone could be a job's on another machine
         self.launcher = (socket.gethostname(), os.getpid())
         # outcomes an earlier sweep into this folder left behind (it was killed) are not ours
         shutil.rmtree(spool(Path(config.hydra.sweep.dir)), ignore_errors=True)
+        records = queue_records(Path(config.hydra.sweep.dir))
+        for number, overrides in enumerate(expand_sweep(config)):
+            records.record(QueueJob(number, overrides), page=False)
+        records.write_page()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        hydra = HydraConfig.get()
+        if hydra.mode != RunMode.MULTIRUN:
+            return
+        records = queue_records(Path(hydra.sweep.dir))
+        job = QueueJob(
+            int(hydra.job.num), list(hydra.overrides.task), "running", hydra.runtime.output_dir
+        )
+        with suppress(OSError):  # the page must never stop a job
+            records.record(job)
+        self.refresher = QueueRefresher(records).start()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra = HydraConfig.get()
@@ -71,6 +92,11 @@ class QueueSummary(Callback):
             outcome = {"status": "failed", "error": repr(job_return._return_value)}
         outcome["overrides"] = list(job_return.overrides or [])
         number = int(hydra.job.num)
+        if self.refresher is not None:
+            self.refresher.stop()
+            self.refresher = None
+        with suppress(OSError):
+            queue_records(Path(hydra.sweep.dir)).record(queue_job(number, outcome))
         if self.launcher in (None, (socket.gethostname(), os.getpid())):
             self.jobs.append((number, outcome))
         else:  # a job process of a submitit launcher
@@ -102,6 +128,51 @@ class QueueSummary(Callback):
                 " ".join(job["overrides"]),
             )
         summary = write_text(sweep_dir / QUEUE_NAME, json.dumps(jobs, indent=2) + "\n")
-        log.info("queue summary: %s", summary)
+        page = queue_records(sweep_dir).write_page(
+            [queue_job(number, job) for number, job in enumerate(jobs)]
+        )
+        log.info("queue summary: %s (page: %s)", summary, page)
         if failed:
             sys.exit(1)
+
+
+def queue_records(sweep_dir: Path) -> QueueRecords:
+    """The queue's page and the jobs' states it is made from (in the spool, until the end)."""
+    return QueueRecords(sweep_dir, spool(sweep_dir) / "page")
+
+
+def queue_job(number: int, outcome: dict[str, Any]) -> QueueJob:
+    """A finished job's row of the queue page, from its outcome."""
+    return QueueJob(
+        number,
+        list(outcome.get("overrides") or []),
+        str(outcome.get("status") or "failed"),
+        outcome.get("run_dir"),
+        outcome.get("error"),
+        list(outcome.get("outputs") or []),
+    )
+
+
+def expand_sweep(config: DictConfig) -> list[list[str]]:
+    """Every job's overrides, in the order Hydra's basic sweeper runs them (the queue
+    page lists them as queued from the start); [] for another sweeper, whose jobs show
+    as they start."""
+    sweeper = str(config.hydra.sweeper.get("_target_", ""))
+    if not sweeper.endswith("BasicSweeper"):
+        return []
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += list(config.hydra.overrides.task)
+    choices: dict[str, list[str]] = {}
+    try:
+        for override in OverridesParser.create().parse_overrides(arguments):
+            key = override.get_key_element()
+            if override.is_discrete_sweep():
+                choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+            elif override.is_sweep_override():
+                return []  # a range or interval: the sweeper's own business
+            else:
+                choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    except Exception:  # whatever Hydra refuses, it reports itself
+        return []
+    return [list(job) for job in itertools.product(*choices.values())]

@@ -12,6 +12,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -32,7 +33,6 @@ from pipeline.config.schema import ControlUnitConfig, RunConfig, register
 from pipeline.errors import RotoscopeError
 
 REQUIRED_HINTS = {
-    "input.path": "give the clip, folder or image: rotoscope input.path=clip.mp4 prompt='...'",
     "model.path": "pick a model preset (model=sd15, model=tiny) or set model.path=...",
 }
 
@@ -176,7 +176,8 @@ def to_run_config(cfg: Any) -> RunConfig:
     assert isinstance(obj, RunConfig)
     obj.prompts = {str(key).strip(): text for key, text in obj.prompts.items()}
     obj.controlnet.units = {
-        name: _control_unit(name, value) for name, value in obj.controlnet.units.items()
+        name: _in_controlnet_folder(_control_unit(name, value), obj.paths.controlnet)
+        for name, value in obj.controlnet.units.items()
     }
     _check_interpolation_names(obj)
     return obj
@@ -192,6 +193,19 @@ def _check_interpolation_names(cfg: RunConfig) -> None:
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"schedules: {', '.join(names)}"
             raise RotoscopeError(f"schedule_interpolation.{name} names no schedule ({hint})")
+
+
+# The files a ControlNet folder holds, named alone
+CONTROLNET_FILES = (".safetensors", ".pth", ".ckpt", ".bin")
+
+
+def _in_controlnet_folder(unit: ControlUnitConfig, folder: str) -> ControlUnitConfig:
+    """A unit whose model is a file name alone (A1111's ControlNet model list, a Deforum
+    import) reads that file from ``paths.controlnet``."""
+    model = unit.model
+    if "/" in model or "\\" in model or not model.endswith(CONTROLNET_FILES):
+        return unit
+    return dataclasses.replace(unit, model=str(Path(folder).expanduser() / model))
 
 
 def _control_unit(name: str, value: Any) -> ControlUnitConfig:

@@ -21,6 +21,7 @@ class ScheduleGroup(Enum):
 
     generation = "generation"  # always
     seed = "seed"  # with seed_behavior=schedule
+    variation = "variation"  # with a subseed_strength other than 0 (the subseed)
     motion = "motion"  # with animation.mode=loopback or 3d
     motion_2d = "motion_2d"  # with animation.mode=loopback
     camera_3d = "camera_3d"  # with animation.mode=3d
@@ -30,6 +31,8 @@ class ScheduleGroup(Enum):
     attention = "attention"  # with coherence.attention
     flow = "flow"  # with coherence.flow
     mask = "mask"  # with a mask (mask.path, mask.key, mask.luma or mask.expression)
+    hybrid_flow = "hybrid_flow"  # in loopback and 3d, with animation.hybrid.motion=optical_flow
+    hybrid_composite = "hybrid_composite"  # ... with animation.hybrid.composite
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,18 @@ class Schedulable:
 
 
 FLIP = ScheduleGroup.perspective_flip
+# The hybrid composite's schedules: its alpha and its mask's shaping
+HYBRID_COMPOSITE_PARTS = (
+    "alpha", "mask_contrast", "mask_blend_alpha", "mask_cutoff_low", "mask_cutoff_high"
+)  # fmt: skip
 SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("strength", "strength", ScheduleGroup.generation),
     Schedulable("guidance_scale", "guidance_scale", ScheduleGroup.generation),
     Schedulable("steps", "steps", ScheduleGroup.generation),
     Schedulable("noise_multiplier", "noise_multiplier", ScheduleGroup.generation, neutral=1.0),
     Schedulable("seed", "seed_schedule", ScheduleGroup.seed),
+    Schedulable("subseed_strength", "subseed_strength", ScheduleGroup.generation, neutral=0.0),
+    Schedulable("subseed", "subseed", ScheduleGroup.variation),
     Schedulable("zoom", "animation.zoom", ScheduleGroup.motion_2d),
     Schedulable("angle", "animation.angle", ScheduleGroup.motion_2d),
     Schedulable("translation_x", "animation.translation_x", ScheduleGroup.motion),
@@ -92,6 +101,11 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("mask_grow", "mask.grow", ScheduleGroup.mask),
     Schedulable("mask_blur", "mask.blur", ScheduleGroup.mask),
     Schedulable("mask_overlay_blur", "mask.overlay_blur", ScheduleGroup.mask),
+    Schedulable("hybrid_flow_factor", "animation.hybrid.flow_factor", ScheduleGroup.hybrid_flow),
+    *(
+        Schedulable(f"hybrid_{part}", f"animation.hybrid.{part}", ScheduleGroup.hybrid_composite)
+        for part in HYBRID_COMPOSITE_PARTS
+    ),
 )
 SCHEDULE_KEYS: dict[str, str] = {item.name: item.key for item in SCHEDULES}
 

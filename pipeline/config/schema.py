@@ -173,7 +173,8 @@ class DepthModel(Enum):
     """Where the 3D camera's depth comes from."""
 
     # MiDaS v3 DPT-Hybrid, dpt_hybrid-midas-501f0c75.pt in depth.annotators (the depth
-    # ControlNet preprocessor's file; Deforum's default "Midas-3-Hybrid")
+    # ControlNet preprocessor's file); stands for Deforum's default "Midas-3-Hybrid",
+    # which in fact loads DPT-Large weights
     midas = "midas"
     zoe = "zoe"  # ZoeDepth, ZoeD_M12_N.pt in depth.annotators
     depth_anything = "depth_anything"  # Depth Anything V2, a transformers folder (depth.folder)
@@ -193,6 +194,77 @@ class DepthConfig:
     # preprocessor_config.json).
     annotators: str = "${controlnet.annotators}"
     folder: str = "${paths.models}/depth_anything_v2"
+
+
+class HybridMotion(Enum):
+    """How a loopback frame moves with the hybrid video (Deforum's hybrid_motion)."""
+
+    none = "none"
+    optical_flow = "optical_flow"  # along the dense flow between the video's frames
+    perspective = "perspective"  # by a perspective fitted to that flow
+    affine = "affine"  # by a rotation, scale and translation fitted to that flow
+
+
+class HybridComposite(Enum):
+    """When the hybrid video's frame is composited in (Deforum's hybrid_composite)."""
+
+    none = "none"
+    normal = "normal"  # into each loopback input, after the hybrid motion
+    before_motion = "before_motion"  # into each loopback input, before the hybrid motion
+    after_generation = "after_generation"  # onto each output, after img2img
+
+
+class HybridMask(Enum):
+    """What the composite goes through (Deforum's hybrid_comp_mask_type)."""
+
+    none = "none"  # the video blended in evenly by alpha
+    depth = "depth"  # the previous output's depth (white: far, where the picture stays)
+    video_depth = "video_depth"  # the video frame's depth
+    blend = "blend"  # the greys of picture and video blended by mask_blend_alpha
+    difference = "difference"  # where picture and video differ
+
+
+class HybridEqualize(Enum):
+    """When the composite's mask is equalized (Deforum's hybrid_comp_mask_equalize)."""
+
+    none = "none"
+    before = "before"  # before its contrast
+    after = "after"  # after its auto contrast
+    both = "both"
+
+
+@dataclass
+class HybridConfig:
+    # The video (or image folder, or one image) whose motion and picture drive a loopback,
+    # aligned by frame number with the input's selection; unset: the input itself.
+    video: str | None = None
+    motion: HybridMotion = HybridMotion.none
+    # Take the motion from the previous output to the video's frame instead of between
+    # the video's frames (Deforum's hybrid_motion_use_prev_img).
+    motion_from_output: bool = False
+    # Optical flow only where it agrees forward and backward, feathered by this many
+    # pixels (Deforum's hybrid_flow_consistency and hybrid_consistency_blur).
+    flow_consistency: bool = False
+    consistency_blur: float = 2.0
+    # Schedule: how far along the video's optical flow each frame moves.
+    flow_factor: str = "1"
+    composite: HybridComposite = HybridComposite.none
+    # Schedule: the video's share of the composite (0..1).
+    alpha: str = "0.5"
+    mask: HybridMask = HybridMask.none
+    mask_invert: bool = False
+    mask_equalize: HybridEqualize = HybridEqualize.none
+    mask_auto_contrast: bool = False
+    # Schedules shaping the mask: contrast about its mean; mask=blend's share of the
+    # video's grey; the auto contrast's low and high percentiles.
+    mask_contrast: str = "1"
+    mask_blend_alpha: str = "0.5"
+    mask_cutoff_low: str = "0"
+    mask_cutoff_high: str = "100"
+
+    @property
+    def active(self) -> bool:
+        return self.motion is not HybridMotion.none or self.composite is not HybridComposite.none
 
 
 @dataclass
@@ -259,6 +331,11 @@ class AnimationConfig:
     # Also match each generated frame's colours, after generation (Deforum's default;
     # off is Deforum's legacy_colormatch: only the input, before the noise).
     color_coherence_output: bool = False
+    # Hybrid video: a second video's motion and picture in the loopback (Deforum's).
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    # Frame 0's strength when the loopback starts from an input image (Deforum's init
+    # strength, 1 - its "strength"); unset: the strength schedule's.
+    init_strength: float | None = None
 
 
 class AttentionAnchors(Enum):
@@ -342,9 +419,14 @@ class ControlUnitConfig:
     weight: str = "1.0"
     guidance_start: str = "0.0"
     guidance_end: str = "1.0"
-    # Where control frames come from: "input" (the input frames), or a video / image
-    # folder aligned with the input by frame number (same selection and size).
+    # Where control frames come from: "input" (each frame's own picture: its input frame,
+    # or in a loopback the previous output moved, its img2img input), a video or image
+    # folder aligned with the output by frame number (the input's selection), or one
+    # image for every frame.
     source: str = "input"
+    # How that source is fitted to the frame size (ControlNet's "Crop and Resize" = crop,
+    # "Resize and Fill" = fit, "Just Resize" = stretch); unset: as input.resize_mode.
+    resize_mode: ResizeMode | None = None
 
 
 @dataclass
@@ -422,8 +504,12 @@ class MaskConfig:
 
 @dataclass
 class InputConfig:
-    # A video file, a folder of images, or one image.
-    path: str = MISSING
+    # A video file, a folder of images, or one image. Unset with animation.mode loopback
+    # or 3d: the first frame is a txt2img render (input.frames frames of
+    # input.width x input.height).
+    path: str | None = None
+    # Frames to make without an input (a loopback from txt2img).
+    frames: int | None = None
     # First frame to use: a frame number (``12``) or a time (``2.5s``, ``00:01:02.5``).
     start: str | None = None
     # Stop before this frame number or time (exclusive); ``None`` reads to the end.
@@ -519,8 +605,9 @@ class OutputConfig:
     # H.264/VP9 quality (lower is better) and the x264 preset.
     crf: int = 18
     preset: str = "medium"
-    # Keep the source video's audio, cut to the selected range.
-    audio: bool = True
+    # Keep the source video's audio, cut to the selected range (true); none (false); or
+    # the path of an audio file (or video) to play from its start, cut to the video.
+    audio: bool | str = True
     # With a mask: output=images writes RGBA PNGs with the mask as alpha (prores_alpha and
     # webm_alpha always carry it) ...
     alpha: bool = False
@@ -564,6 +651,9 @@ class PathsConfig:
     home: str = "${rotoscope_home:}"
     models: str = "${.home}/models"
     annotators: str = "${.models}/annotators"
+    # ControlNet weight files named by file name alone (controlnet.units.NAME.model=
+    # x.safetensors), as A1111 lists its models/ControlNet folder
+    controlnet: str = "${.models}/ControlNet"
     loras: str = "${.models}/Lora"
     embeddings: str = "${.models}/embeddings"
     upscalers: str = "${.models}/ESRGAN"
@@ -580,8 +670,9 @@ class RunConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
-    # Run folder name under output.root; by default the input's file or folder name.
-    name: str = "${run_name:${input.path}}"
+    # Run folder name under output.root; by default the input's file or folder name
+    # (without an input, the keyframe file's name, else "animation").
+    name: str = "${run_name:${input.path},${keyframes}}"
     # Stages to run, in order: plan, control (maps + preview only), render, upscale (to
     # the delivered size; nothing to do when frames are delivered as rendered), assemble,
     # metrics (flicker measure).
@@ -618,11 +709,27 @@ class RunConfig:
     noise_multiplier: str = "1"
     # A1111 sampler name ("Euler a", "DPM++ 2M Karras") or its slug (euler_a).
     sampler: str = "Euler a"
-    # Base seed and how frames derive theirs; fixed (locked) is the default.
+    # A1111 schedule type: how the sampler spaces its noise levels (Automatic: the
+    # sampler's own; Uniform, Karras, Exponential, Polyexponential, SGM Uniform, KL
+    # Optimal, Align Your Steps, Simple, Normal, DDIM, Beta).
+    scheduler: str = "Automatic"
+    # Base seed and how frames derive theirs; fixed (locked) is the default. -1 draws a
+    # base seed once for the run folder (kept in it, so a resumed run uses it again).
     seed: int = 42
     seed_behavior: SeedBehavior = SeedBehavior.fixed
     seed_iter_n: int = 1
     seed_schedule: str = "0:(s)"
+    # A1111's variation seed, schedules: each frame's initial noise is the spherical
+    # interpolation of its seed's noise and the subseed's, subseed_strength of the way (0:
+    # the seed's alone, 1: the subseed's); a subseed of -1 is drawn per frame from the
+    # base seed, as A1111 draws one per generation.
+    subseed: str = "-1"
+    subseed_strength: str = "0"
+    # A1111's "resize seed from" (pixels, both or neither; 0: off): the noise drawn as at
+    # that size and placed at the centre, so a composition found at one size keeps its
+    # layout at another.
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
     # Interpolation of every schedule, and per schedule name (strength: cubic).
     interpolation: Interpolation = Interpolation.linear
     schedule_interpolation: dict[str, Interpolation] = field(default_factory=dict)
@@ -636,10 +743,17 @@ class RunConfig:
 STAGES = ("plan", "control", "render", "upscale", "assemble", "metrics")
 
 
-def run_name(input_path: str) -> str:
-    """Default run name: the input's stem (``dance.mp4`` -> ``dance``)."""
-    path = Path(str(input_path).rstrip("/\\"))
+def run_name(input_path: str | None, keyframes: str | None = None) -> str:
+    """Default run name: the input's stem (``dance.mp4`` -> ``dance``); without an input,
+    the keyframe file's (a Deforum settings file's), else ``animation``."""
+    named = input_path if input_path is not None else keyframes
+    if named is None:
+        return NO_INPUT_NAME
+    path = Path(str(named).rstrip("/\\"))
     return path.stem or "run"
+
+
+NO_INPUT_NAME = "animation"
 
 
 def register() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.atomic import atomic_path
-from pipeline.config.schema import ControlMismatch, InputConfig, RunConfig
+from pipeline.config.schema import ControlMismatch, ControlUnitConfig, InputConfig, RunConfig
 from pipeline.control.preprocessors import (
     check_preprocessor,
     make_preprocessor,
@@ -31,15 +31,20 @@ from pipeline.control.preprocessors import (
 from pipeline.errors import RotoscopeError
 from pipeline.records.manifest import image_digest
 from pipeline.records.run_folder import RunFolder
-from pipeline.source.base import Frame, Source
+from pipeline.source.base import Frame, Source, SourceKind
 from pipeline.source.open import open_source
 
 log = logging.getLogger("rotoscope")
 
 
-def control_input(cfg: RunConfig, source: str, width: int, height: int) -> InputConfig:
-    """The input config of a unit's own control source: same selection, exact render size."""
-    return replace(cfg.input, path=source, width=width, height=height, scale=None)
+def control_input(cfg: RunConfig, unit: ControlUnitConfig, width: int, height: int) -> InputConfig:
+    """The input config of a unit's own control source: same selection, exact render size
+    (its frame k goes with output frame k, however the animation starts), fitted by the
+    unit's own resize mode."""
+    return replace(
+        cfg.input, path=unit.source, frames=None, width=width, height=height, scale=None,
+        resize_mode=unit.resize_mode or cfg.input.resize_mode,
+    )  # fmt: skip
 
 
 def check_units(cfg: RunConfig, frame_count: int, width: int, height: int) -> None:
@@ -53,8 +58,10 @@ def check_units(cfg: RunConfig, frame_count: int, width: int, height: int) -> No
         if unit.source == "input":
             continue
         key = f"controlnet.units.{name}.source"
-        with open_source(control_input(cfg, unit.source, width, height), key=key) as source:
+        with open_source(control_input(cfg, unit, width, height), key=key) as source:
             count = source.count_frames()
+        if source.info.kind is SourceKind.image:
+            continue  # one picture guides every frame (as in A1111 and Deforum)
         if count < frame_count and cfg.controlnet.on_mismatch is ControlMismatch.error:
             raise RotoscopeError(
                 f"controlnet unit '{name}': source '{unit.source}' has {count} frames "
@@ -140,11 +147,13 @@ class ControlMaps:
         for name, unit in self.cfg.controlnet.units.items():
             if unit.source != "input":
                 source = open_source(
-                    control_input(self.cfg, unit.source, self.width, self.height),
+                    control_input(self.cfg, unit, self.width, self.height),
                     key=f"controlnet.units.{name}.source",
                 )
                 self._open.append(source)
-                self._sources[name] = ControlFrames(source, self.cfg.controlnet.on_mismatch)
+                single = source.info.kind is SourceKind.image  # one picture for every frame
+                mismatch = ControlMismatch.hold if single else self.cfg.controlnet.on_mismatch
+                self._sources[name] = ControlFrames(source, mismatch)
         return self
 
     def __exit__(self, *exc: object) -> None:

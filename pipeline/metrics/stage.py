@@ -27,7 +27,7 @@ from pipeline.animation.flow_cache import ESTIMATOR, FlowCache
 from pipeline.atomic import write_text
 from pipeline.config.schema import RunConfig
 from pipeline.metrics.warp_error import detail, pair_warp_error
-from pipeline.plan.chart import Series, write_plan_chart
+from pipeline.plan.chart import Line, write_line_chart
 from pipeline.plan.rows import PlanRow, read_plan
 from pipeline.records.interrupts import GracefulStop
 from pipeline.records.manifest import FrameRecord, Manifest
@@ -238,7 +238,8 @@ def _mean(values: list[float] | list[float | None]) -> float | None:
 
 
 def _chart(metrics: RunMetrics, frame_count: int, folder: RunFolder) -> None:
-    """Per-frame warp error of the output and of the source (NaN where no pair)."""
+    """The warp error of the output and of the source on one axis, per frame (NaN where
+    a pair could not be measured), their means in the legend, and which way is better."""
     output = np.full(frame_count, math.nan)
     reference = np.full(frame_count, math.nan)
     for pair in metrics.frames:
@@ -246,5 +247,12 @@ def _chart(metrics: RunMetrics, frame_count: int, folder: RunFolder) -> None:
         reference[pair.index] = (
             math.nan if pair.source_warp_error is None else pair.source_warp_error
         )
-    series = [Series("warp error", output, []), Series("source (reference)", reference, [])]
-    write_plan_chart(series, [], folder.metrics_chart)
+    title = "Flicker: warp error between each frame and the one before (lower is steadier)"
+    if metrics.warp_error and metrics.source_warp_error:
+        ratio = metrics.source_warp_error / metrics.warp_error
+        title += (
+            f": {ratio:.1f}x steadier than the source" if ratio >= 1
+            else f": {1 / ratio:.1f}x more flicker than the source"
+        )  # fmt: skip
+    lines = [Line("output", output), Line("source (reference)", reference)]
+    write_line_chart(title, "frame", list(range(frame_count)), lines, folder.metrics_chart)

@@ -4,7 +4,8 @@
 
 - ``midas``: MiDaS v3 DPT-Hybrid, the ``dpt_hybrid-midas-501f0c75.pt`` file the depth
   ControlNet preprocessor loads from the annotators folder (lllyasviel/Annotators),
-  through controlnet_aux's own classes; Deforum's default ("Midas-3-Hybrid");
+  through controlnet_aux's own classes; imported for Deforum's "Midas-3-Hybrid" (which
+  loads DPT-Large);
 - ``zoe``: ZoeDepth (``ZoeD_M12_N.pt``, same folder, same route);
 - ``depth_anything``: Depth Anything V2 through transformers, from a local folder as the
   hub has it (``depth-anything/Depth-Anything-V2-Small-hf`` and its Base/Large

@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config.schema import ModelFamily
 from pipeline.errors import RotoscopeError
+from pipeline.models.schedule_types import check_schedule_type, schedule_options, scheduled_class
 
 if TYPE_CHECKING:  # diffusers is imported only when a scheduler is built: planning stays light
     from diffusers import SchedulerMixin
@@ -160,12 +162,18 @@ def check_sampler_steps(sampler: str, steps: int, strength: float) -> tuple[str,
     return None
 
 
-def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
+def make_scheduler(
+    name: str,
+    base_config: Mapping[str, Any],
+    schedule: str | None = None,
+    family: ModelFamily = ModelFamily.sd15,
+) -> SchedulerMixin:
     """A fresh scheduler for sampler ``name``, built on the pipeline's scheduler config.
 
     ``base_config`` is ``pipe.scheduler.config`` of the loaded model (keep a copy of the
     original: the model's training settings live there). Only the options that define
-    the sampler are overridden.
+    the sampler are overridden. ``schedule`` is an A1111 schedule type (None: the
+    sampler's own; see :mod:`pipeline.models.schedule_types`), for a model of ``family``.
     """
     canonical = canonical_sampler(name)
     spec = _SAMPLERS[canonical]
@@ -176,6 +184,10 @@ def make_scheduler(name: str, base_config: Mapping[str, Any]) -> SchedulerMixin:
     accepted = inspect.signature(cls.__init__).parameters
     options = {flag: False for flag in _SIGMA_FLAGS if flag in accepted}
     options.update(spec.options)
+    if schedule is not None:
+        check_schedule_type(canonical, schedule)
+        cls = scheduled_class(cls, schedule, family)
+        options.update(schedule_options(cls, schedule))
     return cls.from_config(dict(base_config), **options)
 
 

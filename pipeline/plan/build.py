@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,6 +30,8 @@ from pipeline.config.schedulable import (
 )
 from pipeline.config.schema import (
     ControlMode,
+    HybridComposite,
+    HybridMotion,
     NoiseType,
     PromptBlend,
     PromptEditingSteps,
@@ -38,13 +40,14 @@ from pipeline.config.schema import (
 )
 from pipeline.errors import RotoscopeError
 from pipeline.models.samplers import canonical_sampler, check_sampler_steps
+from pipeline.models.schedule_types import check_schedule_type
 from pipeline.plan.chart import Series
 from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags, strip_network_tags
 from pipeline.plan.prompt_editing import check_composable, has_prompt_editing
 from pipeline.plan.prompt_syntax import parse_attention
 from pipeline.plan.rows import ControlValues, PlanRow
 from pipeline.plan.schedules import evaluate_schedule, parse_expression, parse_schedule
-from pipeline.plan.seeds import frame_seeds
+from pipeline.plan.seeds import frame_seeds, frame_subseeds
 from pipeline.plan.segments import segment_start_of, segment_starts
 from pipeline.plan.styles import apply_styles, style_list
 
@@ -81,6 +84,7 @@ def build_plan(
     frame_sizes: Sequence[tuple[int, int]] | None = None,
     cuts: list[int] | None = None,
     source_files: Sequence[str] | None = None,
+    from_noise: bool = False,
 ) -> Plan:
     """Resolve every schedule, prompt and seed for ``frame_count`` frames.
 
@@ -91,10 +95,12 @@ def build_plan(
     (frames starting a new shot), where temporal coherence starts a new segment.
     ``source_files`` names each frame's file for an image folder: such frames are keyed
     by their file, not their position (:meth:`PlanRow.key_json`).
+    ``from_noise``: there is no input, and a loopback's first frame is a txt2img render.
     """
     origins = origins or {}
     check_seed(cfg)
     sampler = canonical_sampler(cfg.sampler)
+    schedule_type = check_schedule_type(sampler, cfg.scheduler)
     active = active_schedules(cfg)
     series = {
         item.name: _schedule(cfg, item.key, item.name, frame_count, fps, origins) for item in active
@@ -118,6 +124,7 @@ def build_plan(
     steps = [round_half_up(value) for value in series["steps"].values]
     seed_values = series["seed"].values if "seed" in series else None
     seeds = frame_seeds(cfg.seed_behavior, cfg.seed, frame_count, cfg.seed_iter_n, seed_values)
+    subseeds = frame_subseeds(series["subseed"].values, cfg.seed) if "subseed" in series else []
     keys = prompt_keys(cfg, frame_count, fps, origins)
     coherent = cfg.coherence.attention or cfg.coherence.flow
     # a morphing prompt changes the look gradually, and a new anchor there would pop;
@@ -151,7 +158,17 @@ def build_plan(
             )
             for unit in cfg.controlnet.units
         }
+        start = from_noise and index == 0
+        if start:  # a unit that reads the frame's own picture has none to read yet
+            controls = {
+                unit: replace(values, weight=0.0)
+                if cfg.controlnet.units[unit].source == "input"
+                else values
+                for unit, values in controls.items()
+            }
         prompt = _prompt_at(keys, index, cfg.prompt_blend)
+        size = frame_sizes[index] if frame_sizes else (width, height)
+        variation = row_value(SUBSEED_STRENGTH, series["subseed_strength"].values[index])
         # the fields each group of settings fills (their names are the row's)
         grouped: dict[str, Any] = {
             **prompt,
@@ -162,15 +179,22 @@ def build_plan(
         }
         row = PlanRow(
             index=index,
-            # txt2img ControlNet generates from noise: the whole schedule runs
-            strength=1.0 if generate else float(series["strength"].values[index]),
+            # txt2img generates from noise: the whole schedule runs, with no img2img noise
+            strength=1.0 if generate or start else strength_at(cfg, series, index, from_noise),
             guidance_scale=float(series["guidance_scale"].values[index]),
             steps=steps[index],
-            noise_multiplier=row_value(NOISE_MULTIPLIER, series["noise_multiplier"].values[index]),
+            noise_multiplier=None
+            if start
+            else row_value(NOISE_MULTIPLIER, series["noise_multiplier"].values[index]),
+            txt2img=True if start else None,
             sampler=sampler,
+            scheduler=schedule_type,
             seed=seeds[index],
-            width=frame_sizes[index][0] if frame_sizes else width,
-            height=frame_sizes[index][1] if frame_sizes else height,
+            subseed=subseeds[index] if variation is not None else None,
+            subseed_strength=variation,
+            width=size[0],
+            height=size[1],
+            **seed_resize(cfg, size),
             blend_mode=cfg.prompt_blend,
             controls=controls or None,
             clip_skip=clip_skip,
@@ -184,6 +208,8 @@ def build_plan(
     chart = [series[item.name] for item in generation if charted(item, series)]
     seed_keys = series["seed"].keys if "seed" in series else [0]
     chart.append(Series("seed", np.array(seeds, dtype=float), seed_keys))
+    if subseeds and charted(SUBSEED_STRENGTH, series):
+        chart.append(Series("subseed", np.array(subseeds, dtype=float), series["subseed"].keys))
     chart += [series[item.name] for item in animation if charted(item, series)]
     chart += [series[name] for name in coherence_names]
     chart += [
@@ -239,8 +265,30 @@ MASK_RANGES = (
 ANIMATION_GROUPS = (
     ScheduleGroup.motion, ScheduleGroup.motion_2d, ScheduleGroup.camera_3d,
     ScheduleGroup.anti_blur, ScheduleGroup.perlin, ScheduleGroup.perspective_flip,
+    ScheduleGroup.hybrid_flow, ScheduleGroup.hybrid_composite,
 )  # fmt: skip
 NOISE_MULTIPLIER = next(item for item in SCHEDULES if item.name == "noise_multiplier")
+SUBSEED_STRENGTH = next(item for item in SCHEDULES if item.name == "subseed_strength")
+
+
+def strength_at(cfg: RunConfig, series: dict[str, Series], index: int, from_noise: bool) -> float:
+    """Frame ``index``'s strength: the schedule's, or for the first frame of a loopback
+    from an input image ``animation.init_strength`` when it is set (Deforum's init
+    strength)."""
+    init = cfg.animation.init_strength
+    if index == 0 and init is not None and cfg.animation.mode.loops and not from_noise:
+        return init
+    return float(series["strength"].values[index])
+
+
+def seed_resize(cfg: RunConfig, size: tuple[int, int]) -> dict[str, Any]:
+    """A frame's ``seed_resize_from_w/h`` row fields: A1111's "resize seed from", where it
+    draws the noise at another latent size than the frame's (A1111 works in whole latent
+    pixels of 8); nothing where it is off or the same."""
+    wanted = (cfg.seed_resize_from_w, cfg.seed_resize_from_h)
+    if wanted == (0, 0) or (wanted[0] // 8, wanted[1] // 8) == (size[0] // 8, size[1] // 8):
+        return {}
+    return {"seed_resize_from_w": wanted[0], "seed_resize_from_h": wanted[1]}
 
 
 def row_value(item: Schedulable, value: float) -> float | int | None:
@@ -275,6 +323,8 @@ def active_schedules(cfg: RunConfig) -> list[Schedulable]:
     groups = {ScheduleGroup.generation}
     if cfg.seed_behavior is SeedBehavior.schedule:
         groups.add(ScheduleGroup.seed)
+    if not is_zero(cfg.subseed_strength):
+        groups.add(ScheduleGroup.variation)
     animation = cfg.animation
     if animation.mode.loops:
         groups.add(ScheduleGroup.motion)
@@ -285,6 +335,10 @@ def active_schedules(cfg: RunConfig) -> list[Schedulable]:
             groups.add(ScheduleGroup.perlin)
         if animation.perspective_flip:
             groups.add(ScheduleGroup.perspective_flip)
+        if animation.hybrid.motion is HybridMotion.optical_flow:
+            groups.add(ScheduleGroup.hybrid_flow)
+        if animation.hybrid.composite is not HybridComposite.none:
+            groups.add(ScheduleGroup.hybrid_composite)
     if cfg.coherence.attention:
         groups.add(ScheduleGroup.attention)
     if cfg.coherence.flow:
@@ -331,9 +385,7 @@ def _schedule(
         str(_config_value(cfg, key)), key, origins.get(key, "command line"),
         fps=fps, max_f=max(count - 1, 0), seed=cfg.seed,
     )  # fmt: skip
-    values = evaluate_schedule(
-        schedule, count, fps=fps, seed=cfg.seed, interpolation=interpolation.value
-    )
+    values = evaluate_schedule(schedule, count, fps=fps, seed=cfg.seed, interpolation=interpolation)
     return Series(label, values, [key.frame for key in schedule.keyframes])
 
 
@@ -483,14 +535,58 @@ def _prompt_at(keys: list[PromptKey], index: int, mode: PromptBlend) -> dict[str
     }
 
 
+def is_zero(text: str) -> bool:
+    """Whether a schedule is the plain number 0 (a subseed strength that never varies)."""
+    try:
+        return float(text) == 0
+    except ValueError:
+        return False
+
+
+def check_sampling(cfg: RunConfig) -> None:
+    """The sampler, its schedule type and the seed settings, checked where the config is
+    composed (so a typo fails before anything is written)."""
+    check_schedule_type(canonical_sampler(cfg.sampler), cfg.scheduler)
+    check_seed_options(cfg)
+
+
 def check_seed(cfg: RunConfig) -> None:
+    """The seed settings' own rules (``seed=-1`` is drawn by the job before the plan:
+    :mod:`pipeline.records.random_seed`)."""
+    check_seed_options(cfg)
     if cfg.seed < 0:
         raise RotoscopeError(
             f"seed={cfg.seed} must not be negative",
             "for a different seed per frame use seed_behavior=random (drawn from the seed)",
         )
+
+
+def check_seed_options(cfg: RunConfig) -> None:
+    """Refuse seed settings that cannot work (run where the config is composed, too)."""
+    if cfg.seed < RANDOM_SEED:
+        raise RotoscopeError(
+            f"seed={cfg.seed} must not be negative",
+            "seed=-1 draws one for the run folder; for a different seed per frame use "
+            "seed_behavior=random (drawn from the seed)",
+        )
     if cfg.seed_iter_n < 1:
         raise RotoscopeError(f"seed_iter_n={cfg.seed_iter_n} must be at least 1")
+    resize = {"seed_resize_from_w": cfg.seed_resize_from_w,
+              "seed_resize_from_h": cfg.seed_resize_from_h}  # fmt: skip
+    for key, value in resize.items():
+        if value < 0:
+            raise RotoscopeError(f"{key}={value} is negative", "a size in pixels, or 0 for off")
+    given = [key for key, value in resize.items() if value > 0]
+    if len(given) == 1:
+        other = next(key for key in resize if key not in given)
+        raise RotoscopeError(
+            f"{given[0]}={resize[given[0]]} needs {other} too",
+            "A1111 resizes the seed's noise from a width and a height; 0 for both is off",
+        )
+
+
+# seed=-1: a base seed drawn once for the run folder
+RANDOM_SEED = -1
 
 
 def check_row(row: PlanRow, origins: dict[str, str]) -> None:
@@ -517,6 +613,11 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         fail("steps", *problem)
     if row.clip_skip is not None and row.clip_skip < 1:
         fail("clip_skip", f"{row.clip_skip} is below 1", "1 is the last layer, 2 the one before")
+    if row.subseed_strength is not None and not 0.0 <= row.subseed_strength <= 1.0:
+        fail(
+            "subseed_strength", f"{row.subseed_strength:g} is outside 0..1",
+            "0 is the seed's noise alone, 1 the subseed's",
+        )  # fmt: skip
     if row.guidance_scale < 0:
         fail("guidance_scale", f"{row.guidance_scale:g} is negative", "use 0 or more")
     if row.zoom is not None and row.zoom <= 0:
@@ -573,6 +674,27 @@ def check_loopback_values(row: PlanRow, fail: Callable[[str, str, str], NoReturn
         )  # fmt: skip
     if row.perlin_octaves is not None and row.perlin_octaves < 1:
         fail("animation.perlin_octaves", f"{row.perlin_octaves} octaves", "use 1 or more")
+    for name, low, high, hint in HYBRID_RANGES:
+        value = getattr(row, name)
+        if value is not None and not low <= value <= high:
+            fail(SCHEDULE_KEYS[name], f"{value:g} is outside {low:g}..{high:g}", hint)
+    low_cut, high_cut = row.hybrid_mask_cutoff_low, row.hybrid_mask_cutoff_high
+    if low_cut is not None and high_cut is not None and low_cut >= high_cut:
+        fail(
+            "animation.hybrid.mask_cutoff_low", f"{low_cut:g} is not below mask_cutoff_high "
+            f"{high_cut:g}", "percentiles: the low cutoff below the high one",
+        )  # fmt: skip
+
+
+# The hybrid schedules' ranges (row field, low, high, hint)
+HYBRID_RANGES = (
+    ("hybrid_flow_factor", -10.0, 10.0, "1 follows the video's motion, 0 stays still"),
+    ("hybrid_alpha", 0.0, 1.0, "the video's share of the composite, 0..1"),
+    ("hybrid_mask_contrast", 0.0, math.inf, "1 keeps the mask's contrast"),
+    ("hybrid_mask_blend_alpha", 0.0, 1.0, "the video's share of the blend mask, 0..1"),
+    ("hybrid_mask_cutoff_low", 0.0, 100.0, "a percentile"),
+    ("hybrid_mask_cutoff_high", 0.0, 100.0, "a percentile"),
+)
 
 
 # A forward move of 200 (Deforum's units) reaches the nearest point of a depth map.

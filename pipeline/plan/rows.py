@@ -113,6 +113,17 @@ class PlanRow:
     mask_composite: bool | None = field(default=None, metadata=OPTIONAL)
     # A1111's initial noise multiplier, where it is not 1.
     noise_multiplier: float | None = field(default=None, metadata=OPTIONAL)
+    # A1111's variation seed, where its strength is not 0: the subseed whose noise the
+    # seed's is slerped toward, and how far (0..1).
+    subseed: int | None = field(default=None, metadata=OPTIONAL)
+    subseed_strength: float | None = field(default=None, metadata=OPTIONAL)
+    # A1111's "resize seed from" (pixels), where it differs from the frame's size.
+    seed_resize_from_w: int | None = field(default=None, metadata=OPTIONAL)
+    seed_resize_from_h: int | None = field(default=None, metadata=OPTIONAL)
+    # A1111's schedule type, where it is not Automatic (the sampler's own).
+    scheduler: str | None = field(default=None, metadata=OPTIONAL)
+    # Generated from noise alone (a loopback's first frame without an input image).
+    txt2img: bool | None = field(default=None, metadata=OPTIONAL)
     # Loopback (2D and 3D): the input's contrast multiplier where it is not 1; the
     # unsharp mask (when animation.anti_blur is on); the Perlin noise's octaves and
     # persistence (with noise_type=perlin); the perspective flip (when it is on).
@@ -127,6 +138,14 @@ class PlanRow:
     perspective_flip_phi: float | None = field(default=None, metadata=OPTIONAL)
     perspective_flip_gamma: float | None = field(default=None, metadata=OPTIONAL)
     perspective_flip_fv: float | None = field(default=None, metadata=OPTIONAL)
+    # Hybrid video (loopback with animation.hybrid): how far along the video's flow a
+    # frame moves; the composite's alpha and its mask's contrast, blend and cutoffs.
+    hybrid_flow_factor: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_alpha: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_contrast: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_blend_alpha: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_cutoff_low: float | None = field(default=None, metadata=OPTIONAL)
+    hybrid_mask_cutoff_high: float | None = field(default=None, metadata=OPTIONAL)
     # The 3D camera's move and lens (animation.mode=3d), in Deforum's units.
     translation_z: float | None = field(default=None, metadata=OPTIONAL)
     rotation_3d_x: float | None = field(default=None, metadata=OPTIONAL)

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.config.schema import Interpolation
 from pipeline.errors import RotoscopeError
 from pipeline.plan.expressions import (
     Expression,
@@ -86,7 +87,6 @@ from pipeline.plan.expressions import (
 )
 
 __all__ = [
-    "INTERPOLATIONS",
     "Expression",
     "Keyframe",
     "Schedule",
@@ -96,8 +96,6 @@ __all__ = [
     "parse_schedule",
     "schedule_values",
 ]
-
-INTERPOLATIONS = ("linear", "hold", "cubic")
 
 _SCHEDULE_HELP = "a schedule is key:(value) pairs, e.g. 0:(0.65), 60:(0.45), or one number"
 _SEPARATOR_HELP = (
@@ -307,23 +305,16 @@ def evaluate_schedule(
     *,
     fps: float,
     seed: int,
-    interpolation: str = "linear",
+    interpolation: Interpolation = Interpolation.linear,
 ) -> np.ndarray:
     """One float64 value per frame ``0 .. frame_count - 1`` (see the module docstring).
 
     ``max_f`` inside values is ``frame_count - 1``; parse with the same ``max_f`` so keys
-    and values agree (:func:`schedule_values` does both). Raises ScheduleError for an
-    unknown interpolation or a value that is not a finite number on some frame.
+    and values agree (:func:`schedule_values` does both). Raises ScheduleError for a
+    value that is not a finite number on some frame.
     """
     if frame_count < 0:
         raise ValueError(f"frame_count must be >= 0, got {frame_count}")
-    if interpolation not in INTERPOLATIONS:
-        raise ScheduleError(
-            schedule.where,
-            schedule.name,
-            f"unknown interpolation '{interpolation}'",
-            allowed="interpolations: " + ", ".join(INTERPOLATIONS),
-        )
     by_frame = {key.frame: key for key in schedule.keyframes}  # a hand-built one may repeat
     keys = [by_frame[frame] for frame in sorted(by_frame)]
     if not keys:
@@ -363,7 +354,7 @@ def schedule_values(
     *,
     fps: float,
     seed: int,
-    interpolation: str = "linear",
+    interpolation: Interpolation = Interpolation.linear,
     where: str = "command line",
 ) -> np.ndarray:
     """Parse and evaluate in one call, with ``max_f = frame_count - 1``."""
@@ -395,13 +386,13 @@ def _evaluate(
 
 
 def _interpolate(
-    key_frames: np.ndarray, anchors: np.ndarray, frames: np.ndarray, interpolation: str
+    key_frames: np.ndarray, anchors: np.ndarray, frames: np.ndarray, interpolation: Interpolation
 ) -> np.ndarray:
     """Values at ``frames`` from (key frame, anchor) points, flat outside the keys."""
-    if interpolation == "hold":
+    if interpolation is Interpolation.hold:
         index = np.clip(np.searchsorted(key_frames, frames, side="right") - 1, 0, None)
         return anchors[index]
-    if interpolation == "linear" or len(key_frames) == 1:
+    if interpolation is Interpolation.linear or len(key_frames) == 1:
         return np.interp(frames, key_frames, anchors)
     return _cubic(key_frames, anchors, frames)
 

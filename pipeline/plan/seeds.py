@@ -43,6 +43,24 @@ def frame_seeds(
     return [(base + offset(k)) % SEED_LIMIT for k in frames]
 
 
-def _random_seed(base: int, frame: int) -> int:
-    """A seed drawn from (base, frame) alone: PCG64 keyed by both numbers."""
-    return int(np.random.Generator(np.random.PCG64([base, frame])).integers(RANDOM_SEED_RANGE))
+def frame_subseeds(values: np.ndarray, base: int) -> list[int]:
+    """A1111's variation seeds for frames 0..len(values)-1 from the ``subseed`` schedule's
+    values: rounded half up; -1 a subseed drawn from (base seed, frame) alone, as A1111
+    draws a random one for each generation (so each frame gets its own, and the same one
+    on every run)."""
+    rounded = [int(np.floor(value + 0.5)) for value in values]
+    return [
+        _random_seed(base, frame, SUBSEED_STREAM) if value == -1 else value % SEED_LIMIT
+        for frame, value in enumerate(rounded)
+    ]
+
+
+# Keys the random subseeds apart from the random seeds of seed_behavior=random.
+SUBSEED_STREAM = 1
+
+
+def _random_seed(base: int, frame: int, *stream: int) -> int:
+    """A seed drawn from (base, frame) alone: PCG64 keyed by both numbers (and a stream
+    number, for the subseeds)."""
+    key = [base, frame, *stream]
+    return int(np.random.Generator(np.random.PCG64(key)).integers(RANDOM_SEED_RANGE))

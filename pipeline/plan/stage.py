@@ -21,6 +21,8 @@ from pipeline.config.schema import (
     ColorCoherence,
     ControlMode,
     DepthModel,
+    HybridMask,
+    HybridMotion,
     MaskArea,
     MaskConfig,
     Reanchor,
@@ -31,14 +33,14 @@ from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError, plural
 from pipeline.models.depth import check_depth_weights
 from pipeline.plan.build import Plan, build_plan
-from pipeline.plan.chart import write_plan_chart
+from pipeline.plan.chart import network_series, write_plan_chart
 from pipeline.plan.rows import PlanRow, write_plan
 from pipeline.records.interrupts import GracefulStop
 from pipeline.records.run_folder import RunFolder
 from pipeline.source.base import SourceInfo, SourceKind
 from pipeline.source.cuts import CutDetector
 from pipeline.source.masks import check_mask_options, check_masks
-from pipeline.source.open import is_photo_batch, keeps_own_sizes, open_source
+from pipeline.source.open import aligned_input, is_photo_batch, keeps_own_sizes, open_source
 
 log = logging.getLogger("rotoscope")
 
@@ -85,7 +87,7 @@ def make_plan(
             count = source.count_frames(safe_point)
     for note in source.notes:
         log.warning("%s", note)
-    if cfg.animation.mode.loops and cfg.input.max_frames:
+    if cfg.animation.mode.loops and cfg.input.max_frames and info.kind is not SourceKind.none:
         count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(
@@ -96,8 +98,12 @@ def make_plan(
         check_units(cfg, count, info.width, info.height)
     if cfg.mask.active:
         check_masks(cfg.mask, info, source.selection, count)
-    if cfg.animation.mode.in_3d or cfg.animation.save_depth:
+    hybrid = cfg.animation.hybrid
+    depth_masks = hybrid.mask in (HybridMask.depth, HybridMask.video_depth)
+    if cfg.animation.mode.in_3d or cfg.animation.save_depth or depth_masks:
         check_depth_weights(cfg.animation.depth, cfg.paths.models)  # before any GPU time
+    if hybrid.active:
+        check_hybrid_video(cfg, count, (info.width, info.height))
     unused = two_d_moves_in_3d(cfg)
     if unused:
         log.warning(
@@ -108,6 +114,7 @@ def make_plan(
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts,
         names[:count] if names is not None and info.kind is SourceKind.folder else None,
+        from_noise=info.kind is SourceKind.none,
     )  # fmt: skip
     return PlannedRun(plan, info, summarize(plan, info, cfg))
 
@@ -116,8 +123,14 @@ def write_plan_files(planned: PlannedRun, folder: RunFolder) -> None:
     """Write the plan (``plan.jsonl``, ``plan.csv``), its chart and ``source.json``."""
     plan = planned.plan
     write_plan(plan.rows, folder)
+    networks = network_series(
+        [row.loras for row in plan.rows],
+        [row.blend if row.prompt_to is not None else None for row in plan.rows],
+    )
     write_plan_chart(
-        plan.series, [(k.frame, k.prompt) for k in plan.prompt_keys], folder.plan_chart
+        [*plan.series, *networks],
+        [(k.frame, k.prompt) for k in plan.prompt_keys],
+        folder.plan_chart,
     )
     planned.info.write(folder.source_json)
 
@@ -126,13 +139,16 @@ def check_strategies(cfg: RunConfig) -> None:
     """Refuse the ways of rendering that do not combine, and coherence values out of range
     (run where the config is composed: :mod:`pipeline.run.configure`)."""
     mode = cfg.animation.mode
-    if cfg.controlnet.units and mode.loops:
+    check_start(cfg)
+    if cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img and mode.loops:
         raise RotoscopeError(
-            f"controlnet units with animation.mode={mode.value} are not supported",
-            "use controlnet with animation=none, or loopback without controlnet",
+            f"controlnet.mode=txt2img with animation.mode={mode.value}: txt2img makes every "
+            "frame from noise, and a loopback makes each from the one before",
+            "use controlnet.mode=img2img with loopback (its units guide each frame)",
         )
     check_mask_strategies(cfg)
     check_animation(cfg)
+    check_hybrid(cfg)
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
         return
@@ -158,6 +174,32 @@ def check_strategies(cfg: RunConfig) -> None:
             f"coherence.reanchor_every={coherence.reanchor_every} is negative",
             "a number of frames, or 0 for never",
         )
+
+
+def check_start(cfg: RunConfig) -> None:
+    """What a run starts from: an input, or for a loopback nothing (its first frame a
+    txt2img render); refuse what needs an input's frames without one."""
+    given = cfg.input.path is not None
+    if given and cfg.input.frames is not None:
+        raise RotoscopeError(
+            "input.frames counts the frames made without an input, and input.path is given",
+            "leave input.frames unset; input.max_frames limits the frames of an input",
+        )
+    if given:
+        return
+    if not cfg.animation.mode.loops:
+        raise RotoscopeError(
+            "input.path is required (give the clip, folder or image: rotoscope "
+            "input.path=clip.mp4 prompt='...')",
+            "or animate from a txt2img first frame: animation=loopback (or 3d) with "
+            "input.frames, input.width and input.height",
+        )
+    animation = cfg.animation
+    if animation.color_coherence is ColorCoherence.video and not animation.color_coherence_video:
+        raise RotoscopeError(
+            "animation.color_coherence=video follows the input's frames, and there is no "
+            "input.path", "give the video as animation.color_coherence_video",
+        )  # fmt: skip
 
 
 def check_mask_strategies(cfg: RunConfig) -> None:
@@ -252,6 +294,51 @@ def check_animation(cfg: RunConfig) -> None:
             )
 
 
+def check_hybrid_video(cfg: RunConfig, count: int, size: tuple[int, int]) -> None:
+    """The hybrid video has a frame for every planned frame (one image serves them all,
+    for a composite: it does not move)."""
+    path = cfg.animation.hybrid.video or cfg.input.path
+    assert path is not None  # check_hybrid refused a hybrid video without a video
+    with open_source(aligned_input(cfg.input, path, size)) as source:
+        if source.info.kind is SourceKind.image:
+            if cfg.animation.hybrid.motion is not HybridMotion.none:
+                raise RotoscopeError(
+                    f"animation.hybrid.motion={cfg.animation.hybrid.motion.value} takes the "
+                    f"motion of a video, and '{path}' is one image",
+                    "give a video as animation.hybrid.video (or input.path)",
+                )
+            return
+        frames = source.count_frames()
+    if frames < count:
+        raise RotoscopeError(
+            f"the hybrid video '{path}' has {frames} frames but the animation has {count}",
+            "give fewer frames (input.max_frames / input.frames) or a longer video",
+        )
+
+
+def check_hybrid(cfg: RunConfig) -> None:
+    """Hybrid video is a loopback's, from a video (its own, or the input)."""
+    hybrid = cfg.animation.hybrid
+    if not hybrid.active:
+        return
+    if not cfg.animation.mode.loops:
+        raise RotoscopeError(
+            "animation.hybrid moves and composites a loopback's frames, and "
+            f"animation.mode={cfg.animation.mode.value}",
+            "use animation=loopback or 3d with it",
+        )
+    if hybrid.video is None and cfg.input.path is None:
+        raise RotoscopeError(
+            "animation.hybrid needs a video: animation.hybrid.video, or input.path",
+            "give the video whose motion or picture the animation takes",
+        )
+    if hybrid.consistency_blur < 0:
+        raise RotoscopeError(
+            f"animation.hybrid.consistency_blur={hybrid.consistency_blur:g} is negative",
+            "pixels of feather, 0 for none",
+        )
+
+
 def two_d_moves_in_3d(cfg: RunConfig) -> list[str]:
     """The 2D move schedules set to a move in 3d mode, where they do nothing."""
     if not cfg.animation.mode.in_3d:
@@ -286,6 +373,7 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
         f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({cfg.seed_behavior.value})"
     )
     mode = {"none": "", "loopback": ", loopback", "3d": ", 3d loopback"}[cfg.animation.mode.value]
+    origin = "a txt2img first frame" if info.kind is SourceKind.none else str(info.path)
     starts = sorted({row.segment_start for row in rows if row.segment_start is not None})
     segments = [f"{len(starts)} coherence segment(s) from frames {_frame_list(starts)}"]
     sizes = {(row.width, row.height) for row in rows}
@@ -298,18 +386,39 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
     rate = "" if is_photo_batch(cfg, info.kind) else f" at {info.fps:g} fps"
     return "; ".join(
         [
-            f"{plural(len(rows), 'frame')} of {info.path} ({info.kind.value}, {size}{rate}{mode})",
+            f"{plural(len(rows), 'frame')} of {origin} ({info.kind.value}, {size}{rate}{mode})",
             f"{len(plan.prompt_keys)} prompt keyframe(s)",
             f"strength {span([r.strength for r in rows])}",
             f"guidance {span([r.guidance_scale for r in rows])}",
             f"steps {span([float(r.steps) for r in rows])}",
-            rows[0].sampler,
+            rows[0].sampler + (f" ({rows[0].scheduler})" if rows[0].scheduler else ""),
             seed_text,
+            *_variation(rows),
             *(segments if starts else []),
             *(_editing_counted(rows)),
             *([mask_summary(cfg.mask)] if cfg.mask.active else []),
         ]
     )
+
+
+def _variation(rows: list[PlanRow]) -> list[str]:
+    """A1111's variation seed and seed resize, where rows use them."""
+    varied = [row for row in rows if row.subseed_strength is not None]
+    words = []
+    if varied:
+        subseeds = sorted({row.subseed for row in varied if row.subseed is not None})
+        named = f"subseed {subseeds[0]}" if len(subseeds) == 1 else f"{len(subseeds)} subseeds"
+        strengths = [row.subseed_strength or 0.0 for row in varied]
+        span = (
+            f"{min(strengths):g}"
+            if min(strengths) == max(strengths)
+            else (f"{min(strengths):g}-{max(strengths):g}")
+        )
+        words.append(f"variation {named} at {span} on {plural(len(varied), 'frame')}")
+    resized = next((row for row in rows if row.seed_resize_from_w is not None), None)
+    if resized is not None:
+        words.append(f"seed resized from {resized.seed_resize_from_w}x{resized.seed_resize_from_h}")
+    return words
 
 
 def _editing_counted(rows: list[PlanRow]) -> list[str]:

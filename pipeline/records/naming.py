@@ -147,20 +147,30 @@ class RunOwner:
             return None
 
 
-def owner_of(input_path: str, job: str = "", name: str = "") -> RunOwner:
-    """The owner record for a run of ``input_path`` (resolved against the current folder)."""
-    return RunOwner(input=str(Path(str(input_path)).expanduser().resolve()), job=job, name=name)
+def owner_of(input_path: str | None, job: str = "", name: str = "") -> RunOwner:
+    """The owner record for a run of ``input_path`` (resolved against the current folder;
+    None, an animation made without an input, is recorded as an empty input)."""
+    return RunOwner(input=resolved_input(input_path), job=job, name=name)
 
 
-def folder_names(name: str, input_path: str, job: str = "", explicit: bool = False) -> list[str]:
+def resolved_input(input_path: str | None) -> str:
+    """The input as a run folder records it: its resolved path, or "" for none."""
+    if input_path is None:
+        return ""
+    return str(Path(str(input_path)).expanduser().resolve())
+
+
+def folder_names(
+    name: str, input_path: str | None, job: str = "", explicit: bool = False
+) -> list[str]:
     """The folder names a run may take, in order of preference (see the module doc)."""
     bases = [bounded(name)]
     if not explicit:
-        resolved = Path(str(input_path)).expanduser().resolve()
-        parent = _UNSAFE.sub("_", resolved.parent.name).strip("_")
+        resolved = resolved_input(input_path)
+        parent = _UNSAFE.sub("_", Path(resolved).parent.name).strip("_") if resolved else ""
         if parent:
             bases.append(bounded(f"{name}-{parent}"))
-        bases.append(bounded(f"{name}-{short_hash(str(resolved))}"))
+        bases.append(bounded(f"{name}-{short_hash(resolved)}"))
     suffix = job_part(job) if job else ""
     names = [f"{base}{JOB_SEPARATOR}{suffix}" if suffix else base for base in bases]
     if suffix:  # two jobs whose values read alike once made safe: the job's own hash
@@ -170,7 +180,7 @@ def folder_names(name: str, input_path: str, job: str = "", explicit: bool = Fal
 
 
 def choose_folder(
-    root: Path, name: str, input_path: str, job: str = "", explicit: bool = False
+    root: Path, name: str, input_path: str | None, job: str = "", explicit: bool = False
 ) -> Path:
     """The run folder for this input and job: the first name free or already its own."""
     owner = owner_of(input_path, job)
@@ -183,7 +193,7 @@ def choose_folder(
 
 
 def run_folder_resolver(
-    root: str, name: str, input_path: str, job: str = "", *, _root_: Any
+    root: str, name: str, input_path: str | None, job: str = "", *, _root_: Any
 ) -> str:
     """Hydra resolver ``${run_folder:root,name,input,[job]}``: the run folder's absolute
     path (a queue job's folder lies beside the single runs', outside the queue's own).

@@ -6,9 +6,9 @@ when the user asks (``rotoscope-prune``):
 - frames no current manifest line references (earlier looks, and a frame a killed
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
-- the coherence state (latents, attention recordings), the masks and the depth maps of
-  those frames, the upscaled frames made from them, and the in-between frames made from
-  frames no longer delivered;
+- the coherence state (latents, attention recordings), the masks, the depth maps and
+  the report page's thumbnails of those frames, the upscaled frames made from them, and
+  the in-between frames made from frames no longer delivered;
 - leftovers of interrupted writes (hidden temporary and staging files, in any folder);
 - with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
@@ -90,6 +90,10 @@ def prunable(
         Prunable(path, size_of([path]), "earlier look's depth map")
         for path in superseded_depth(folder, manifest)
     ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's thumbnail")
+        for path in superseded_thumbnails(folder, manifest)
+    ]
     leftovers = [*folder.path.rglob(TEMPORARY_GLOB), *folder.path.glob(folder.staging("*").name)]
     items += [Prunable(path, size_of([path]), "unfinished write") for path in leftovers]
     if flow and folder.flow.is_dir():
@@ -107,6 +111,18 @@ def prunable(
                 if sidecar.exists():
                     items.append(Prunable(sidecar, size_of([sidecar]), "its provenance"))
     return items
+
+
+def superseded_thumbnails(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """The report page's thumbnails of frames no current manifest line references."""
+    if not folder.thumbnails.is_dir():
+        return []
+    current = {folder.thumbnail(record.key).name for record in manifest.records.values()}
+    return sorted(
+        path
+        for path in folder.thumbnails.glob("*.jpg")
+        if f"{path.name.split('.')[0]}.jpg" not in current
+    )
 
 
 def deliverable_of(entry: Path) -> str:

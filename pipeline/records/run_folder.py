@@ -19,6 +19,7 @@ MASKS = "masks"
 CONTROL = "control"
 HISTORY = "history"
 PREVIEW = "preview"
+THUMBNAILS = "thumbnails"
 SIDECAR_SUFFIX = ".json"
 FRAME_KEY_LENGTH = 16  # hex digits of a frame's key in its file name (64 bits)
 
@@ -112,6 +113,22 @@ class RunFolder:
         return self.path / MASKS / f"{digest[:FRAME_KEY_LENGTH]}.png"
 
     @property
+    def thumbnails(self) -> Path:
+        """Small JPEGs of the frames and their source frames, for the report page."""
+        return self.path / THUMBNAILS
+
+    def thumbnail(self, key: str, of_source: bool = False) -> Path:
+        """A frame's thumbnail (``of_source``: its source frame's), by the frame's key:
+        made once per key, like the frame itself."""
+        suffix = ".source.jpg" if of_source else ".jpg"
+        return self.thumbnails / f"{key[:FRAME_KEY_LENGTH]}{suffix}"
+
+    @property
+    def page(self) -> Path:
+        """The report page (``report.html``): the run at a glance, refreshed while it runs."""
+        return self.path / "report.html"
+
+    @property
     def manifest(self) -> Path:
         """Finished frames and their keys, one JSON line each."""
         return self.path / "manifest.jsonl"
@@ -157,6 +174,11 @@ class RunFolder:
     def flow_pair(self, index: int) -> Path:
         """The source flow between frames ``index - 1`` and ``index``."""
         return self.flow / f"{index:06d}.npz"
+
+    def hybrid_flow_pair(self, index: int) -> Path:
+        """A loopback's hybrid-video flow into frame ``index`` (from the video's frame
+        before, or from the moved previous output)."""
+        return self.flow / f"hybrid-{index:06d}.npz"
 
     # --- upscale stage ---
     @property
@@ -275,6 +297,11 @@ class RunFolder:
     def run_json(self) -> Path:
         """Whose run this folder holds: the input's resolved path and the multirun job."""
         return self.path / "run.json"
+
+    @property
+    def random_seed(self) -> Path:
+        """The base seed drawn for ``seed=-1``, kept so every later run of the folder uses it."""
+        return self.path / "seed.json"
 
     @property
     def history(self) -> Path:

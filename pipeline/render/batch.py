@@ -2,11 +2,12 @@
 
 ``render.batch_size=N`` puts up to N frames through one diffusers call, which keeps a
 GPU's many cores busy where one 512x512 frame cannot. Frames may share a call only if
-the call's own arguments are equal for all of them: sampler, steps, strength, guidance
-scale, size, LoRA weights (set on the model, not per sample) and ControlNet weights and
-windows (one per unit and call). Everything else stays per frame: each frame has its
-own ``torch.Generator`` seeded from its row (diffusers takes a list of generators and
-draws each sample's VAE sample and noise from its own, exactly the numbers that frame
+the call's own arguments are equal for all of them: sampler and schedule type, steps,
+strength, guidance scale, size, txt2img or img2img, LoRA weights (set on the model, not
+per sample) and ControlNet weights and windows (one per unit and call). Everything else
+stays per frame: each frame has its own ``torch.Generator`` seeded from its row
+(diffusers takes a list of generators and draws each sample's VAE sample and noise from
+its own, exactly the numbers that frame
 draws alone), its own blended prompt embeddings (stacked along the batch), its own
 control maps and its own prompt-editing switches (one step callback switches each
 frame's embeddings at its own steps).
@@ -53,9 +54,11 @@ def call_signature(job: PlanRow) -> str:
     controls = sorted((job.controls or {}).items())
     loras = sorted((job.loras or {}).items())
     masked = (job.mask_area, job.mask_fill) if job.masked else ()
+    # a schedule type picks another scheduler, txt2img another pipeline
+    later = tuple(value for value in (job.scheduler, job.txt2img) if value is not None)
     return repr(
         (job.sampler, job.steps, job.strength, job.guidance_scale, job.width, job.height,
-         loras, controls, *masked)
+         loras, controls, *masked, *later)
     )  # fmt: skip
 
 

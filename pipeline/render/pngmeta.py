@@ -41,16 +41,19 @@ def a1111_parameters(
     extra: list[tuple[str, str]] | None = None,
 ) -> str:
     """The ``parameters`` text in A1111's layout (prompt, negative line, settings line),
-    with ``Clip skip`` and ``Noise multiplier`` when they are not 1, A1111's inpainting
+    with ``Schedule type`` when it is not Automatic, ``Variation seed`` and its strength
+    when that is not 0, ``Seed resize from`` when it applies, ``Clip skip`` and ``Noise
+    multiplier`` when they are not 1, A1111's inpainting
     entries for a masked frame, the ``extra`` entries (``Lora hashes``, ``TI hashes``) and
     one ``ControlNet N`` entry per unit as A1111's ControlNet extension writes it. No model
     (``model_name`` None) for a frame that was not diffused (an empty mask)."""
     lines = [job.prompt]
     if job.negative_prompt:
         lines.append(f"Negative prompt: {job.negative_prompt}")
-    settings: list[tuple[str, Any]] = [
-        ("Steps", job.steps),
-        ("Sampler", job.sampler),
+    settings: list[tuple[str, Any]] = [("Steps", job.steps), ("Sampler", job.sampler)]
+    if job.scheduler is not None:
+        settings.append(("Schedule type", job.scheduler))
+    settings += [
         ("CFG scale", _number(job.guidance_scale)),
         ("Seed", job.seed),
         ("Size", f"{job.width}x{job.height}"),
@@ -59,7 +62,13 @@ def a1111_parameters(
         settings.append(("Model hash", model_hash))
     if model_name is not None:
         settings.append(("Model", model_name))
-    settings.append(("Denoising strength", _number(job.strength)))
+    if job.subseed_strength is not None:
+        settings.append(("Variation seed", job.subseed))
+        settings.append(("Variation seed strength", _number(job.subseed_strength)))
+    if job.seed_resize_from_w is not None:
+        settings.append(("Seed resize from", f"{job.seed_resize_from_w}x{job.seed_resize_from_h}"))
+    if not job.txt2img:  # A1111's txt2img has no denoising strength
+        settings.append(("Denoising strength", _number(job.strength)))
     if job.clip_skip:
         settings.append(("Clip skip", job.clip_skip))
     if job.mask_area is not None:

@@ -33,12 +33,13 @@ from pipeline.records.manifest import (
 from pipeline.records.progress import Progress
 from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
+from pipeline.records.thumbnails import write_frame_thumbnails
 from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.masking.latent import MASK_METHOD
 from pipeline.render.masking.render import MaskedRender
 from pipeline.render.pngmeta import a1111_parameters, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
-from pipeline.render.units import FrameOrigin, PendingFrame
+from pipeline.render.units import ControlSource, FrameOrigin, PendingFrame
 from pipeline.source.base import FrameMask, Source
 from pipeline.source.masks import save_mask
 
@@ -71,13 +72,6 @@ class ChainedInput(Protocol):
     def reused(self, key: str, output: np.ndarray) -> None:
         """The frame was current on disk."""
         ...
-
-
-class ControlSource(Protocol):
-    """Where a frame's control maps come from: ``ControlMaps`` in the driver, the maps
-    shipped with a work unit on a worker."""
-
-    def maps(self, index: int, input_image: np.ndarray) -> list[UnitMap]: ...
 
 
 class FrameProducer:
@@ -251,6 +245,7 @@ class FrameProducer:
         )
         path = self.folder.path / record.file
         mask = frame.mask
+        source = frame.image  # the source frame (the init image), for the page's thumbnails
 
         def write() -> None:  # in the writer's pool: the metadata is built there too
             details: dict[str, object] = {
@@ -275,6 +270,7 @@ class FrameProducer:
                 if mask is not None:  # the assemble and metrics stages read it back
                     save_mask(self.folder.mask(mask.digest), mask.pixels)
                 write_png(path, output, parameters, details)
+                write_frame_thumbnails(self.folder, frame.key, output, source)
             except OSError as exc:
                 raise disk_full(exc, job.index, self.folder) from exc
 

@@ -5,10 +5,11 @@ sequence needs: a fresh CPU generator per frame seeded from the row (so a frame'
 depends on its seed alone, never on device, batch or resume point), A1111-weighted
 prompt embeddings encoded once per distinct prompt rather than once per frame, blended
 between prompt keyframes and switched between steps by prompt editing, the row's LoRA
-weights and CLIP skip, A1111's initial noise multiplier per frame
-(:mod:`pipeline.render.initial_noise`), and the sampler switched only when a row asks
-for a different one. img2img with steps x strength below 1 still runs one step, as
-A1111 does.
+weights and CLIP skip, A1111's variation seed, seed resize and initial noise multiplier
+per frame (:mod:`pipeline.render.initial_noise`), the sampler and its schedule type
+switched only when a row asks for others, and a txt2img call for a frame made from
+noise alone (a loopback's first frame without an input image). img2img with steps x
+strength below 1 still runs one step, as A1111 does.
 
 Several frames can share one call (:meth:`Renderer.render_batch`, ``render.batch_size``):
 each keeps its own generator, embeddings, control maps and prompt-editing switches (see
@@ -53,7 +54,7 @@ from pipeline.render.adapters import Adapters
 from pipeline.render.batch import FrameInput, batch_embeddings, conditioning_shapes
 from pipeline.render.callbacks import StepCallback, StepCallbacks
 from pipeline.render.conditioning import PromptEncoder
-from pipeline.render.initial_noise import scaled_initial_noise
+from pipeline.render.initial_noise import FrameNoise, initial_noise, starting_latents
 from pipeline.render.masking.control import inpaint_control_image
 from pipeline.render.masking.latent import LatentMask
 from pipeline.render.prompt_schedule import StepConditionings, step_conditionings
@@ -98,7 +99,7 @@ class Renderer:
         self.model = model
         self.pipe = model.pipe
         self._base_scheduler_config = dict(self.pipe.scheduler.config)
-        self._sampler: str | None = None
+        self._sampler: tuple[str, str | None] | None = None  # and its schedule type
         self.prompts = PromptEncoder(model.pipe, model.family, model.device)
         self.adapters = adapters or Adapters(model)
         self.adapters.install_embeddings(self.prompts)
@@ -113,6 +114,28 @@ class Renderer:
             self.call_pipe = inpaint_pipeline(model, nets)
         elif self.controlnets:
             self.call_pipe = control_pipeline(model, nets, self.control_img2img)
+        self._txt2img_pipe: Any = None  # made when a row first asks for txt2img
+
+    def pipe_for(self, job: PlanRow) -> Any:
+        """The pipeline a row renders with: the run's (img2img, inpainting or ControlNet),
+        or for a frame made from noise alone the txt2img one (an inpainting checkpoint
+        makes it with its own pipeline, masked everywhere at strength 1, as A1111 does)."""
+        if not job.txt2img or self.inpainting or self.generates:
+            return self.call_pipe
+        if self._txt2img_pipe is None:
+            from pipeline.models.txt2img import txt2img_pipeline
+
+            self._txt2img_pipe = txt2img_pipeline(self.model, [c.net for c in self.controlnets])
+        return self._txt2img_pipe
+
+    def from_noise(self, job: PlanRow) -> bool:
+        """Whether a row's call starts from noise alone (no img2img ``add_noise``)."""
+        return bool(job.txt2img) or self.generates or (self.inpainting and job.strength >= 1)
+
+    @property
+    def generates(self) -> bool:
+        """Every frame is generated from noise, guided by ControlNet maps alone."""
+        return bool(self.controlnets) and not self.control_img2img
 
     @property
     def native_size(self) -> int:
@@ -173,8 +196,8 @@ class Renderer:
 
     def _render(self, frames: Sequence[FrameInput], hooks: FrameHooks | None) -> list[np.ndarray]:
         job = frames[0].job
-        self._use_sampler(job.sampler)
-        pipe = self.call_pipe
+        self._use_sampler(job.sampler, job.scheduler)
+        pipe = self.pipe_for(job)
         if pipe is not self.pipe:
             pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
         steps = inference_steps(job.steps, job.strength)
@@ -217,10 +240,18 @@ class Renderer:
         callbacks = StepCallbacks()
         callbacks.add(switch)
         with torch.inference_mode(), ExitStack() as stack:
-            multipliers = [frame.job.noise_multiplier for frame in frames]
-            if any(multiplier is not None for multiplier in multipliers):
-                scales = [1.0 if multiplier is None else multiplier for multiplier in multipliers]
-                stack.enter_context(scaled_initial_noise(pipe.scheduler, scales))
+            noises = [FrameNoise.of(frame.job) for frame in frames]
+            factor = int(self.pipe.vae_scale_factor)
+            if self.from_noise(job):
+                shape = (int(self.pipe.vae.config.latent_channels), job.height // factor,
+                         job.width // factor)  # fmt: skip
+                latents = starting_latents(
+                    noises, generators, shape, self.model.dtype, self.model.device, factor
+                )
+                if latents is not None:
+                    arguments["latents"] = latents
+            else:
+                stack.enter_context(initial_noise(pipe.scheduler, noises, factor))
             if hooks is not None:
                 for callback in hooks.enter(stack, pipe):
                     callbacks.add(callback)
@@ -255,6 +286,11 @@ class Renderer:
 
         init = one_or_list([Image.fromarray(frame.image) for frame in frames])
         masks: dict[str, Any] = {}
+        # a frame from noise alone (not on an inpainting checkpoint, which paints it
+        # masked everywhere): no init picture
+        txt2img = bool(job.txt2img) and not self.inpainting
+        if txt2img and not self.controlnets:
+            return {"width": job.width, "height": job.height}
         if self.inpainting:  # an unmasked frame is rendered everywhere
             everywhere = np.full(frames[0].image.shape[:2], 255, np.uint8)
             masks["mask_image"] = one_or_list(
@@ -271,9 +307,10 @@ class Renderer:
             one_or_list([self._control_image(unit, frame) for frame in frames])
             for unit in range(len(self.controlnets))
         ]
+        img2img = self.control_img2img and not txt2img
         arguments = control_kwargs(
-            self.control_img2img,
-            init if self.control_img2img else None,
+            img2img,
+            init if img2img else None,
             per_unit,
             [v.weight for v in values],
             [v.start for v in values],
@@ -281,7 +318,7 @@ class Renderer:
             job.width,
             job.height,
         )
-        if self.control_img2img:
+        if img2img:
             arguments["strength"] = job.strength
         return {**arguments, **masks}
 
@@ -305,10 +342,12 @@ class Renderer:
         do_cfg = job.guidance_scale > 1.0
         return step_conditionings(self.prompts, job, settings, do_cfg, schedule_length)
 
-    def _use_sampler(self, name: str) -> None:
-        if name != self._sampler:
-            self.pipe.scheduler = make_scheduler(name, self._base_scheduler_config)
-            self._sampler = name
+    def _use_sampler(self, name: str, schedule: str | None) -> None:
+        if (name, schedule) != self._sampler:
+            self.pipe.scheduler = make_scheduler(
+                name, self._base_scheduler_config, schedule, self.model.family
+            )
+            self._sampler = (name, schedule)
 
 
 def editing_length(scheduler: Any, job: PlanRow, num_inference_steps: int) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -143,13 +144,27 @@ WorkUnit = FramesUnit | ChainUnit
 
 
 class ShippedMaps:
-    """The control maps of a :class:`ChainUnit`, served like ``ControlMaps`` serves them."""
+    """The control maps of a :class:`ChainUnit`, served like ``ControlMaps`` serves them;
+    a frame shipped without maps (a loopback's: they read its img2img input) has its
+    maps made by ``fallback`` (the worker's own ``ControlMaps``)."""
 
-    def __init__(self, maps: dict[int, list[ShippedMap]]) -> None:
+    def __init__(
+        self, maps: dict[int, list[ShippedMap]], fallback: ControlSource | None = None
+    ) -> None:
         self._maps = maps
+        self.fallback = fallback
 
     def maps(self, index: int, input_image: np.ndarray) -> list[UnitMap]:
+        if index not in self._maps and self.fallback is not None:
+            return self.fallback.maps(index, input_image)
         return [shipped.as_unit_map() for shipped in self._maps.get(index, [])]
+
+
+class ControlSource(Protocol):
+    """Where a frame's control maps come from: ``ControlMaps`` in the driver, the maps
+    shipped with a work unit on a worker (:class:`ShippedMaps`)."""
+
+    def maps(self, index: int, input_image: np.ndarray) -> list[UnitMap]: ...
 
 
 class FrameList(Source):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pipeline.assemble.encode import check_mask_outputs, check_output_options
 from pipeline.assemble.interpolate import check_interpolation_options
+from pipeline.assemble.soundtrack import check_soundtrack
 from pipeline.assemble.timeline import check_timing_options
 from pipeline.config.keyframes import (
     KeyframeFile,
@@ -33,8 +34,10 @@ from pipeline.config.keyframes import (
 from pipeline.config.paths import find_keyframes
 from pipeline.config.schema import NATIVE_SIDE, STAGES, ModelFamily, RunConfig
 from pipeline.errors import RotoscopeError
+from pipeline.interop.a1111.parameters import import_png
 from pipeline.interop.deforum.importer import import_deforum, is_deforum_settings
 from pipeline.models.family import native_side
+from pipeline.plan.build import check_sampling
 from pipeline.plan.stage import check_strategies
 from pipeline.render.stage import check_speed_options
 from pipeline.source.base import SourceKind
@@ -61,6 +64,7 @@ def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
     stages = check_stages(cfg.stages)
     cfg, origins = apply_keyframes(cfg, explicit)
     cfg = resolve_render_area(cfg)
+    check_sampling(cfg)
     if "metrics" in stages and "stages" not in explicit and is_photo_batch(cfg, input_kind(cfg)):
         log.info(
             "metrics: not measured, the photos of a folder are not frames of one motion "
@@ -76,11 +80,15 @@ def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
         check_output_options(cfg.output)
         check_interpolation_options(cfg)
         check_mask_outputs(cfg.output, cfg.mask.active)
+        check_soundtrack(cfg.output)
     return JobConfig(cfg, origins, stages)
 
 
 def input_kind(cfg: RunConfig) -> SourceKind | None:
-    """What the input is, from its path alone (None for a file: a video or an image)."""
+    """What the input is, from its path alone (None for a file: a video or an image; none
+    without a path: a loopback's txt2img start)."""
+    if cfg.input.path is None:
+        return SourceKind.none
     return SourceKind.folder if Path(cfg.input.path).expanduser().is_dir() else None
 
 
@@ -128,8 +136,14 @@ def check_stages(stages: list[str]) -> list[str]:
 
 
 def load_keyframes(path_text: str | Path) -> KeyframeFile:
-    """Read and check a keyframe file (YAML, a JSON prompt object, or Deforum settings)."""
+    """Read and check a keyframe file (YAML, a JSON prompt object, Deforum settings, or a
+    PNG with A1111's generation parameters)."""
     path = find_keyframes(str(path_text))
+    if path.suffix.lower() == ".png":
+        parameters = import_png(path)
+        for warning in parameters.warnings:
+            log.warning("%s: %s", path, warning)
+        return keyframe_file(path, parameters.keyframes)
     data = read_keyframe_data(path)
     if is_deforum_settings(data):
         converted = import_deforum(path)

@@ -36,7 +36,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -48,6 +48,7 @@ from pipeline.config.compose import literal_node
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError, plural
 from pipeline.metrics.stage import metrics_stage
+from pipeline.plan.build import RANDOM_SEED
 from pipeline.plan.rows import PlanRow, read_plan
 from pipeline.plan.stage import PlannedRun, make_plan, write_plan_files
 from pipeline.records.history import history_bytes
@@ -56,9 +57,11 @@ from pipeline.records.lock import RunLock
 from pipeline.records.manifest import FILE_IDENTITIES, same_look
 from pipeline.records.naming import RunOwner, check_owner, claim, owner_of
 from pipeline.records.progress import FILE_ONLY
+from pipeline.records.random_seed import keep_run_seed, run_seed
 from pipeline.records.report import JobReport, append_job
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage, weights_identity
+from pipeline.report.live import LivePage
 from pipeline.run.configure import JobConfig, configure
 from pipeline.upscale.stage import upscale_stage
 
@@ -111,7 +114,10 @@ def run_job(
         # the lock first (its file is the first thing written; it says nothing to a
         # user), so a second job on the folder is refused at once
         with _permissions(folder), RunLock(folder.lock):
-            accepted = accept(configure(cfg, explicit), folder, stop)
+            configured, drawn = with_run_seed(configure(cfg, explicit), folder)
+            accepted = accept(configured, folder, stop)
+            if drawn:
+                keep_run_seed(folder, configured.cfg.seed)
             return _run_stages(accepted, folder, owner, named, command, stop)
     except StopRequested:
         raise
@@ -119,6 +125,18 @@ def run_job(
         if fresh and holds_nothing(folder, ignore_job_records=True):
             shutil.rmtree(folder.path, ignore_errors=True)
         raise
+
+
+def with_run_seed(configured: JobConfig, folder: RunFolder) -> tuple[JobConfig, bool]:
+    """``configured`` with ``seed=-1`` replaced by the base seed drawn for the run folder
+    (read back when an earlier job drew it), so the plan, every stage and ``config.yaml``
+    see that seed; and whether it was drawn now (to keep once the job is accepted)."""
+    cfg = configured.cfg
+    if cfg.seed != RANDOM_SEED:
+        return configured, False
+    seed, drawn = run_seed(folder)
+    log.info("seed=-1: base seed %d for this run folder (kept in %s)", seed, folder.random_seed)
+    return replace(configured, cfg=replace(cfg, seed=seed)), drawn
 
 
 def accept(configured: JobConfig, folder: RunFolder, stop: GracefulStop) -> AcceptedJob:
@@ -193,8 +211,11 @@ def _run_stages(  # the caller holds the run folder's lock
         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )  # fmt: skip
 
+    # the run folder's page (report.html), live while the job runs; a preview has none
+    page = LivePage(folder, command) if records in (folder, None) else None
+
     def finish() -> None:
-        """Write the report where this job keeps it, and its line in jobs.jsonl."""
+        """Write the report where this job keeps it, its line in jobs.jsonl, the page."""
         report.finish(time.monotonic() - started)
         report.history_bytes = history_bytes(folder)
         try:
@@ -203,6 +224,8 @@ def _run_stages(  # the caller holds the run folder's lock
             append_job(folder.jobs, report)
         except OSError as exc:
             log.warning("cannot write the report in %s: %s", folder, exc.strerror or exc)
+        if page is not None:
+            page.close()
 
     def stop_now() -> str:
         """A second Ctrl-C: the report says interrupted, and how to resume."""
@@ -220,7 +243,9 @@ def _run_stages(  # the caller holds the run folder's lock
                 if records is not None:
                     write_text(records.config, OmegaConf.to_yaml(literal_node(cfg)))
                 log.info("run folder: %s", folder)
-                _stages(accepted, folder, report, stop, command)
+                if page is not None:
+                    page.start()
+                _stages(accepted, folder, report, stop, command, page)
             report.status = "done"
         except StopRequested:
             report.status = "interrupted"
@@ -241,6 +266,7 @@ def _stages(
     report: JobReport,
     stop: GracefulStop,
     command: str | None,
+    page: LivePage | None = None,
 ) -> None:
     """The stages in order. The plan stage writes the plan made in :func:`accept`; the
     others read what is on disk (the plan just written, or the last render's)."""
@@ -251,16 +277,25 @@ def _stages(
         report.planned = accepted.planned.count
         where = "" if plan_folder == folder else f" (a preview: {plan_folder.path})"
         log.info("plan: %s%s", accepted.planned.summary, where)
+
+    def entering(stage: str) -> None:
+        if page is not None:
+            page.enter_stage(stage)
+
     if "control" in stages:
+        entering("control")
         report.outputs.append(str(control_stage(cfg, folder, plan_folder, stop)))
     if "render" in stages:
+        entering("render")
         render_stage(cfg, folder, report, stop, accepted.identity)
     if "upscale" in stages:
         upscale_stage(cfg, folder, report, stop)
     if "assemble" in stages:
+        entering("assemble")
         outputs = assemble_stage(cfg, folder, report, stop, command)
         report.outputs += [str(path) for path in outputs]
     if "metrics" in stages:
+        entering("metrics")
         metrics_stage(cfg, folder, report, stop)
 
 
@@ -277,7 +312,10 @@ def holds_nothing(folder: RunFolder, ignore_job_records: bool = False) -> bool:
         return True
     allowed = {HYDRA_RECORDS, folder.log.name, folder.lock.name}
     if ignore_job_records:
-        allowed |= {folder.config.name, folder.report.name, folder.run_json.name, folder.jobs.name}
+        allowed |= {
+            folder.config.name, folder.report.name, folder.run_json.name, folder.jobs.name,
+            folder.random_seed.name, folder.page.name,
+        }  # fmt: skip
     return {entry.name for entry in folder.path.iterdir()} <= allowed
 
 

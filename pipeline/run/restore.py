@@ -90,7 +90,8 @@ def look_config(folder: RunFolder, kept: KeptLook) -> RunConfig:
     node = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(data))
     cfg = to_run_config(node)
     owner = RunOwner.read(folder)
-    if owner is not None and not Path(cfg.input.path).expanduser().exists():
+    path = cfg.input.path  # None: a loopback's txt2img start, which reads no input
+    if owner is not None and path is not None and not Path(path).expanduser().exists():
         cfg = replace(cfg, input=replace(cfg.input, path=owner.input))
     return cfg
 

@@ -66,6 +66,7 @@ class SourceKind(Enum):
     video = "video"  # a video file, decoded by one streaming ffmpeg
     folder = "folder"  # a folder of images, in natural order
     image = "image"  # one image (repeated input.repeat times)
+    none = "none"  # no input: a loopback made from noise (pipeline.source.blank)
 
 
 @dataclass(frozen=True)

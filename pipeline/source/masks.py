@@ -184,10 +184,37 @@ def check_masks(cfg: MaskConfig, info: SourceInfo, selection: Selection, count: 
             "input.max_frames)",
         )
     if mask.kind is SourceKind.folder:
+        _check_numbering(cfg.path, mask.files[: numbers[-1] + 1])
         for index, number in enumerate(numbers):
             _check_image(mask.files[number], "mask.path", info, index)
     else:
         _check_aspect(mask.path, mask.size(), info, 0, "mask.path")
+
+
+def _check_numbering(folder: str, files: Sequence[Path]) -> None:
+    """Masks pair with frames by their order in the folder: where the files are numbered
+    and a number is missing, every frame after the gap would take the next frame's mask,
+    so a gap among the files in use is refused rather than rendered misaligned."""
+    numbers = [_trailing_number(file.stem) for file in files]
+    if None in numbers:
+        return  # not a numbered sequence: the natural order is all there is
+    for position in range(1, len(files)):
+        before, after = numbers[position - 1], numbers[position]
+        assert before is not None and after is not None
+        if after - before != 1:
+            raise RotoscopeError(
+                f"mask.path '{folder}': the numbered masks skip from {files[position - 1].name} "
+                f"to {files[position].name}, so every frame after the gap would take another "
+                "frame's mask",
+                "give every frame its mask file (a copy of a neighbour's will do), or trim the "
+                "input before the gap (input.end, input.max_frames)",
+            )
+
+
+def _trailing_number(stem: str) -> int | None:
+    """The number a file name ends with (``mask_0042`` -> 42), or None."""
+    digits = len(stem) - len(stem.rstrip("0123456789"))
+    return int(stem[-digits:]) if digits else None
 
 
 def _check_image(file: Path, key: str, info: SourceInfo, index: int) -> None:

@@ -2,11 +2,13 @@
 
 ``open_source`` validates the config, probes the input and returns a Source whose
 ``info`` describes the render (size, rates, how many frames to expect) before any
-frame is decoded; iterating it decodes one frame at a time. Three kinds:
+frame is decoded; iterating it decodes one frame at a time. Four kinds:
 
 - ``video``: one streaming ffmpeg process (see ``pipeline.source.video``);
 - ``folder``: the images in a folder, in natural order (``2.png`` before ``10.png``);
-- ``image``: one image repeated ``input.repeat`` times.
+- ``image``: one image repeated ``input.repeat`` times;
+- ``none``: no input (``input.path`` unset): a loopback made from noise
+  (:mod:`pipeline.source.blank`).
 
 Selection (``start``/``end``/``every``/``max_frames``) counts frames of the source:
 for a video, of its constant-rate stream at the average frame rate; for images, of
@@ -24,11 +26,13 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config.schema import InputConfig, OutputFormat, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.source.base import Selection, Source, SourceInfo, SourceKind
+from pipeline.source.blank import open_blank
 from pipeline.source.images import (
     IMAGE_EXTENSIONS,
     ImageSource,
@@ -87,6 +91,13 @@ def open_source(cfg: InputConfig, own_sizes: bool = False, key: str = "input.pat
     """
     _check_numbers(cfg)
     parse_color(cfg.background)
+    if cfg.path is None:
+        return open_blank(cfg)
+    if cfg.frames is not None:
+        raise RotoscopeError(
+            "input.frames counts the frames made without an input, and input.path is given",
+            "leave input.frames unset; input.max_frames limits the frames of an input",
+        )
     path = Path(str(cfg.path)).expanduser()
     if not path.exists():
         raise RotoscopeError(
@@ -109,6 +120,12 @@ def open_source(cfg: InputConfig, own_sizes: bool = False, key: str = "input.pat
         + " ".join(sorted(IMAGE_EXTENSIONS))
         + "; or give a folder of images",
     )
+
+
+def aligned_input(cfg: InputConfig, path: str, size: tuple[int, int]) -> InputConfig:
+    """How a second video (or folder, or image) is read alongside the input: the input's
+    selection, so its frame k goes with output frame k, at the render size ``size``."""
+    return replace(cfg, path=path, frames=None, width=size[0], height=size[1], scale=None)
 
 
 def parse_position(text: str, key: str, fps: float) -> int:

@@ -24,9 +24,11 @@ def test_bench_orchestration_runs_every_loop_and_prints_its_verdicts() -> None:
         "--idle-wait", "0",
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stderr  # 1: a target missed at toy size
-    for line in ("overlapped", "serial (before)", "serial, today's PNG"):
+    for line in ("overlapped + page", "overlapped, no page", "serial (before)",
+                 "serial, today's PNG"):  # fmt: skip
         assert line in result.stdout
     assert "efficiency at T=5 ms, steady state:" in result.stdout
+    assert "one build of the finished run's page (4 frames)" in result.stdout
     assert "overlapped / serial before:" in result.stdout
 
 

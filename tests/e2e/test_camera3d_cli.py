@@ -4,6 +4,7 @@ model, its depth video and metadata, change-aware re-render, and kill -9 then re
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 from support.cli import count_frames, rotoscope, start_stopping_at, wait_until_stopped
 from support.run_files import frame_files, frames_of, manifest_lines, report_of
 
+from pipeline.records.run_folder import RunFolder
 from pipeline.render.pngmeta import read_png_metadata
 
 FRAMES = 16
@@ -60,6 +62,8 @@ def test_a_fly_through_from_a_still(reference: Path) -> None:
     assert len(frames) == FRAMES
     assert all(not np.array_equal(a, b) for a, b in itertools.pairwise(frames))
     assert count_frames(reference / "whole-depth.mp4") == FRAMES
+    sidecar = json.loads(RunFolder.sidecar(reference / "whole-depth.mp4").read_text())
+    assert sidecar["output"]["depth"] == "mp4" and len(sidecar["frames"]) == FRAMES
     assert len(depth_maps(reference)) == FRAMES  # every output's, once
     meta = read_png_metadata(frame_files(reference)[9])  # rotation_3d_y reached 1 at frame 8
     row = meta["rotoscope"]["plan"]

@@ -136,6 +136,8 @@ def test_several_outputs_provenance_history_and_restoring_a_look(base, tmp_path:
     restored = history(str(run_dir), "restore", sidecar["look"], cwd=tmp_path)
     assert restored.returncode == 0, restored.stderr
     assert "loading model" not in restored.stderr  # its frames are kept: nothing renders
+    log = (run_dir / "rotoscope.log").read_text(encoding="utf-8")
+    assert f"command: rotoscope-history {run_dir} restore {sidecar['look']}" in log
     current = {line["index"]: line["key"] for line in manifest_lines(run_dir)}
     assert [current[index] for index in range(3)] == keys
     assert "prompt: a cat" in (run_dir / "config.yaml").read_text()
@@ -233,6 +235,7 @@ def test_ctrl_c_stops_every_stage_and_a_second_one_stops_at_once(base, tmp_path:
     plan.send_signal(signal.SIGINT)
     _, stderr = plan.communicate()
     assert plan.returncode == 130 and "interrupted before the job wrote anything" in stderr
+    assert "Run it again with: rotoscope " in stderr and "name=planning" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "outputs/planning").exists()
 
 

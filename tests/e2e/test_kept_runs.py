@@ -102,7 +102,8 @@ def test_a_new_look_keeps_the_last_one_and_going_back_is_instant(base, tmp_path:
     assert "0 rendered; 3 reused" in back.stderr and "loading model" not in back.stderr
     assert all(np.array_equal(a, b) for a, b in zip(frames_of(run_dir), cat_frames, strict=True))
     dry = rotoscope_prune("--dry-run", str(run_dir), cwd=tmp_path)
-    assert dry.stdout.count("earlier look") == 3 and "would free" in dry.stderr
+    assert dry.stdout.count("earlier look\n") == 3 and "would free" in dry.stderr
+    assert dry.stdout.count("earlier look's thumbnail\n") == 6  # frame and source, each
     assert len(list((run_dir / "frames").glob("*.png"))) == 6
     pruned = rotoscope_prune(str(tmp_path / "outputs"), cwd=tmp_path)
     assert pruned.returncode == 0 and "freed" in pruned.stderr

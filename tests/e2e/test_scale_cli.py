@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import psutil
@@ -277,6 +278,11 @@ def test_a_multirun_queue_runs_on_the_submitit_local_launcher(tiny_models, tmp_p
     assert [folder.name.split("--")[0] for folder in folders] == ["a", "b"]
     for folder in folders:  # one job per run folder, each with its frame
         assert report_of(folder)["rendered"] == 1 and len(frames_of(folder)) == 1
+    # the queue's page, kept by the job processes and the launcher: each job done, linked
+    (page,) = (tmp_path / "outputs/queues").glob("*/queue.html")
+    html = page.read_text()
+    assert html.count("data-state='done'") == 2
+    assert all(f"{quote(folder.name)}/report.html" in html for folder in folders)
     # submitit's own job logs are in the queue's folder, not among the run folders
     assert [path.parent.parent.name for path in (tmp_path / "outputs").glob("*/*/.submitit")] == [
         "queues"

@@ -129,6 +129,17 @@ def test_every_package_has_a_row_in_the_layer_table() -> None:
     assert packages <= set(ALLOWED)
 
 
+def test_imports_are_absolute() -> None:
+    """The layer checks read ``pipeline.x`` names: a relative import would slip past them."""
+    relative = [
+        f"{name}:{node.lineno}"
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.level > 0
+    ]
+    assert relative == []
+
+
 def test_imports_follow_the_layer_table() -> None:
     offenders = [
         f"{module} imports pipeline.{target} ({source} may import: "

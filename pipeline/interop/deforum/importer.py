@@ -133,11 +133,22 @@ from pipeline.interop.deforum.tables import (
     BORDERS,
     COLOR_MODES,
     CONTROLNET,
+    CONTROLNET_MODULES,
+    CONTROLNET_RESIZE,
+    CONTROLNET_UNITS,
+    CONTROLNET_V10,
+    CONTROLNET_V11,
     COVERED,
     DEPTH_ALGORITHMS,
+    DETECTORS,
     FILM_ENGINE,
     FLIP_SCHEDULES,
     HYBRID,
+    HYBRID_COMPOSITES,
+    HYBRID_EQUALIZE,
+    HYBRID_MASKS,
+    HYBRID_MOTIONS,
+    HYBRID_SCHEDULES,
     IGNORED,
     LOOPBACK_MODES,
     MAPPED,
@@ -161,6 +172,10 @@ from pipeline.interop.deforum.tables import (
 )
 from pipeline.interop.deforum.values import as_int, details, is_off, is_on, show
 from pipeline.models.samplers import SAMPLER_NAMES, canonical_sampler
+from pipeline.models.schedule_types import canonical_schedule_type, check_schedule_type
+
+# What a seed that is not a number reads as (below -1: reported)
+NOT_A_SEED = -2
 
 
 @dataclass
@@ -252,6 +267,11 @@ class _Importer:
         self._noise_multiplier()
         self._animation()
         self._masks()
+        self._variation()
+        self._init_image()
+        self._soundtrack()
+        self._controlnet()
+        self._hybrid()
         self._finishing()
         self._unsupported()
         keyframes["schedules"] = self.schedules
@@ -323,14 +343,13 @@ class _Importer:
             self.warnings.append(
                 f"seed_behavior {show(behavior)} is unknown: rotoscope's default is used"
             )
-        seed = as_int(data.get("seed", -1), -1)
-        if seed >= 0:
+        seed = as_int(data.get("seed", -1), NOT_A_SEED)
+        if seed >= -1:  # -1: drawn once for the run folder and kept there, as Deforum draws
             settings["seed"] = seed
         else:
-            why = "is random in Deforum" if seed == -1 else "is not a seed"
             self.warnings.append(
-                f"seed={show(data.get('seed', -1))} {why}, which has no reproducible "
-                "equivalent: the seed is left to rotoscope (set seed=N to choose one)"
+                f"seed={show(data.get('seed'))} is not a seed: the seed is left to rotoscope "
+                "(set seed=N to choose one)"
             )
         if behavior == "iter" and "seed_iter_N" in data:
             settings["seed_iter_n"] = as_int(data["seed_iter_N"], 1)
@@ -411,7 +430,14 @@ class _Importer:
             with_karras = sampler if sampler.endswith("Karras") else f"{sampler} Karras"
             if with_karras in SAMPLER_NAMES:
                 return with_karras
-        elif wanted in PLAIN_SCHEDULERS:
+        elif wanted in PLAIN_SCHEDULERS and wanted != "normal":
+            return sampler
+        try:  # any other schedule type rotoscope offers with this sampler: scheduler=
+            schedule = check_schedule_type(sampler, canonical_schedule_type(scheduler))
+        except RotoscopeError:
+            schedule = None
+        if schedule is not None:
+            self.settings["scheduler"] = schedule
             return sampler
         self.warnings.append(
             f"scheduler={show(scheduler)} is not available for sampler {sampler!r} in "
@@ -755,6 +781,218 @@ class _Importer:
         if (enabled is None or is_on(enabled)) and _times(slow) > 1:  # older files: no switch
             settings["output.slow_motion"] = _times(slow)
 
+    # -- A1111's seed extras, the init image, the soundtrack
+
+    def _variation(self) -> None:
+        """A1111's variation seed (one, or Deforum's schedules) and "resize seed from"."""
+        data = self.data
+        if is_on(data.get("enable_subseed_scheduling")):
+            for name in ("subseed", "subseed_strength"):
+                if f"{name}_schedule" in data:
+                    self.schedules[name] = self._schedule_text(f"{name}_schedule")
+        elif constant_value(data.get("subseed_strength", 0)) not in (None, 0):
+            self.schedules["subseed_strength"] = self._schedule_text("subseed_strength")
+            self.schedules["subseed"] = f"0:({as_int(data.get('subseed', -1), -1)})"
+        width = as_int(data.get("seed_resize_from_w", 0), 0)
+        height = as_int(data.get("seed_resize_from_h", 0), 0)
+        if width > 0 and height > 0:  # A1111 resizes only with both (else the frame's size)
+            self.settings["seed_resize_from_w"] = width
+            self.settings["seed_resize_from_h"] = height
+
+    def _init_image(self) -> None:
+        """``use_init``: a loopback starts from ``init_image`` (Deforum's ``strength`` is
+        how much of it frame 0 keeps); without it a loopback's frame 0 is txt2img."""
+        data = self.data
+        if not is_on(data.get("use_init")) or self.mode == "Video Input":
+            return
+        path = str(data.get("init_image") or "").strip()
+        if not path or "://" in path:
+            self.warnings.append(
+                f"init_image={show(path)} is not a local file, which rotoscope does not "
+                "download: frame 0 is a txt2img render (download it and give input.path)"
+            )
+            return
+        self.settings["input.path"] = path
+        if self.mode in LOOPBACK_MODES and "strength" in data:
+            keep = Decimal(str(data["strength"]))
+            self.settings["animation.init_strength"] = float(1 - keep)
+
+    def _soundtrack(self) -> None:
+        """``add_soundtrack``: a file (or the init video's audio) on the output."""
+        data = self.data
+        choice = data.get("add_soundtrack")
+        if choice in ("File", True):
+            key = "soundtrack_path"
+        elif choice == "Init Video" and self.mode != "Video Input":  # that mode keeps it
+            key = "video_init_path"
+        else:
+            return
+        path = str(data.get(key) or "").strip()
+        if not path or "://" in path:
+            self.warnings.append(
+                f"{key}={show(path)} is not a local file, which rotoscope does not download: "
+                "no soundtrack (download it and set output.audio=PATH)"
+            )
+            return
+        self.settings["output.audio"] = path
+
+    # -- ControlNet
+
+    def _controlnet(self) -> None:
+        """Each enabled unit ``cn_N`` as ``controlnet.units.cnN``."""
+        for unit in CONTROLNET_UNITS:
+            if is_on(self.data.get(f"cn_{unit}_enabled")):
+                imported = self._controlnet_unit(unit)
+                if imported is not None:
+                    self.settings[f"controlnet.units.cn{unit}"] = imported
+
+    def _controlnet_unit(self, unit: int) -> dict[str, Any] | None:
+        data, prefix = self.data, f"cn_{unit}_"
+        module = str(data.get(f"{prefix}module") or "none")
+        model = str(data.get(f"{prefix}model") or "")
+        mapped = CONTROLNET_MODULES.get(module)
+        if is_off(model) or mapped is None:
+            why = "has no model" if is_off(model) else f"preprocessor {show(module)} is not offered"
+            self.warnings.append(
+                f"ControlNet unit {unit} {why} in rotoscope: the unit is not imported "
+                f"({details(data, (f'{prefix}module', f'{prefix}model'))})"
+            )
+            return None
+        preprocessor, params, lost = mapped
+        if lost:
+            self.warnings.append(f"ControlNet unit {unit}: {module}'s {lost}")
+        params = dict(params)
+        if preprocessor == "canny":
+            params["low_threshold"] = as_int(data.get(f"{prefix}threshold_a", 100), 100)
+            params["high_threshold"] = as_int(data.get(f"{prefix}threshold_b", 200), 200)
+        elif preprocessor in DETECTORS:
+            size = min(as_int(data.get("W", data.get("width", 512)), 512),
+                       as_int(data.get("H", data.get("height", 512)), 512))  # fmt: skip
+            pixel_perfect = is_on(data.get(f"{prefix}pixel_perfect"))
+            resolution = size if pixel_perfect else as_int(data.get(f"{prefix}processor_res"), 512)
+            params["detect_resolution"] = min(max(resolution, 64), 4096)
+        settings: dict[str, Any] = {
+            "model": self._controlnet_model(unit, model),
+            "preprocessor": preprocessor,
+            "params": params,
+            "source": self._controlnet_source(unit),
+        }
+        for part in ("weight", "guidance_start", "guidance_end"):
+            if f"{prefix}{part}" in data:
+                settings[part] = self._schedule_text(f"{prefix}{part}")
+        resize = str(data.get(f"{prefix}resize_mode") or "")
+        if resize in CONTROLNET_RESIZE:
+            settings["resize_mode"] = CONTROLNET_RESIZE[resize]
+        mode = str(data.get(f"{prefix}control_mode") or "Balanced")
+        if mode not in ("Balanced", "0"):
+            self.warnings.append(
+                f"ControlNet unit {unit}'s control mode {show(mode)} is not offered: it acts "
+                "as Balanced (its weight still scales it)"
+            )
+        if not is_off(data.get(f"{prefix}mask_vid_path")):
+            self.warnings.append(
+                f"ControlNet unit {unit}'s mask video is not supported: the unit acts on the "
+                f"whole frame ({details(data, (f'{prefix}mask_vid_path',))})"
+            )
+        return settings
+
+    def _controlnet_model(self, unit: int, name: str) -> str:
+        """A1111's ControlNet name (``control_v11f1e_sd15_tile [a371b31b]``) as diffusers
+        weights: lllyasviel's repository for ControlNet 1.0 and 1.1, else the file of that
+        name in the ControlNet folder (``paths.controlnet``, as A1111's ``models/ControlNet``)."""
+        stem = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", name).strip()
+        for ext in (".safetensors", ".pth", ".ckpt", ".bin"):
+            stem = stem.removesuffix(ext)
+        if stem in CONTROLNET_V10:
+            return CONTROLNET_V10[stem]
+        if CONTROLNET_V11.fullmatch(stem):
+            return f"lllyasviel/{stem}"
+        path = f"{stem}.safetensors"
+        self.warnings.append(
+            f"ControlNet unit {unit}'s model {show(name)} is read as {path} from the ControlNet "
+            f"folder (paths.controlnet): set controlnet.units.cn{unit}.model if it is elsewhere"
+        )
+        return path
+
+    def _controlnet_source(self, unit: int) -> str:
+        """The unit's own control video, or each frame's own picture (its img2img input)."""
+        key = f"cn_{unit}_vid_path"
+        path = str(self.data.get(key) or "").strip()
+        if not path:
+            return "input"
+        if "://" in path:
+            self.warnings.append(
+                f"{key}={show(path)} is not a local file, which rotoscope does not download: "
+                "the unit reads each frame's own picture instead"
+            )
+            return "input"
+        return path
+
+    # -- hybrid video
+
+    def _hybrid(self) -> None:
+        """Deforum's hybrid video (2D and 3D): the init video's motion and picture."""
+        data, settings = self.data, self.settings
+        raw_composite = data.get("hybrid_composite", "None")
+        if isinstance(raw_composite, bool):  # older files: a switch
+            raw_composite = "Normal" if raw_composite else "None"
+        motion = HYBRID_MOTIONS.get(str(data.get("hybrid_motion", "None")))
+        composite = HYBRID_COMPOSITES.get(str(raw_composite))
+        if motion is None or composite is None:
+            self.warnings.append(
+                "hybrid video is not imported: "
+                f"{details(data, ('hybrid_motion', 'hybrid_composite'))} is not Deforum's"
+            )
+            return
+        if (motion, composite) == ("none", "none") or self.mode not in LOOPBACK_MODES:
+            return
+        key = "init_image" if is_on(data.get("hybrid_use_init_image")) else "video_init_path"
+        video = str(data.get(key) or "").strip()
+        if not video or "://" in video:
+            self.warnings.append(
+                f"hybrid video is not imported: {key}={show(video)} is not a local file, "
+                "which rotoscope does not download (download it, then set "
+                "animation.hybrid.video)"
+            )
+            return
+        settings["animation.hybrid.video"] = video
+        settings["animation.hybrid.motion"] = motion
+        settings["animation.hybrid.composite"] = composite
+        if motion != "none":
+            settings["animation.hybrid.motion_from_output"] = is_on(
+                data.get("hybrid_motion_use_prev_img")
+            )
+        if motion == "optical_flow":
+            settings["animation.hybrid.flow_consistency"] = is_on(
+                data.get("hybrid_flow_consistency")
+            )
+            settings["animation.hybrid.consistency_blur"] = float(
+                data.get("hybrid_consistency_blur", 2)
+            )
+            method = str(data.get("hybrid_flow_method", "DIS Medium"))
+            if not method.startswith("DIS"):
+                self.warnings.append(
+                    f"hybrid_flow_method={show(method)}: rotoscope's optical flow is OpenCV's "
+                    "DIS (the motion follows the same video, measured another way)"
+                )
+        if composite != "none":
+            mask = HYBRID_MASKS.get(str(data.get("hybrid_comp_mask_type", "None")), "none")
+            settings["animation.hybrid.mask"] = mask
+            settings["animation.hybrid.mask_invert"] = is_on(data.get("hybrid_comp_mask_inverse"))
+            equalize = str(data.get("hybrid_comp_mask_equalize", "None"))
+            settings["animation.hybrid.mask_equalize"] = HYBRID_EQUALIZE.get(equalize, "none")
+            settings["animation.hybrid.mask_auto_contrast"] = is_on(
+                data.get("hybrid_comp_mask_auto_contrast")
+            )
+        for name, schedule in HYBRID_SCHEDULES.items():
+            wanted = name == "hybrid_flow_factor" if motion == "optical_flow" else False
+            wanted = wanted or (composite != "none" and name != "hybrid_flow_factor")
+            if wanted and schedule in data:
+                self.schedules[name] = self._schedule_text(schedule)
+        first_frame = is_on(data.get("hybrid_use_first_frame_as_init_image", True))
+        if first_frame and "input.path" not in settings:  # the loopback starts from it
+            settings["input.path"] = video
+
     # -- the rest
 
     def _unsupported(self) -> None:
@@ -762,14 +1000,6 @@ class _Importer:
         for rule in UNSUPPORTED:
             if rule.active(data):
                 self.warnings.append(f"{rule.what} ({details(data, rule.keys)})")
-        units = sorted({int(m.group(1)) for key in data if (m := CONTROLNET.match(key))})
-        for unit in units:
-            if is_on(data.get(f"cn_{unit}_enabled")):
-                keys = [f"cn_{unit}_{name}" for name in ("module", "model", "weight", "vid_path")]
-                self.warnings.append(
-                    f"ControlNet unit {unit} is not imported: set up ControlNet in rotoscope's "
-                    f"config ({details(data, keys)})"
-                )
         if data.get("sd_model_name"):
             self.warnings.append(
                 "the model is not part of a keyframe file: render with the same checkpoint "

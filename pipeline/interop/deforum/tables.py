@@ -55,6 +55,14 @@ DEPTH_ALGORITHMS: dict[str, tuple[str, str, str]] = {
                             "ZoeDepth by midas_weight instead, with Deforum's current depth "
                             "normalisation"),
     "zoe+adabins (old)": ("zoe", "none", "AdaBins is not offered: ZoeDepth alone is used"),
+    # Deforum for Forge's default; the size is whichever folder animation.depth.folder holds
+    "depth-anything-v2-small": ("depth_anything", "none", ""),
+    "depth-anything-v2-base": ("depth_anything", "none", "Depth Anything V2 Base: put "
+                               "depth-anything/Depth-Anything-V2-Base-hf in "
+                               "animation.depth.folder"),
+    "depth-anything-v2-large": ("depth_anything", "none", "Depth Anything V2 Large: put "
+                                "depth-anything/Depth-Anything-V2-Large-hf in "
+                                "animation.depth.folder"),
 }  # fmt: skip
 PADDING_MODES = ("border", "reflection", "zeros")
 SAMPLING_MODES = ("bicubic", "bilinear", "nearest")
@@ -108,6 +116,101 @@ RIFE_ENGINES = ("RIFE", "RIFE v4.0", "RIFE v4.3", "RIFE v4.6")
 FILM_ENGINE = "FILM"
 # The RIFE weights Deforum downloads (into models/Deforum): RIFE46.pkl
 RIFE_WEIGHTS = "RIFE46"
+# A1111's variation seed and "resize seed from", under Deforum's names
+VARIATION_KEYS = (
+    "subseed", "subseed_strength", "seed_enable_extras", "seed_resize_from_w",
+    "seed_resize_from_h", "enable_subseed_scheduling", "subseed_schedule",
+    "subseed_strength_schedule",
+)  # fmt: skip
+# The init image and the soundtrack
+INIT_KEYS = ("use_init", "init_image", "strength", "strength_0_no_init", "use_alpha_as_mask")
+SOUNDTRACK_KEYS = ("add_soundtrack", "soundtrack_path")
+# Deforum's ControlNet units: cn_1 .. cn_5, each with these settings
+CONTROLNET_UNITS = range(1, 6)
+CONTROLNET_PARTS = (
+    "enabled", "model", "module", "weight", "guidance_start", "guidance_end",
+    "control_mode", "resize_mode", "vid_path", "mask_vid_path", "overwrite_frames",
+    "low_vram", "pixel_perfect", "processor_res", "threshold_a", "threshold_b",
+    "loopback_mode",
+)  # fmt: skip
+# sd-webui-controlnet's preprocessor modules -> (rotoscope's preprocessor, its params,
+# what is lost, said to the user)
+CONTROLNET_MODULES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "none": ("none", {}, ""),
+    "canny": ("canny", {}, ""),
+    "tile_resample": ("tile", {}, ""),
+    "tile_colorfix": ("tile", {}, "its colour fix is not offered: plain tile resampling"),
+    "tile_colorfix+sharp": ("tile", {}, "its colour fix is not offered: plain tile resampling"),
+    "depth": ("depth_midas", {}, ""),
+    "depth_midas": ("depth_midas", {}, ""),
+    "depth_zoe": ("depth_zoe", {}, ""),
+    "depth_leres": ("depth_midas", {}, "LeReS depth is not offered: MiDaS is used"),
+    "depth_leres++": ("depth_midas", {}, "LeReS++ depth is not offered: MiDaS is used"),
+    "openpose": ("openpose", {}, ""),
+    "openpose_hand": ("openpose", {"include_hand": True}, ""),
+    "openpose_face": ("openpose", {"include_face": True}, ""),
+    "openpose_full": ("openpose", {"include_hand": True, "include_face": True}, ""),
+    "hed": ("hed", {}, ""),
+    "softedge_hed": ("hed", {}, ""),
+    "softedge_hedsafe": ("hed", {"safe": True}, ""),
+    "pidinet": ("pidinet", {}, ""),
+    "softedge_pidinet": ("pidinet", {}, ""),
+    "softedge_pidisafe": ("pidinet", {"safe": True}, ""),
+    "scribble_hed": ("hed", {"scribble": True}, ""),
+    "scribble_pidinet": ("pidinet", {"scribble": True}, ""),
+    "lineart": ("lineart", {}, ""),
+    "lineart_realistic": ("lineart", {}, ""),
+    "lineart_coarse": ("lineart", {"coarse": True}, ""),
+    "lineart_anime": ("lineart_anime", {}, ""),
+    "normal_bae": ("normal_bae", {}, ""),
+    "mlsd": ("mlsd", {}, ""),
+    "shuffle": ("shuffle", {}, ""),
+    "blur_gaussian": ("blur", {}, ""),
+    "inpaint": ("inpaint", {}, ""),
+    "inpaint_only": ("inpaint", {}, ""),
+}
+# The modules whose processor_res is their detect resolution, and canny's thresholds
+DETECTORS = frozenset(
+    {"hed", "pidinet", "lineart", "lineart_anime", "depth_midas", "depth_zoe", "openpose",
+     "normal_bae", "mlsd"}
+)  # fmt: skip
+# ControlNet 1.0 names -> their diffusers repositories (1.1's are lllyasviel/<name>)
+CONTROLNET_V10 = {
+    f"control_sd15_{kind}": f"lllyasviel/sd-controlnet-{kind}"
+    for kind in ("canny", "depth", "hed", "mlsd", "normal", "openpose", "scribble", "seg")
+}
+CONTROLNET_V11 = re.compile(r"control_v11[a-z0-9]*_sd15[a-z0-9]*_\w+")
+# ControlNet's resize modes -> rotoscope's (its "Inner Fit" crops, "Outer Fit" pads)
+CONTROLNET_RESIZE = {
+    "Inner Fit (Scale to Fit)": "crop", "Crop and Resize": "crop",
+    "Outer Fit (Shrink to Fit)": "fit", "Resize and Fill": "fit",
+    "Just Resize": "stretch",
+}  # fmt: skip
+# Deforum's hybrid video -> rotoscope's animation.hybrid values
+HYBRID_MOTIONS = {"None": "none", "Optical Flow": "optical_flow", "Perspective": "perspective",
+                  "Affine": "affine"}  # fmt: skip
+HYBRID_COMPOSITES = {"None": "none", "Normal": "normal", "Before Motion": "before_motion",
+                     "After Generation": "after_generation"}  # fmt: skip
+HYBRID_MASKS = {"None": "none", "Depth": "depth", "Video Depth": "video_depth", "Blend": "blend",
+                "Difference": "difference"}  # fmt: skip
+HYBRID_EQUALIZE = {"None": "none", "Before": "before", "After": "after", "Both": "both"}
+# rotoscope's hybrid schedule -> Deforum's key
+HYBRID_SCHEDULES = {
+    "hybrid_flow_factor": "hybrid_flow_factor_schedule",
+    "hybrid_alpha": "hybrid_comp_alpha_schedule",
+    "hybrid_mask_contrast": "hybrid_comp_mask_contrast_schedule",
+    "hybrid_mask_blend_alpha": "hybrid_comp_mask_blend_alpha_schedule",
+    "hybrid_mask_cutoff_low": "hybrid_comp_mask_auto_contrast_cutoff_low_schedule",
+    "hybrid_mask_cutoff_high": "hybrid_comp_mask_auto_contrast_cutoff_high_schedule",
+}
+HYBRID_KEYS = (
+    "hybrid_motion", "hybrid_composite", "hybrid_motion_use_prev_img",
+    "hybrid_flow_consistency", "hybrid_consistency_blur", "hybrid_flow_method",
+    "hybrid_comp_mask_type", "hybrid_comp_mask_inverse", "hybrid_comp_mask_equalize",
+    "hybrid_comp_mask_auto_contrast", "hybrid_use_first_frame_as_init_image",
+    "hybrid_use_init_image", "hybrid_generate_inputframes", "hybrid_comp_save_extra_frames",
+    *HYBRID_SCHEDULES.values(),
+)  # fmt: skip
 
 # Keys the import reads (their values become keyframe-file entries or are checked there).
 MAPPED = frozenset(
@@ -130,6 +233,9 @@ MAPPED = frozenset(
         "perlin_persistence", "enable_noise_multiplier_scheduling",
         "noise_multiplier_schedule", "legacy_colormatch", "enable_perspective_flip",
         "flip_2d_perspective", *FLIP_SCHEDULES.values(),
+        # variation seeds, init image, soundtrack, ControlNet units, hybrid video
+        *VARIATION_KEYS, *INIT_KEYS, *SOUNDTRACK_KEYS, *HYBRID_KEYS,
+        *(f"cn_{unit}_{part}" for unit in CONTROLNET_UNITS for part in CONTROLNET_PARTS),
     }
 )  # fmt: skip
 
@@ -209,18 +315,22 @@ _LOOPER_COVERS = (
 
 UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
     UnsupportedFeature(
+        "human masks for the hybrid composite are not supported (they need a model Deforum "
+        "downloads)",
+        ("hybrid_generate_human_masks",),
+        lambda data: not is_off(data.get("hybrid_generate_human_masks")),
+    ),
+    UnsupportedFeature(
+        "the init image's alpha as a mask is not supported",
+        ("use_alpha_as_mask",),
+        lambda data: is_on(data.get("use_init")) and is_on(data.get("use_alpha_as_mask")),
+    ),
+    UnsupportedFeature(
         "diffusion cadence (diffusing every n-th frame and blending the frames between) is "
         "not supported: every frame is diffused",
         ("diffusion_cadence", "optical_flow_cadence"),
         lambda data: is_moving(data) and as_int(data.get("diffusion_cadence", 1), 1) > 1,
         ("cadence_flow_factor_schedule",),
-    ),
-    UnsupportedFeature(
-        "hybrid video (motion or compositing from a second video) is not supported",
-        ("hybrid_motion", "hybrid_composite"),
-        lambda data: (
-            not is_off(data.get("hybrid_motion")) or not is_off(data.get("hybrid_composite"))
-        ),
     ),
     UnsupportedFeature(
         "optical-flow redo generation is not supported",
@@ -234,12 +344,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         lambda data: as_int(data.get("diffusion_redo", 0), 0) != 0,
     ),
     UnsupportedFeature(
-        "the init image is not imported: give it as input.path",
-        ("use_init", "init_image", "strength", "use_alpha_as_mask"),
-        lambda data: is_on(data.get("use_init")) and animation_mode(data) != "Video Input",
-        ("strength_0_no_init",),
-    ),
-    UnsupportedFeature(
         "masks with 2D and 3D animation are not supported (a loopback frame is made from "
         "the previous output, not from a frame to keep): the mask is not imported",
         ("use_mask", "mask_file", "use_mask_video", "video_mask_path"),
@@ -249,25 +353,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         "noise masks are not supported",
         ("use_noise_mask", "noise_mask_schedule"),
         _switch("use_noise_mask"),
-    ),
-    UnsupportedFeature(
-        "subseeds are not supported",
-        ("enable_subseed_scheduling", "subseed_schedule", "subseed_strength_schedule"),
-        _switch("enable_subseed_scheduling"),
-    ),
-    UnsupportedFeature(
-        "subseeds are not supported",
-        ("subseed", "subseed_strength"),
-        lambda data: constant_value(data.get("subseed_strength", 0)) != 0,
-        ("seed_enable_extras",),
-    ),
-    UnsupportedFeature(
-        "resizing the seed's noise from another size is not supported",
-        ("seed_resize_from_w", "seed_resize_from_h"),
-        lambda data: (
-            as_int(data.get("seed_resize_from_w", 0), 0) > 0
-            or as_int(data.get("seed_resize_from_h", 0), 0) > 0
-        ),
     ),
     UnsupportedFeature(
         "sampler scheduling is not supported: one sampler for all frames",
@@ -331,11 +416,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         ("use_looper", "init_images", "image_strength_schedule"),
         _switch("use_looper"),
         _LOOPER_COVERS,
-    ),
-    UnsupportedFeature(
-        "a soundtrack file is not added: rotoscope keeps the input video's audio",
-        ("add_soundtrack", "soundtrack_path"),
-        lambda data: data.get("add_soundtrack") in ("File", True),
     ),
 )
 

@@ -82,7 +82,13 @@ class RenderHere:
     def frames(self, batch: list[PendingFrame]) -> None:
         self.strategy.render_unit(self.producer, FramesUnit(0, batch), self.context)
 
-    def chain(self, frames: Iterable[Frame], indices: Sequence[int] | None = None) -> None:
+    def chain(
+        self,
+        frames: Iterable[Frame],
+        indices: Sequence[int] | None = None,
+        maps_ahead: bool = True,
+    ) -> None:
+        """(Here every map is made as its frame renders, whatever ``maps_ahead`` says.)"""
         unit = ChainUnit(0, frames, list(indices or []))
         self.strategy.render_unit(self.producer, unit, self.context)
 

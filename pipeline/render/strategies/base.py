@@ -45,9 +45,16 @@ class Dispatch(Protocol):
         """Independent frames (already keyed, their writer places taken), as one batch."""
         ...
 
-    def chain(self, frames: Iterable[Frame], indices: Sequence[int] | None = None) -> None:
+    def chain(
+        self,
+        frames: Iterable[Frame],
+        indices: Sequence[int] | None = None,
+        maps_ahead: bool = True,
+    ) -> None:
         """Frames that render in order, one after the other; ``indices`` are the output
-        frames the chain makes (by default the frames' own)."""
+        frames the chain makes (by default the frames' own). ``maps_ahead``: the control
+        maps can be made from ``frames`` before the chain renders (not for a loopback,
+        whose maps read each frame's img2img input: its worker makes them)."""
         ...
 
 

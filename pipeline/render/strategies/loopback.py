@@ -39,7 +39,7 @@ from pipeline.animation.loopback import (
     PerlinShape,
     PerspectiveFlip,
 )
-from pipeline.config.schema import ColorCoherence, RunConfig
+from pipeline.config.schema import ColorCoherence, HybridMask, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.plan.rows import PlanRow
 from pipeline.records.manifest import image_digest
@@ -47,6 +47,7 @@ from pipeline.records.run_folder import RunFolder
 from pipeline.render.producer import FrameProducer, check_size
 from pipeline.render.renderer import FrameHooks
 from pipeline.render.strategies.base import Dispatch, RenderStrategy, UnitContext
+from pipeline.render.strategies.hybrid import HybridVideo, Previous
 from pipeline.render.units import ChainUnit, FrameOrigin, WorkUnit
 from pipeline.source.base import Source
 from pipeline.source.open import open_source
@@ -244,7 +245,7 @@ class LoopbackStrategy(RenderStrategy):
             raise RotoscopeError(f"input.path '{source.info.path}' has no frame to start from")
         check_size(rows[0], first.image.shape)
         chain = itertools.chain([first], frames) if self.follows_input() else [first]
-        dispatch.chain(chain, [row.index for row in rows])
+        dispatch.chain(chain, [row.index for row in rows], maps_ahead=False)
 
     def follows_input(self) -> bool:
         """Whether colours follow the input's own frames (``color_coherence=video`` with no
@@ -273,12 +274,20 @@ class LoopbackStrategy(RenderStrategy):
             )
         )  # fmt: skip
         three_d = animation.mode.in_3d
+        depth_masks = animation.hybrid.mask in (HybridMask.depth, HybridMask.video_depth)
         depth = (
-            DepthMaps(self.cfg, self.folder, device) if three_d or animation.save_depth else None
+            DepthMaps(self.cfg, self.folder, device)
+            if three_d or animation.save_depth or depth_masks
+            else None
         )
         with ExitStack() as stack:
             video = None
             size = (first.image.shape[1], first.image.shape[0])
+            hybrid = (
+                HybridVideo.open(self.cfg, self.folder, stack, size, depth.of if depth else None)
+                if animation.hybrid.active
+                else None
+            )
             if self.follows_input():
                 later = (frame.image for frame in source_frames)
                 images = itertools.chain([first.image], later)
@@ -289,6 +298,7 @@ class LoopbackStrategy(RenderStrategy):
             for index in unit.indices:
                 row = context.rows[index]
                 reference = video.at(index) if video is not None else None
+                after = None  # the hybrid composite onto the output
                 if previous is None:
                     image = first.image
                     origin = FrameOrigin(str(info.path), first.source_index, 0.0, first.name, None)
@@ -297,14 +307,17 @@ class LoopbackStrategy(RenderStrategy):
                     step: CameraStep | CameraStep3D
                     step = camera_step_3d(row) if three_d else camera_step(row)
                     frame_depth = depth.of(key, output) if three_d and depth else None
+                    made_from = Previous(output, key)
                     image = inputs.next_input(
-                        output, step, input_tools(row), row.seed, frame_depth, reference
-                    )
+                        output, step, input_tools(row), row.seed, frame_depth, reference,
+                        hybrid.before_img2img(index, row, made_from) if hybrid else None,
+                    )  # fmt: skip
+                    after = hybrid.after_generation(index, row, made_from) if hybrid else None
                     origin = FrameOrigin(
                         str(info.path), -1, index / info.fps if info.fps else 0.0, first.name,
                         index - 1,
                     )  # fmt: skip
-                frame = self.frame(image, index, reference, inputs)
+                frame = self.frame(image, index, reference, inputs, after)
                 produced = producer.produce(row, image, origin, need_output=True, chained=frame)
                 assert produced is not None  # asked for
                 inputs.output(produced)
@@ -315,11 +328,17 @@ class LoopbackStrategy(RenderStrategy):
             depth.summary()
 
     def frame(
-        self, image: np.ndarray, index: int, reference: np.ndarray | None, inputs: LoopbackInputs
+        self,
+        image: np.ndarray,
+        index: int,
+        reference: np.ndarray | None,
+        inputs: LoopbackInputs,
+        after: tuple[Callable[[np.ndarray], np.ndarray], str] | None = None,
     ) -> LoopbackFrame:
-        """The frame for the producer, with its output's colour match where one applies:
-        frame 0 against a video's frame (always, as Deforum does), later frames against
-        their reference with ``color_coherence_output``."""
+        """The frame for the producer, with what is done to its output: ``after`` (the
+        hybrid composite after generation, and its key's part), then the colour match
+        where one applies: frame 0 against a video's frame (always, as Deforum does),
+        later frames against their reference with ``color_coherence_output``."""
         animation = self.cfg.animation
         space = COLOR_SPACES.get(animation.color_coherence)
         target = reference if reference is not None else inputs.reference
@@ -331,8 +350,17 @@ class LoopbackStrategy(RenderStrategy):
                 or (index == 0 and animation.color_coherence is ColorCoherence.video)
             )
         )
-        if not matched:
+        steps = [after] if after is not None else []
+        if matched:
+            assert space is not None and target is not None
+            match_id = f"colour match {space}: {image_digest(target)}"
+            steps.append((lambda output: match_colors(output, target, space), match_id))
+        if not steps:
             return LoopbackFrame(image, None, "")
-        assert space is not None and target is not None
-        match_id = f"colour match {space}: {image_digest(target)}"
-        return LoopbackFrame(image, lambda output: match_colors(output, target, space), match_id)
+
+        def finish(output: np.ndarray) -> np.ndarray:
+            for apply, _ in steps:
+                output = apply(output)
+            return output
+
+        return LoopbackFrame(image, finish, "; ".join(part for _, part in steps))

@@ -57,7 +57,6 @@ def test_run_name_defaults_to_input_stem() -> None:
         (["input.path=a.mp4", "seed_behavior=wobble"], "bad value for seed_behavior"),
         (["input.path=a.mp4", "input.resize_mode=zoom"], "bad value for input.resize_mode"),
         (["input.path=a.mp4", "model=nope"], "choose from"),
-        ([], "input.path is required"),
         (["input.path=a.mp4", "seed="], "bad value for seed"),
     ],
 )
@@ -67,6 +66,11 @@ def test_bad_config_is_one_line_naming_the_key(overrides: list[str], needle: str
     message = str(info.value)
     assert needle in message
     assert "\n" not in message
+
+
+def test_without_an_input_the_run_is_named_after_the_keyframe_file() -> None:
+    assert compose_checked(["animation=loopback"]).input.path is None
+    assert run_name(None) == "animation" and run_name(None, "keyframes/deforum.txt") == "deforum"
 
 
 def test_sweep_overrides_check_the_first_combination() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,10 @@ def test_modes(tmp_path: Path) -> None:
     ("changes", "reported"),
     [
         ({"diffusion_cadence": 3}, "diffusion_cadence=3"),
-        ({"hybrid_motion": "Optical Flow"}, 'hybrid_motion="Optical Flow"'),
+        (
+            {"hybrid_motion": "Optical Flow"},
+            'video_init_path="https://deforum.github.io/a1/V1.mp4"',
+        ),
         ({"optical_flow_redo_generation": "RAFT"}, 'optical_flow_redo_generation="RAFT"'),
         ({"diffusion_redo": "2"}, 'diffusion_redo="2"'),
         ({"cn_1_enabled": True, "cn_1_module": "canny"}, 'cn_1_module="canny"'),
@@ -303,11 +307,9 @@ def test_modes(tmp_path: Path) -> None:
         ({"use_mask_video": True}, "use_mask_video=true"),
         ({"use_noise_mask": True}, "use_noise_mask=true"),
         ({"use_init": True}, 'init_image="https://deforum.github.io/a1/I1.png"'),
-        ({"enable_subseed_scheduling": True}, "subseed_strength_schedule="),
-        ({"seed_resize_from_w": 512}, "seed_resize_from_w=512"),
         ({"enable_sampler_scheduling": True}, "sampler_schedule="),
         ({"enable_checkpoint_scheduling": True}, "checkpoint_schedule="),
-        ({"scheduler": "Exponential"}, 'scheduler="Exponential" is not available'),
+        ({"scheduler": "Align Your Steps GITS"}, 'scheduler="Align Your Steps GITS" is not'),
         ({"enable_ancestral_eta_scheduling": True, "ancestral_eta_schedule": "0: (0.8)"}, "0.8"),
         ({"tiling": True}, "tiling=true"),
         ({"restore_faces": True}, "restore_faces=true"),
@@ -319,7 +321,7 @@ def test_modes(tmp_path: Path) -> None:
         ({"add_soundtrack": "File"}, 'soundtrack_path="https://deforum.github.io/a1/A1.mp3"'),
         ({"sampler": "DPM adaptive"}, 'sampler="DPM adaptive"'),
         ({"sampler": 3}, "sampler=3"),
-        ({"seed": -1}, "seed=-1"),
+        ({"seed": "x"}, 'seed="x" is not a seed'),
         ({"seed_behavior": "chaos"}, 'seed_behavior "chaos"'),
         ({"border": "warp"}, 'border="warp"'),
         ({"color_coherence": "Hue"}, 'color_coherence="Hue"'),
@@ -340,7 +342,7 @@ def test_settings_rotoscope_cannot_honour_are_reported(
 
 
 def test_reported_settings_fall_back_sensibly(tmp_path: Path) -> None:
-    settings = imported(tmp_path, seed=-1, sampler="DPM fast", border="warp").keyframes["settings"]
+    settings = imported(tmp_path, seed="x", sampler="DPM fast", border="warp").keyframes["settings"]
     assert "seed" not in settings and "sampler" not in settings
     assert settings["animation.border"] == "replicate"  # what Deforum does with a typo
     colors = imported(tmp_path, color_coherence="Hue").keyframes["settings"]
@@ -591,6 +593,8 @@ def test_deforum_files_of_every_version_plan(settings: Path, tmp_path: Path) -> 
         f"model.lora_dir={loras}", f"model.embeddings_dir={embeddings}",
     ]  # fmt: skip
     cfg, origins = apply_keyframes(compose_checked(overrides), overrides)
+    if cfg.seed == -1:  # the job draws it for the run folder before planning
+        cfg = replace(cfg, seed=7)
     frames = cfg.input.max_frames or 24
     rows = build_plan(cfg, frames, cfg.input.width or 512, cfg.input.height or 512, 12.0, origins)
     assert len(rows.rows) == frames
@@ -645,6 +649,10 @@ def test_a_hand_made_3d_file_maps_every_3d_and_loopback_key() -> None:
         ),
         ({"depth_algorithm": "Leres"}, {"animation.depth.model": "zoe"}, "LeReS"),
         ({"depth_algorithm": "Midas-3.1-BeitLarge"}, {"animation.depth.model": "midas"}, "BEiT"),
+        ({"depth_algorithm": "Depth-Anything-V2-Small"},
+         {"animation.depth.model": "depth_anything"}, None),
+        ({"depth_algorithm": "Depth-Anything-V2-Large"},
+         {"animation.depth.model": "depth_anything"}, "V2-Large-hf"),
     ],
 )  # fmt: skip
 def test_depth_algorithms(
@@ -700,3 +708,24 @@ def test_colour_coherence_modes_and_order(tmp_path: Path) -> None:
                      "animation.color_coherence_every": 3}  # fmt: skip
     image = colours(color_coherence="Image", color_coherence_image_path="ref.png")
     assert image["animation.color_coherence_video"] == "ref.png"
+
+
+def test_a_prompt_over_several_lines_imports_plans_and_charts(tmp_path: Path) -> None:
+    """Deforum's UI keeps line breaks in prompts (they crashed the chart once)."""
+    from support.configs import make_cfg
+
+    from pipeline.plan.build import build_plan
+    from pipeline.plan.chart import write_plan_chart
+    from pipeline.run.configure import apply_keyframes
+
+    prompts = {"0": "a cat,\noil painting", "6": "a dog --neg blurry,\r\nbad"}
+    source = settings_file(tmp_path, prompts=prompts, positive_prompts="", negative_prompts="")
+    keyframes = tmp_path / "imported.yaml"
+    keyframes.write_text(keyframe_text(import_deforum(source), source), encoding="utf-8")
+    cfg, origins = apply_keyframes(make_cfg(keyframes=str(keyframes)), set())
+    plan = build_plan(cfg, 8, 64, 48, 12.0, origins)
+    assert plan.rows[0].prompt.endswith("a cat, oil painting")  # after the example's prefix
+    assert plan.rows[6].prompt.endswith("a dog") and "blurry, bad" in plan.rows[6].negative_prompt
+    assert not any("\n" in row.prompt + row.negative_prompt for row in plan.rows)
+    keys = [(key.frame, key.prompt) for key in plan.prompt_keys]
+    assert write_plan_chart(plan.series, keys, tmp_path / "plan.png").is_file()

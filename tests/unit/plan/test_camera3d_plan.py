@@ -5,24 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.configs import make_cfg
 
 from pipeline.config.compose import compose_checked
-from pipeline.config.schema import AnimationMode, InputConfig, ModelConfig, NoiseType, RunConfig
+from pipeline.config.schema import AnimationMode, NoiseType
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan
 
 THREE_D = AnimationMode("3d")
-
-
-def make_cfg(**values: object) -> RunConfig:
-    cfg = RunConfig(input=InputConfig(path="clip.mp4"), model=ModelConfig(path="m"))
-    for key, value in values.items():
-        target = cfg
-        *parents, leaf = key.split("__")
-        for parent in parents:
-            target = getattr(target, parent)
-        setattr(target, leaf, value)
-    return cfg
 
 
 def plan(count: int = 5, **values: object):

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from support import ROOT
+from support.configs import make_cfg
 
 from pipeline.config.keyframes import explicit_keys
 from pipeline.config.schema import (
     AnimationMode,
-    InputConfig,
     Interpolation,
-    ModelConfig,
     PromptBlend,
-    RunConfig,
     SeedBehavior,
 )
 from pipeline.errors import RotoscopeError
@@ -26,17 +24,6 @@ from pipeline.plan.chart import write_plan_chart
 from pipeline.run.configure import apply_keyframes
 
 KEYFRAMES = ROOT / "keyframes"
-
-
-def make_cfg(**values: object) -> RunConfig:
-    cfg = RunConfig(input=InputConfig(path="clip.mp4"), model=ModelConfig(path="m"))
-    for key, value in values.items():
-        target = cfg
-        *parents, leaf = key.split("__")
-        for parent in parents:
-            target = getattr(target, parent)
-        setattr(target, leaf, value)
-    return cfg
 
 
 def rows(count: int = 11, fps: float = 4.0, **values: object):
@@ -173,7 +160,7 @@ def test_deforum_prompt_object_and_settings_file_load_directly(tmp_path: Path) -
     assert plan[0].strength == pytest.approx(0.35)
 
 
-@pytest.mark.parametrize("name", ["seasons.yaml", "lighthouse_zoom.yaml"])
+@pytest.mark.parametrize("name", sorted(file.name for file in KEYFRAMES.glob("*.yaml")))
 def test_shipped_keyframe_files_plan(name: str) -> None:
     cfg, origins = apply_keyframes(make_cfg(keyframes=str(KEYFRAMES / name)), set())
     plan = build_plan(cfg, 96, 64, 48, 12.0, origins)
@@ -204,6 +191,8 @@ def test_masked_rows_carry_the_mask_schedules_and_settings() -> None:
     )
     assert first.mask_composite and first.mask_overlay_blur == 4.0 and first.masked
     assert PlanRow.from_record(json.loads(first.to_json())) == first  # read back from plan.jsonl
+    charted = {item.name for item in build_plan(make_cfg(mask=mask), 11, 64, 48, 4.0).series}
+    assert {"mask_blur", "strength"} <= charted  # the chart shows the mask's schedules
     # a plan without a mask has rows without mask fields: frames keep their keys
     assert "mask" not in rows()[0].to_json()
     with pytest.raises(RotoscopeError, match=r"mask\.threshold at frame 0: 1\.5 is outside 0\.\.1"):

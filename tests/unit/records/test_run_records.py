@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.configs import make_cfg
 from support.media import make_video
 
-from pipeline.config.schema import InputConfig, ModelConfig, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan
 from pipeline.plan.rows import PlanRow, read_plan, write_plan
@@ -26,13 +26,6 @@ from pipeline.records.progress import Progress
 from pipeline.records.report import JobReport
 from pipeline.records.run_folder import RunFolder
 from pipeline.render.pngmeta import a1111_parameters, read_png_metadata, write_png
-
-
-def make_cfg(**values: object) -> RunConfig:
-    cfg = RunConfig(input=InputConfig(path="clip.mp4"), model=ModelConfig(path="m"))
-    for key, value in values.items():
-        setattr(cfg, key, value)
-    return cfg
 
 
 def job(**changes: object) -> PlanRow:

@@ -310,6 +310,10 @@ def test_batch_size_and_workers_must_be_at_least_one() -> None:
     cfg.render.batch_size = 0
     with pytest.raises(RotoscopeError, match=r"render.batch_size=0 must be at least 1"):
         check_speed_options(cfg)
+    cfg = RunConfig()
+    cfg.runtime.workers = 0
+    with pytest.raises(RotoscopeError, match=r"runtime.workers=0 must be at least 1"):
+        check_speed_options(cfg)
 
 
 def test_speed_settings_report_sdpa_and_compile_the_unet_when_asked(

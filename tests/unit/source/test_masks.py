@@ -176,7 +176,9 @@ def test_plan_checks_refuse_short_unreadable_and_unalignable_masks(tmp_path: Pat
         Image.fromarray(np.zeros((48, 64), np.uint8)).save(folder / f"{index:03d}.png")
     with pytest.raises(RotoscopeError, match=r"has 5 frames but the input's 6 selected frames"):
         check_masks(MaskConfig(path=str(folder)), source.info, source.selection, 6)
-    check_masks(MaskConfig(path=str(folder)), source.info, source.selection, 5)  # enough
+    with pytest.raises(RotoscopeError, match=r"skip from 002.png to 004.png"):
+        check_masks(MaskConfig(path=str(folder)), source.info, source.selection, 5)
+    check_masks(MaskConfig(path=str(folder)), source.info, source.selection, 3)  # before the gap
     (folder / "003.png").write_bytes(b"not a png")
     with pytest.raises(RotoscopeError, match=r"003.png' cannot be read"):
         check_masks(MaskConfig(path=str(folder)), source.info, source.selection, 6)

@@ -150,13 +150,19 @@ class WorkerPool:
         line were taken when the driver saw them)."""
         self._submit(FramesUnit(self._next_number(), batch))
 
-    def chain(self, frames: Iterable[Frame], indices: Sequence[int] | None = None) -> None:
+    def chain(
+        self,
+        frames: Iterable[Frame],
+        indices: Sequence[int] | None = None,
+        maps_ahead: bool = True,
+    ) -> None:
         """Hand a chain (a segment, or a loopback) to a worker: its frames decoded, with
-        their control maps, and the records of its frames the worker may reuse."""
+        their control maps (unless the worker makes them: not ``maps_ahead``), and the
+        records of its frames the worker may reuse."""
         decoded = list(frames)
         made = list(indices) if indices is not None else [frame.index for frame in decoded]
         shipped: dict[int, list[ShippedMap]] = {}
-        if self.control is not None:
+        if self.control is not None and maps_ahead:
             for frame in decoded:
                 shipped[frame.index] = [
                     ShippedMap(unit_map.key, unit_map.path, unit_map.load())

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.config.schema import RunConfig
+from pipeline.control.maps import ControlMaps
 from pipeline.plan.rows import PlanRow
 from pipeline.records.manifest import FrameRecord, Manifest
 from pipeline.records.progress import Progress
@@ -55,6 +56,7 @@ class RenderWorker:
         self.folder = RunFolder(Path(setup.run_dir))
         self.renderer: Renderer | None = None
         self.strategy = strategy_for(setup.cfg, self.folder, setup.rows)
+        self.control: ControlMaps | None = None  # opened for maps a chain came without
         self.finished: queue.Queue[FrameOutcome | None] = queue.Queue()
         self.writer = FrameWriter(self.finished.put, WRITE_THREADS)
         handler = logging.FileHandler(self.folder.log, encoding="utf-8")
@@ -104,7 +106,8 @@ class RenderWorker:
                 self.writer.reserve(frame.job.index)
             producer = self._producer([], None)
         else:
-            producer = self._producer(unit.records, ShippedMaps(unit.maps) if unit.maps else None)
+            maps = ShippedMaps(unit.maps, self._control()) if setup.cfg.controlnet.units else None
+            producer = self._producer(unit.records, maps)
         frames = list(unit.frames) if isinstance(unit, ChainUnit) else []
         context = UnitContext(
             setup.rows, setup.info, setup.selection,
@@ -118,7 +121,18 @@ class RenderWorker:
             self.writer.close()
             self.writer.check()
         finally:
+            if self.control is not None:
+                self.control.__exit__(None, None, None)
             self.finished.put(None)
+
+    def _control(self) -> ControlMaps:
+        """This worker's own control maps, for the frames a chain brings none for (a
+        loopback's maps read each frame's img2img input, known only here)."""
+        if self.control is None:
+            rows = self.setup.rows
+            self.control = ControlMaps(self.setup.cfg, self.folder, rows[0].width, rows[0].height)
+            self.control.__enter__()
+        return self.control
 
     def _producer(self, records: list[FrameRecord], maps: ShippedMaps | None) -> FrameProducer:
         """A producer for one unit: its frames' records to reuse, its control maps."""
