@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from support.run_files import report_of
 from pipeline.ffmpeg_exe import ffmpeg_exe
 from pipeline.records.run_folder import RunFolder
 
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = (128, 72)  # 16:9; input.size=64 renders it at 88x48
 RENDER = (88, 48)
 FRAMES, FPS = 6, 8
@@ -239,3 +242,27 @@ def test_ctrl_c_in_the_upscale_stage_keeps_what_it_upscaled(finished) -> None:
     report = report_of(run_dir)
     assert (report["upscaled"], report["upscale_reused"]) == (FRAMES - 2, 2)
     assert "220x120" in probe_output(run_dir / "clip.mp4")
+
+
+def test_restoring_an_upscaled_look_upscales_what_is_missing_without_rendering(
+    tiny_models, tmp_path: Path
+) -> None:
+    clip = make_video(tmp_path / "clip.mp4", frames=3, fps=6)
+    base = (f"input.path={clip}", f"model.path={tiny_models.sd15}", "runtime=cpu", "steps=2",
+            "upscale.model=lanczos", "upscale.to=2",
+            "stages=[plan,render,upscale,assemble]")  # fmt: skip
+    for prompt in ("a cat", "a dog"):
+        result = rotoscope(*base, f"prompt={prompt}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "outputs/clip"
+    look = json.loads(next((run_dir / "history").glob("*.mp4.json")).read_text())["look"]
+    shutil.rmtree(run_dir / "upscaled")  # the cat's upscaled frames are gone, its frames kept
+    restored = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.history", str(run_dir), "restore", look],
+        cwd=tmp_path, env={**cli_env(tmp_path), "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert "loading model" not in restored.stderr  # nothing renders
+    assert len(list((run_dir / "upscaled").glob("*.png"))) == 3
+    assert "128x96" in probe_output(run_dir / "clip.mp4")
