@@ -2,7 +2,7 @@
 # The example job, from nothing: set up .venv, build the offline demo model, make a
 # sample clip with sound, render a keyframed animation of it with temporal coherence and
 # a 3D fly-through from its first frame, print where the videos are, and how much the
-# animation flickers next to the same clip rendered frame by frame.
+# animation flickers next to the same clip rendered frame by frame, and its report page.
 # Extra arguments are passed to rotoscope (e.g. output=webm steps=4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,7 @@ flythrough=$(.venv/bin/rotoscope model=tiny input.path=samples/still.png input.r
   name=demo-3d "$@")
 echo "demo video: $video"
 echo "3D fly-through: $flythrough (and its depth: ${flythrough%.*}-depth.mp4)"
+echo "report page (open it in a browser): $(dirname "$video")/report.html"
 .venv/bin/python - "$(dirname "$video")" outputs/demo-frame-by-frame <<'PY'
 import json, sys
 coherent, alone = (json.load(open(f"{folder}/metrics.json")) for folder in sys.argv[1:])

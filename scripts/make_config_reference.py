@@ -54,6 +54,7 @@ GUIDES = {
     "output": ("stylizing a video", "../guides/video.md#output-formats"),
     "runtime": ("speed and scale", "../guides/scale.md"),
     "render": ("speed and scale", "../guides/scale.md#batching"),
+    "upscale": ("render size, upscaling, frame rate", "../guides/finishing.md#upscaling"),
     "animation": ("loopback animation", "../guides/loopback.md"),
     "controlnet": ("ControlNet", "../guides/controlnet.md"),
     "coherence": ("temporal coherence", "../guides/coherence.md"),

@@ -10,9 +10,11 @@ Writes <out>/sd15/ and <out>/sdxl/ (diffusers folders) and <out>/sd15.safetensor
 <out>/sdxl.safetensors (the same models as A1111-style single-file checkpoints), plus
 ControlNets for both (<out>/controlnet_sd15/, <out>/controlnet_sd15.safetensors,
 <out>/controlnet_sdxl/), LoRAs in kohya and diffusers format (<out>/loras/) and
-textual-inversion embeddings (<out>/embeddings/) for both, and a tiny Depth Anything
-depth model (<out>/depth/, ``animation.depth.model=tiny``), then prints their paths. A
-complete earlier build is reused, so running it again is instant.
+textual-inversion embeddings (<out>/embeddings/) for both, a tiny Depth Anything depth
+model (<out>/depth/, ``animation.depth.model=tiny``), a 2x ESRGAN upscaler
+(<out>/upscalers/tiny_esrgan_2x.safetensors and .pth) and a RIFE 4.6
+(<out>/upscalers/tiny_rife46.pkl), then prints their paths. A complete earlier build is
+reused, so running it again is instant.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pipeline.models.weights import TINY_MODELS_FOLDER
 from pipeline.testing.tiny_adapters import build_tiny_adapters
 from pipeline.testing.tiny_controlnet import build_tiny_controlnets
 from pipeline.testing.tiny_depth import build_tiny_depth
+from pipeline.testing.tiny_finishing import build_tiny_finishing
 from pipeline.testing.tiny_models import build_tiny_models
 
 
@@ -40,7 +43,15 @@ def main() -> None:
     controlnets = build_tiny_controlnets(args.out, models)
     adapters = build_tiny_adapters(args.out, models)
     depth = build_tiny_depth(args.out)
-    for path in (*astuple(models), *astuple(controlnets), *astuple(adapters), depth):
+    finishing = build_tiny_finishing(args.out / "upscalers")
+    built = (
+        *astuple(models),
+        *astuple(controlnets),
+        *astuple(adapters),
+        depth,
+        *astuple(finishing),
+    )
+    for path in built:
         print(path)
 
 

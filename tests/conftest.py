@@ -90,6 +90,19 @@ def tiny_adapters(
     return build_tiny_adapters(tmp_path_factory.mktemp("tiny_adapters"), tiny_models)
 
 
+if TYPE_CHECKING:
+    from pipeline.testing.tiny_finishing import TinyFinishing
+
+
+@pytest.fixture(scope="session")
+def tiny_finishing(tmp_path_factory: pytest.TempPathFactory) -> TinyFinishing:
+    """A tiny random-weight 2x ESRGAN (``.esrgan``: .safetensors, ``.esrgan_pth``: the same
+    as a weights-only .pth) and RIFE 4.6 (``.rife``: a .pkl like flownet.pkl)."""
+    from pipeline.testing.tiny_finishing import build_tiny_finishing
+
+    return build_tiny_finishing(tmp_path_factory.mktemp("tiny_finishing"))
+
+
 @pytest.fixture(scope="session")
 def tiny_inpaint(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Path:
     """A tiny SD 1.x inpainting checkpoint (9-channel UNet, the tiny model widened), as a

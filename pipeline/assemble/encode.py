@@ -86,6 +86,21 @@ _CONSEQUENCES = (
 
 
 @dataclass(frozen=True)
+class MotionInterpolation:
+    """ffmpeg's ``minterpolate`` inside the encode: frames piped at ``source_rate`` come
+    out at ``rate``, ``frames`` of them (``output.interpolation=minterpolate``)."""
+
+    source_rate: Fraction
+    rate: Fraction
+    frames: int
+
+
+# minterpolate's motion-compensated mode: bidirectional motion estimation, overlapped
+# block motion compensation with variable-size blocks (its best-quality settings).
+MINTERPOLATE_OPTIONS = {"mi_mode": "mci", "mc_mode": "aobmc", "me_mode": "bidir", "vsbmc": 1}
+
+
+@dataclass(frozen=True)
 class AudioSpec:
     """Where the soundtrack comes from: a range of the source video's audio."""
 
@@ -189,10 +204,13 @@ def encode_video(
     audio: AudioSpec | None = None,
     alphas: Sequence[Path] | None = None,
     on_frame: Callable[[], None] | None = None,
+    motion: MotionInterpolation | None = None,
 ) -> Path:
     """Encode ``frames`` in order into ``out_path`` and return ``out_path``.
 
-    The video has exactly ``len(frames)`` frames at ``fps``. With ``audio``, the source's
+    The video has exactly ``len(frames)`` frames at ``fps``; with ``motion``, the frames
+    are read at its source rate and ffmpeg's minterpolate makes its frame count at its
+    rate (``fps`` is then unused; no alpha format). With ``audio``, the source's
     first audio stream is cut to the selected range and muxed if it exists (a source
     without audio still encodes, silently); gif never carries audio. ``crf`` applies to
     mp4 and webm, ``preset`` to mp4 only (x264). The alpha formats take each frame's
@@ -213,7 +231,9 @@ def encode_video(
         layers = list(alphas) if alphas is not None else [None] * len(frames)
     try:
         with atomic_path(out_path) as tmp:
-            args = ffmpeg_command(tmp, fmt, size, rate, len(frames), crf, preset, audio)
+            args = ffmpeg_command(
+                tmp, fmt, size, rate, len(frames), crf, preset, audio, motion=motion
+            )
             _run_ffmpeg(args, frames, size, out_path, layers, on_frame)
     except OSError as exc:
         raise RotoscopeError(f"cannot write {out_path}: {exc}") from exc
@@ -229,6 +249,7 @@ def ffmpeg_command(
     crf: int,
     preset: str,
     audio: AudioSpec | None,
+    motion: MotionInterpolation | None = None,
 ) -> list[str]:
     """The full ffmpeg argument list (binary first) reading rgb24 frames from stdin.
 
@@ -239,12 +260,19 @@ def ffmpeg_command(
     """
     width, height = size
     pixels = "rgba" if fmt in ALPHA_FORMATS else "rgb24"
+    piped = rate if motion is None else motion.source_rate
     video = ffmpeg.input(
-        "pipe:", format="rawvideo", pix_fmt=pixels, s=f"{width}x{height}", framerate=str(rate)
+        "pipe:", format="rawvideo", pix_fmt=pixels, s=f"{width}x{height}", framerate=str(piped)
     )
-    streams = [_video_graph(video, fmt)]
     # The muxer is named because the temporary file name has no telling extension.
     options = {"f": _CONTAINERS.get(fmt, fmt.value), **_video_options(fmt, crf, preset)}
+    if motion is not None:
+        if fmt in ALPHA_FORMATS:
+            raise ValueError("minterpolate drops the alpha channel")
+        video = video.filter("minterpolate", fps=str(motion.rate), **MINTERPOLATE_OPTIONS)
+        options["frames:v"] = motion.frames
+        rate, frame_count = motion.rate, motion.frames
+    streams = [_video_graph(video, fmt)]
     if audio is not None and fmt is not OutputFormat.gif:
         _require_source(audio.path)
         seconds = min(audio.duration, float(frame_count / rate))

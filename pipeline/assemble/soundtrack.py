@@ -24,10 +24,12 @@ def soundtrack_file(output: OutputConfig) -> Path | None:
 
 
 def soundtrack(output: OutputConfig, info: SourceInfo, frame_count: int) -> AudioSpec | None:
-    """The audio of a video of ``frame_count`` frames (None: silent)."""
+    """The audio of a video of ``frame_count`` rendered frames (None: silent); a retimed
+    output keeps their duration (:mod:`pipeline.assemble.timeline`)."""
     path = soundtrack_file(output)
     if path is not None:
-        return AudioSpec(path=path, start=0.0, duration=frame_count / (output.fps or info.fps))
+        # the clip lasts its rendered frames at the render's rate, whatever output.fps
+        return AudioSpec(path=path, start=0.0, duration=frame_count / info.fps)
     wanted = output.audio if isinstance(output.audio, bool) else output.audio.lower() == "true"
     if wanted and info.has_audio:
         return AudioSpec(path=info.path, start=info.start_time, duration=frame_count / info.fps)

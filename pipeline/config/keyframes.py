@@ -48,7 +48,7 @@ log = logging.getLogger("rotoscope")
 
 # The render size is one setting: a command line that gives any of these replaces all
 # of a keyframe file's.
-SIZE_KEYS = frozenset({"input.width", "input.height", "input.scale"})
+SIZE_KEYS = frozenset({"input.width", "input.height", "input.scale", "input.size"})
 TEXT_ENTRIES = ("negative_prompt", "prompt_prefix", "prompt_suffix", "prompt_blend")
 TOP_LEVEL = ("prompts", *TEXT_ENTRIES, "schedules", "interpolation", "settings")
 

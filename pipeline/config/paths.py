@@ -20,10 +20,14 @@ import os
 import sys
 from pathlib import Path
 
+from pipeline.errors import RotoscopeError
+
 HOME_ENV = "ROTOSCOPE_HOME"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Keyframe files that ship with rotoscope (the checkout's keyframes/ links here).
 BUNDLED_KEYFRAMES = PACKAGE_DIR / "keyframes"
+# Suffixes of weight files a name may leave out (upscale.model=4x-UltraSharp).
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".pkl")
 
 
 def source_checkout() -> Path | None:
@@ -60,3 +64,23 @@ def find_keyframes(value: str) -> Path:
         if candidate.is_file():
             return candidate
     return given
+
+
+def find_weights(value: str, folder: str, key: str, folder_key: str) -> Path:
+    """A weights file given by ``key``: a path, or a file name in ``folder`` (the config
+    key ``folder_key``), with or without its suffix (``4x-UltraSharp`` finds
+    ``4x-UltraSharp.pth``). A missing file is one line saying where to put it."""
+    given = Path(value).expanduser()
+    if given.is_file():
+        return given
+    base = Path(folder).expanduser()
+    names = [value] if given.suffix.lower() in WEIGHT_SUFFIXES else []
+    names += [f"{value}{suffix}" for suffix in WEIGHT_SUFFIXES]
+    for name in names:
+        if (base / name).is_file():
+            return base / name
+    wanted = value if names[0] == value else f"{value}.safetensors (or .pth)"
+    raise RotoscopeError(
+        f"{key}={value} is not a file, and {folder_key} ({base}) has no {given.name} file",
+        f"put {Path(wanted).name} into {base}, or give the file's path",
+    )

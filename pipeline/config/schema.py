@@ -54,6 +54,15 @@ class OutputFormat(Enum):
     webm_alpha = "webm_alpha"  # VP9 with alpha (yuva420p) in .webm, the mask as alpha
 
 
+class FrameInterpolation(Enum):
+    """How the frames between two rendered ones are made (``output.interpolation``)."""
+
+    flow = "flow"  # optical flow both ways between the frames, occlusion-aware (no weights)
+    minterpolate = "minterpolate"  # ffmpeg's motion-compensated minterpolate filter
+    rife = "rife"  # RIFE 4.6 from a local weights file (output.interpolation_model)
+    nearest = "nearest"  # no new pictures: the nearest rendered frame, repeated or dropped
+
+
 class Dtype(Enum):
     """Torch dtype of the model weights; ``auto`` is fp16 on CUDA, fp32 elsewhere."""
 
@@ -69,6 +78,11 @@ class ModelFamily(Enum):
     auto = "auto"
     sd15 = "sd15"
     sdxl = "sdxl"
+
+
+# The side of the square whose area each family was trained at (input.size=auto): SD 1.x
+# on 512x512 pictures, SDXL on about a million pixels in aspect-ratio buckets.
+NATIVE_SIDE = {ModelFamily.sd15: 512, ModelFamily.sdxl: 1024}
 
 
 class Interpolation(Enum):
@@ -552,6 +566,11 @@ class InputConfig:
     height: int | None = None
     # Scale factor applied to the source size when width/height are not set.
     scale: float | None = None
+    # The render size when width, height and scale are not set: auto = the model family's
+    # native area (512x512 for SD 1.x, 1024x1024 for SDXL) at the source's aspect ratio, a
+    # smaller source keeping its own size; source = the source's size; a number N = the
+    # area of NxN (768). The video is still delivered at the source's size (upscale.*).
+    size: str = "auto"
     resize_mode: ResizeMode = ResizeMode.crop
     # Colour that transparent pixels are flattened onto (and the pad colour of ``fit``).
     background: str = "#ffffff"
@@ -580,14 +599,48 @@ class ModelConfig:
 
 
 @dataclass
+class UpscaleConfig:
+    # What brings the rendered frames to the delivered size: a weights file of any
+    # architecture spandrel recognises (ESRGAN, Real-ESRGAN, SwinIR, HAT, DAT, ...) given
+    # as a path or a file name in paths.upscalers (4x-UltraSharp, with or without its
+    # suffix), or lanczos (no weights). Unset: Lanczos, where input.size=auto rendered the
+    # source smaller than it is; otherwise frames are delivered as rendered.
+    model: str | None = None
+    # The delivered size once a model is given: source (the input's size), a factor of
+    # the render size (2, 1.5) or a size (1920x1080).
+    to: str = "source"
+    # The model sees tiles of this many render pixels per side, one at a time, so its
+    # memory does not grow with the frame size; 0 = the whole frame at once.
+    tile: int = 512
+    # Pixels of context on each side of a tile (neighbouring tiles cross-fade inside it).
+    tile_overlap: int = 32
+    # Schedule: denoising strength of a tiled img2img pass at the upscaled size (0 = off).
+    # Not supported yet: any other value is refused (see the finishing guide).
+    refine_strength: str = "0"
+
+
+@dataclass
 class OutputConfig:
     # What the assemble stage writes, from the same frames: one format or several
     # (output=[mp4,images] picks both presets; output.format=[mp4,webm] the formats alone).
     format: list[OutputFormat] = field(default_factory=lambda: [OutputFormat.mp4])
     # Parent folder of run folders.
     root: str = "${paths.outputs}"
-    # Output frame rate; ``None`` is the source rate divided by ``input.every``.
+    # Output frame rate; ``None`` is the render's (the source rate divided by
+    # ``input.every``). Another rate keeps the clip's duration: frames are made between
+    # the rendered ones (or dropped) by ``output.interpolation``.
     fps: float | None = None
+    # Frames per rendered frame: 2 delivers 24 fps renders at 48 fps, same duration.
+    interpolate: int = 1
+    # How in-between frames are made: flow (rotoscope's own, no weights), minterpolate
+    # (ffmpeg's filter), rife (a RIFE 4.6 weights file), nearest (repeat or drop frames).
+    interpolation: FrameInterpolation = FrameInterpolation.flow
+    # rife's weights (RIFE46.pkl, Practical-RIFE's flownet.pkl, or .safetensors): a path
+    # or a file name in paths.interpolators.
+    interpolation_model: str | None = None
+    # Slow motion: the frames play this many times slower (made in between, at the same
+    # frame rate), so the clip lasts this many times longer; the source's audio is left out.
+    slow_motion: int = 1
     # H.264/VP9 quality (lower is better) and the x264 preset.
     crf: int = 18
     preset: str = "medium"
@@ -642,6 +695,8 @@ class PathsConfig:
     controlnet: str = "${.models}/ControlNet"
     loras: str = "${.models}/Lora"
     embeddings: str = "${.models}/embeddings"
+    upscalers: str = "${.models}/ESRGAN"
+    interpolators: str = "${.models}/RIFE"
     outputs: str = "${.home}/outputs"
 
 
@@ -653,12 +708,16 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
     # Run folder name under output.root; by default the input's file or folder name
     # (without an input, the keyframe file's name, else "animation").
     name: str = "${run_name:${input.path},${keyframes}}"
-    # Stages to run, in order: plan, control (maps + preview only), render, assemble,
+    # Stages to run, in order: plan, control (maps + preview only), render, upscale (to
+    # the delivered size; nothing to do when frames are delivered as rendered), assemble,
     # metrics (flicker measure).
-    stages: list[str] = field(default_factory=lambda: ["plan", "render", "assemble", "metrics"])
+    stages: list[str] = field(
+        default_factory=lambda: ["plan", "render", "upscale", "assemble", "metrics"]
+    )
     # A keyframe file (keyframes/*.yaml, a Deforum prompt object or settings file).
     # Its values apply to every key not given on the command line.
     keyframes: str | None = None
@@ -722,7 +781,7 @@ class RunConfig:
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
 
 
-STAGES = ("plan", "control", "render", "assemble", "metrics")
+STAGES = ("plan", "control", "render", "upscale", "assemble", "metrics")
 
 
 def run_name(input_path: str | None, keyframes: str | None = None) -> str:

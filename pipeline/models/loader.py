@@ -12,7 +12,6 @@ weights are never reused.
 from __future__ import annotations
 
 import hashlib
-import json
 import pickle
 import threading
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 from pipeline.config.schema import ModelConfig, ModelFamily, RuntimeConfig
 from pipeline.errors import RotoscopeError
 from pipeline.models.devices import resolve_device, resolve_dtype
+from pipeline.models.family import family_of_index, family_of_keys
 from pipeline.models.safe_load import refused_pickle
 from pipeline.models.weights import (
     CHECKPOINT_SUFFIXES,
@@ -190,7 +190,7 @@ def _inspect_model(field: str, value: str, offline: bool) -> _Source:
         return _Source(
             WeightLocation.folder,
             str(path.resolve()),
-            _family_of_index(index),
+            family_of_index(index),
             folder_fingerprint(path),
         )
     if path.is_file():
@@ -201,37 +201,13 @@ def _inspect_model(field: str, value: str, offline: bool) -> _Source:
             )
         keys = _checkpoint_keys(field, path)
         return _Source(
-            WeightLocation.file, str(path.resolve()), _family_of_keys(keys), file_fingerprint(path)
+            WeightLocation.file, str(path.resolve()), family_of_keys(keys), file_fingerprint(path)
         )
     if is_hub_id(value):
         index = hub_file(field, value, "model_index.json", offline)
         commit = index.parent.name  # the cache keeps files under snapshots/<commit>/
-        return _Source(WeightLocation.hub, value, _family_of_index(index), f"hub:{value}@{commit}")
+        return _Source(WeightLocation.hub, value, family_of_index(index), f"hub:{value}@{commit}")
     raise not_found(field, value)
-
-
-def _family_of_index(index: Path) -> ModelFamily | None:
-    """``sd15`` for StableDiffusion*Pipeline (1.x and 2.x), ``sdxl`` for the XL ones."""
-    name = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
-    if name.startswith("StableDiffusionXL"):
-        return ModelFamily.sdxl
-    if name.startswith("StableDiffusion") and not name.startswith("StableDiffusion3"):
-        return ModelFamily.sd15
-    return None
-
-
-def _family_of_keys(keys: set[str]) -> ModelFamily | None:
-    """Read the architecture from an original-layout checkpoint's tensor names.
-
-    SDXL files hold their text encoders under ``conditioner.embedders.*`` and the
-    size/crop conditioning under the UNet's ``label_emb``; SD 1.x/2.x files under
-    ``cond_stage_model.*``.
-    """
-    if any(key.startswith(("conditioner.", "model.diffusion_model.label_emb.")) for key in keys):
-        return ModelFamily.sdxl
-    if any(key.startswith(("cond_stage_model.", "model.diffusion_model.")) for key in keys):
-        return ModelFamily.sd15
-    return None
 
 
 def _checkpoint_keys(field: str, path: Path) -> set[str]:

@@ -1,10 +1,11 @@
 """Read weight files that came from other people without running their code.
 
-Embeddings, LoRAs and checkpoints are shared as ``.safetensors`` (plain tensors) or as
-pickles (``.pt``, ``.ckpt``, ``.bin``, ``.pth``), and unpickling can run any code the
-file's author chose. So pickles are read only by torch's weights-only unpickler, which
-rebuilds tensors and plain containers and refuses everything else; a file that would
-need more is refused with one line naming it, before any of its code could run.
+Embeddings, LoRAs, checkpoints, upscalers and RIFE are shared as ``.safetensors`` (plain
+tensors) or as pickles (``.pt``, ``.ckpt``, ``.bin``, ``.pth``, RIFE's ``.pkl``), and
+unpickling can run any code the file's author chose. So pickles are read only by torch's
+weights-only unpickler, which rebuilds tensors and plain containers and refuses
+everything else; a file that would need more is refused with one line naming it, before
+any of its code could run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipeline.errors import RotoscopeError
 from pipeline.models.weights import first_line
 
 SAFETENSORS = ".safetensors"
-PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
+PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth", ".pkl")
 # torch names the callable a refused pickle wanted: "Unsupported global: GLOBAL posix.system"
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 

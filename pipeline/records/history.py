@@ -6,7 +6,9 @@ what makes resume and change-aware re-render work), so it keeps history inside i
 
 - **Frames** are stored by key (:meth:`RunFolder.frame_name`); frames of an earlier look
   stay in ``frames/`` next to the current ones (the manifest says which are current), and
-  so do their masks in ``masks/``.
+  so do their masks in ``masks/``, upscaled frames (``upscaled/``, made from a frame by
+  an upscaler at a size) and in-between frames (``between/``, made from two delivered
+  frames).
 - **Deliverables** (``<name>.mp4``, ``images/``, ...) are written to a hidden staging
   name first; if the new one was made from different frames or options than the one it
   replaces, the old one moves to ``history/<name>-<its time>.<ext>`` before the new one
@@ -41,7 +43,8 @@ from typing import Any
 
 from pipeline.atomic import move, write_text
 from pipeline.records.manifest import Manifest
-from pipeline.records.run_folder import RunFolder
+from pipeline.records.run_folder import FRAME_KEY_LENGTH, RunFolder
+from pipeline.records.upscaled import UpscaledFrames
 
 log = logging.getLogger("rotoscope")
 
@@ -204,6 +207,39 @@ def superseded_state(folder: RunFolder, manifest: Manifest) -> list[Path]:
     )
 
 
+def superseded_upscaled(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """Upscaled frames made from no current frame (earlier looks' and strays)."""
+    if not folder.upscaled.is_dir():
+        return []
+    current = {record.key for record in manifest.records.values()}
+    kept = {
+        (folder.path / record.file).resolve()
+        for record in UpscaledFrames(folder).made_from(current)
+    }
+    return sorted(
+        path
+        for path in folder.upscaled.iterdir()
+        if path.is_file() and path.suffix == ".png" and path.resolve() not in kept
+    )
+
+
+def superseded_in_betweens(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """In-between frames (and masks) whose two neighbours are not both current delivered
+    frames (or current frames' masks)."""
+    if not folder.between.is_dir():
+        return []
+    current = {record.key for record in manifest.records.values()}
+    delivered = current | {record.key for record in UpscaledFrames(folder).made_from(current)}
+    masks = {record.mask for record in manifest.records.values() if record.mask}  # retimed too
+    short = {key[:FRAME_KEY_LENGTH] for key in delivered | masks}
+    return sorted(
+        path
+        for path in folder.between.iterdir()
+        if path.is_file()
+        and ((pair := RunFolder.between_neighbours(path)) is None or not set(pair) <= short)
+    )
+
+
 def superseded_masks(folder: RunFolder, manifest: Manifest) -> list[Path]:
     """Mask files no current manifest line names: the masks of earlier looks."""
     if not folder.masks.is_dir():
@@ -264,14 +300,19 @@ def size_of(paths: Iterable[Path]) -> int:
 
 
 def history_bytes(folder: RunFolder) -> int:
-    """Disk used by kept history: superseded frames (and the coherence state, masks and
-    depth maps their chains left), plus earlier deliverables."""
+    """Disk used by kept history: superseded frames (and the coherence state, masks,
+    depth maps, upscaled and in-between frames made from them), plus earlier
+    deliverables."""
     if not folder.path.is_dir():
         return 0
     manifest = Manifest(folder)
     superseded = [
-        *superseded_frames(folder, manifest), *superseded_state(folder, manifest),
-        *superseded_masks(folder, manifest), *superseded_depth(folder, manifest),
+        *superseded_frames(folder, manifest),
+        *superseded_state(folder, manifest),
+        *superseded_masks(folder, manifest),
+        *superseded_depth(folder, manifest),
+        *superseded_upscaled(folder, manifest),
+        *superseded_in_betweens(folder, manifest),
         *superseded_cadence(folder, manifest),
-    ]  # fmt: skip
+    ]
     return size_of(superseded) + size_of([folder.history])

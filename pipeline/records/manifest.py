@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -141,6 +142,25 @@ def rerender_reason(
     return "changed"
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append one newline-terminated line to a JSON-lines record, durably (fsynced before
+    returning); a torn last line left by a crash is ended first, so it cannot swallow
+    this one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        if fh.tell() and not _ends_with_newline(path):
+            fh.write("\n")
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 def record_line(record: FrameRecord) -> str:
     """One manifest line (JSON, newline-terminated)."""
     return json.dumps(asdict(record), sort_keys=True, ensure_ascii=False) + "\n"
@@ -222,19 +242,8 @@ class Manifest:
 
     def add(self, record: FrameRecord) -> None:
         """Record a finished frame durably (the line is fsynced before returning)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            if fh.tell() and not self._ends_with_newline():
-                fh.write("\n")  # a torn line from a crash must not swallow this one
-            fh.write(record_line(record))
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_line(self.path, record_line(record))
         self._remember(record)
-
-    def _ends_with_newline(self) -> bool:
-        with self.path.open("rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) == b"\n"
 
     def compact(self) -> None:
         """Rewrite the file with only the current record of each index whose file exists

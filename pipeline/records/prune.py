@@ -7,8 +7,9 @@ when the user asks (``rotoscope-prune``):
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
 - the coherence state (latents, attention recordings), the masks, the depth maps and
-  the report page's thumbnails of those frames, and the diffused frames a loopback
-  cadence tweened them from;
+  the report page's thumbnails of those frames, the upscaled frames made from them, the
+  in-between frames made from frames no longer delivered, and the diffused frames a
+  loopback cadence tweened them from;
 - leftovers of interrupted writes (hidden temporary and staging files, in any folder);
 - with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
@@ -32,12 +33,15 @@ from pipeline.records.history import (
     superseded_cadence,
     superseded_depth,
     superseded_frames,
+    superseded_in_betweens,
     superseded_masks,
     superseded_state,
+    superseded_upscaled,
 )
 from pipeline.records.lock import RunLock
 from pipeline.records.manifest import Manifest
 from pipeline.records.run_folder import RunFolder
+from pipeline.records.upscaled import UpscaledFrames
 
 # history/<stem>-<YYYYmmdd-HHMMSS>[-n]<suffix>: what is left of the deliverable's name
 _HISTORY_STAMP = re.compile(r"-\d{8}-\d{6}(?:-\d+)?$")
@@ -71,6 +75,14 @@ def prunable(
     items += [
         Prunable(path, size_of([path]), "earlier look's coherence state")
         for path in superseded_state(folder, manifest)
+    ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's upscaled frame")
+        for path in superseded_upscaled(folder, manifest)
+    ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's in-between frame")
+        for path in superseded_in_betweens(folder, manifest)
     ]
     items += [
         Prunable(path, size_of([path]), "earlier look's mask")
@@ -137,7 +149,11 @@ def prune(folder: RunFolder, keep_history: int | None = None, flow: bool = False
             else:
                 item.path.unlink(missing_ok=True)
         if folder.manifest.exists():
-            Manifest(folder).compact()
+            manifest = Manifest(folder)
+            manifest.compact()
+            if folder.upscaled_index.exists():
+                current = {record.key for record in manifest.records.values()}
+                UpscaledFrames(folder).compact(current)
         if folder.history.is_dir() and not any(folder.history.iterdir()):
             folder.history.rmdir()
     return items

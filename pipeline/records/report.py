@@ -56,6 +56,14 @@ class JobReport:
     previous_outputs: list[str] = field(default_factory=list)
     history_bytes: int = 0
     resume_command: str | None = None
+    # finishing: frames brought to the delivered size (the upscale stage) and by what, and
+    # frames made between delivered ones (the assemble stage)
+    upscaler: str | None = None
+    upscaled: int = 0
+    upscale_reused: int = 0
+    upscale_seconds: float | None = None
+    in_between: int = 0
+    in_between_reused: int = 0
     # flicker (the metrics stage): mean warp error of the output and of the source
     warp_error: float | None = None
     source_warp_error: float | None = None
@@ -108,6 +116,12 @@ class JobReport:
             parts.append(f"{self.repeated} repeated (bad input)")
         if self.seconds_per_frame:
             parts.append(f"{self.seconds_per_frame:.2f} s/frame")
+        if self.upscaler:
+            parts.append(
+                f"{self.upscaled} upscaled, {self.upscale_reused} reused ({self.upscaler})"
+            )
+        if self.in_between or self.in_between_reused:
+            parts.append(f"{self.in_between} in-between frames made")
         if self.warp_error is not None:
             parts.append(f"warp error {self.warp_error:.5f} (source {self.source_warp_error:.5f})")
         parts.append(f"peak RAM {self.peak_rss_mib:.0f} MiB")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FRAMES = "frames"
+UPSCALED = "upscaled"
+BETWEEN = "between"
 MASKS = "masks"
 CONTROL = "control"
 HISTORY = "history"
@@ -192,6 +194,46 @@ class RunFolder:
         """A loopback's hybrid-video flow into frame ``index`` (from the video's frame
         before, or from the moved previous output)."""
         return self.flow / f"hybrid-{index:06d}.npz"
+
+    # --- upscale stage ---
+    @property
+    def upscaled(self) -> Path:
+        """Frames at the delivered size, stored by their own key (``frames/`` keeps the
+        render-size ones)."""
+        return self.path / UPSCALED
+
+    def upscaled_frame(self, key: str) -> Path:
+        return self.path / self.upscaled_name(key)
+
+    @staticmethod
+    def upscaled_name(key: str) -> str:
+        """An upscaled frame's path relative to the run folder, as its record says."""
+        return f"{UPSCALED}/{key[:FRAME_KEY_LENGTH]}.png"
+
+    @property
+    def upscaled_index(self) -> Path:
+        """Finished upscaled frames, one JSON line each: which frame, how, which file."""
+        return self.path / "upscaled.jsonl"
+
+    # --- assemble stage: in-between frames ---
+    @property
+    def between(self) -> Path:
+        """Frames made between two delivered ones (``output.interpolate``/``output.fps``)."""
+        return self.path / BETWEEN
+
+    def between_frame(self, first: str, second: str, key: str) -> Path:
+        """An in-between frame of the delivered frames keyed ``first`` and ``second``
+        (their keys lead its name, so pruning can tell whose it is), by its own key."""
+        short = FRAME_KEY_LENGTH
+        return self.between / f"{first[:short]}-{second[:short]}-{key[:short]}.png"
+
+    @staticmethod
+    def between_neighbours(path: Path) -> tuple[str, str] | None:
+        """The (shortened) keys of the two frames an in-between frame file was made from."""
+        parts = path.stem.split("-")
+        if path.suffix != ".png" or len(parts) != 3:
+            return None
+        return parts[0], parts[1]
 
     # --- metrics stage ---
     @property

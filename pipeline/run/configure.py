@@ -14,6 +14,7 @@ foreign format.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from collections.abc import Iterable
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.assemble.encode import check_mask_outputs, check_output_options
+from pipeline.assemble.interpolate import check_interpolation_options
 from pipeline.assemble.soundtrack import check_soundtrack
+from pipeline.assemble.timeline import check_timing_options
 from pipeline.config.keyframes import (
     KeyframeFile,
     apply_keyframe_file,
@@ -29,15 +32,18 @@ from pipeline.config.keyframes import (
     read_keyframe_data,
 )
 from pipeline.config.paths import find_keyframes
-from pipeline.config.schema import STAGES, RunConfig
+from pipeline.config.schema import NATIVE_SIDE, STAGES, ModelFamily, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.interop.a1111.parameters import import_png
 from pipeline.interop.deforum.importer import import_deforum, is_deforum_settings
+from pipeline.models.family import native_side
 from pipeline.plan.build import check_sampling
 from pipeline.plan.stage import check_strategies
 from pipeline.render.stage import check_speed_options
 from pipeline.source.base import SourceKind
 from pipeline.source.open import is_photo_batch
+from pipeline.source.resize import AUTO_SIZE, render_area
+from pipeline.upscale.delivery import check_upscale_options
 
 log = logging.getLogger("rotoscope")
 
@@ -57,17 +63,22 @@ def configure(cfg: RunConfig, explicit: Iterable[str]) -> JobConfig:
     explicit = set(explicit)
     stages = check_stages(cfg.stages)
     cfg, origins = apply_keyframes(cfg, explicit)
+    cfg = resolve_render_area(cfg)
     check_sampling(cfg)
     if "metrics" in stages and "stages" not in explicit and is_photo_batch(cfg, input_kind(cfg)):
         log.info(
             "metrics: not measured, the photos of a folder are not frames of one motion "
-            "(for a clip's frames: stages=[plan,render,assemble,metrics])"
+            "(for a clip's frames: stages=[plan,render,upscale,assemble,metrics])"
         )
         stages.remove("metrics")
     check_strategies(cfg)
     check_speed_options(cfg)
-    if "assemble" in stages:  # a bad crf must not wait for hours of rendering
+    check_timing_options(cfg.output)
+    if "upscale" in stages or "assemble" in stages:  # not after hours of rendering
+        check_upscale_options(cfg)
+    if "assemble" in stages:
         check_output_options(cfg.output)
+        check_interpolation_options(cfg)
         check_mask_outputs(cfg.output, cfg.mask.active)
         check_soundtrack(cfg.output)
     return JobConfig(cfg, origins, stages)
@@ -79,6 +90,23 @@ def input_kind(cfg: RunConfig) -> SourceKind | None:
     if cfg.input.path is None:
         return SourceKind.none
     return SourceKind.folder if Path(cfg.input.path).expanduser().is_dir() else None
+
+
+def resolve_render_area(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``input.size=auto`` as its model family's side (512 for SD 1.x, 1024
+    for SDXL), the number ``config.yaml`` then records; SD 1.x's where the model's files
+    cannot tell (it is not there yet: the render names the problem)."""
+    render_area(cfg.input.size)  # anything else must be a size rotoscope knows
+    if cfg.input.size.strip().lower() != AUTO_SIZE:
+        return cfg
+    side = native_side(cfg.model)
+    if side is None:
+        side = NATIVE_SIDE[ModelFamily.sd15]
+        log.info(
+            "input.size=auto: model.path's family cannot be told from its files, so frames "
+            "larger than SD 1.x's 512x512 area are rendered at that area (set model.family)"
+        )
+    return dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, size=str(side)))
 
 
 def check_stages(stages: list[str]) -> list[str]:
@@ -96,7 +124,7 @@ def check_stages(stages: list[str]) -> list[str]:
             f"{mean + ' ' if mean else ''}for example stages=[plan] for a dry run",
         )
     ordered = [stage for stage in STAGES if stage in stages]
-    later = [stage for stage in ("assemble", "metrics") if stage in ordered]
+    later = [stage for stage in ("upscale", "assemble", "metrics") if stage in ordered]
     if "plan" in ordered and "render" not in ordered and later:
         raise RotoscopeError(
             f"stages={ordered} plans without rendering, then runs {' and '.join(later)} on "

@@ -63,6 +63,7 @@ from pipeline.records.run_folder import RunFolder
 from pipeline.render.stage import render_stage, weights_identity
 from pipeline.report.live import LivePage
 from pipeline.run.configure import JobConfig, configure
+from pipeline.upscale.stage import upscale_stage
 
 log = logging.getLogger("rotoscope")
 
@@ -287,6 +288,8 @@ def _stages(
     if "render" in stages:
         entering("render")
         render_stage(cfg, folder, report, stop, accepted.identity)
+    if "upscale" in stages:
+        upscale_stage(cfg, folder, report, stop)
     if "assemble" in stages:
         entering("assemble")
         outputs = assemble_stage(cfg, folder, report, stop, command)

@@ -5,8 +5,9 @@ frames and the config that made them. While those frames are on disk, restoring 
 nothing and needs neither the input nor the model: the manifest points each index at
 its frame again (as going back to an earlier look does), the plan and source
 description are written back from the frames' own records, the config becomes the run
-folder's ``config.yaml`` again, and the assemble stage makes the look's outputs (the
-current ones move to ``history/``, as after any new look). When ``rotoscope-prune`` has
+folder's ``config.yaml`` again, and the upscale and assemble stages make the look's
+outputs (its upscaled frames are found by key, or made again if pruned; the current
+outputs move to ``history/``, as after any new look). When ``rotoscope-prune`` has
 removed some of its frames, the look is made again from its config instead: a job that
 reuses every frame still on disk and renders only the missing ones (that needs the
 input and the model).
@@ -36,6 +37,7 @@ from pipeline.records.provenance import KeptLook
 from pipeline.records.report import JobReport, append_job
 from pipeline.records.run_folder import RunFolder
 from pipeline.run.job import run_job
+from pipeline.upscale.stage import upscale_stage
 
 log = logging.getLogger("rotoscope")
 
@@ -55,7 +57,7 @@ def restore_look(
         return run_job(cfg, folder.path, frozenset(), command, stop=stop)
     started = time.monotonic()
     report = JobReport(
-        run_dir=str(folder), resume_command=command, stages=["restore", "assemble"],
+        run_dir=str(folder), resume_command=command, stages=["restore", "upscale", "assemble"],
         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )  # fmt: skip
     with RunLock(folder.lock):
@@ -65,6 +67,7 @@ def restore_look(
             write_text(folder.source_json, _json(kept.provenance.source))
             write_text(folder.config, OmegaConf.to_yaml(literal_node(cfg)))
             report.planned = report.reused = len(records)
+            upscale_stage(cfg, folder, report, stop)  # finds its upscaled frames, or remakes them
             outputs = assemble_stage(cfg, folder, report, stop, command)
             report.outputs = [str(path) for path in outputs]
             report.status = "done"

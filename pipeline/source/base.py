@@ -88,12 +88,21 @@ class SourceInfo:
     # A photo folder rendered as images keeps each image's own size and orientation:
     # the render size of each selected frame, in order (None: every frame is width x height)
     frame_sizes: list[tuple[int, int]] | None = None
+    # ... and each image's own upright size (None: every frame is source_width x
+    # source_height), which such frames are delivered at
+    frame_source_sizes: list[tuple[int, int]] | None = None
 
     def size_of(self, index: int) -> tuple[int, int]:
         """The render size of selected frame ``index``."""
         if self.frame_sizes is not None and index < len(self.frame_sizes):
             return self.frame_sizes[index]
         return self.width, self.height
+
+    def source_size_of(self, index: int) -> tuple[int, int]:
+        """The upright size of selected frame ``index`` in the source."""
+        if self.frame_source_sizes is not None and index < len(self.frame_source_sizes):
+            return self.frame_source_sizes[index]
+        return self.source_width, self.source_height
 
     def write(self, path: Path) -> None:
         """Record this description as JSON (the run folder's ``source.json``)."""
@@ -111,8 +120,9 @@ class SourceInfo:
             data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             data["path"] = Path(data["path"])
             data["kind"] = SourceKind(data["kind"])
-            if data.get("frame_sizes") is not None:
-                data["frame_sizes"] = [(int(w), int(h)) for w, h in data["frame_sizes"]]
+            for sizes in ("frame_sizes", "frame_source_sizes"):
+                if data.get(sizes) is not None:
+                    data[sizes] = [(int(w), int(h)) for w, h in data[sizes]]
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise RotoscopeError(

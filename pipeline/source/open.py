@@ -42,7 +42,7 @@ from pipeline.source.images import (
     upright_size,
 )
 from pipeline.source.probe import probe_video
-from pipeline.source.resize import parse_color, target_size
+from pipeline.source.resize import parse_color, render_area, target_size
 from pipeline.source.video import VideoSource
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _open_video(path: Path, cfg: InputConfig) -> Source:
     fps = float(probe.fps)
     selection = resolve_selection(cfg, fps, probe.total_frames, path)
     source_w, source_h = probe.display_size
-    width, height = target_size(source_w, source_h, cfg.width, cfg.height, cfg.scale)
+    width, height = render_size(source_w, source_h, cfg)
     info = SourceInfo(
         kind=SourceKind.video,
         path=path,
@@ -230,12 +230,15 @@ def _open_images(
             raise RotoscopeError(f"image '{file}' is empty (0 bytes)", "re-copy or remove it")
     first = load_image(files[0], parse_color(cfg.background))
     source_h, source_w = first.shape[:2]
-    width, height = target_size(source_w, source_h, cfg.width, cfg.height, cfg.scale)
+    width, height = render_size(source_w, source_h, cfg)
     notes = [note for note in [aspect_note(cfg, source_w, source_h, width, height)] if note]
-    sizes = None
+    sizes = source_sizes = None
     if kind is SourceKind.folder:
-        sizes = [_own_size(file, (width, height), cfg) for file in selected]
-        if not own_sizes:
+        uprights = [upright_size(file) or (source_w, source_h) for file in selected]
+        sizes = [render_size(own_w, own_h, cfg) for own_w, own_h in uprights]
+        if own_sizes:
+            source_sizes = uprights
+        else:
             notes += _size_mismatch_note(selected, sizes, (width, height))
             sizes = None
     info = SourceInfo(
@@ -252,17 +255,16 @@ def _open_images(
         has_audio=False,
         rotation=0,
         frame_sizes=sizes,
+        frame_source_sizes=source_sizes,
     )
     source = ImageSource(info, selection, files, cfg)
     source.notes += notes
     return source
 
 
-def _own_size(file: Path, fallback: tuple[int, int], cfg: InputConfig) -> tuple[int, int]:
-    """An image's render size by its own size; the first image's for an unreadable one
-    (it will be skipped, or repeat the previous frame resized to this size)."""
-    size = upright_size(file)
-    return fallback if size is None else target_size(*size, cfg.width, cfg.height, cfg.scale)
+def render_size(source_w: int, source_h: int, cfg: InputConfig) -> tuple[int, int]:
+    """The render size of a source picture of ``source_w`` x ``source_h`` under ``input.*``."""
+    return target_size(source_w, source_h, cfg.width, cfg.height, cfg.scale, render_area(cfg.size))
 
 
 def _size_mismatch_note(

@@ -13,21 +13,55 @@ import cv2
 import numpy as np
 from PIL import ImageColor
 
-from pipeline.config.schema import ResizeMode
+from pipeline.config.schema import NATIVE_SIDE, ModelFamily, ResizeMode
 from pipeline.errors import RotoscopeError
 
 MAX_SIZE = 8192  # larger frames do not fit any GPU's memory for SD anyway
 _MULTIPLE = 8
+# input.size: the model family's area (resolved to a number when the config is checked,
+# pipeline.run.configure), or the source's own size.
+AUTO_SIZE = "auto"
+SOURCE_SIZE = "source"
+_MIN_AREA_SIDE = 64
+
+
+def render_area(size: str) -> int | None:
+    """``input.size`` as the side of the square whose area frames are rendered at, or
+    None for the source's own size.
+
+    Every job's ``auto`` is its model family's number by then
+    (:func:`pipeline.run.configure.configure` resolves it); one left unresolved is the
+    default model's (SD 1.x).
+    """
+    text = str(size).strip().lower()
+    if text == SOURCE_SIZE:
+        return None
+    if text == AUTO_SIZE:
+        return NATIVE_SIDE[ModelFamily.sd15]
+    if text.isascii() and text.isdigit() and _MIN_AREA_SIDE <= int(text) <= MAX_SIZE:
+        return int(text)
+    raise RotoscopeError(
+        f"input.size={size} is not auto, source or a side in pixels ({_MIN_AREA_SIDE}-{MAX_SIZE})",
+        "auto renders at the model's native area; 768 renders at the area of 768x768",
+    )
 
 
 def target_size(
-    src_w: int, src_h: int, width: int | None, height: int | None, scale: float | None
+    src_w: int,
+    src_h: int,
+    width: int | None,
+    height: int | None,
+    scale: float | None,
+    area_side: int | None = None,
 ) -> tuple[int, int]:
-    """Render size from the source size and ``input.width/height/scale``.
+    """Render size from the source size and ``input.width/height/scale/size``.
 
     Both width and height: used as given. One of them: the other follows the source
-    aspect ratio. ``scale`` alone multiplies the source size. Nothing: the source
-    size. The result is rounded to the nearest multiple of 8 (at least 8).
+    aspect ratio. ``scale`` alone multiplies the source size. Nothing: the source size,
+    brought down to the area of ``area_side`` squared at the source's aspect ratio when
+    it is larger (``input.size``: a model renders best near the area it was trained at,
+    and repeats its subject above it), never up. The result is rounded to the nearest
+    multiple of 8 (at least 8).
     """
     _check_requested(width, height, scale)
     size: tuple[float, float]
@@ -37,9 +71,13 @@ def target_size(
         size = (width, width * src_h / src_w)
     elif height is not None:
         size = (height * src_w / src_h, height)
-    else:
-        factor = 1.0 if scale is None else scale
+    elif scale is not None:
+        size = (src_w * scale, src_h * scale)
+    elif area_side is not None and src_w * src_h > area_side * area_side:
+        factor = math.sqrt(area_side * area_side / (src_w * src_h))
         size = (src_w * factor, src_h * factor)
+    else:
+        size = (src_w, src_h)
     out_w, out_h = _round8(size[0]), _round8(size[1])
     if max(out_w, out_h) > MAX_SIZE:
         raise RotoscopeError(

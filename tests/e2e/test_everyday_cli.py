@@ -95,7 +95,7 @@ def test_a_refused_command_a_preview_and_a_stage_alone_keep_the_renders_record(
     assert "last render's plan" in other and "frame 0: prompt 'a dog' here, 'a cat' there" in other
     jobs = [json.loads(line) for line in (run_dir / "jobs.jsonl").read_text().splitlines()]
     assert [job["stages"] for job in jobs] == [
-        ["plan", "render", "assemble", "metrics"], ["plan"], ["assemble"],
+        ["plan", "render", "upscale", "assemble", "metrics"], ["plan"], ["assemble"],
     ]  # fmt: skip
 
 

@@ -90,6 +90,14 @@ Facts about Deforum this relies on (checked against its ``args.py``, ``settings.
   ``[image files]``; ``{human_mask}`` and ``<word>`` masks need models Deforum downloads
   and are refused. Masks act only where Deforum renders from a frame to keep (not in 2D
   or 3D loopback modes).
+- ``r_upscale_video`` runs ``r_upscale_model`` (``realesr-animevideov3``,
+  ``realesrgan-x4plus``, ``realesrgan-x4plus-anime``: Real-ESRGAN's models) at
+  ``r_upscale_factor`` (``x2``...): ``upscale.model`` is the name, a file in
+  ``paths.upscalers``. ``frame_interpolation_engine`` ("None", "RIFE v4.6", older
+  "RIFE v4.0"/"v4.3", "FILM") with ``frame_interpolation_x_amount`` (an int, or "x2" and
+  "Disabled" in older files) plays that many frames per frame at ``fps`` times the
+  amount; ``frame_interpolation_slow_mo_amount`` (with ``..._slow_mo_enabled``; older
+  files have no switch) multiplies the frames again at the same rate, without audio.
 
 A setting is reported when it would change Deforum's picture for this file (its switch
 is on, its value is not the neutral one, it applies to the file's mode) and rotoscope
@@ -137,6 +145,7 @@ from pipeline.interop.deforum.tables import (
     COVERED,
     DEPTH_ALGORITHMS,
     DETECTORS,
+    FILM_ENGINE,
     FLIP_SCHEDULES,
     HYBRID,
     HYBRID_COMPOSITES,
@@ -152,6 +161,8 @@ from pipeline.interop.deforum.tables import (
     NOISE_SCALE,
     PADDING_MODES,
     PLAIN_SCHEDULERS,
+    RIFE_ENGINES,
+    RIFE_WEIGHTS,
     SAMPLER_ALIASES,
     SAMPLING_MODES,
     SEED_BEHAVIORS,
@@ -266,6 +277,7 @@ class _Importer:
         self._controlnet()
         self._hybrid()
         self._cadence_alone()
+        self._finishing()
         self._unsupported()
         keyframes["schedules"] = self.schedules
         keyframes["settings"] = self.settings
@@ -789,6 +801,45 @@ class _Importer:
             return None
         return ", ".join(f'{frame}: ("{expression}")' for frame, expression in keyed)
 
+    # -- finishing
+
+    def _finishing(self) -> None:
+        """Deforum's upscaler and frame interpolation as upscale.* and output.*."""
+        data, settings = self.data, self.settings
+        if is_on(data.get("r_upscale_video")):
+            settings["upscale.model"] = str(data.get("r_upscale_model") or "realesr-animevideov3")
+            factor = str(data.get("r_upscale_factor", "x2")).strip().lower().removeprefix("x")
+            settings["upscale.to"] = factor
+        engine = str(data.get("frame_interpolation_engine", "None")).strip()
+        amount = _times(data.get("frame_interpolation_x_amount"))
+        if is_off(engine) or amount < 2:
+            return
+        if engine in RIFE_ENGINES:
+            settings["output.interpolation"] = "rife"
+            settings["output.interpolation_model"] = RIFE_WEIGHTS
+            if engine in ("RIFE v4.0", "RIFE v4.3"):
+                self.warnings.append(
+                    f"frame_interpolation_engine={show(engine)} is imported as RIFE 4.6 "
+                    f"({RIFE_WEIGHTS}.pkl in paths.interpolators), the version rotoscope runs"
+                )
+        else:
+            settings["output.interpolation"] = "flow"
+            self.warnings.append(
+                f"frame_interpolation_engine={show(engine)} is imported as "
+                "output.interpolation=flow: "
+                + ("FILM needs TensorFlow, so rotoscope's own optical-flow interpolation "
+                   "stands in (rife with RIFE46.pkl is the learned one)"
+                   if engine == FILM_ENGINE else "the engine is unknown")
+            )  # fmt: skip
+        if "fps" in data:  # Deforum plays the interpolated frames at fps times the amount
+            settings["output.fps"] = _number(data["fps"]) * amount
+        else:
+            settings["output.interpolate"] = amount
+        slow = data.get("frame_interpolation_slow_mo_amount")
+        enabled = data.get("frame_interpolation_slow_mo_enabled")
+        if (enabled is None or is_on(enabled)) and _times(slow) > 1:  # older files: no switch
+            settings["output.slow_motion"] = _times(slow)
+
     # -- A1111's seed extras, the init image, the soundtrack
 
     def _variation(self) -> None:
@@ -1069,6 +1120,17 @@ def _separate(
         else:
             return None
     return separated
+
+
+def _times(value: Any) -> int:
+    """A Deforum multiplier: ``2``, ``"x2"`` or ``"Disabled"`` (1)."""
+    text = str(value if value is not None else "").strip().lower().removeprefix("x")
+    return int(text) if text.isdigit() else 1
+
+
+def _number(value: Any) -> int | float:
+    number = float(value)
+    return int(number) if number.is_integer() else number
 
 
 def _frame_order(item: tuple[int | str, str]) -> tuple[int, int | str]:

@@ -114,6 +114,17 @@ CADENCE_FLOWS = {
 }
 CADENCE_KEYS = ("diffusion_cadence", "optical_flow_cadence", "cadence_flow_factor_schedule")
 
+# Finishing: Deforum's upscaler (a Real-ESRGAN model and factor) and frame interpolation
+FINISHING = (
+    "r_upscale_video", "r_upscale_factor", "r_upscale_model", "frame_interpolation_engine",
+    "frame_interpolation_x_amount", "frame_interpolation_slow_mo_enabled",
+    "frame_interpolation_slow_mo_amount",
+)  # fmt: skip
+# Deforum's interpolation engines; RIFE 4.0 and 4.3 run as 4.6, the version rotoscope has
+RIFE_ENGINES = ("RIFE", "RIFE v4.0", "RIFE v4.3", "RIFE v4.6")
+FILM_ENGINE = "FILM"
+# The RIFE weights Deforum downloads (into models/Deforum): RIFE46.pkl
+RIFE_WEIGHTS = "RIFE46"
 # A1111's variation seed and "resize seed from", under Deforum's names
 VARIATION_KEYS = (
     "subseed", "subseed_strength", "seed_enable_extras", "seed_resize_from_w",
@@ -222,7 +233,7 @@ MAPPED = frozenset(
         "color_coherence", "color_coherence_image_path",
         "color_coherence_video_every_N_frames", "video_init_path", "extract_nth_frame",
         "extract_from_frame", "extract_to_frame", "sd_model_name", "sd_model_hash",
-        *MOTION_SCHEDULES.values(), *MASK_KEYS,
+        *MOTION_SCHEDULES.values(), *MASK_KEYS, *FINISHING,
         # the 3D camera, its depth and the rest of a loopback frame
         *THREE_D_SCHEDULES.values(), *THREE_D_NUMBERS.values(), "aspect_ratio_use_old_formula",
         "use_depth_warping", "depth_algorithm", "use_zoe_depth", "midas_weight",
@@ -250,6 +261,10 @@ IGNORED = frozenset(
         "overwrite_extracted_frames", "image_path", "mp4_path", "store_frames_in_ram",
         # video encoding (the frames are the same)
         "skip_video_creation", "skip_video_for_run_all", "make_gif", "delete_imgs",
+        # what finishing keeps on disk (rotoscope keeps upscaled and in-between frames, and
+        # interpolates the delivered frames, upscaled when upscaling is on)
+        "r_upscale_keep_imgs", "frame_interpolation_keep_imgs",
+        "frame_interpolation_use_upscaled",
         "delete_input_frames", "ffmpeg_location", "ffmpeg_crf", "ffmpeg_preset",
         "render_steps", "path_name_modifier", "max_video_frames", "use_manual_settings",
         # what to do when the safety filter blanks a frame (rotoscope has no such filter)
@@ -405,26 +420,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         ("use_looper", "init_images", "image_strength_schedule"),
         _switch("use_looper"),
         _LOOPER_COVERS,
-    ),
-    UnsupportedFeature(
-        "upscaling the frames is not supported",
-        ("r_upscale_video", "r_upscale_factor", "r_upscale_model"),
-        _switch("r_upscale_video"),
-        ("r_upscale_keep_imgs",),
-    ),
-    UnsupportedFeature(
-        "frame interpolation (RIFE/FILM) is not supported",
-        ("frame_interpolation_engine", "frame_interpolation_x_amount"),
-        lambda data: (
-            not is_off(data.get("frame_interpolation_engine"))
-            and str(data.get("frame_interpolation_x_amount", "")) != "Disabled"
-        ),
-        (
-            "frame_interpolation_slow_mo_enabled",
-            "frame_interpolation_slow_mo_amount",
-            "frame_interpolation_keep_imgs",
-            "frame_interpolation_use_upscaled",
-        ),
     ),
 )
 

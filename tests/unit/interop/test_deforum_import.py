@@ -96,6 +96,75 @@ def test_example_file_imports_exactly() -> None:
     assert result.warnings == EXPECTED_WARNINGS
 
 
+@pytest.mark.parametrize(
+    ("changes", "settings"),
+    [
+        (  # the upscaler, by name (a file in paths.upscalers), at its factor
+            {"r_upscale_video": True, "r_upscale_factor": "x4",
+             "r_upscale_model": "realesrgan-x4plus-anime"},
+            {"upscale.model": "realesrgan-x4plus-anime", "upscale.to": "4"},
+        ),
+        (  # RIFE x3: three frames per frame at three times fps
+            {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": 3},
+            {"output.interpolation": "rife", "output.interpolation_model": "RIFE46",
+             "output.fps": 36},
+        ),
+        (  # slow motion: twice the frames again, at the same rate
+            {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": 2,
+             "frame_interpolation_slow_mo_enabled": True,
+             "frame_interpolation_slow_mo_amount": 2},
+            {"output.interpolation": "rife", "output.fps": 24, "output.slow_motion": 2},
+        ),
+        (  # an older file: "x4" and "x2" text, no slow-mo switch
+            {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": "x4",
+             "frame_interpolation_slow_mo_amount": "x2",
+             "frame_interpolation_slow_mo_enabled": None},
+            {"output.interpolation": "rife", "output.fps": 48, "output.slow_motion": 2},
+        ),
+        (  # no engine, or "Disabled": nothing changes
+            {"frame_interpolation_engine": "None", "frame_interpolation_x_amount": 4},
+            {"output.fps": 12},
+        ),
+        (
+            {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": "Disabled"},
+            {"output.fps": 12},
+        ),
+    ],
+)  # fmt: skip
+def test_upscaling_and_interpolation_map_to_finishing(
+    tmp_path: Path, changes: dict[str, Any], settings: dict[str, Any]
+) -> None:
+    result = imported(tmp_path, **changes)
+    assert result.warnings == []
+    assert settings.items() <= result.keyframes["settings"].items()
+    if "output.interpolation" not in settings:
+        assert "output.interpolation" not in result.keyframes["settings"]
+
+
+def test_film_becomes_rotoscopes_own_interpolation_with_one_line(tmp_path: Path) -> None:
+    result = imported(tmp_path, frame_interpolation_engine="FILM", frame_interpolation_x_amount=2)
+    assert result.keyframes["settings"]["output.interpolation"] == "flow"
+    assert result.keyframes["settings"]["output.fps"] == 24
+    assert len(result.warnings) == 1 and "TensorFlow" in result.warnings[0]
+
+
+def test_a_deforum_upscaler_name_missing_from_paths_upscalers_is_one_line(
+    tmp_path: Path,
+) -> None:
+    from pipeline.config.compose import compose_checked
+    from pipeline.run.configure import configure
+
+    keyframes = settings_file(tmp_path, **QUIET, r_upscale_video=True)
+    cfg = compose_checked([f"input.path={tmp_path}", "model.path=m", f"keyframes={keyframes}",
+                           f"paths.upscalers={tmp_path / 'ESRGAN'}"])  # fmt: skip
+    with pytest.raises(RotoscopeError) as error:
+        configure(cfg, set())
+    assert "upscale.model=realesr-animevideov3" in str(error.value)
+    assert f"put realesr-animevideov3.safetensors (or .pth) into {tmp_path / 'ESRGAN'}" in (
+        error.value.hint or ""
+    )
+
+
 def test_a_file_using_only_what_rotoscope_does_imports_without_warnings(tmp_path: Path) -> None:
     # 3D settings in a 2D file, disabled ControlNet/hybrid/mask/init fields, a neutral
     # noise multiplier: none of them changes Deforum's picture, so none is reported
@@ -246,7 +315,6 @@ def test_modes(tmp_path: Path) -> None:
         ({"resume_from_timestring": True}, 'resume_timestring="20240302101530"'),
         ({"parseq_manifest": '{"frames": []}'}, "parseq_manifest="),
         ({"use_looper": True}, "use_looper=true"),
-        ({"r_upscale_video": True}, 'r_upscale_factor="x2"'),
         ({"frame_interpolation_engine": "FILM"}, 'frame_interpolation_engine="FILM"'),
         ({"add_soundtrack": "File"}, 'soundtrack_path="https://deforum.github.io/a1/A1.mp3"'),
         ({"sampler": "DPM adaptive"}, 'sampler="DPM adaptive"'),

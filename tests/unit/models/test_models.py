@@ -307,9 +307,9 @@ def test_vae_from_folder_and_from_a1111_single_file(
     ],
 )
 def test_family_from_checkpoint_keys(keys: set[str], family: str | None) -> None:
-    from pipeline.models.loader import _family_of_keys
+    from pipeline.models.family import family_of_keys
 
-    assert _family_of_keys(keys) == (ModelFamily(family) if family else None)
+    assert family_of_keys(keys) == (ModelFamily(family) if family else None)
 
 
 def test_family_override_loads_a_folder_of_unknown_class(

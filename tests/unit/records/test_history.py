@@ -19,6 +19,7 @@ from pipeline.records.history import (
 from pipeline.records.manifest import FrameRecord, Manifest
 from pipeline.records.prune import prunable, prune
 from pipeline.records.run_folder import RunFolder
+from pipeline.records.upscaled import UpscaledFrame, UpscaledFrames
 
 
 def row(index: int) -> PlanRow:
@@ -117,6 +118,45 @@ def test_prune_refuses_a_path_that_is_not_a_folder(tmp_path: Path, capsys) -> No
         prune_main([str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def upscaled(folder: RunFolder, frame: FrameRecord, recipe: str, key: str) -> UpscaledFrame:
+    """An upscaled frame on disk and in ``upscaled.jsonl``, as the upscale stage leaves it."""
+    made = UpscaledFrame(frame.index, frame.key, recipe, key, RunFolder.upscaled_name(key), 8, 8)
+    path = folder.upscaled_frame(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"upscaled")
+    UpscaledFrames(folder).add(made)
+    return made
+
+
+def test_upscaled_and_in_between_frames_are_kept_while_their_frames_are_delivered(
+    tmp_path: Path,
+) -> None:
+    folder = RunFolder(tmp_path)
+    old = record(folder, 0, "a" * 64)
+    current = record(folder, 0, "b" * 64)
+    other = record(folder, 1, "c" * 64)
+    of_old = upscaled(folder, old, "x2", "d" * 64)
+    one = upscaled(folder, current, "x2", "e" * 64)
+    upscaled(folder, current, "x4", "f" * 64)  # another size: an earlier look, kept
+    two = upscaled(folder, other, "x2", "0" * 64)
+    index = UpscaledFrames(folder)
+    assert index.current(current.key, "x2") == one
+    assert index.current(current.key, "x3") is None
+    assert index.find(of_old.key) == of_old
+    kept = folder.between_frame(one.key, two.key, "1" * 64)
+    stale = folder.between_frame(of_old.key, two.key, "2" * 64)
+    for path in (kept, stale):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"between")
+    reasons = {item.path: item.why for item in prunable(folder)}
+    assert reasons[folder.upscaled_frame(of_old.key)] == "earlier look's upscaled frame"
+    assert reasons[stale] == "earlier look's in-between frame"
+    assert kept not in reasons and folder.upscaled_frame(one.key) not in reasons
+    prune(folder)
+    assert kept.exists() and not stale.exists()
+    assert {record.key for record in UpscaledFrames(folder).lines} == {one.key, "f" * 64, two.key}
 
 
 def test_prune_removes_the_masks_of_earlier_looks_only(tmp_path: Path) -> None:

@@ -6,13 +6,14 @@ computes control maps and frame keys, reuses what is current, and lets the rende
 strategy cut the rest into work units (:mod:`pipeline.render.strategies`,
 :mod:`pipeline.render.units`): a batch of independent frames, a whole coherence segment,
 or the whole of a loopback. Each worker (:mod:`.worker`) is an actor that loads the
-model once (one GPU each on CUDA, one CPU each otherwise; :mod:`.cluster` starts or joins
-the Ray they run on, and :mod:`.guard` ends a local one with the driver, however the
-driver ends), renders the units it is given with the same strategy, writes their frames
-atomically into the run folder (a filesystem every machine sees at the
-same path, on a cluster) and streams each frame's outcome back as soon as its file is
-durable. The driver writes the manifest, in frame order, from those outcomes: the
-manifest has one writer whatever the worker count.
+model once (one GPU each on CUDA, one CPU each otherwise;
+:mod:`pipeline.models.ray_cluster` starts or joins the Ray they run on, and
+:mod:`pipeline.models.ray_guard` ends a local one with the driver, however the driver
+ends), renders the units it is given with the same strategy, writes their frames
+atomically into the run folder (a filesystem every machine sees at the same path, on a
+cluster) and streams each frame's outcome back as soon as its file is durable. The
+driver writes the manifest, in frame order, from those outcomes: the manifest has one
+writer whatever the worker count.
 
 Units are handed out as workers free up, with one more per worker ready, so none waits
 for the driver to decode its next one. Frames are bit-identical to a single-process run

@@ -20,10 +20,10 @@ import ray.exceptions
 from pipeline.config.schema import RunConfig
 from pipeline.control.maps import ControlMaps
 from pipeline.errors import RotoscopeError
+from pipeline.models.ray_cluster import RayCluster
 from pipeline.records.manifest import FrameRecord, image_digest
 from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.executors.local import note_sequential
-from pipeline.render.executors.ray.cluster import RayCluster
 from pipeline.render.executors.ray.worker import POLL_SECONDS, RenderWorker, WorkerSetup
 from pipeline.render.executors.work import RenderWork
 from pipeline.render.inputs import open_frames

@@ -20,7 +20,7 @@ DRIVER = textwrap.dedent(
     """
     import subprocess, sys, time
     from pathlib import Path
-    from pipeline.render.executors.ray.guard import RayGuard
+    from pipeline.models.ray_guard import RayGuard
 
     session = Path(sys.argv[1])
 

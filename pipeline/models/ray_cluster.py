@@ -1,5 +1,10 @@
-"""The Ray a job runs on: a local one started for it (which ends with this process,
-however it ends: :mod:`.guard`), or a cluster it joins."""
+"""The Ray a job's workers run on: a local one started for it (which ends with this
+process, however it ends: :mod:`pipeline.models.ray_guard`), or a cluster it joins.
+
+Shared by the stages that hand work to Ray actors (the render's executor, the upscale
+stage): one place decides how many workers a machine or cluster can hold, and on which
+device and precision they run.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import ray
 
 from pipeline.config.schema import Dtype, RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.render.executors.ray.guard import RayGuard
+from pipeline.models.ray_guard import RayGuard
 
 
 class RayCluster:
