@@ -164,15 +164,8 @@ def warp_3d(
         raise RotoscopeError(
             f"unknown sampling mode '{sampling_mode}'", f"use one of: {', '.join(SAMPLING_MODES)}"
         )
-    height, width = image.shape[:2]
     target = torch.device(device)
-    if depth is None:
-        z = torch.ones((height, width), dtype=torch.float32, device=target)
-    else:
-        if depth.shape != (height, width):
-            raise ValueError(f"depth map {depth.shape} does not match the image {image.shape}")
-        z = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(target)
-    grid = sampling_grid(z, step)
+    grid = sampling_grid(depth_tensor(depth, image.shape, target), step)
     pixels = torch.from_numpy(np.ascontiguousarray(image)).to(target)
     pixels = pixels.permute(2, 0, 1)[None].to(torch.float32)
     warped = F.grid_sample(
@@ -180,6 +173,38 @@ def warp_3d(
     )
     out = warped[0].permute(1, 2, 0).clamp(0, 255).round().to(torch.uint8)
     return out.cpu().numpy()
+
+
+def sample_3d(
+    maps: np.ndarray,
+    depth: np.ndarray | None,
+    step: CameraStep3D,
+    *,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Float maps (``H x W x C``: a depth map carried with its picture, a flow field) moved
+    by ``step`` as :func:`warp_3d` moves a picture through ``depth`` (the same sampling
+    grid), bilinear, with the border's values where the move uncovers; float32 out."""
+    target = torch.device(device)
+    grid = sampling_grid(depth_tensor(depth, maps.shape, target), step)
+    values = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).to(target)
+    warped = F.grid_sample(
+        values.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="border",
+        align_corners=False,
+    )  # fmt: skip
+    return np.ascontiguousarray(warped[0].permute(1, 2, 0).cpu().numpy())
+
+
+def depth_tensor(
+    depth: np.ndarray | None, shape: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
+    """``depth`` (or a flat scene at depth 1) as a tensor for pictures of ``shape``."""
+    height, width = shape[:2]
+    if depth is None:
+        return torch.ones((height, width), dtype=torch.float32, device=device)
+    if depth.shape != (height, width):
+        raise ValueError(f"depth map {depth.shape} does not match the picture {shape}")
+    return torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(device)
 
 
 def check_lens(step: CameraStep3D) -> None:

@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from pipeline.animation.camera3d import CameraStep3D, warp_3d
+from pipeline.animation.camera3d import CameraStep3D, sample_3d, warp_3d
 from pipeline.animation.color_match import match_colors
 from pipeline.animation.flip import flip_matrix
-from pipeline.animation.motion import add_noise, warp_2d, warp_perspective
+from pipeline.animation.motion import add_noise, move_matrix, warp_2d, warp_perspective
 from pipeline.animation.perlin import perlin_envelope
 from pipeline.animation.sharpen import scale_values, unsharp_mask
 from pipeline.config.schema import Border, ColorCoherence, PaddingMode, SamplingMode
@@ -184,3 +185,44 @@ class LoopbackInputs:
             translation_y=step.translation_y, center_x=step.center_x, center_y=step.center_y,
             border=border, flip=matrix,
         )  # fmt: skip
+
+    def move_maps(
+        self,
+        maps: np.ndarray,
+        step: CameraStep | CameraStep3D,
+        flip: PerspectiveFlip | None,
+        depth: np.ndarray | None,
+    ) -> np.ndarray:
+        """Float maps (``H x W`` or ``H x W x C``: the depth a picture carries along, a flow
+        field) moved by the camera step as :meth:`move` moves the picture (through
+        ``depth`` in 3D), bilinear, the border's values where the move uncovers."""
+        height, width = maps.shape[:2]
+        layered = maps.reshape(height, width, -1).astype(np.float32)
+        matrix = (
+            flip_matrix(width, height, flip.theta, flip.phi, flip.gamma, flip.fv)
+            if flip is not None
+            else None
+        )
+        if isinstance(step, CameraStep3D):
+            if matrix is not None:
+                layered = perspective_maps(layered, matrix)
+            moved = sample_3d(layered, depth, step, device=self.settings.device)
+        else:
+            move = move_matrix(
+                width, height, step.zoom, step.angle, step.translation_x, step.translation_y,
+                step.center_x, step.center_y,
+            )  # fmt: skip
+            moved = perspective_maps(layered, move if matrix is None else matrix @ move)
+        return moved.reshape(maps.shape)
+
+
+def perspective_maps(maps: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Float maps (``H x W x C``) moved by the 3x3 homography ``matrix``, bilinear, the edge
+    repeated where the move uncovers."""
+    height, width = maps.shape[:2]
+    flags, border = cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
+    layers = [
+        cv2.warpPerspective(layer, matrix, (width, height), flags=flags, borderMode=border)
+        for layer in (np.ascontiguousarray(maps[..., c]) for c in range(maps.shape[2]))
+    ]
+    return np.stack(layers, axis=-1)

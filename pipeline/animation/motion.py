@@ -82,19 +82,35 @@ def warp_2d(
         return image.copy()
 
     height, width = image.shape[:2]
-    center = (center_x * width - 0.5, center_y * height - 0.5)
-    rotate = np.vstack([cv2.getRotationMatrix2D(center, angle, zoom), [0.0, 0.0, 1.0]])
-    shift = np.array([[1.0, 0.0, translation_x], [0.0, 1.0, translation_y], [0.0, 0.0, 1.0]])
+    move = move_matrix(width, height, zoom, angle, translation_x, translation_y, center_x, center_y)
     if flip is not None:  # Deforum's order: the move, then the flip
-        return warp_perspective(image, flip @ rotate @ shift, border)
-    matrix = (rotate @ shift)[:2]  # translate first, then zoom and rotate: Deforum's order
+        return warp_perspective(image, flip @ move, border)
     return cv2.warpAffine(
         image,
-        matrix,
+        move[:2],
         (width, height),
         flags=cv2.INTER_LINEAR,
         borderMode=_CV2_BORDERS[border],
     )
+
+
+def move_matrix(
+    width: int,
+    height: int,
+    zoom: float,
+    angle: float,
+    translation_x: float,
+    translation_y: float,
+    center_x: float = 0.5,
+    center_y: float = 0.5,
+) -> np.ndarray:
+    """The 3x3 matrix of one frame's 2D move (pixel-centre coordinates, source to
+    destination): translated first, then zoomed and rotated about the centre, Deforum's
+    order."""
+    center = (center_x * width - 0.5, center_y * height - 0.5)
+    rotate = np.vstack([cv2.getRotationMatrix2D(center, angle, zoom), [0.0, 0.0, 1.0]])
+    shift = np.array([[1.0, 0.0, translation_x], [0.0, 1.0, translation_y], [0.0, 0.0, 1.0]])
+    return rotate @ shift
 
 
 def warp_perspective(image: np.ndarray, matrix: np.ndarray, border: str) -> np.ndarray:

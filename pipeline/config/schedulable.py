@@ -31,6 +31,8 @@ class ScheduleGroup(Enum):
     attention = "attention"  # with coherence.attention
     flow = "flow"  # with coherence.flow
     mask = "mask"  # with a mask (mask.path, mask.key, mask.luma or mask.expression)
+    cadence = "cadence"  # with cadence.every > 1 on an input's frames (animation.mode=none)
+    cadence_flow = "cadence_flow"  # with cadence.every > 1 in loopback, with cadence.flow
     hybrid_flow = "hybrid_flow"  # in loopback and 3d, with animation.hybrid.motion=optical_flow
     hybrid_composite = "hybrid_composite"  # ... with animation.hybrid.composite
 
@@ -101,6 +103,8 @@ SCHEDULES: tuple[Schedulable, ...] = (
     Schedulable("mask_grow", "mask.grow", ScheduleGroup.mask),
     Schedulable("mask_blur", "mask.blur", ScheduleGroup.mask),
     Schedulable("mask_overlay_blur", "mask.overlay_blur", ScheduleGroup.mask),
+    Schedulable("repair_strength", "cadence.repair_strength", ScheduleGroup.cadence, neutral=0.0),
+    Schedulable("cadence_flow_factor", "cadence.flow_factor", ScheduleGroup.cadence_flow),
     Schedulable("hybrid_flow_factor", "animation.hybrid.flow_factor", ScheduleGroup.hybrid_flow),
     *(
         Schedulable(f"hybrid_{part}", f"animation.hybrid.{part}", ScheduleGroup.hybrid_composite)

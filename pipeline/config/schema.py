@@ -389,6 +389,45 @@ class CoherenceConfig:
     cut_threshold: float = 0.5
 
 
+class CadenceFlow(Enum):
+    """What moves a loopback's in-between frames besides the camera: the optical flow
+    between the two diffused frames they are made from (Deforum's optical_flow_cadence)."""
+
+    none = "none"  # the camera alone
+    dis_medium = "dis_medium"  # OpenCV's DIS at its medium preset (Deforum's "DIS Medium")
+    dis_fine = "dis_fine"  # DIS at full resolution, many iterations ("DIS Fine")
+    farneback = "farneback"  # OpenCV's Farneback ("Farneback")
+    raft = "raft"  # torchvision's RAFT (large), from a local weights file: cadence.raft_weights
+
+
+@dataclass
+class CadenceConfig:
+    # Diffuse every n-th frame (1: every frame) and make the frames between from the
+    # diffused ones. On an input video: frames 0, n, 2n, ... and every segment start
+    # (coherence.reanchor: prompt switches, scene cuts) are diffused, the rest carried
+    # along the source's optical flow from the diffused frames before and after them. In
+    # loopback (2D and 3D), Deforum's diffusion_cadence: the frames between are the last
+    # two diffused frames moved by the camera and tweened.
+    every: int = 1
+    # Video input. Schedule, 0..1: the strength of a light img2img pass that paints what
+    # neither diffused frame covers (disocclusions) from the source frame; 0 fills it
+    # from the nearer diffused frame instead, with no UNet call.
+    repair_strength: str = "0"
+    # Video input, adaptive: also diffuse a frame where the mean motion since the last
+    # diffused frame passes this fraction of the frame's width (0: off) ...
+    max_motion: float = 0.0
+    # ... or where more than this fraction of its pixels has no reliable match in the last
+    # diffused frame (0: off).
+    max_occluded: float = 0.0
+    # Loopback: move the frames between also by the optical flow between the two diffused
+    # frames (Deforum's optical_flow_cadence), scaled by the flow_factor schedule
+    # (Deforum's cadence_flow_factor_schedule).
+    flow: CadenceFlow = CadenceFlow.none
+    flow_factor: str = "1"
+    # cadence.flow=raft: torchvision's raft_large weights (a .pth state dict), read locally.
+    raft_weights: str = "${paths.models}/raft/raft_large.pth"
+
+
 class ControlMode(Enum):
     """How ControlNet units shape each frame."""
 
@@ -738,6 +777,8 @@ class RunConfig:
     coherence: CoherenceConfig = field(default_factory=CoherenceConfig)
     # Stylize only part of each frame (the subject, or the background).
     mask: MaskConfig = field(default_factory=MaskConfig)
+    # Diffuse every n-th frame and carry the look to the frames between.
+    cadence: CadenceConfig = field(default_factory=CadenceConfig)
 
 
 STAGES = ("plan", "control", "render", "upscale", "assemble", "metrics")

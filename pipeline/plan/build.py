@@ -29,6 +29,7 @@ from pipeline.config.schedulable import (
     schedules_in,
 )
 from pipeline.config.schema import (
+    CadenceFlow,
     ControlMode,
     HybridComposite,
     HybridMotion,
@@ -41,6 +42,13 @@ from pipeline.config.schema import (
 from pipeline.errors import RotoscopeError
 from pipeline.models.samplers import canonical_sampler, check_sampler_steps
 from pipeline.models.schedule_types import check_schedule_type
+from pipeline.plan.cadence import (
+    PairOf,
+    loopback_fields,
+    size_changes,
+    video_fields,
+    video_keyframes,
+)
 from pipeline.plan.chart import Series
 from pipeline.plan.networks import Networks, check_negative_prompt, lora_tags, strip_network_tags
 from pipeline.plan.prompt_editing import check_composable, has_prompt_editing
@@ -84,6 +92,7 @@ def build_plan(
     frame_sizes: Sequence[tuple[int, int]] | None = None,
     cuts: list[int] | None = None,
     source_files: Sequence[str] | None = None,
+    pair_of: PairOf | None = None,
     from_noise: bool = False,
 ) -> Plan:
     """Resolve every schedule, prompt and seed for ``frame_count`` frames.
@@ -92,10 +101,12 @@ def build_plan(
     name that file; other values are reported as coming from the command line.
     ``frame_sizes`` gives each frame its own size (a photo folder rendered as images);
     without it every frame is ``width`` x ``height``. ``cuts`` are the source's scene cuts
-    (frames starting a new shot), where temporal coherence starts a new segment.
-    ``source_files`` names each frame's file for an image folder: such frames are keyed
-    by their file, not their position (:meth:`PlanRow.key_json`).
-    ``from_noise``: there is no input, and a loopback's first frame is a txt2img render.
+    (frames starting a new shot), where temporal coherence starts a new segment (and
+    cadence diffuses a frame). ``source_files`` names each frame's file for an image
+    folder: such frames are keyed by their file, not their position
+    (:meth:`PlanRow.key_json`). ``pair_of`` gives the source's flow between consecutive
+    frames, for cadence's adaptive keyframes. ``from_noise``: there is no input, and a
+    loopback's first frame is a txt2img render.
     """
     origins = origins or {}
     check_seed(cfg)
@@ -135,6 +146,7 @@ def build_plan(
         else []
     )
     starts = segment_starts(frame_count, cfg.coherence, switches, cuts or []) if coherent else []
+    cadence = cadence_plan(cfg, frame_count, switches, cuts or [], frame_sizes, pair_of)
     networks = Networks(
         cfg.model.lora_dir, cfg.model.embeddings_dir, cfg.model.loras,
         origins.get("prompts", "command line"),
@@ -149,6 +161,7 @@ def build_plan(
         if coherent:
             coherence["segment_start"] = segment_start_of(starts, index)
         masking = mask_fields(cfg, {name: float(series[name].values[index]) for name in mask_names})
+        cadence_fields = cadence.fields(index, series) if cadence is not None else {}
         controls = {
             unit: ControlValues(
                 **{
@@ -176,6 +189,7 @@ def build_plan(
             **networks.row_fields(**prompt),
             **coherence,
             **masking,
+            **cadence_fields,
         }
         row = PlanRow(
             index=index,
@@ -220,12 +234,87 @@ def build_plan(
     if coherent:
         segment_numbers = np.searchsorted(starts, np.arange(frame_count), side="right") - 1
         chart.append(Series("segment", segment_numbers.astype(float), starts))
+    if cadence is not None:
+        chart += cadence.series(rows, series)
     chart += [
         item
         for (_, part), item in control_series.items()
         if part == "weight" or np.ptp(item.values) > 0
     ]
     return Plan(rows, chart, keys)
+
+
+@dataclass(frozen=True)
+class CadencePlan:
+    """Which frames a cadence diffuses (see :mod:`pipeline.plan.cadence`), and the row
+    fields that say so."""
+
+    every: int
+    loops: bool  # Deforum's cadence (loopback) rather than carrying along a video
+    keyframes: list[int]  # the diffused frames, in order
+    starts: list[int]  # video: where carried frames never cross (segments, size changes)
+    flow: bool  # loopback: with Deforum's optical flow cadence
+
+    def fields(self, index: int, series: dict[str, Series]) -> dict[str, Any]:
+        """The cadence fields of frame ``index``'s row (``series``: the schedules' values)."""
+        if self.loops:
+            fields: dict[str, Any] = loopback_fields(index, self.every)
+            span_start = fields.get("cadence_to")
+            # Deforum moves the frames along the flow only where the diffused frame kept
+            # some of its input (Deforum's strength > 0, rotoscope's below 1)
+            kept = span_start is not None and series["strength"].values[span_start] < 1.0
+            if self.flow and kept:
+                fields["cadence_flow_factor"] = float(series["cadence_flow_factor"].values[index])
+            return fields
+        fields = dict(video_fields(index, self.keyframes, self.starts))
+        if fields:
+            fields["repair_strength"] = row_value(
+                REPAIR_STRENGTH, series["repair_strength"].values[index]
+            )
+        return fields
+
+    def series(self, rows: list[PlanRow], series: dict[str, Series]) -> list[Series]:
+        """The chart's panels: 1 on diffused frames and 0 on carried ones, and the cadence
+        schedules."""
+        diffused = np.array([1.0 if row.diffused else 0.0 for row in rows])
+        panels = [Series("diffused", diffused, self.keyframes)]
+        for item in active_cadence_schedules(self.loops, self.flow):
+            if charted(item, series):
+                panels.append(series[item.name])
+        return panels
+
+
+def cadence_plan(
+    cfg: RunConfig,
+    frame_count: int,
+    switches: list[int],
+    cuts: list[int],
+    frame_sizes: Sequence[tuple[int, int]] | None,
+    pair_of: PairOf | None,
+) -> CadencePlan | None:
+    """The cadence of this config (None: every frame diffused)."""
+    cadence = cfg.cadence
+    if cadence.every <= 1:
+        return None
+    loops = cfg.animation.mode.loops
+    flow = loops and cadence.flow is not CadenceFlow.none
+    if loops:
+        return CadencePlan(
+            cadence.every, True, list(range(0, frame_count, cadence.every)), [], flow
+        )
+    starts = set(segment_starts(frame_count, cfg.coherence, switches, cuts))
+    starts.update(size_changes(frame_sizes))
+    ordered = sorted(starts)
+    keyframes = video_keyframes(frame_count, cadence, ordered, pair_of)
+    return CadencePlan(cadence.every, False, keyframes, ordered, False)
+
+
+def active_cadence_schedules(loops: bool, flow: bool) -> tuple[Schedulable, ...]:
+    """The cadence schedules of a plan with cadence: the repair pass's strength on a
+    video, the optical flow cadence's factor in loopback with cadence.flow."""
+    if loops:
+        return schedules_in(ScheduleGroup.cadence_flow) if flow else ()
+    return schedules_in(ScheduleGroup.cadence)
 
 
 def editing_steps(cfg: RunConfig, texts: Iterable[object]) -> str | None:
@@ -268,6 +357,7 @@ ANIMATION_GROUPS = (
     ScheduleGroup.hybrid_flow, ScheduleGroup.hybrid_composite,
 )  # fmt: skip
 NOISE_MULTIPLIER = next(item for item in SCHEDULES if item.name == "noise_multiplier")
+REPAIR_STRENGTH = next(item for item in SCHEDULES if item.name == "repair_strength")
 SUBSEED_STRENGTH = next(item for item in SCHEDULES if item.name == "subseed_strength")
 
 
@@ -345,6 +435,9 @@ def active_schedules(cfg: RunConfig) -> list[Schedulable]:
         groups.add(ScheduleGroup.flow)
     if cfg.mask.active:
         groups.add(ScheduleGroup.mask)
+    if cfg.cadence.every > 1:
+        flow = cfg.cadence.flow is not CadenceFlow.none
+        groups.update(item.group for item in active_cadence_schedules(animation.mode.loops, flow))
     return [item for item in SCHEDULES if item.group in groups]
 
 
@@ -627,6 +720,15 @@ def check_row(row: PlanRow, origins: dict[str, str]) -> None:
         value = getattr(row, item.name)
         if item.group in COHERENCE_GROUPS and value is not None and not 0.0 <= value <= 1.0:
             fail(item.key, f"{value:g} is outside 0..1", "a fraction from 0 to 1")
+    if row.repair_strength is not None and not 0.0 <= row.repair_strength <= 1.0:
+        fail(
+            "cadence.repair_strength", f"{row.repair_strength:g} is outside 0..1",
+            "a light pass: 0.2 to 0.4 repaints what the diffused frames miss; 0 turns it off",
+        )  # fmt: skip
+    if row.repair_strength:  # the repair pass runs the row's sampler at its own strength
+        problem = check_sampler_steps(row.sampler, row.steps, row.repair_strength)
+        if problem:
+            fail("cadence.repair_strength", *problem)
     for name, low, high, hint in MASK_RANGES:
         value = getattr(row, name)
         if value is not None and not low <= value <= high:

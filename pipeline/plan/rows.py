@@ -155,6 +155,17 @@ class PlanRow:
     near: float | None = field(default=None, metadata=OPTIONAL)
     far: float | None = field(default=None, metadata=OPTIONAL)
     aspect_ratio: float | None = field(default=None, metadata=OPTIONAL)
+    # Cadence (cadence.every > 1): the diffused frames a frame is made from, the earlier
+    # and the later (None: from the earlier alone), unset on a frame diffused on its own.
+    # On an input video, a carried frame lies between them; in loopback (Deforum's
+    # cadence) frames from one diffused frame to the next are tweened between the two
+    # diffused before, so a diffused frame names itself as the later. The strength of
+    # the repair pass over what neither covers (video, where it is not 0), and the flow
+    # factor of Deforum's optical flow cadence (loopback, with cadence.flow).
+    cadence_from: int | None = field(default=None, metadata=OPTIONAL)
+    cadence_to: int | None = field(default=None, metadata=OPTIONAL)
+    repair_strength: float | None = field(default=None, metadata=OPTIONAL)
+    cadence_flow_factor: float | None = field(default=None, metadata=OPTIONAL)
 
     def to_json(self) -> str:
         """The row as its plan line holds it."""
@@ -191,6 +202,17 @@ class PlanRow:
                 for unit, unit_values in values["controls"].items()
             }
         return cls(**values)
+
+    @property
+    def diffused(self) -> bool:
+        """Whether the frame is diffused (else it is made from diffused frames alone)."""
+        return self.cadence_from is None or self.cadence_to == self.index
+
+    @property
+    def carried_from(self) -> list[int]:
+        """The diffused frames the frame is made from besides itself (cadence), in order."""
+        made_from = (self.cadence_from, self.cadence_to)
+        return [index for index in made_from if index is not None and index != self.index]
 
     @property
     def masked(self) -> bool:

@@ -14,10 +14,16 @@ a schedule past 0..1 at some frame) changes nothing in the run folder.
 from __future__ import annotations
 
 import logging
+import math
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
+from pipeline.animation.flow_cache import FlowCache
 from pipeline.config.schema import (
     AnimationConfig,
+    CadenceFlow,
     ColorCoherence,
     ControlMode,
     DepthModel,
@@ -33,6 +39,7 @@ from pipeline.control.preprocessors import INPAINT_PREPROCESSOR
 from pipeline.errors import RotoscopeError, plural
 from pipeline.models.depth import check_depth_weights
 from pipeline.plan.build import Plan, build_plan
+from pipeline.plan.cadence import MotionPairs
 from pipeline.plan.chart import network_series, write_plan_chart
 from pipeline.plan.rows import PlanRow, write_plan
 from pipeline.records.interrupts import GracefulStop
@@ -66,7 +73,24 @@ def make_plan(
     ``origins`` maps config keys to the keyframe file their value came from, so errors
     name that file. ``stop`` is checked after every frame decoded to count them.
     """
+    with ExitStack() as stack:
+        motion = None
+        if adaptive_cadence(cfg):  # measured aside: making a plan writes nothing
+            measured = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="motion-")))
+            motion = MotionPairs(FlowCache(lambda index: measured / f"{index:06d}.npz"))
+        return plan_input(cfg, origins, stop, motion)
+
+
+def plan_input(
+    cfg: RunConfig,
+    origins: dict[str, str],
+    stop: GracefulStop | None,
+    motion: MotionPairs | None,
+) -> PlannedRun:
+    """:func:`make_plan` with ``motion`` measuring the source's flow for cadence's
+    adaptive keyframes (None: not needed)."""
     coherent = cfg.coherence.attention or cfg.coherence.flow
+    carried = cfg.cadence.every > 1 and not cfg.animation.mode.loops  # along a video
 
     def safe_point() -> None:
         if stop is not None:
@@ -76,13 +100,23 @@ def make_plan(
     with open_source(cfg.input, keeps_own_sizes(cfg)) as source:
         info = source.info
         names = source.frame_names()
-        if coherent and Reanchor.cuts in cfg.coherence.reanchor:
-            detector = CutDetector(cfg.coherence.cut_threshold)
-            for frame in source:  # one pass counts the frames and finds the cuts
-                detector.add(frame.index, frame.image)
+        detector = (
+            CutDetector(cfg.coherence.cut_threshold)
+            if (coherent or carried) and Reanchor.cuts in cfg.coherence.reanchor
+            else None
+        )
+        if detector is not None or motion is not None:
+            if motion is not None:
+                log.info("cadence: measuring the source's motion for adaptive keyframes")
+            for frame in source:  # one pass counts the frames, finds cuts, measures motion
+                if detector is not None:
+                    detector.add(frame.index, frame.image)
+                if motion is not None:
+                    motion.add(frame.index, frame.image)
                 safe_point()
             # unreadable images skipped on the way still hold their frame numbers
-            count, cuts = source.frames_read + len(source.failures), detector.cuts
+            count = source.frames_read + len(source.failures)
+            cuts = detector.cuts if detector is not None else []
         else:
             count = source.count_frames(safe_point)
     for note in source.notes:
@@ -111,9 +145,12 @@ def make_plan(
             "the 3D camera moves with translation_x/y/z and rotation_3d_x/y/z",
             ", ".join(f"animation.{name}={getattr(cfg.animation, name)}" for name in unused),
         )  # fmt: skip
+    if cfg.cadence.every > 1 and cfg.animation.mode.loops:
+        check_cadence_flow(cfg)  # RAFT's weights, before any GPU time
     plan = build_plan(
         cfg, count, info.width, info.height, info.fps, origins, info.frame_sizes, cuts,
         names[:count] if names is not None and info.kind is SourceKind.folder else None,
+        motion,
         from_noise=info.kind is SourceKind.none,
     )  # fmt: skip
     return PlannedRun(plan, info, summarize(plan, info, cfg))
@@ -148,6 +185,7 @@ def check_strategies(cfg: RunConfig) -> None:
         )
     check_mask_strategies(cfg)
     check_animation(cfg)
+    check_cadence(cfg)
     check_hybrid(cfg)
     coherence = cfg.coherence
     if not (coherence.attention or coherence.flow):
@@ -236,6 +274,95 @@ def check_mask_strategies(cfg: RunConfig) -> None:
             "mask.area=masked with coherence: each frame's crop has its own box and size, "
             "and coherence carries whole frames along the motion",
             "use mask.area=full with coherence",
+        )
+
+
+def adaptive_cadence(cfg: RunConfig) -> bool:
+    """Whether the plan measures the source's motion for cadence's adaptive keyframes."""
+    cadence = cfg.cadence
+    return (
+        cadence.every > 1
+        and not cfg.animation.mode.loops
+        and (cadence.max_motion > 0 or cadence.max_occluded > 0)
+    )
+
+
+def check_cadence(cfg: RunConfig) -> None:
+    """Refuse cadence values out of range, and cadence options the way of rendering does
+    not use (an input video's repair and adaptive keyframes, loopback's optical flow)."""
+    cadence = cfg.cadence
+    if cadence.every < 1:
+        raise RotoscopeError(
+            f"cadence.every={cadence.every} must be at least 1", "1 diffuses every frame"
+        )
+    for key, value, high in (("max_motion", cadence.max_motion, math.inf),
+                             ("max_occluded", cadence.max_occluded, 1.0)):  # fmt: skip
+        if not 0 <= value <= high:
+            raise RotoscopeError(
+                f"cadence.{key}={value:g} is outside 0..{high:g}",
+                "a fraction (of the frame's width, of its pixels), or 0 for off",
+            )
+    loops = cfg.animation.mode.loops
+    video_only = {
+        "cadence.repair_strength": not _same_number(cadence.repair_strength, "0"),
+        "cadence.max_motion": cadence.max_motion > 0,
+        "cadence.max_occluded": cadence.max_occluded > 0,
+    }
+    loopback_only = {
+        "cadence.flow": cadence.flow is not CadenceFlow.none,
+        "cadence.flow_factor": not _same_number(cadence.flow_factor, "1"),
+    }
+    used = [key for key, given in {**video_only, **loopback_only}.items() if given]
+    if used and cadence.every == 1:
+        raise RotoscopeError(
+            f"{used[0]} is set but cadence.every=1 diffuses every frame",
+            "set cadence.every=N (N > 1) to diffuse every N-th frame",
+        )
+    misplaced = [key for key, given in (video_only if loops else loopback_only).items() if given]
+    if misplaced and loops:
+        raise RotoscopeError(
+            f"{misplaced[0]} applies to frames carried along an input video, not to "
+            f"animation.mode={cfg.animation.mode.value}, whose frames between are Deforum's "
+            "tweens", "leave it out in loopback; cadence.flow moves the tweens",
+        )  # fmt: skip
+    if misplaced:
+        raise RotoscopeError(
+            f"{misplaced[0]} is loopback's (Deforum's optical flow cadence): frames carried "
+            "along an input video always follow the source's own flow",
+            "leave it out with animation=none",
+        )
+    if loops and cadence.every > 1:
+        check_loopback_cadence(cfg)
+    generates = cfg.controlnet.units and cfg.controlnet.mode is ControlMode.txt2img
+    if video_only["cadence.repair_strength"] and generates:
+        raise RotoscopeError(
+            "cadence.repair_strength with controlnet.mode=txt2img: the repair pass is a light "
+            "img2img of the carried frame, and txt2img starts from noise",
+            "use controlnet.mode=img2img, or cadence.repair_strength=0",
+        )
+
+
+def check_loopback_cadence(cfg: RunConfig) -> None:
+    """Deforum's cadence tweens the frames between diffused frames by the camera alone:
+    refuse hybrid video, whose motion and composite would then reach the diffused frames
+    only (Deforum also moves its tweens by it)."""
+    if cfg.animation.hybrid.active:
+        raise RotoscopeError(
+            f"cadence.every={cfg.cadence.every} with animation.hybrid: the frames tweened "
+            "between diffused frames are not moved or composited by the hybrid video",
+            "use cadence.every=1 with hybrid video, or leave animation.hybrid out",
+        )
+
+
+def check_cadence_flow(cfg: RunConfig) -> None:
+    """``cadence.flow=raft`` needs its weights on this machine (nothing is downloaded)."""
+    cadence = cfg.cadence
+    if cadence.flow is CadenceFlow.raft and not Path(cadence.raft_weights).expanduser().is_file():
+        raise RotoscopeError(
+            f"cadence.flow=raft needs RAFT's weights: cadence.raft_weights='"
+            f"{cadence.raft_weights}' is not a file",
+            "put torchvision's raft_large weights (raft_large_C_T_SKHT_V2-ff5fadd5.pth) "
+            "there, or use cadence.flow=dis_medium (no weights)",
         )
 
 
@@ -396,9 +523,24 @@ def summarize(plan: Plan, info: SourceInfo, cfg: RunConfig) -> str:
             *_variation(rows),
             *(segments if starts else []),
             *(_editing_counted(rows)),
+            *(cadence_summary(rows, cfg)),
             *([mask_summary(cfg.mask)] if cfg.mask.active else []),
         ]
     )
+
+
+def cadence_summary(rows: list[PlanRow], cfg: RunConfig) -> list[str]:
+    """Which frames a cadence diffuses (nothing without one)."""
+    cadence = cfg.cadence
+    if cadence.every <= 1:
+        return []
+    diffused = [row.index for row in rows if row.diffused]
+    how = "Deforum's cadence" if cfg.animation.mode.loops else "cadence"
+    flow = f", flow {cadence.flow.value}" if cadence.flow is not CadenceFlow.none else ""
+    return [
+        f"{how} every {cadence.every}{flow}: {len(diffused)} of {plural(len(rows), 'frame')} "
+        f"diffused ({_frame_list(diffused)})"
+    ]
 
 
 def _variation(rows: list[PlanRow]) -> list[str]:

@@ -33,6 +33,7 @@ import filecmp
 import hashlib
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Iterable
@@ -248,16 +249,43 @@ def superseded_masks(folder: RunFolder, manifest: Manifest) -> list[Path]:
 
 
 def superseded_depth(folder: RunFolder, manifest: Manifest) -> list[Path]:
-    """Depth maps of loopback outputs no current manifest line references."""
+    """Depth maps of loopback outputs no current manifest line references (as its frame,
+    or as a diffused frame a current frame is tweened from)."""
     if not folder.depth.is_dir():
         return []
-    current = {record.key for record in manifest.records.values()}
+    current = referenced_keys(manifest)
     return sorted(
         path
         for path in folder.depth.iterdir()
         if (key := RunFolder.depth_key(path)) is not None
         and not any(full.startswith(key) for full in current)
     )
+
+
+def superseded_cadence(folder: RunFolder, manifest: Manifest) -> list[Path]:
+    """A loopback cadence's diffused frames that no current frame is tweened from."""
+    if not folder.cadence.is_dir():
+        return []
+    current = referenced_keys(manifest)
+    return sorted(
+        path
+        for path in folder.cadence.iterdir()
+        if (key := RunFolder.cadence_key(path)) is not None
+        and not any(full.startswith(key) for full in current)
+    )
+
+
+# A frame key named in a manifest line's dependencies ("newer=<key>", "from=<key>", ...)
+NAMED_KEY = re.compile(r"=([0-9a-f]{64})\b")
+
+
+def referenced_keys(manifest: Manifest) -> set[str]:
+    """The keys of the current frames, and of the frames they are made from."""
+    keys = set()
+    for record in manifest.records.values():
+        keys.add(record.key)
+        keys.update(NAMED_KEY.findall(record.dependencies))
+    return keys
 
 
 def size_of(paths: Iterable[Path]) -> int:
@@ -285,5 +313,6 @@ def history_bytes(folder: RunFolder) -> int:
         *superseded_depth(folder, manifest),
         *superseded_upscaled(folder, manifest),
         *superseded_in_betweens(folder, manifest),
+        *superseded_cadence(folder, manifest),
     ]
     return size_of(superseded) + size_of([folder.history])

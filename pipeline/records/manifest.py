@@ -73,6 +73,9 @@ class FrameRecord:
     control: str = ""
     dependencies: str = ""  # temporal coherence: earlier frames' keys and settings
     mask: str = ""  # with a mask: its pixels' digest (RunFolder.mask names its file)
+    # cadence: the diffused frames a carried (not diffused) frame was made from; the
+    # report page shows such a frame as carried
+    carried_from: list[int] = field(default_factory=list)
 
 
 def image_digest(image: np.ndarray) -> str:

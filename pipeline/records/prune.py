@@ -7,8 +7,9 @@ when the user asks (``rotoscope-prune``):
   process wrote but never recorded), after which the manifest is rewritten with only
   its current lines;
 - the coherence state (latents, attention recordings), the masks, the depth maps and
-  the report page's thumbnails of those frames, the upscaled frames made from them, and
-  the in-between frames made from frames no longer delivered;
+  the report page's thumbnails of those frames, the upscaled frames made from them, the
+  in-between frames made from frames no longer delivered, and the diffused frames a
+  loopback cadence tweened them from;
 - leftovers of interrupted writes (hidden temporary and staging files, in any folder);
 - with ``flow``, the optical flow cache (recomputed when needed);
 - with ``keep_history=N``, all but the newest N earlier versions of each deliverable in
@@ -29,6 +30,7 @@ from pathlib import Path
 from pipeline.atomic import TEMPORARY_GLOB
 from pipeline.records.history import (
     size_of,
+    superseded_cadence,
     superseded_depth,
     superseded_frames,
     superseded_in_betweens,
@@ -89,6 +91,10 @@ def prunable(
     items += [
         Prunable(path, size_of([path]), "earlier look's depth map")
         for path in superseded_depth(folder, manifest)
+    ]
+    items += [
+        Prunable(path, size_of([path]), "earlier look's diffused frame")
+        for path in superseded_cadence(folder, manifest)
     ]
     items += [
         Prunable(path, size_of([path]), "earlier look's thumbnail")

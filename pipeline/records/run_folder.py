@@ -158,6 +158,21 @@ class RunFolder:
         return key if dash and stem in ("attention", "latents") else None
 
     @property
+    def cadence(self) -> Path:
+        """Loopback cadence: the diffused frames the frames shown are tweened from."""
+        return self.path / "cadence"
+
+    def cadence_diffused(self, key: str) -> Path:
+        """A loopback's diffused frame (shown only blended), by its key."""
+        return self.cadence / f"diffused-{key[:24]}.png"
+
+    @staticmethod
+    def cadence_key(path: Path) -> str | None:
+        """The (shortened) key of the diffused frame a cadence file holds, or None."""
+        stem, dash, key = path.stem.partition("-")
+        return key if dash and stem == "diffused" and path.suffix == ".png" else None
+
+    @property
     def depth(self) -> Path:
         """Depth maps of loopback outputs (3D camera, ``animation.save_depth``), by frame key."""
         return self.path / "depth"

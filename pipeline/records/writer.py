@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -85,10 +85,12 @@ class FrameWriter:
         self._committing = threading.Lock()
         self._order: deque[int] = deque()
         self._slots: dict[int, _Slot] = {}
+        self._writing: set[Future[None]] = set()  # files in the pool, not yet written
         self._error: BaseException | None = None
 
     def reserve(self, index: int) -> None:
-        """Give frame ``index`` its place in line (call in frame order)."""
+        """Give frame ``index`` its place in line (call in the order the frames are handed
+        over: frame order, except that a cadence's diffused frames come first)."""
         with self._lock:
             if index in self._slots:
                 raise ValueError(f"frame {index} already has a place in line")
@@ -113,10 +115,27 @@ class FrameWriter:
         while not self._room.acquire(timeout=0.1):
             self.check()  # after an error nothing commits, so no place is given back
         try:
-            self._pool.submit(self._run, outcome, write, committed, True)
+            future = self._pool.submit(self._run, outcome, write, committed, True)
         except BaseException:
             self._room.release()
             raise
+        with self._lock:
+            self._writing.add(future)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: Future[None]) -> None:
+        with self._lock:
+            self._writing.discard(future)
+
+    def drain(self) -> None:
+        """Wait until every frame filled so far is written and committed (call it when
+        every reserved frame is filled: an empty place holds the frames after it);
+        raise the error of a frame that could not be written or committed."""
+        with self._lock:
+            writing = list(self._writing)
+        wait(writing)
+        self._commit_ready()
+        self.check()
 
     def check(self) -> None:
         """Raise the first error a write or a commit met, if any."""

@@ -78,6 +78,8 @@ def a1111_parameters(
         settings.append(("Masked content", MASKED_CONTENT[job.mask_fill or MaskFill.original]))
     if job.noise_multiplier is not None:
         settings.append(("Noise multiplier", _number(job.noise_multiplier)))
+    if job.cadence_from is not None:
+        settings.append(("Cadence", cadence_words(job)))
     settings += extra or []
     for number, unit in enumerate(controlnets or []):
         values = (job.controls or {}).get(unit["unit"], ControlValues())
@@ -91,6 +93,23 @@ def a1111_parameters(
         settings.append((f"ControlNet {number}", ", ".join(f"{k}: {v}" for k, v in fields)))
     lines.append(", ".join(f"{key}: {_quote(str(value))}" for key, value in settings))
     return "\n".join(lines)
+
+
+def cadence_words(job: PlanRow) -> str:
+    """How a frame of a cadence was made, and from which frames."""
+    made_from = " and ".join(str(index) for index in job.carried_from)
+    if job.diffused:
+        return f"diffused, shown tweened with frame {made_from}"
+    if job.cadence_from is not None and job.cadence_to is not None and job.cadence_to != job.index:
+        return f"carried from frames {made_from}"
+    return f"carried from frame {made_from}"
+
+
+def cadence_details(job: PlanRow) -> dict[str, object] | None:
+    """The ``rotoscope`` chunk's words on a cadence: diffused or carried, from which frames."""
+    if job.cadence_from is None:
+        return None
+    return {"diffused": job.diffused, "made_from": job.carried_from}
 
 
 def _number(value: float) -> str:

@@ -10,7 +10,7 @@ writer with their metadata.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -37,7 +37,7 @@ from pipeline.records.thumbnails import write_frame_thumbnails
 from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.masking.latent import MASK_METHOD
 from pipeline.render.masking.render import MaskedRender
-from pipeline.render.pngmeta import a1111_parameters, write_png
+from pipeline.render.pngmeta import a1111_parameters, cadence_details, write_png
 from pipeline.render.renderer import FrameHooks, Renderer
 from pipeline.render.units import ControlSource, FrameOrigin, PendingFrame
 from pipeline.source.base import FrameMask, Source
@@ -170,15 +170,22 @@ class FrameProducer:
         chained: ChainedInput | None = None,
         digest: str | None = None,
         mask: FrameMask | None = None,
+        dependencies: str = "",
+        controlled: bool = True,
     ) -> PendingFrame | FrameRecord:
         """Give the frame its place in the writer's line and decide: its record when the
         frame is current on disk (reused: its outcome is handed over at once), else the
         :class:`PendingFrame` to render and :meth:`finish`. ``digest`` is ``image``'s,
-        when already computed (by the prefetch thread); ``mask`` the frame's, with masks."""
+        when already computed (by the prefetch thread); ``mask`` the frame's, with masks;
+        ``dependencies`` what else the frame is made from, when not ``chained`` (a frame
+        a cadence carries: the diffused frames' keys); not ``controlled``: no control map
+        is made from ``image`` (a loopback cadence's shown frame, whose diffused frame
+        was made with its maps: :meth:`control_of`)."""
         digest = digest or image_digest(image)
-        maps = self.control.maps(job.index, image) if self.control else []
+        maps = self.control.maps(job.index, image) if self.control and controlled else []
         control = ",".join(unit_map.key for unit_map in maps)
-        dependencies = chained.dependencies if chained is not None else ""
+        if chained is not None:
+            dependencies = chained.dependencies
         masking = f"{mask.digest}|{MASK_METHOD}" if mask is not None else ""
         key = frame_key(job, digest, self.identity, control, dependencies, masking)
         self.writer.reserve(job.index)
@@ -210,6 +217,20 @@ class FrameProducer:
             self.control_maps(maps), mask,
         )  # fmt: skip
 
+    def control_of(self, job: PlanRow, image: np.ndarray) -> list[UnitMap]:
+        """The control maps of frame ``job.index`` made from ``image`` (none without
+        ControlNet): a loopback cadence's diffused frame's, from its img2img input."""
+        return self.control.maps(job.index, image) if self.control else []
+
+    def key(
+        self, job: PlanRow, digest: str, dependencies: str = "", maps: Sequence[UnitMap] = ()
+    ) -> str:
+        """The key of a frame of ``job`` made from an input of ``digest`` with control
+        ``maps``, without a mask: what names a loopback's diffused frame that is shown
+        only blended (Deforum's cadence), for the frames made from it."""
+        control = ",".join(unit_map.key for unit_map in maps)
+        return frame_key(job, digest, self.identity, control, dependencies, "")
+
     def render_batch(self, frames: list[PendingFrame]) -> None:
         """Render independent frames as one batch and :meth:`finish` each."""
         outputs = self.masked.render_batch([frame.input() for frame in frames])
@@ -221,12 +242,14 @@ class FrameProducer:
         frame: PendingFrame,
         output: np.ndarray,
         committed: Callable[[], None] | None = None,
+        diffused: bool = True,
     ) -> None:
         """Hand a rendered frame to the writer: its PNG (with metadata), then its line;
-        ``committed`` is called once the line is committed. A frame whose mask is empty
-        was not diffused: its metadata names no model (none was loaded for it)."""
+        ``committed`` is called once the line is committed. A frame that was not diffused
+        (its mask is empty, or a cadence carried it from diffused frames: ``diffused``
+        False) names no model in its metadata (none may be loaded for it)."""
         job = frame.job
-        renderer = None if frame.blank else self.renderer
+        renderer = None if frame.blank or not diffused else self.renderer
         origin = frame.origin
         row = job.as_record()
         record = FrameRecord(
@@ -242,6 +265,8 @@ class FrameProducer:
             control=frame.control,
             dependencies=frame.dependencies,
             mask=frame.mask.digest if frame.mask is not None else "",
+            # made from diffused frames (a frame with none to carry from is diffused)
+            carried_from=job.carried_from if frame.dependencies and not job.diffused else [],
         )
         path = self.folder.path / record.file
         mask = frame.mask
@@ -252,6 +277,9 @@ class FrameProducer:
                 "rotoscope": __version__, "key": frame.key, "plan": row,
                 "source": origin.metadata(), "model": None, "controlnet": [],
             }  # fmt: skip
+            cadence = cadence_details(job)
+            if cadence is not None:  # which frames were diffused, which carried from them
+                details["cadence"] = cadence
             if renderer is None:
                 parameters = a1111_parameters(job, None, None)
             else:

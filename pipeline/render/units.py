@@ -121,7 +121,9 @@ class ChainUnit:
     shipped); ``indices`` the output frames the chain makes; ``maps`` the control maps
     by frame index; ``records`` the manifest records of these frames a worker may reuse
     (a segment is shipped whole, and its current frames are reused there, so the
-    chain's earlier frames are at hand when a later one renders).
+    chain's earlier frames are at hand when a later one renders), with the current
+    records of ``reads``, frames made by earlier units that this one reads (a cadence's
+    diffused frames, for the frames carried between them).
     """
 
     number: int
@@ -129,6 +131,7 @@ class ChainUnit:
     indices: list[int]
     maps: dict[int, list[ShippedMap]] = field(default_factory=dict)
     records: list[FrameRecord] = field(default_factory=list)
+    reads: list[int] = field(default_factory=list)
 
     def without(self, done: set[int], records: Sequence[FrameRecord]) -> ChainUnit:
         """The unit again after a worker died part way through: whole (a chain restarts
@@ -137,6 +140,7 @@ class ChainUnit:
         return ChainUnit(
             self.number, self.frames, self.indices, self.maps,
             [*self.records, *(record for record in records if record.index in done)],
+            self.reads,
         )  # fmt: skip
 
 

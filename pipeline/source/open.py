@@ -69,9 +69,9 @@ def is_photo_batch(cfg: RunConfig, kind: SourceKind | None) -> bool:
     """A folder of images rendered as images, without temporal coherence: unrelated
     pictures, not a clip, so there is no frame rate to speak of and no flicker between
     them to measure. (A folder of a clip's frames rendered to a video, or with
-    ``coherence``, is a clip.)"""
-    coherent = cfg.coherence.attention or cfg.coherence.flow
-    return kind is SourceKind.folder and keeps_own_sizes(cfg) and not coherent
+    ``coherence`` or a ``cadence``, which carries frames along its motion, is a clip.)"""
+    clip = cfg.coherence.attention or cfg.coherence.flow or cfg.cadence.every > 1
+    return kind is SourceKind.folder and keeps_own_sizes(cfg) and not clip
 
 
 def looks_like_input(text: str) -> bool:

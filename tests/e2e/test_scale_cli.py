@@ -123,19 +123,33 @@ def ray_cluster(tmp_path: Path) -> Iterator[None]:
         head.communicate()
 
 
-def test_coherence_segments_render_on_a_ray_cluster_like_in_one_process(args, tmp_path) -> None:
+def test_coherence_segments_and_cadence_spans_render_on_a_ray_cluster_like_in_one_process(
+    args, tmp_path
+) -> None:
+    """Coherence segments are units of work; so are cadence's diffused frames (one chain)
+    and each span carried between them: on two workers, the frames of one process."""
     chained = (*args, "coherence=full", "coherence.reanchor_every=4", "input.max_frames=8",
                "steps=4", "render.batch_size=2")  # fmt: skip
+    carried = (*args, "coherence=full", "cadence.every=3", "input.max_frames=7", "steps=4")
     local = run(*chained, "name=local", cwd=tmp_path)
     assert local.returncode == 0, local.stderr
     assert "render.batch_size=2: coherence renders each segment's frames in order" in local.stderr
+    assert run(*carried, "name=cadence_local", cwd=tmp_path).returncode == 0
     with ray_cluster(tmp_path):  # joined as on a cluster node: ray_address=auto
         spread = run(*chained, "name=spread", "runtime.ray_address=auto", "runtime.workers=2",
                      cwd=tmp_path)  # fmt: skip
+        cadence = run(*carried, "name=cadence_spread", "runtime.ray_address=auto",
+                      "runtime.workers=2", cwd=tmp_path)  # fmt: skip
     assert spread.returncode == 0, spread.stderr
     assert report_of(tmp_path / "outputs/spread")["device"] == "ray: 2 workers (cpu, cpu)"
     assert_in_frame_order(tmp_path / "outputs/spread")
     assert_frames_equal(tmp_path / "outputs/spread", frames_of(tmp_path / "outputs/local"))
+    assert cadence.returncode == 0, cadence.stderr
+    spread_cadence = tmp_path / "outputs/cadence_spread"
+    assert report_of(spread_cadence)["device"] == "ray: 2 workers (cpu, cpu)"
+    diffused = [row.index for row in read_plan(RunFolder(spread_cadence)) if row.diffused]
+    assert diffused == [0, 3, 6]
+    assert_frames_equal(spread_cadence, frames_of(tmp_path / "outputs/cadence_local"))
 
 
 def session_processes(session: int) -> list[psutil.Process]:

@@ -81,7 +81,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "animation": BASE | {"config", "records"},
     "interop": BASE | {"config", "models"},
     "control": BASE | {"config", "records", "source", "models"},
-    "plan": BASE | LOW | {"source", "control", "models", "interop"},
+    "plan": BASE | LOW | {"source", "control", "models", "interop", "animation"},
     "render": BASE | LOW | TOOLS - {"interop"} | {"plan"},
     "upscale": BASE | LOW | TOOLS - {"interop"} | {"plan"},
     "assemble": BASE | LOW | {"source", "control", "animation", "plan", "upscale"},

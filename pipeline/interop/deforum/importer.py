@@ -48,12 +48,15 @@ Facts about Deforum this relies on (checked against its ``args.py``, ``settings.
   hybrid video on (else it matches like LAB); "Image" follows
   ``color_coherence_image_path``. Since ``legacy_colormatch`` exists, each output is
   matched too unless it is on; older files match the input alone.
-- ``diffusion_cadence`` n > 1 diffuses every n-th frame and blends the frames between
-  (not in Video Input mode); in the loopback modes the anti-blur (``amount_schedule`` >
-  0, on by default), ``contrast_schedule``, Perlin ``noise_type`` (its ``perlin_w``
-  divides the height, ``perlin_h`` the width), the perspective flip and
-  ``save_depth_maps`` act every frame, and ``noise_multiplier_schedule`` (with its
-  ``enable_*_scheduling`` switch) in every mode.
+- ``diffusion_cadence`` n > 1 diffuses every n-th frame and tweens the frames between
+  (in the 2D and 3D modes only: Video Input diffuses every frame), moved along the flow
+  between the diffused frames with ``optical_flow_cadence`` ("DIS Medium", "DIS Fine",
+  "Farneback", "RAFT") scaled by ``cadence_flow_factor_schedule``: ``cadence.every``,
+  ``cadence.flow`` and the ``cadence_flow_factor`` schedule. In the loopback modes the
+  anti-blur (``amount_schedule`` > 0, on by default), ``contrast_schedule``, Perlin
+  ``noise_type`` (its ``perlin_w`` divides the height, ``perlin_h`` the width), the
+  perspective flip and ``save_depth_maps`` act every frame, and
+  ``noise_multiplier_schedule`` (with its ``enable_*_scheduling`` switch) in every mode.
 - ``noise_schedule``: Deforum blends the frame towards a noise image by that amount
   (the image's spread is about 0.36 of the range), rotoscope adds Gaussian noise of
   that standard deviation. So each value is multiplied by 0.36 (an expression ``e``
@@ -131,6 +134,7 @@ from pipeline.interop.deforum.tables import (
     ANTI_BLUR_SCHEDULES,
     AUTOMATIC_KARRAS,
     BORDERS,
+    CADENCE_FLOWS,
     COLOR_MODES,
     CONTROLNET,
     CONTROLNET_MODULES,
@@ -272,6 +276,7 @@ class _Importer:
         self._soundtrack()
         self._controlnet()
         self._hybrid()
+        self._cadence_alone()
         self._finishing()
         self._unsupported()
         keyframes["schedules"] = self.schedules
@@ -481,6 +486,7 @@ class _Importer:
             if mode == "3D":
                 self._three_d()
             self._loopback_tools()
+            self._cadence()
         if "color_coherence" in data:
             self._color_coherence()
         if "fps" in data:
@@ -616,6 +622,59 @@ class _Importer:
                     self.schedules[name] = self._schedule_text(key)
         if is_on(data.get("save_depth_maps")):
             settings["animation.save_depth"] = True
+
+    def _cadence(self) -> None:
+        """Deforum's cadence (2D and 3D modes only: Video Input diffuses every frame):
+        ``diffusion_cadence``, ``optical_flow_cadence`` and its factor schedule."""
+        data, settings = self.data, self.settings
+        every = as_int(data.get("diffusion_cadence", 1), 1)
+        if every <= 1:
+            return
+        settings["cadence.every"] = every
+        method = str(data.get("optical_flow_cadence", "None"))
+        flow = CADENCE_FLOWS.get(method)
+        if flow is None:
+            self.warnings.append(
+                f"optical_flow_cadence={show(method)} is not one of "
+                f"{', '.join(CADENCE_FLOWS)}: imported as None (the camera alone moves the "
+                "frames between diffused frames)"
+            )
+            return
+        if flow == "none":
+            return
+        settings["cadence.flow"] = flow
+        if "cadence_flow_factor_schedule" in data:
+            self.schedules["cadence_flow_factor"] = self._schedule_text(
+                "cadence_flow_factor_schedule"
+            )
+        self.warnings.append(
+            f"optical_flow_cadence={show(method)} moves the frames between diffused frames "
+            "along the flow between them (a morph); Deforum's own moves differ in detail "
+            "(it shifts by half the flow, then nudges by at most a pixel per frame)"
+        )
+        if flow == "raft":
+            self.warnings.append(
+                'optical_flow_cadence "RAFT" needs RAFT\'s weights on this machine: put '
+                "torchvision's raft_large weights at cadence.raft_weights (nothing is "
+                "downloaded)"
+            )
+
+    def _cadence_alone(self) -> None:
+        """Deforum's cadence with hybrid video, which rotoscope's loopback cadence does
+        not apply to its tweens: every frame is diffused instead."""
+        settings = self.settings
+        every = settings.get("cadence.every")
+        if every is None or "animation.hybrid.video" not in settings:
+            return
+        for key in ("cadence.every", "cadence.flow"):
+            settings.pop(key, None)
+        self.schedules.pop("cadence_flow_factor", None)
+        self.warnings[:] = [w for w in self.warnings if not w.startswith("optical_flow_cadence")]
+        self.warnings.append(
+            f"diffusion_cadence={every} is not imported with hybrid video: rotoscope's "
+            "cadence does not move the frames between diffused frames by the hybrid video, "
+            "so every frame is diffused"
+        )
 
     def _noise_multiplier(self) -> None:
         """A1111's initial noise multiplier, which Deforum schedules when its switch is on."""

@@ -104,6 +104,15 @@ MASK_KEYS = (
 )  # fmt: skip
 # Deforum's (A1111's) inpainting_fill numbers -> mask.fill
 MASK_FILLS = {0: "fill", 1: "original", 2: "latent_noise", 3: "latent_nothing"}
+# Deforum's optical_flow_cadence -> cadence.flow
+CADENCE_FLOWS = {
+    "None": "none",
+    "DIS Medium": "dis_medium",
+    "DIS Fine": "dis_fine",
+    "Farneback": "farneback",
+    "RAFT": "raft",
+}
+CADENCE_KEYS = ("diffusion_cadence", "optical_flow_cadence", "cadence_flow_factor_schedule")
 
 # Finishing: Deforum's upscaler (a Real-ESRGAN model and factor) and frame interpolation
 FINISHING = (
@@ -233,6 +242,8 @@ MAPPED = frozenset(
         "perlin_persistence", "enable_noise_multiplier_scheduling",
         "noise_multiplier_schedule", "legacy_colormatch", "enable_perspective_flip",
         "flip_2d_perspective", *FLIP_SCHEDULES.values(),
+        # Deforum's cadence (2D and 3D)
+        *CADENCE_KEYS,
         # variation seeds, init image, soundtrack, ControlNet units, hybrid video
         *VARIATION_KEYS, *INIT_KEYS, *SOUNDTRACK_KEYS, *HYBRID_KEYS,
         *(f"cn_{unit}_{part}" for unit in CONTROLNET_UNITS for part in CONTROLNET_PARTS),
@@ -324,13 +335,6 @@ UNSUPPORTED: tuple[UnsupportedFeature, ...] = (
         "the init image's alpha as a mask is not supported",
         ("use_alpha_as_mask",),
         lambda data: is_on(data.get("use_init")) and is_on(data.get("use_alpha_as_mask")),
-    ),
-    UnsupportedFeature(
-        "diffusion cadence (diffusing every n-th frame and blending the frames between) is "
-        "not supported: every frame is diffused",
-        ("diffusion_cadence", "optical_flow_cadence"),
-        lambda data: is_moving(data) and as_int(data.get("diffusion_cadence", 1), 1) > 1,
-        ("cadence_flow_factor_schedule",),
     ),
     UnsupportedFeature(
         "optical-flow redo generation is not supported",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 
 from pipeline.config.schema import RunConfig
@@ -86,11 +86,18 @@ class RenderHere:
         self,
         frames: Iterable[Frame],
         indices: Sequence[int] | None = None,
+        makes: Callable[[int], bool] | None = None,
+        reads: Sequence[int] = (),
         maps_ahead: bool = True,
     ) -> None:
-        """(Here every map is made as its frame renders, whatever ``maps_ahead`` says.)"""
-        unit = ChainUnit(0, frames, list(indices or []))
+        """The chain, rendered now (what it reads is this process's manifest's; every map
+        is made as its frame renders, whatever ``maps_ahead`` says)."""
+        unit = ChainUnit(0, frames, list(indices or []), reads=list(reads))
         self.strategy.render_unit(self.producer, unit, self.context)
+
+    def wait(self) -> None:
+        """Every unit is rendered when handed over: wait for the writer's lines."""
+        self.producer.writer.drain()
 
 
 def note_sequential(cfg: RunConfig, why: str | None) -> None:

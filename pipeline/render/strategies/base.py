@@ -1,7 +1,7 @@
 """The render-strategy interface: how a way of making frames splits into units of work.
 
-A strategy is one way of making frames (plain, loopback, coherent; cadence later), one
-class each. Both executors drive it through the same two calls, so a new strategy needs
+A strategy is one way of making frames (plain, loopback, coherent, cadence), one class
+each. Both executors drive it through the same two calls, so a new strategy needs
 no branch in either:
 
 * :meth:`RenderStrategy.feed` runs where the run lock is held (the driver): it walks the
@@ -13,7 +13,10 @@ no branch in either:
   executor's dispatch calls it at once) or on a Ray worker (the unit was shipped there).
 
 The local dispatch hands a chain its frames lazily, as they are decoded; the Ray
-dispatch decodes a chain's frames into the unit before shipping it.
+dispatch decodes a chain's frames into the unit before shipping it. A strategy whose
+units depend on other units' frames (cadence: the frames between two diffused frames
+are made from both) hands over the units they depend on first, waits for them
+(:meth:`Dispatch.wait`), and names what it reads (``reads``).
 
 Masks are not a strategy beside these but a composition every strategy renders through:
 a frame's mask comes with the frame (:mod:`pipeline.source.masks`), a strategy hands it
@@ -49,12 +52,22 @@ class Dispatch(Protocol):
         self,
         frames: Iterable[Frame],
         indices: Sequence[int] | None = None,
+        makes: Callable[[int], bool] | None = None,
+        reads: Sequence[int] = (),
         maps_ahead: bool = True,
     ) -> None:
         """Frames that render in order, one after the other; ``indices`` are the output
-        frames the chain makes (by default the frames' own). ``maps_ahead``: the control
+        frames the chain makes (by default the frames' own, those ``makes`` accepts when
+        given); ``reads`` the frames earlier units made that it reads (their current
+        records travel with it: call :meth:`wait` first). ``maps_ahead``: the control
         maps can be made from ``frames`` before the chain renders (not for a loopback,
         whose maps read each frame's img2img input: its worker makes them)."""
+        ...
+
+    def wait(self) -> None:
+        """Return once every unit handed over so far is rendered and its frames are
+        recorded in the manifest: a strategy whose later units read frames earlier units
+        made (a cadence's carried frames, made from its diffused ones) waits between them."""
         ...
 
 

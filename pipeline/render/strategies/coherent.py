@@ -35,13 +35,29 @@ log = logging.getLogger("rotoscope")
 
 class ChainWalk:
     """A pass over the frames in order: the previous frame's and the anchor's state, and
-    the coherence of the next frame from them."""
+    the coherence of the next frame from them.
+
+    Every frame of the chain's input passes :meth:`see`; the frames the walk
+    :meth:`takes` are rendered in it (all of them here; a cadence's diffused frames alone
+    in :class:`pipeline.render.strategies.cadence.KeyframeWalk`).
+    """
 
     def __init__(self, chain: CoherenceChain, flows: FlowCache) -> None:
         self.chain = chain
         self.flows = flows
         self.previous: FrameState | None = None
         self.anchor: FrameState | None = None
+
+    def takes(self, job: PlanRow) -> bool:
+        """Whether ``job``'s frame is rendered in this chain (else only seen)."""
+        return True
+
+    def see(self, job: PlanRow, source: np.ndarray) -> None:
+        """``job``'s source frame is next in the input (before it renders, if taken)."""
+
+    def dependencies(self, job: PlanRow, previous_key: str, anchor_key: str) -> str:
+        """The part of ``job``'s key that names the frames it is rendered from."""
+        return self.chain.settings.dependencies(job, previous_key, anchor_key)
 
     def follows(self, job: PlanRow) -> bool:
         """Whether ``job`` continues the chain (else it starts one: a segment's first
@@ -91,7 +107,7 @@ class ChainedFrame:
         follows = walk.follows(job)
         self.previous = walk.previous if follows else None
         self.anchor = walk.anchor if follows else None
-        self.dependencies = walk.chain.settings.dependencies(
+        self.dependencies = walk.dependencies(
             job,
             self.previous.key if self.previous else "",
             self.anchor.key if self.anchor else "",
@@ -134,9 +150,17 @@ class CoherentStrategy(RenderStrategy):
 
     sequential = "coherence renders each segment's frames in order"
 
-    def __init__(self, config: CoherenceConfig, folder: RunFolder, rows: list[PlanRow]) -> None:
+    def __init__(
+        self,
+        config: CoherenceConfig,
+        folder: RunFolder,
+        rows: list[PlanRow],
+        walk: type[ChainWalk] = ChainWalk,
+    ) -> None:
+        """``walk``: how a chain passes its frames (which it renders, and from what)."""
         self.chain = CoherenceChain(config, folder, rows)
         self.flows = FlowCache(folder.flow_pair)
+        self.walk = walk
 
     def feed(
         self, producer: FrameProducer, rows: list[PlanRow], source: Source, dispatch: Dispatch
@@ -155,19 +179,23 @@ class CoherentStrategy(RenderStrategy):
         """
         assert isinstance(unit, ChainUnit), "the coherent strategy makes chains"
         rows, chain = context.rows, self.chain
-        walk = ChainWalk(chain, self.flows)
+        walk = self.walk(chain, self.flows)
         restored: set[int] = set()  # frames whose recordings are in memory
 
         def rebuild(states: list[FrameState]) -> None:
             missing = [state for state in states if state.index not in restored]
             if missing:
-                rebuild_states(producer, rows, chain, self.flows, context.reopen, missing)
+                replay = self.walk(chain, self.flows)
+                rebuild_states(producer, rows, replay, context.reopen, missing)
                 restored.update(state.index for state in missing)
 
         source = FrameList(context.info, context.selection, unit.frames)
         try:
             for frame in sized(source, rows):
                 row = rows[frame.index]
+                walk.see(row, frame.image)
+                if not walk.takes(row):
+                    continue
                 blank = frame.mask is not None and frame.mask.empty
                 chained = ChainedFrame(row, frame.image, walk, rebuild, blank)
                 origin = FrameOrigin.of(context.info, frame)
@@ -190,19 +218,19 @@ def sized(frames: Iterable[Frame], rows: list[PlanRow]) -> Iterator[Frame]:
 def rebuild_states(
     producer: FrameProducer,
     rows: list[PlanRow],
-    chain: CoherenceChain,
-    flows: FlowCache,
+    walk: ChainWalk,
     reopen: Callable[[], AbstractContextManager[Source]],
     states: list[FrameState],
 ) -> None:
     """Fill ``states`` (frames of one segment reused from disk) with the recordings a
-    later frame needs.
+    later frame needs; ``walk`` is a fresh walk of the chain's kind.
 
     They come from the run folder when kept there; otherwise the frames from the
     segment's first one up to the last of ``states`` are rendered again, which gives the
     same recordings (rendering is deterministic); their outputs are already on disk and
     are not rewritten.
     """
+    chain = walk.chain
     device = producer.renderer.model.device
     missing = {state.index: state for state in states if not chain.restore(state, device)}
     if not missing:
@@ -213,7 +241,6 @@ def rebuild_states(
         "coherence: rebuilding the state of frame %d by rendering frames %d-%d again",
         last, start, last,
     )  # fmt: skip
-    walk = ChainWalk(chain, flows)
     with reopen() as again:
         for frame in again:
             if frame.index < start:
@@ -222,6 +249,9 @@ def rebuild_states(
                 break
             job = rows[frame.index]
             check_size(job, frame.image.shape)
+            walk.see(job, frame.image)
+            if not walk.takes(job):
+                continue
             if frame.mask is not None and frame.mask.empty:  # it hands on nothing
                 walk.advance(FrameState(job.index, "", walk.previous is None, frame.image,
                                         frame.image, blank=True))  # fmt: skip

@@ -48,6 +48,7 @@ from pipeline.render.producer import FrameProducer, check_size
 from pipeline.render.renderer import FrameHooks
 from pipeline.render.strategies.base import Dispatch, RenderStrategy, UnitContext
 from pipeline.render.strategies.hybrid import HybridVideo, Previous
+from pipeline.render.strategies.loopback_cadence import LoopbackCadence
 from pipeline.render.units import ChainUnit, FrameOrigin, WorkUnit
 from pipeline.source.base import Source
 from pipeline.source.open import open_source
@@ -295,6 +296,7 @@ class LoopbackStrategy(RenderStrategy):
             elif animation.color_coherence is ColorCoherence.video:
                 video = ColourReferences.open(self.cfg, stack, size)
             previous: tuple[np.ndarray, str] | None = None  # output and key
+            cadence = self.cadence(producer, inputs, context.rows, depth)
             for index in unit.indices:
                 row = context.rows[index]
                 reference = video.at(index) if video is not None else None
@@ -303,29 +305,56 @@ class LoopbackStrategy(RenderStrategy):
                     image = first.image
                     origin = FrameOrigin(str(info.path), first.source_index, 0.0, first.name, None)
                 else:
-                    output, key = previous
-                    step: CameraStep | CameraStep3D
-                    step = camera_step_3d(row) if three_d else camera_step(row)
-                    frame_depth = depth.of(key, output) if three_d and depth else None
-                    made_from = Previous(output, key)
-                    image = inputs.next_input(
-                        output, step, input_tools(row), row.seed, frame_depth, reference,
-                        hybrid.before_img2img(index, row, made_from) if hybrid else None,
-                    )  # fmt: skip
-                    after = hybrid.after_generation(index, row, made_from) if hybrid else None
                     origin = FrameOrigin(
                         str(info.path), -1, index / info.fps if info.fps else 0.0, first.name,
                         index - 1,
                     )  # fmt: skip
-                frame = self.frame(image, index, reference, inputs, after)
-                produced = producer.produce(row, image, origin, need_output=True, chained=frame)
-                assert produced is not None  # asked for
+                if previous is not None and cadence is not None:  # Deforum's cadence
+                    produced, key = cadence.frame(
+                        row, previous[0], origin, reference,
+                        lambda image: self.frame(image, index, reference, inputs),  # noqa: B023
+                    )  # fmt: skip
+                else:
+                    if previous is not None:
+                        output, key = previous
+                        step: CameraStep | CameraStep3D
+                        step = camera_step_3d(row) if three_d else camera_step(row)
+                        frame_depth = depth.of(key, output) if three_d and depth else None
+                        made_from = Previous(output, key)
+                        image = inputs.next_input(
+                            output, step, input_tools(row), row.seed, frame_depth, reference,
+                            hybrid.before_img2img(index, row, made_from) if hybrid else None,
+                        )  # fmt: skip
+                        after = hybrid.after_generation(index, row, made_from) if hybrid else None
+                    frame = self.frame(image, index, reference, inputs, after)
+                    made = producer.produce(row, image, origin, need_output=True, chained=frame)
+                    assert made is not None  # asked for
+                    produced, key = made, frame.key
+                    if cadence is not None:
+                        cadence.first(key, produced)
                 inputs.output(produced)
-                previous = (produced, frame.key)
+                previous = (produced, key)
                 if animation.save_depth and depth is not None:
-                    depth.of(frame.key, produced)  # every output's, for the depth video
+                    depth.of(key, produced)  # every output's, for the depth video
         if depth is not None:
             depth.summary()
+
+    def cadence(
+        self,
+        producer: FrameProducer,
+        inputs: LoopbackInputs,
+        rows: list[PlanRow],
+        depth: DepthMaps | None,
+    ) -> LoopbackCadence | None:
+        """Deforum's cadence over the frames after frame 0 (None: every frame diffused)."""
+        if self.cfg.cadence.every <= 1:
+            return None
+        three_d = self.cfg.animation.mode.in_3d
+        moves = camera_step_3d if three_d else camera_step
+        depth_of = (depth.of, depth.cache.identity) if three_d and depth is not None else None
+        return LoopbackCadence(
+            self.cfg, self.folder, producer, inputs, rows, moves, input_tools, depth_of
+        )
 
     def frame(
         self,

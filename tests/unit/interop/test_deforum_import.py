@@ -53,6 +53,7 @@ EXPECTED_KEYFRAMES = {
         "animation.mode": "loopback",
         "animation.border": "replicate",
         "animation.anti_blur": True,
+        "cadence.every": 2,
         "animation.color_coherence": "lab",
         "animation.color_coherence_output": True,
         "input.fps": 12,
@@ -61,8 +62,6 @@ EXPECTED_KEYFRAMES = {
     },
 }
 EXPECTED_WARNINGS = [
-    "diffusion cadence (diffusing every n-th frame and blending the frames between) is not "
-    'supported: every frame is diffused (diffusion_cadence="2", optical_flow_cadence="None")',
     "the model is not part of a keyframe file: render with the same checkpoint as model.path "
     '(sd_model_name="v1-5-pruned-emaonly", sd_model_hash="6ce0161689")',
 ]
@@ -295,7 +294,6 @@ def test_modes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "reported"),
     [
-        ({"diffusion_cadence": 3}, "diffusion_cadence=3"),
         (
             {"hybrid_motion": "Optical Flow"},
             'video_init_path="https://deforum.github.io/a1/V1.mp4"',
@@ -708,6 +706,35 @@ def test_colour_coherence_modes_and_order(tmp_path: Path) -> None:
                      "animation.color_coherence_every": 3}  # fmt: skip
     image = colours(color_coherence="Image", color_coherence_image_path="ref.png")
     assert image["animation.color_coherence_video"] == "ref.png"
+
+
+def test_cadence_and_optical_flow_cadence(tmp_path: Path) -> None:
+    """diffusion_cadence, optical_flow_cadence and cadence_flow_factor_schedule map to
+    cadence.every, cadence.flow and the cadence_flow_factor schedule, in 2D and 3D; Video
+    Input diffuses every frame in Deforum, so its cadence is not imported."""
+
+    def cadence(result: DeforumImport) -> tuple[dict[str, Any], str | None]:
+        settings = {k: v for k, v in result.keyframes["settings"].items() if "cadence" in k}
+        return settings, result.keyframes["schedules"].get("cadence_flow_factor")
+
+    assert cadence(imported(tmp_path, diffusion_cadence="3")) == ({"cadence.every": 3}, None)
+    flow = imported(
+        tmp_path, diffusion_cadence=4, optical_flow_cadence="DIS Fine",
+        cadence_flow_factor_schedule="0: (1), 10: (0.5)", animation_mode="3D",
+    )  # fmt: skip
+    assert cadence(flow) == (
+        {"cadence.every": 4, "cadence.flow": "dis_fine"},
+        "0: (1), 10: (0.5)",
+    )
+    assert 'optical_flow_cadence="DIS Fine" moves the frames' in flow.warnings[0]
+    raft = imported(tmp_path, diffusion_cadence=2, optical_flow_cadence="RAFT")
+    assert cadence(raft)[0]["cadence.flow"] == "raft"
+    assert any("cadence.raft_weights" in warning for warning in raft.warnings)
+    odd = imported(tmp_path, diffusion_cadence=2, optical_flow_cadence="Lucas")
+    assert cadence(odd) == ({"cadence.every": 2}, None)
+    assert 'optical_flow_cadence="Lucas" is not one of' in odd.warnings[0]
+    video = imported(tmp_path, diffusion_cadence=3, animation_mode="Video Input")
+    assert cadence(video) == ({}, None)
 
 
 def test_a_prompt_over_several_lines_imports_plans_and_charts(tmp_path: Path) -> None:

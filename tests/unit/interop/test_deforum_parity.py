@@ -116,3 +116,26 @@ def test_urls_are_named_and_not_downloaded(tmp_path: Path) -> None:
     for url in ("a1/I1.png", "a1/A1.mp3", "a1/V1.mp4"):
         assert url in text and "not download" in text
     assert len(result.warnings) == 3
+
+
+def test_cadence_with_hybrid_video_diffuses_every_frame(tmp_path: Path) -> None:
+    """rotoscope's loopback cadence does not move its tweens by a hybrid video: such a
+    file imports without its cadence; with ControlNet units it keeps it."""
+    hybrid = imported(
+        tmp_path, video_init_path="/clips/walk.mp4", hybrid_motion="Affine",
+        diffusion_cadence=3, optical_flow_cadence="DIS Fine",
+        cadence_flow_factor_schedule="0:(0.5)",
+    )  # fmt: skip
+    settings = hybrid.keyframes["settings"]
+    assert settings["animation.hybrid.motion"] == "affine"
+    assert not any(key.startswith("cadence.") for key in settings)
+    assert "cadence_flow_factor" not in hybrid.keyframes["schedules"]
+    assert hybrid.warnings == [
+        "diffusion_cadence=3 is not imported with hybrid video: rotoscope's cadence does not "
+        "move the frames between diffused frames by the hybrid video, so every frame is "
+        "diffused"
+    ]
+    units = imported(tmp_path, diffusion_cadence=2, cn_1_enabled=True, cn_1_module="canny",
+                     cn_1_model="control_v11p_sd15_canny")  # fmt: skip
+    assert "controlnet.units.cn1" in units.keyframes["settings"]
+    assert units.keyframes["settings"]["cadence.every"] == 2

@@ -154,13 +154,22 @@ class WorkerPool:
         self,
         frames: Iterable[Frame],
         indices: Sequence[int] | None = None,
+        makes: Callable[[int], bool] | None = None,
+        reads: Sequence[int] = (),
         maps_ahead: bool = True,
     ) -> None:
-        """Hand a chain (a segment, or a loopback) to a worker: its frames decoded, with
-        their control maps (unless the worker makes them: not ``maps_ahead``), and the
-        records of its frames the worker may reuse."""
+        """Hand a chain (a segment, a loopback, a cadence's span) to a worker: its frames
+        decoded, with their control maps (unless the worker makes them: not
+        ``maps_ahead``), the records of its frames the worker may reuse and of the earlier
+        frames it reads."""
         decoded = list(frames)
-        made = list(indices) if indices is not None else [frame.index for frame in decoded]
+        made = (
+            list(indices)
+            if indices is not None
+            else [frame.index for frame in decoded if makes is None or makes(frame.index)]
+        )
+        if not made:  # its frames are unreadable: nothing to make, nothing to wait for
+            return
         shipped: dict[int, list[ShippedMap]] = {}
         if self.control is not None and maps_ahead:
             for frame in decoded:
@@ -171,7 +180,15 @@ class WorkerPool:
         for index in made:
             self.writer.reserve(index)
         records = self.work.manifest.relevant(made)
-        self._submit(ChainUnit(self._next_number(), decoded, made, shipped, records))
+        current = self.work.manifest.records
+        records += [current[index] for index in reads if index in current]
+        unit = ChainUnit(self._next_number(), decoded, made, shipped, records, list(reads))
+        self._submit(unit)
+
+    def wait(self) -> None:
+        """Take in outcomes until every unit handed out has come back (their lines are
+        written as they arrive: this driver's writer writes inline)."""
+        self._pump(until=lambda: not self.outstanding)
 
     def _next_number(self) -> int:
         self._numbers += 1
