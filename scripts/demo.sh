@@ -22,12 +22,14 @@ video=$(.venv/bin/rotoscope "${demo[@]}" coherence=full name=demo "$@")
   "stages=[plan,render,metrics]" "$@" >/dev/null
 # a 3D fly-through from a still (Deforum's 3D mode): each frame is the one before, seen by
 # a camera moving forward through its depth and turning, then repainted; the tiny depth
-# model stands in for MiDaS, and the depth of every frame is written beside the video
+# model stands in for MiDaS, and the depth of every frame is written beside the video.
+# With Deforum's diffusion cadence 2, every other frame is diffused and the frames between
+# are tweened by the camera's motion (half the diffusions)
 flythrough=$(.venv/bin/rotoscope model=tiny input.path=samples/still.png input.repeat=36 \
   input.fps=12 keyframes=keyframes/forest_flythrough.yaml animation.depth.model=tiny steps=8 \
-  name=demo-3d "$@")
+  cadence.every=2 name=demo-3d "$@")
 echo "demo video: $video"
-echo "3D fly-through: $flythrough (and its depth: ${flythrough%.*}-depth.mp4)"
+echo "3D fly-through (diffusion cadence 2): $flythrough (and its depth: ${flythrough%.*}-depth.mp4)"
 echo "report page (open it in a browser): $(dirname "$video")/report.html"
 .venv/bin/python - "$(dirname "$video")" outputs/demo-frame-by-frame <<'PY'
 import json, sys

@@ -43,6 +43,19 @@ DIS_REFINEMENT_ITERATIONS = 10
 DIS_PATCH_SIZE = 8
 DIS_PATCH_STRIDE = 4
 DIS_FULL_RESOLUTION_MAX = 640
+# The settings above as text: part of every key made from this flow (flow cache pairs,
+# in-between frames), so changing one makes those again.
+DIS_SETTINGS = ",".join(
+    str(value)
+    for value in (
+        DIS_PRESET,
+        DIS_FINEST_SCALE,
+        DIS_FULL_RESOLUTION_MAX,
+        DIS_REFINEMENT_ITERATIONS,
+        DIS_PATCH_SIZE,
+        DIS_PATCH_STRIDE,
+    )
+)
 
 
 def make_dis(shape: tuple[int, ...]) -> cv2.DISOpticalFlow:

@@ -20,17 +20,7 @@ from pipeline.animation.flow import FlowPair, flow_pair
 from pipeline.atomic import atomic_path
 
 # Changes whenever the estimator or its settings change, so cached pairs are redone.
-ESTIMATOR = "dis-refined-v1:" + ",".join(
-    str(value)
-    for value in (
-        flow_module.DIS_PRESET,
-        flow_module.DIS_FINEST_SCALE,
-        flow_module.DIS_FULL_RESOLUTION_MAX,
-        flow_module.DIS_REFINEMENT_ITERATIONS,
-        flow_module.DIS_PATCH_SIZE,
-        flow_module.DIS_PATCH_STRIDE,
-    )
-)
+ESTIMATOR = "dis-refined-v1:" + flow_module.DIS_SETTINGS
 
 
 def pair_key(previous: np.ndarray, current: np.ndarray) -> str:

@@ -45,17 +45,7 @@ from pipeline.records.run_folder import RunFolder
 log = logging.getLogger("rotoscope")
 
 # Changes whenever the flow method or its settings change, so its frames are made again.
-FLOW_METHOD = "flow-v1:" + ",".join(
-    str(value)
-    for value in (
-        flow_module.DIS_PRESET,
-        flow_module.DIS_FINEST_SCALE,
-        flow_module.DIS_FULL_RESOLUTION_MAX,
-        flow_module.DIS_REFINEMENT_ITERATIONS,
-        flow_module.DIS_PATCH_SIZE,
-        flow_module.DIS_PATCH_STRIDE,
-    )
-)
+FLOW_METHOD = "flow-v1:" + flow_module.DIS_SETTINGS
 
 
 class InBetweens(Protocol):
