@@ -166,7 +166,7 @@ def warp_3d(
         )
     target = torch.device(device)
     grid = sampling_grid(depth_tensor(depth, image.shape, target), step)
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).to(target)
+    pixels = torch.tensor(image, device=target)  # a copy: frames may be read-only views
     pixels = pixels.permute(2, 0, 1)[None].to(torch.float32)
     warped = F.grid_sample(
         pixels, grid, mode=sampling_mode, padding_mode=padding_mode, align_corners=False
