@@ -489,9 +489,8 @@ class _Importer:
             self._cadence()
         if "color_coherence" in data:
             self._color_coherence()
-        if "fps" in data:
+        if "fps" in data:  # the render's rate; the output keeps it (output.fps retimes)
             settings["input.fps"] = data["fps"]
-            settings["output.fps"] = data["fps"]
         if "max_frames" in data and mode != "Video Input":  # video mode counts the video
             settings["input.max_frames"] = as_int(data["max_frames"], 0)
 
@@ -831,10 +830,8 @@ class _Importer:
                    "stands in (rife with RIFE46.pkl is the learned one)"
                    if engine == FILM_ENGINE else "the engine is unknown")
             )  # fmt: skip
-        if "fps" in data:  # Deforum plays the interpolated frames at fps times the amount
-            settings["output.fps"] = _number(data["fps"]) * amount
-        else:
-            settings["output.interpolate"] = amount
+        # Deforum plays the interpolated frames at fps times the amount: the same duration
+        settings["output.interpolate"] = amount
         slow = data.get("frame_interpolation_slow_mo_amount")
         enabled = data.get("frame_interpolation_slow_mo_enabled")
         if (enabled is None or is_on(enabled)) and _times(slow) > 1:  # older files: no switch

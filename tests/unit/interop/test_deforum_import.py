@@ -57,7 +57,6 @@ EXPECTED_KEYFRAMES = {
         "animation.color_coherence": "lab",
         "animation.color_coherence_output": True,
         "input.fps": 12,
-        "output.fps": 12,
         "input.max_frames": 48,
     },
 }
@@ -107,27 +106,27 @@ def test_example_file_imports_exactly() -> None:
         (  # RIFE x3: three frames per frame at three times fps
             {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": 3},
             {"output.interpolation": "rife", "output.interpolation_model": "RIFE46",
-             "output.fps": 36},
+             "output.interpolate": 3},
         ),
         (  # slow motion: twice the frames again, at the same rate
             {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": 2,
              "frame_interpolation_slow_mo_enabled": True,
              "frame_interpolation_slow_mo_amount": 2},
-            {"output.interpolation": "rife", "output.fps": 24, "output.slow_motion": 2},
+            {"output.interpolation": "rife", "output.interpolate": 2, "output.slow_motion": 2},
         ),
         (  # an older file: "x4" and "x2" text, no slow-mo switch
             {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": "x4",
              "frame_interpolation_slow_mo_amount": "x2",
              "frame_interpolation_slow_mo_enabled": None},
-            {"output.interpolation": "rife", "output.fps": 48, "output.slow_motion": 2},
+            {"output.interpolation": "rife", "output.interpolate": 4, "output.slow_motion": 2},
         ),
         (  # no engine, or "Disabled": nothing changes
             {"frame_interpolation_engine": "None", "frame_interpolation_x_amount": 4},
-            {"output.fps": 12},
+            {"input.fps": 12},
         ),
         (
             {"frame_interpolation_engine": "RIFE v4.6", "frame_interpolation_x_amount": "Disabled"},
-            {"output.fps": 12},
+            {"input.fps": 12},
         ),
     ],
 )  # fmt: skip
@@ -137,14 +136,16 @@ def test_upscaling_and_interpolation_map_to_finishing(
     result = imported(tmp_path, **changes)
     assert result.warnings == []
     assert settings.items() <= result.keyframes["settings"].items()
+    assert "output.fps" not in result.keyframes["settings"]  # the render's rate is kept
     if "output.interpolation" not in settings:
         assert "output.interpolation" not in result.keyframes["settings"]
+        assert "output.interpolate" not in result.keyframes["settings"]
 
 
 def test_film_becomes_rotoscopes_own_interpolation_with_one_line(tmp_path: Path) -> None:
     result = imported(tmp_path, frame_interpolation_engine="FILM", frame_interpolation_x_amount=2)
     assert result.keyframes["settings"]["output.interpolation"] == "flow"
-    assert result.keyframes["settings"]["output.fps"] == 24
+    assert result.keyframes["settings"]["output.interpolate"] == 2
     assert len(result.warnings) == 1 and "TensorFlow" in result.warnings[0]
 
 
@@ -630,7 +631,7 @@ def test_a_hand_made_3d_file_maps_every_3d_and_loopback_key() -> None:
         "animation.perlin_cells_y": 4, "animation.perlin_cells_x": 6,
         "animation.perspective_flip": True, "animation.save_depth": True,
         "animation.color_coherence": "hsv", "animation.color_coherence_output": True,
-        "input.fps": 12, "output.fps": 12, "input.max_frames": 48,
+        "input.fps": 12, "input.max_frames": 48,
     }  # fmt: skip
 
 
