@@ -17,7 +17,7 @@ import logging
 import math
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from pipeline.animation.flow_cache import FlowCache
@@ -27,6 +27,7 @@ from pipeline.config.schema import (
     ColorCoherence,
     ControlMode,
     DepthModel,
+    HybridConfig,
     HybridMask,
     HybridMotion,
     MaskArea,
@@ -122,7 +123,15 @@ def plan_input(
     for note in source.notes:
         log.warning("%s", note)
     if cfg.animation.mode.loops and cfg.input.max_frames and info.kind is not SourceKind.none:
-        count = cfg.input.max_frames  # loopback needs only the first frame as its start
+        if info.kind is SourceKind.image and cfg.input.repeat > 1:
+            # a still repeated says how long the animation is, over a Deforum file's count
+            if cfg.input.max_frames > cfg.input.repeat:  # fewer: the selection stops there
+                log.warning(
+                    "input.repeat=%d gives the animation's length: input.max_frames=%d is "
+                    "not used", cfg.input.repeat, cfg.input.max_frames,
+                )  # fmt: skip
+        else:
+            count = cfg.input.max_frames  # loopback needs only the first frame as its start
     if count == 0:
         raise RotoscopeError(
             f"input.path '{cfg.input.path}' selects no frames",
@@ -153,7 +162,24 @@ def plan_input(
         motion,
         from_noise=info.kind is SourceKind.none,
     )  # fmt: skip
+    check_retiming(cfg, plan)
     return PlannedRun(plan, info, summarize(plan, info, cfg))
+
+
+def check_retiming(cfg: RunConfig, plan: Plan) -> None:
+    """In-between frames blend two neighbours: a folder whose images keep their own
+    (different) sizes has neighbours that cannot be blended."""
+    output = cfg.output
+    retimed = output.interpolate > 1 or output.fps is not None or output.slow_motion > 1
+    sizes = {(row.width, row.height) for row in plan.rows}
+    if retimed and len(sizes) > 1:
+        raise RotoscopeError(
+            f"input.path '{cfg.input.path}' holds images of {len(sizes)} sizes, and "
+            "output.interpolate / output.fps / output.slow_motion make frames between "
+            "neighbours of one size",
+            "leave them at their defaults for a batch of photos, or give the folder one size "
+            "(input.width / input.height)",
+        )
 
 
 def write_plan_files(planned: PlannedRun, folder: RunFolder) -> None:
@@ -447,6 +473,17 @@ def check_hybrid(cfg: RunConfig) -> None:
     """Hybrid video is a loopback's, from a video (its own, or the input)."""
     hybrid = cfg.animation.hybrid
     if not hybrid.active:
+        default = HybridConfig()
+        given = [
+            item.name
+            for item in fields(hybrid)
+            if getattr(hybrid, item.name) != getattr(default, item.name)
+        ]
+        if given:
+            raise RotoscopeError(
+                f"animation.hybrid.{given[0]} is set but hybrid video is off (it does nothing)",
+                "set animation.hybrid.motion and/or animation.hybrid.composite to use it",
+            )
         return
     if not cfg.animation.mode.loops:
         raise RotoscopeError(

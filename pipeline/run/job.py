@@ -289,6 +289,7 @@ def _stages(
         entering("render")
         render_stage(cfg, folder, report, stop, accepted.identity)
     if "upscale" in stages:
+        entering("upscale")
         upscale_stage(cfg, folder, report, stop)
     if "assemble" in stages:
         entering("assemble")

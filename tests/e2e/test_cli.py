@@ -267,3 +267,27 @@ def test_presets_and_bundled_keyframes_work_from_any_folder(
     assert result.returncode == 0, result.stderr
     assert len(frame_files(home / "outputs/anywhere")) == 2
     assert not (elsewhere / "outputs").exists()
+
+
+def test_a_repeated_still_sets_a_deforum_files_length(tmp_path: Path) -> None:
+    """input.repeat on the command line wins over the imported file's input.max_frames."""
+    still = write_image(tmp_path / "still.png", np.full((48, 64, 3), 90, np.uint8))
+    settings = KEYFRAMES / "deforum_example_settings.txt"
+    args = (f"input.path={still}", f"keyframes={settings}", "stages=[plan]")
+    result = rotoscope(*args, "input.repeat=6", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(preview_plan(tmp_path / "outputs/still")) == 6
+    assert "input.repeat=6 gives the animation's length" in result.stderr
+    alone = rotoscope(*args, "name=alone", cwd=tmp_path)  # the file's max_frames otherwise
+    assert alone.returncode == 0, alone.stderr
+    assert len(preview_plan(tmp_path / "outputs/alone")) > 6
+
+
+def test_in_betweens_of_photos_of_several_sizes_are_refused(tmp_path: Path) -> None:
+    photos = tmp_path / "mixed"
+    write_image(photos / "a.png", np.full((48, 64, 3), 90, np.uint8))
+    write_image(photos / "b.png", np.full((64, 48, 3), 90, np.uint8))
+    result = rotoscope(f"input.path={photos}", "output=images", "output.interpolate=2",
+                       "stages=[plan]", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "holds images of 2 sizes" in result.stderr

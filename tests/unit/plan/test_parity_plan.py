@@ -43,3 +43,11 @@ def test_hybrid_video_is_refused_outside_a_loopback_and_without_a_video() -> Non
     cfg.input.path = None
     with pytest.raises(RotoscopeError, match="needs a video"):
         check_hybrid(cfg)
+
+
+def test_hybrid_keys_without_hybrid_video_are_refused() -> None:
+    cfg = make_cfg(animation__mode=AnimationMode.loopback)
+    check_hybrid(cfg)  # the defaults: nothing to say
+    cfg.animation.hybrid.video = "/nonexistent.mp4"
+    with pytest.raises(RotoscopeError, match=r"hybrid.video is set but hybrid video is off"):
+        check_hybrid(cfg)
