@@ -19,6 +19,7 @@ import ray
 from pipeline.config.schema import Dtype, RunConfig
 from pipeline.errors import RotoscopeError
 from pipeline.models.ray_guard import RayGuard
+from pipeline.models.weights import first_line
 
 
 class RayCluster:
@@ -118,3 +119,12 @@ def local_gpus(cfg: RunConfig) -> int:
     if cfg.runtime.device.strip().lower() == "cpu" or not torch.cuda.is_available():
         return 0
     return torch.cuda.device_count()
+
+
+def worker_error(exc: BaseException, worker: str) -> BaseException:
+    """The error a Ray ``worker`` raised, as this process reports it: a RotoscopeError
+    keeps its one-line message, anything else is named in one line."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, RotoscopeError):
+        return RotoscopeError(str(cause))
+    return RuntimeError(f"a Ray {worker} failed: {first_line(cause or exc)}")

@@ -27,7 +27,8 @@ import ray.exceptions
 
 from pipeline.config.schema import RunConfig
 from pipeline.errors import RotoscopeError
-from pipeline.models.ray_cluster import RayCluster
+from pipeline.models.ray_cluster import RayCluster, worker_error
+from pipeline.models.weights import first_line
 from pipeline.records.interrupts import GracefulStop
 from pipeline.records.progress import Progress
 from pipeline.records.run_folder import RunFolder
@@ -118,14 +119,14 @@ class RayUpscale:
                 except ray.exceptions.RayActorError as exc:
                     alive.discard(number)
                     waiting.append(job)
-                    log.warning("ray: upscale worker %d died (%s)", number, _first_line(exc))
+                    log.warning("ray: upscale worker %d died (%s)", number, first_line(exc))
                     if not alive:
                         raise RotoscopeError(
-                            f"every Ray worker died (worker {number} last: {_first_line(exc)})",
+                            f"every Ray worker died (worker {number} last: {first_line(exc)})",
                             "upscaled frames are kept; run the same command to resume",
                         ) from None
                 except ray.exceptions.RayTaskError as exc:
-                    raise _unwrapped(exc) from None
+                    raise worker_error(exc, "upscale worker") from None
             if stop.requested is not None:
                 stopping = True
                 waiting.clear()
@@ -148,10 +149,10 @@ class RayUpscale:
                 stop.check()
             devices = ray.get(loads)
         except ray.exceptions.RayTaskError as exc:
-            raise _unwrapped(exc) from None
+            raise worker_error(exc, "upscale worker") from None
         except ray.exceptions.RayActorError as exc:
             raise RotoscopeError(
-                f"a Ray worker died while loading the upscaler: {_first_line(exc)}",
+                f"a Ray worker died while loading the upscaler: {first_line(exc)}",
                 "see rotoscope.log in the run folder; on a cluster, check that every node "
                 "sees the upscaler and the run folder at the same paths",
             ) from None
@@ -163,15 +164,3 @@ class RayUpscale:
 
 def _count(held: dict[Any, tuple[int, UpscaleJob]], number: int) -> int:
     return sum(1 for worker, _ in held.values() if worker == number)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _unwrapped(exc: BaseException) -> BaseException:
-    """The error a worker raised (a RotoscopeError keeps its one-line message)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, RotoscopeError):
-        return RotoscopeError(str(cause))
-    return RuntimeError(f"a Ray upscale worker failed: {_first_line(cause or exc)}")

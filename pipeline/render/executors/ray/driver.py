@@ -20,7 +20,8 @@ import ray.exceptions
 from pipeline.config.schema import RunConfig
 from pipeline.control.maps import ControlMaps
 from pipeline.errors import RotoscopeError
-from pipeline.models.ray_cluster import RayCluster
+from pipeline.models.ray_cluster import RayCluster, worker_error
+from pipeline.models.weights import first_line
 from pipeline.records.manifest import FrameRecord, image_digest
 from pipeline.records.writer import FrameOutcome, FrameWriter
 from pipeline.render.executors.local import note_sequential
@@ -211,7 +212,7 @@ class WorkerPool:
         try:
             ray.get([actor.close.remote() for actor in live])
         except ray.exceptions.RayTaskError as exc:
-            raise unwrapped(exc) from None
+            raise worker_error(exc, "worker") from None
         except ray.exceptions.RayActorError as exc:  # every frame is back: nothing is lost
             log.warning("ray: a worker died while closing (%s)", first_line(exc))
 
@@ -240,7 +241,7 @@ class WorkerPool:
                 work.stop.check()
             devices = ray.get(loads)
         except ray.exceptions.RayTaskError as exc:
-            raise unwrapped(exc) from None
+            raise worker_error(exc, "worker") from None
         except ray.exceptions.RayActorError as exc:
             raise RotoscopeError(
                 f"a Ray worker died while loading the model: {first_line(exc)}",
@@ -310,7 +311,7 @@ class WorkerPool:
             self._worker_died(worker, payload)
         else:
             self.work.stop.check()  # a task ended by the same Ctrl-C: stop, with the resume line
-            raise unwrapped(payload)
+            raise worker_error(payload, "worker")
 
     def _take(self, outcome: FrameOutcome) -> None:
         if outcome.index in self.returned:  # a chain run again after a worker died
@@ -381,15 +382,3 @@ class WorkerPool:
                 break
             if kind is WorkerEvent.outcome:
                 self._take(payload)
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def unwrapped(exc: BaseException) -> BaseException:
-    """The error a worker raised (a RotoscopeError keeps its one-line message)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, RotoscopeError):
-        return RotoscopeError(str(cause))
-    return RuntimeError(f"a Ray worker failed: {first_line(cause or exc)}")
