@@ -86,7 +86,7 @@ def image_digest(image: np.ndarray) -> str:
 
 
 def frame_key(
-    job: KeyedRow,
+    row: KeyedRow,
     input_digest: str,
     model_identity: str,
     control: str = "",
@@ -98,7 +98,7 @@ def frame_key(
     is rendered from (``dependencies``), with a mask the mask (its digest and how masks are
     rendered: ``mask``). The last two are left out when empty, so other keys never change."""
     digest = hashlib.sha256()
-    parts = [job.key_json(), input_digest, model_identity, control]
+    parts = [row.key_json(), input_digest, model_identity, control]
     parts += [dependencies] if dependencies else []
     parts += [f"mask={mask}"] if mask else []
     for part in parts:
@@ -109,7 +109,7 @@ def frame_key(
 
 def rerender_reason(
     record: FrameRecord | None,
-    job: KeyedRow,
+    row: KeyedRow,
     input_digest: str,
     model_identity: str,
     control: str = "",
@@ -120,11 +120,11 @@ def rerender_reason(
     the mask part of the key, which starts with the mask's digest (what a record keeps)."""
     if record is None:
         return "new"
-    if record.key == frame_key(job, input_digest, model_identity, control, dependencies, mask):
+    if record.key == frame_key(row, input_digest, model_identity, control, dependencies, mask):
         return "file missing"
     changed = [
         name
-        for name, value in job.as_record().items()
+        for name, value in row.as_record().items()
         if name != "index" and record.row.get(name) != value
     ]
     if changed and record.row:

@@ -74,25 +74,25 @@ class Adapters:
             encoder.add_embedding(embedding.name, embedding.vectors)
             self._installed.add(embedding.name)
 
-    def settings(self, job: PlanRow) -> TextSettings:
+    def settings(self, row: PlanRow) -> TextSettings:
         """Set the frame's LoRA weights; how its texts are to be encoded."""
-        lora_state = self.loras.apply(job.loras)
+        lora_state = self.loras.apply(row.loras)
         names = frozenset(
             embedding_name(key)
-            for key in job.network_files or {}
+            for key in row.network_files or {}
             if key.startswith(EMBEDDING_KEY) and embedding_name(key) in self._installed
         )
-        return TextSettings(clip_skip=job.clip_skip or 1, embeddings=names, lora=lora_state)
+        return TextSettings(clip_skip=row.clip_skip or 1, embeddings=names, lora=lora_state)
 
-    def infotext(self, job: PlanRow) -> list[tuple[str, str]]:
+    def infotext(self, row: PlanRow) -> list[tuple[str, str]]:
         """A1111's ``Lora hashes`` and ``TI hashes`` entries for a frame's metadata."""
         entries = []
-        loras = [f"{name}: {self.loras.hashes[name]}" for name in sorted(job.loras or {})]
+        loras = [f"{name}: {self.loras.hashes[name]}" for name in sorted(row.loras or {})]
         if loras:
             entries.append(("Lora hashes", ", ".join(loras)))
         embeddings = sorted(
             embedding_name(key)
-            for key in job.network_files or {}
+            for key in row.network_files or {}
             if key.startswith(EMBEDDING_KEY) and embedding_name(key) in self._installed
         )
         if embeddings:

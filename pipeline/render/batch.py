@@ -42,29 +42,29 @@ class FrameInput:
     mask, where it is rendered (at the call's size: None renders everywhere) and what
     shows outside it (the source frame; the init image when None)."""
 
-    job: PlanRow
+    row: PlanRow
     image: np.ndarray
     maps: list[np.ndarray] | None = None
     mask: np.ndarray | None = None
     source: np.ndarray | None = None
 
 
-def call_signature(job: PlanRow) -> str:
+def call_signature(row: PlanRow) -> str:
     """What must be equal for frames to share a pipeline call (one JSON-like string)."""
-    controls = sorted((job.controls or {}).items())
-    loras = sorted((job.loras or {}).items())
-    masked = (job.mask_area, job.mask_fill) if job.masked else ()
+    controls = sorted((row.controls or {}).items())
+    loras = sorted((row.loras or {}).items())
+    masked = (row.mask_area, row.mask_fill) if row.masked else ()
     # a schedule type picks another scheduler, txt2img another pipeline
-    later = tuple(value for value in (job.scheduler, job.txt2img) if value is not None)
+    later = tuple(value for value in (row.scheduler, row.txt2img) if value is not None)
     return repr(
-        (job.sampler, job.steps, job.strength, job.guidance_scale, job.width, job.height,
+        (row.sampler, row.steps, row.strength, row.guidance_scale, row.width, row.height,
          loras, controls, *masked, *later)
     )  # fmt: skip
 
 
 class HasJob(Protocol):
     @property
-    def job(self) -> PlanRow: ...
+    def row(self) -> PlanRow: ...
 
 
 Item = TypeVar("Item", bound=HasJob)
@@ -100,9 +100,9 @@ class Batcher(Generic[Item]):
         return done
 
     def _joins(self, item: Item) -> bool:
-        first = self._open[0].job
-        return item.job.index // self.batch_size == first.index // self.batch_size and (
-            call_signature(item.job) == call_signature(first)
+        first = self._open[0].row
+        return item.row.index // self.batch_size == first.index // self.batch_size and (
+            call_signature(item.row) == call_signature(first)
         )
 
 

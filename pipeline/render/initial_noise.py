@@ -50,15 +50,15 @@ class FrameNoise:
     resize_from: tuple[int, int] | None = None  # (width, height) in pixels
 
     @classmethod
-    def of(cls, job: PlanRow) -> FrameNoise:
+    def of(cls, row: PlanRow) -> FrameNoise:
         resize = None
-        if job.seed_resize_from_w is not None and job.seed_resize_from_h is not None:
-            resize = (job.seed_resize_from_w, job.seed_resize_from_h)
+        if row.seed_resize_from_w is not None and row.seed_resize_from_h is not None:
+            resize = (row.seed_resize_from_w, row.seed_resize_from_h)
         return cls(
-            seed=job.seed,
-            multiplier=1.0 if job.noise_multiplier is None else job.noise_multiplier,
-            subseed=job.subseed,
-            subseed_strength=job.subseed_strength or 0.0,
+            seed=row.seed,
+            multiplier=1.0 if row.noise_multiplier is None else row.noise_multiplier,
+            subseed=row.subseed,
+            subseed_strength=row.subseed_strength or 0.0,
             resize_from=resize,
         )
 

@@ -34,7 +34,7 @@ INPAINT_AREA = {MaskArea.full: "Whole picture", MaskArea.masked: "Only masked"}
 
 
 def a1111_parameters(
-    job: PlanRow,
+    row: PlanRow,
     model_name: str | None,
     model_hash: str | None,
     controlnets: list[dict[str, str]] | None = None,
@@ -47,42 +47,42 @@ def a1111_parameters(
     entries for a masked frame, the ``extra`` entries (``Lora hashes``, ``TI hashes``) and
     one ``ControlNet N`` entry per unit as A1111's ControlNet extension writes it. No model
     (``model_name`` None) for a frame that was not diffused (an empty mask)."""
-    lines = [job.prompt]
-    if job.negative_prompt:
-        lines.append(f"Negative prompt: {job.negative_prompt}")
-    settings: list[tuple[str, Any]] = [("Steps", job.steps), ("Sampler", job.sampler)]
-    if job.scheduler is not None:
-        settings.append(("Schedule type", job.scheduler))
+    lines = [row.prompt]
+    if row.negative_prompt:
+        lines.append(f"Negative prompt: {row.negative_prompt}")
+    settings: list[tuple[str, Any]] = [("Steps", row.steps), ("Sampler", row.sampler)]
+    if row.scheduler is not None:
+        settings.append(("Schedule type", row.scheduler))
     settings += [
-        ("CFG scale", _number(job.guidance_scale)),
-        ("Seed", job.seed),
-        ("Size", f"{job.width}x{job.height}"),
+        ("CFG scale", _number(row.guidance_scale)),
+        ("Seed", row.seed),
+        ("Size", f"{row.width}x{row.height}"),
     ]
     if model_hash:
         settings.append(("Model hash", model_hash))
     if model_name is not None:
         settings.append(("Model", model_name))
-    if job.subseed_strength is not None:
-        settings.append(("Variation seed", job.subseed))
-        settings.append(("Variation seed strength", _number(job.subseed_strength)))
-    if job.seed_resize_from_w is not None:
-        settings.append(("Seed resize from", f"{job.seed_resize_from_w}x{job.seed_resize_from_h}"))
-    if not job.txt2img:  # A1111's txt2img has no denoising strength
-        settings.append(("Denoising strength", _number(job.strength)))
-    if job.clip_skip:
-        settings.append(("Clip skip", job.clip_skip))
-    if job.mask_area is not None:
-        settings.append(("Mask blur", _number(job.mask_blur or 0.0)))
-        settings.append(("Inpaint area", INPAINT_AREA[job.mask_area]))
-        settings.append(("Masked area padding", job.mask_padding or 0))
-        settings.append(("Masked content", MASKED_CONTENT[job.mask_fill or MaskFill.original]))
-    if job.noise_multiplier is not None:
-        settings.append(("Noise multiplier", _number(job.noise_multiplier)))
-    if job.cadence_from is not None:
-        settings.append(("Cadence", cadence_words(job)))
+    if row.subseed_strength is not None:
+        settings.append(("Variation seed", row.subseed))
+        settings.append(("Variation seed strength", _number(row.subseed_strength)))
+    if row.seed_resize_from_w is not None:
+        settings.append(("Seed resize from", f"{row.seed_resize_from_w}x{row.seed_resize_from_h}"))
+    if not row.txt2img:  # A1111's txt2img has no denoising strength
+        settings.append(("Denoising strength", _number(row.strength)))
+    if row.clip_skip:
+        settings.append(("Clip skip", row.clip_skip))
+    if row.mask_area is not None:
+        settings.append(("Mask blur", _number(row.mask_blur or 0.0)))
+        settings.append(("Inpaint area", INPAINT_AREA[row.mask_area]))
+        settings.append(("Masked area padding", row.mask_padding or 0))
+        settings.append(("Masked content", MASKED_CONTENT[row.mask_fill or MaskFill.original]))
+    if row.noise_multiplier is not None:
+        settings.append(("Noise multiplier", _number(row.noise_multiplier)))
+    if row.cadence_from is not None:
+        settings.append(("Cadence", cadence_words(row)))
     settings += extra or []
     for number, unit in enumerate(controlnets or []):
-        values = (job.controls or {}).get(unit["unit"], ControlValues())
+        values = (row.controls or {}).get(unit["unit"], ControlValues())
         fields = [
             ("Module", unit["preprocessor"]),
             ("Model", unit["model"]),
@@ -95,21 +95,21 @@ def a1111_parameters(
     return "\n".join(lines)
 
 
-def cadence_words(job: PlanRow) -> str:
+def cadence_words(row: PlanRow) -> str:
     """How a frame of a cadence was made, and from which frames."""
-    made_from = " and ".join(str(index) for index in job.carried_from)
-    if job.diffused:
+    made_from = " and ".join(str(index) for index in row.carried_from)
+    if row.diffused:
         return f"diffused, shown tweened with frame {made_from}"
-    if job.cadence_from is not None and job.cadence_to is not None and job.cadence_to != job.index:
+    if row.cadence_from is not None and row.cadence_to is not None and row.cadence_to != row.index:
         return f"carried from frames {made_from}"
     return f"carried from frame {made_from}"
 
 
-def cadence_details(job: PlanRow) -> dict[str, object] | None:
+def cadence_details(row: PlanRow) -> dict[str, object] | None:
     """The ``rotoscope`` chunk's words on a cadence: diffused or carried, from which frames."""
-    if job.cadence_from is None:
+    if row.cadence_from is None:
         return None
-    return {"diffused": job.diffused, "made_from": job.carried_from}
+    return {"diffused": row.diffused, "made_from": row.carried_from}
 
 
 def _number(value: float) -> str:

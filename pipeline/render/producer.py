@@ -124,21 +124,21 @@ class FrameProducer:
 
     def produce(
         self,
-        job: PlanRow,
+        row: PlanRow,
         image: np.ndarray,
         origin: FrameOrigin,
         need_output: bool = False,
         chained: ChainedInput | None = None,
         mask: FrameMask | None = None,
     ) -> np.ndarray | None:
-        """The frame for ``job`` (rendered, or reused from disk); pixels if asked for.
+        """The frame for ``row`` (rendered, or reused from disk); pixels if asked for.
 
         ``image`` is the frame's input (its source frame, or the loopback input); a
         ``chained`` frame also depends on earlier frames; ``mask`` says where the frame is
         rendered. Checks for a stop request after the frame is handed to the writer,
         never before.
         """
-        found = self.prepare(job, image, origin, chained, mask=mask)
+        found = self.prepare(row, image, origin, chained, mask=mask)
         output: np.ndarray | None
         if isinstance(found, PendingFrame):
             if chained is None:
@@ -164,7 +164,7 @@ class FrameProducer:
 
     def prepare(
         self,
-        job: PlanRow,
+        row: PlanRow,
         image: np.ndarray,
         origin: FrameOrigin,
         chained: ChainedInput | None = None,
@@ -182,54 +182,54 @@ class FrameProducer:
         is made from ``image`` (a loopback cadence's shown frame, whose diffused frame
         was made with its maps: :meth:`control_of`)."""
         digest = digest or image_digest(image)
-        maps = self.control.maps(job.index, image) if self.control and controlled else []
+        maps = self.control.maps(row.index, image) if self.control and controlled else []
         control = ",".join(unit_map.key for unit_map in maps)
         if chained is not None:
             dependencies = chained.dependencies
         masking = f"{mask.digest}|{MASK_METHOD}" if mask is not None else ""
-        key = frame_key(job, digest, self.identity, control, dependencies, masking)
-        self.writer.reserve(job.index)
-        found = self.manifest.find(job.index, key)
+        key = frame_key(row, digest, self.identity, control, dependencies, masking)
+        self.writer.reserve(row.index)
+        found = self.manifest.find(row.index, key)
         if found is not None:
             record, needs_line = found
             if mask is not None:  # put back, if pruned or deleted: later stages read it
                 save_mask(self.folder.mask(mask.digest), mask.pixels)
-            if record.index != job.index:  # a photo that sorts elsewhere in its folder now
+            if record.index != row.index:  # a photo that sorts elsewhere in its folder now
                 record = replace(
-                    record, index=job.index, source_index=origin.index,
-                    source_name=origin.name, time=origin.time, row=job.as_record(),
+                    record, index=row.index, source_index=origin.index,
+                    source_name=origin.name, time=origin.time, row=row.as_record(),
                 )  # fmt: skip
-            self.writer.fill(FrameOutcome(job.index, record if needs_line else None))
+            self.writer.fill(FrameOutcome(row.index, record if needs_line else None))
             self.progress.advance(reused=True)
             self.report.reused += 1
             return record
         # a photo is compared with its own last render, wherever it sorted then
         previous = (
-            self.manifest.records.get(job.index)
-            if job.source_file is None
-            else self.manifest.by_file.get(job.source_file)
+            self.manifest.records.get(row.index)
+            if row.source_file is None
+            else self.manifest.by_file.get(row.source_file)
         )
         reason = rerender_reason(
-            previous, job, digest, self.identity, control, dependencies, masking
+            previous, row, digest, self.identity, control, dependencies, masking
         )
         return PendingFrame(
-            job, image, origin, digest, control, dependencies, key, reason,
+            row, image, origin, digest, control, dependencies, key, reason,
             self.control_maps(maps), mask,
         )  # fmt: skip
 
-    def control_of(self, job: PlanRow, image: np.ndarray) -> list[UnitMap]:
-        """The control maps of frame ``job.index`` made from ``image`` (none without
+    def control_of(self, row: PlanRow, image: np.ndarray) -> list[UnitMap]:
+        """The control maps of frame ``row.index`` made from ``image`` (none without
         ControlNet): a loopback cadence's diffused frame's, from its img2img input."""
-        return self.control.maps(job.index, image) if self.control else []
+        return self.control.maps(row.index, image) if self.control else []
 
     def key(
-        self, job: PlanRow, digest: str, dependencies: str = "", maps: Sequence[UnitMap] = ()
+        self, row: PlanRow, digest: str, dependencies: str = "", maps: Sequence[UnitMap] = ()
     ) -> str:
-        """The key of a frame of ``job`` made from an input of ``digest`` with control
+        """The key of a frame of ``row`` made from an input of ``digest`` with control
         ``maps``, without a mask: what names a loopback's diffused frame that is shown
         only blended (Deforum's cadence), for the frames made from it."""
         control = ",".join(unit_map.key for unit_map in maps)
-        return frame_key(job, digest, self.identity, control, dependencies, "")
+        return frame_key(row, digest, self.identity, control, dependencies, "")
 
     def render_batch(self, frames: list[PendingFrame]) -> None:
         """Render independent frames as one batch and :meth:`finish` each."""
@@ -248,25 +248,25 @@ class FrameProducer:
         ``committed`` is called once the line is committed. A frame that was not diffused
         (its mask is empty, or a cadence carried it from diffused frames: ``diffused``
         False) names no model in its metadata (none may be loaded for it)."""
-        job = frame.job
+        row = frame.row
         renderer = None if frame.blank or not diffused else self.renderer
         origin = frame.origin
-        row = job.as_record()
+        plan_record = row.as_record()
         record = FrameRecord(
-            index=job.index,
+            index=row.index,
             file=RunFolder.frame_name(frame.key),
             key=frame.key,
             source_index=origin.index,
             source_name=origin.name,
             time=origin.time,
-            row=row,
+            row=plan_record,
             input=frame.digest,
             model=self.identity,
             control=frame.control,
             dependencies=frame.dependencies,
             mask=frame.mask.digest if frame.mask is not None else "",
             # made from diffused frames (a frame with none to carry from is diffused)
-            carried_from=job.carried_from if frame.dependencies and not job.diffused else [],
+            carried_from=row.carried_from if frame.dependencies and not row.diffused else [],
         )
         path = self.folder.path / record.file
         mask = frame.mask
@@ -274,14 +274,14 @@ class FrameProducer:
 
         def write() -> None:  # in the writer's pool: the metadata is built there too
             details: dict[str, object] = {
-                "rotoscope": __version__, "key": frame.key, "plan": row,
+                "rotoscope": __version__, "key": frame.key, "plan": plan_record,
                 "source": origin.metadata(), "model": None, "controlnet": [],
             }  # fmt: skip
-            cadence = cadence_details(job)
+            cadence = cadence_details(row)
             if cadence is not None:  # which frames were diffused, which carried from them
                 details["cadence"] = cadence
             if renderer is None:
-                parameters = a1111_parameters(job, None, None)
+                parameters = a1111_parameters(row, None, None)
             else:
                 model = renderer.model
                 details["model"] = {
@@ -291,8 +291,8 @@ class FrameProducer:
                 }
                 details["controlnet"] = renderer.control_details()
                 parameters = a1111_parameters(
-                    job, model.name, model.model_hash, renderer.control_details(),
-                    renderer.adapters.infotext(job),
+                    row, model.name, model.model_hash, renderer.control_details(),
+                    renderer.adapters.infotext(row),
                 )  # fmt: skip
             try:
                 if mask is not None:  # the assemble and metrics stages read it back
@@ -300,10 +300,10 @@ class FrameProducer:
                 write_png(path, output, parameters, details)
                 write_frame_thumbnails(self.folder, frame.key, output, source)
             except OSError as exc:
-                raise disk_full(exc, job.index, self.folder) from exc
+                raise disk_full(exc, row.index, self.folder) from exc
 
-        self.writer.fill(FrameOutcome(job.index, record, frame.reason), write, committed)
-        self.report.count_render(job.index, frame.reason)
+        self.writer.fill(FrameOutcome(row.index, record, frame.reason), write, committed)
+        self.report.count_render(row.index, frame.reason)
         self.progress.advance()
 
     def note_source_end(self, rows: list[PlanRow], source: Source) -> None:
@@ -350,11 +350,11 @@ def manifest_commit(manifest: Manifest, folder: RunFolder) -> Callable[[FrameOut
     return commit
 
 
-def check_size(job: PlanRow, shape: tuple[int, ...]) -> None:
+def check_size(row: PlanRow, shape: tuple[int, ...]) -> None:
     """A frame whose size is not the plan's (the input changed since planning) stops the job."""
-    if (shape[1], shape[0]) != (job.width, job.height):
+    if (shape[1], shape[0]) != (row.width, row.height):
         raise RotoscopeError(
-            f"frame {job.index} is {shape[1]}x{shape[0]} but the plan says "
-            f"{job.width}x{job.height}",
+            f"frame {row.index} is {shape[1]}x{shape[0]} but the plan says "
+            f"{row.width}x{row.height}",
             "the input or its size changed: rerun with the plan stage",
         )

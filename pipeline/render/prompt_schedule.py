@@ -104,7 +104,7 @@ def as_pipeline_tensors(
 
 def step_conditionings(
     encoder: PromptEncoder,
-    job: PlanRow,
+    row: PlanRow,
     settings: TextSettings,
     do_cfg: bool,
     schedule_length: Callable[[], int],
@@ -115,9 +115,9 @@ def step_conditionings(
     (:func:`pipeline.plan.prompt_editing.schedule_steps`); it is asked only when a text
     uses prompt editing.
     """
-    texts = [job.prompt, job.negative_prompt]
-    if job.prompt_to is not None and job.blend > 0.0:
-        texts += [job.prompt_to, job.negative_prompt_to or ""]
+    texts = [row.prompt, row.negative_prompt]
+    if row.prompt_to is not None and row.blend > 0.0:
+        texts += [row.prompt_to, row.negative_prompt_to or ""]
     texts = [strip_network_tags(text) for text in texts]
     if any(has_prompt_editing(text) for text in texts):
         steps = schedule_length()
@@ -132,7 +132,7 @@ def step_conditionings(
         if index and run == runs[index - 1]:  # e.g. [a|a]: the same texts go on
             ends[-1] = end
         else:
-            conditionings.append(_blended(encoder, run, job, settings, do_cfg))
+            conditionings.append(_blended(encoder, run, row, settings, do_cfg))
             ends.append(end)
     return StepConditionings(tuple(ends), tuple(conditionings))
 
@@ -140,7 +140,7 @@ def step_conditionings(
 def _blended(
     encoder: PromptEncoder,
     texts: list[str],
-    job: PlanRow,
+    row: PlanRow,
     settings: TextSettings,
     do_cfg: bool,
 ) -> Conditioning:
@@ -148,4 +148,4 @@ def _blended(
     if len(texts) == 2:
         return current
     following = encoder.encode(texts[2], texts[3], do_cfg, settings)
-    return blend(*encoder.align(current, following, settings), job.blend, job.blend_mode)
+    return blend(*encoder.align(current, following, settings), row.blend, row.blend_mode)

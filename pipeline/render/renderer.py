@@ -116,11 +116,11 @@ class Renderer:
             self.call_pipe = control_pipeline(model, nets, self.control_img2img)
         self._txt2img_pipe: Any = None  # made when a row first asks for txt2img
 
-    def pipe_for(self, job: PlanRow) -> Any:
+    def pipe_for(self, row: PlanRow) -> Any:
         """The pipeline a row renders with: the run's (img2img, inpainting or ControlNet),
         or for a frame made from noise alone the txt2img one (an inpainting checkpoint
         makes it with its own pipeline, masked everywhere at strength 1, as A1111 does)."""
-        if not job.txt2img or self.inpainting or self.generates:
+        if not row.txt2img or self.inpainting or self.generates:
             return self.call_pipe
         if self._txt2img_pipe is None:
             from pipeline.models.txt2img import txt2img_pipeline
@@ -128,9 +128,9 @@ class Renderer:
             self._txt2img_pipe = txt2img_pipeline(self.model, [c.net for c in self.controlnets])
         return self._txt2img_pipe
 
-    def from_noise(self, job: PlanRow) -> bool:
+    def from_noise(self, row: PlanRow) -> bool:
         """Whether a row's call starts from noise alone (no img2img ``add_noise``)."""
-        return bool(job.txt2img) or self.generates or (self.inpainting and job.strength >= 1)
+        return bool(row.txt2img) or self.generates or (self.inpainting and row.strength >= 1)
 
     @property
     def generates(self) -> bool:
@@ -150,16 +150,16 @@ class Renderer:
 
     def render(
         self,
-        job: PlanRow,
+        row: PlanRow,
         image: np.ndarray,
         maps: list[np.ndarray] | None = None,
         hooks: FrameHooks | None = None,
     ) -> np.ndarray:
-        """The output frame (RGB uint8, same size as ``image``) for ``job``.
+        """The output frame (RGB uint8, same size as ``image``) for ``row``.
 
         ``hooks`` (temporal coherence) act inside the pipeline call.
         """
-        return self.render_batch([FrameInput(job, image, maps)], hooks)[0]
+        return self.render_batch([FrameInput(row, image, maps)], hooks)[0]
 
     def render_batch(
         self, frames: Sequence[FrameInput], hooks: FrameHooks | None = None
@@ -173,8 +173,8 @@ class Renderer:
         stay on for the rest of the run); when none is left the error says so, and every
         frame rendered before stays on disk.
         """
-        job = frames[0].job
-        if job.strength == 0:  # diffusers' strength 0 keeps the input: no step runs
+        row = frames[0].row
+        if row.strength == 0:  # diffusers' strength 0 keeps the input: no step runs
             return self._finished([frame.image.copy() for frame in frames], hooks)
         while True:
             try:
@@ -183,26 +183,26 @@ class Renderer:
                 saver = self.savers.next_saver()
                 if saver is None:
                     raise RotoscopeError(
-                        f"out of GPU memory on frame {job.index} even with "
+                        f"out of GPU memory on frame {row.index} even with "
                         f"{', '.join(self.savers.enabled) or 'every memory saver'}",
                         "lower render.batch_size, input.width/input.height or runtime.dtype, "
                         "or use a bigger GPU; finished frames are kept",
                     ) from exc
-                log.warning("out of GPU memory on frame %d: retrying with %s", job.index, saver)
+                log.warning("out of GPU memory on frame %d: retrying with %s", row.index, saver)
 
     @staticmethod
     def _finished(outputs: list[np.ndarray], hooks: FrameHooks | None) -> list[np.ndarray]:
         return [hooks.finish(output) for output in outputs] if hooks is not None else outputs
 
     def _render(self, frames: Sequence[FrameInput], hooks: FrameHooks | None) -> list[np.ndarray]:
-        job = frames[0].job
-        self._use_sampler(job.sampler, job.scheduler)
-        pipe = self.pipe_for(job)
+        row = frames[0].row
+        self._use_sampler(row.sampler, row.scheduler)
+        pipe = self.pipe_for(row)
         if pipe is not self.pipe:
             pipe.scheduler = self.pipe.scheduler  # the sampler may have changed
-        steps = inference_steps(job.steps, job.strength)
+        steps = inference_steps(row.steps, row.strength)
         conditionings = [
-            self.conditionings(frame.job, partial(editing_length, pipe.scheduler, frame.job, steps))
+            self.conditionings(frame.row, partial(editing_length, pipe.scheduler, frame.row, steps))
             for frame in frames
         ]
         # a sampler that seeds its own noise (DPM++ SDE) has one seed per call
@@ -229,22 +229,22 @@ class Renderer:
         hooks: FrameHooks | None,
     ) -> list[np.ndarray]:
         """One pipeline call; one frame is called exactly as it always was."""
-        job = frames[0].job
+        row = frames[0].row
         arguments = self._call_arguments(frames)
         if len(frames) == 1:
-            seed_scheduler(pipe.scheduler, job.seed)
-        generators = [torch.Generator(device="cpu").manual_seed(f.job.seed) for f in frames]
+            seed_scheduler(pipe.scheduler, row.seed)
+        generators = [torch.Generator(device="cpu").manual_seed(f.row.seed) for f in frames]
         pooled = self.model.family is ModelFamily.sdxl
         embeddings, switch = batch_embeddings(conditionings, pooled)
         arguments.update(embeddings)
         callbacks = StepCallbacks()
         callbacks.add(switch)
         with torch.inference_mode(), ExitStack() as stack:
-            noises = [FrameNoise.of(frame.job) for frame in frames]
+            noises = [FrameNoise.of(frame.row) for frame in frames]
             factor = int(self.pipe.vae_scale_factor)
-            if self.from_noise(job):
-                shape = (int(self.pipe.vae.config.latent_channels), job.height // factor,
-                         job.width // factor)  # fmt: skip
+            if self.from_noise(row):
+                shape = (int(self.pipe.vae.config.latent_channels), row.height // factor,
+                         row.width // factor)  # fmt: skip
                 latents = starting_latents(
                     noises, generators, shape, self.model.dtype, self.model.device, factor
                 )
@@ -257,7 +257,7 @@ class Renderer:
                     callbacks.add(callback)
             masked = LatentMask.needed(
                 [frame.mask for frame in frames],
-                [frame.job.mask_fill or MaskFill.original for frame in frames],
+                [frame.row.mask_fill or MaskFill.original for frame in frames],
                 keep_init=not self.inpainting,
             )
             if masked is not None:  # last: the latents outside the mask are the init's
@@ -265,7 +265,7 @@ class Renderer:
                     callbacks.add(callback)
             arguments.update(callbacks.call_arguments())
             result = pipe(
-                guidance_scale=job.guidance_scale,
+                guidance_scale=row.guidance_scale,
                 num_inference_steps=steps,
                 generator=generators[0] if len(frames) == 1 else generators,
                 output_type="np",
@@ -279,7 +279,7 @@ class Renderer:
     def _call_arguments(self, frames: list[FrameInput]) -> dict[str, Any]:
         """The image arguments of a call (plain, inpainting or ControlNet): single values
         for one frame, lists in frame order for several."""
-        job = frames[0].job
+        row = frames[0].row
 
         def one_or_list(images: list[Any]) -> Any:
             return images[0] if len(frames) == 1 else images
@@ -288,21 +288,21 @@ class Renderer:
         masks: dict[str, Any] = {}
         # a frame from noise alone (not on an inpainting checkpoint, which paints it
         # masked everywhere): no init picture
-        txt2img = bool(job.txt2img) and not self.inpainting
+        txt2img = bool(row.txt2img) and not self.inpainting
         if txt2img and not self.controlnets:
-            return {"width": job.width, "height": job.height}
+            return {"width": row.width, "height": row.height}
         if self.inpainting:  # an unmasked frame is rendered everywhere
             everywhere = np.full(frames[0].image.shape[:2], 255, np.uint8)
             masks["mask_image"] = one_or_list(
                 [Image.fromarray(everywhere if f.mask is None else f.mask) for f in frames]
             )
             # the inpainting pipelines default to the model's size, not the picture's
-            masks.update(width=job.width, height=job.height)
+            masks.update(width=row.width, height=row.height)
         if not self.controlnets:
-            return {"image": init, "strength": job.strength, **masks}
+            return {"image": init, "strength": row.strength, **masks}
         if any(frame.maps is None or len(frame.maps) != len(self.controlnets) for frame in frames):
             raise ValueError("a control map is needed for every ControlNet unit")
-        values = [(job.controls or {})[c.unit] for c in self.controlnets]
+        values = [(row.controls or {})[c.unit] for c in self.controlnets]
         per_unit = [
             one_or_list([self._control_image(unit, frame) for frame in frames])
             for unit in range(len(self.controlnets))
@@ -315,11 +315,11 @@ class Renderer:
             [v.weight for v in values],
             [v.start for v in values],
             [v.end for v in values],
-            job.width,
-            job.height,
+            row.width,
+            row.height,
         )
         if img2img:
-            arguments["strength"] = job.strength
+            arguments["strength"] = row.strength
         return {**arguments, **masks}
 
     def _control_image(self, unit: int, frame: FrameInput) -> Any:
@@ -330,7 +330,7 @@ class Renderer:
             return inpaint_control_image(frame.maps[unit], frame.mask)
         return Image.fromarray(frame.maps[unit])
 
-    def conditionings(self, job: PlanRow, schedule_length: Callable[[], int]) -> StepConditionings:
+    def conditionings(self, row: PlanRow, schedule_length: Callable[[], int]) -> StepConditionings:
         """The row's prompt embeddings for each denoising step (its keyframe's, or a blend
         toward the next one, switched by prompt editing), with its LoRA weights set.
 
@@ -338,9 +338,9 @@ class Renderer:
         over (:func:`editing_length`); it is called only for prompts that use prompt
         editing.
         """
-        settings = self.adapters.settings(job)
-        do_cfg = job.guidance_scale > 1.0
-        return step_conditionings(self.prompts, job, settings, do_cfg, schedule_length)
+        settings = self.adapters.settings(row)
+        do_cfg = row.guidance_scale > 1.0
+        return step_conditionings(self.prompts, row, settings, do_cfg, schedule_length)
 
     def _use_sampler(self, name: str, schedule: str | None) -> None:
         if (name, schedule) != self._sampler:
@@ -350,12 +350,12 @@ class Renderer:
             self._sampler = (name, schedule)
 
 
-def editing_length(scheduler: Any, job: PlanRow, num_inference_steps: int) -> int:
+def editing_length(scheduler: Any, row: PlanRow, num_inference_steps: int) -> int:
     """The number of steps the row's prompt-editing schedule is built over, as its
     ``prompt_editing_steps`` counts: the iterations diffusers' img2img loop runs for
     ``num_inference_steps`` at the row's strength, or A1111's count."""
-    steps_run = denoising_steps(scheduler, num_inference_steps, job.strength)
-    return schedule_steps(job.prompt_editing_steps, job.steps, steps_run, scheduler.order)
+    steps_run = denoising_steps(scheduler, num_inference_steps, row.strength)
+    return schedule_steps(row.prompt_editing_steps, row.steps, steps_run, scheduler.order)
 
 
 class MemorySavers:

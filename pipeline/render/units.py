@@ -62,7 +62,7 @@ class FrameOrigin:
 class PendingFrame:
     """A frame that needs rendering, with everything its file and manifest line record."""
 
-    job: PlanRow
+    row: PlanRow
     image: np.ndarray  # the input frame (the init image, unless a chain replaces it)
     origin: FrameOrigin
     digest: str  # of ``image``
@@ -81,7 +81,7 @@ class PendingFrame:
     def input(self, init: np.ndarray | None = None) -> FrameInput:
         """The frame as the render takes it, from ``init`` (default: its own input)."""
         return FrameInput(
-            self.job,
+            self.row,
             self.image if init is None else init,
             self.maps,
             self.mask.pixels if self.mask is not None else None,
@@ -98,7 +98,7 @@ class FramesUnit:
 
     @property
     def indices(self) -> list[int]:
-        return [frame.job.index for frame in self.frames]
+        return [frame.row.index for frame in self.frames]
 
 
 @dataclass

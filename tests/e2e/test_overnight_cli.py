@@ -177,7 +177,7 @@ def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) ->
 # -- simulated resource faults (in process) ------------------------------------------------
 
 
-def job(index: int = 0) -> PlanRow:
+def plan_row(index: int = 0) -> PlanRow:
     return PlanRow(index=index, prompt="a cat", negative_prompt="", strength=0.5,
                     guidance_scale=7.0, steps=2, sampler="Euler a", seed=1, width=64,
                     height=64)  # fmt: skip

@@ -112,7 +112,7 @@ class ChainSettings:
         }
         return json.dumps(parts, sort_keys=True)
 
-    def dependencies(self, job: PlanRow, previous_key: str, anchor_key: str) -> str:
+    def dependencies(self, row: PlanRow, previous_key: str, anchor_key: str) -> str:
         """The part of a frame's key that names what it is rendered from besides its row,
         source and model: these settings, and the keys of the earlier frames it uses."""
         parts = [self.signature()]
@@ -168,14 +168,14 @@ class FrameCoherence:
     def __init__(
         self,
         chain: CoherenceChain,
-        job: PlanRow,
+        row: PlanRow,
         source: np.ndarray,
         previous: FrameState | None,
         anchor: FrameState | None,
         pair: FlowPair | None,
     ) -> None:
         self.chain = chain
-        self.job = job
+        self.row = row
         self.source = source
         self.previous = previous
         self.anchor = anchor
@@ -187,7 +187,7 @@ class FrameCoherence:
         """The img2img init: the source, with the previous output carried in (flow_init)."""
         if self.previous is None or self.pair is None:
             return self.source
-        return carry(self.source, self.previous.output, self.pair, self.job.flow_init or 0.0)
+        return carry(self.source, self.previous.output, self.pair, self.row.flow_init or 0.0)
 
     def enter(self, stack: ExitStack, pipe: Any) -> list[StepCallback]:
         settings = self.chain.settings
@@ -204,7 +204,7 @@ class FrameCoherence:
                 attention.frame(
                     pipe,
                     anchors,
-                    self.job.attention_steps or 0.0,
+                    self.row.attention_steps or 0.0,
                     settings.record_fraction if records else 0.0,
                 )
             )
@@ -212,7 +212,7 @@ class FrameCoherence:
             stack.enter_context(posterior_mean(pipe))
             caught = stack.enter_context(init_latents(pipe))
             previous_residuals = self.previous.latents if self.previous is not None else []
-            weight = self.job.flow_fusion or 0.0
+            weight = self.row.flow_fusion or 0.0
             self.fusion = ResidualFusion(weight, caught, self.pair, previous_residuals)
             callbacks.append(self.fusion)
         return callbacks
@@ -221,12 +221,12 @@ class FrameCoherence:
         """The rendered frame with the previous output blended in (flow_output)."""
         if self.previous is None or self.pair is None:
             return output
-        return carry(output, self.previous.output, self.pair, self.job.flow_output or 0.0)
+        return carry(output, self.previous.output, self.pair, self.row.flow_output or 0.0)
 
     def state(self, key: str, output: np.ndarray) -> FrameState:
         recording = self.recording if self.recording and self.recording.states else None
         return FrameState(
-            index=self.job.index,
+            index=self.row.index,
             key=key,
             anchor=self.previous is None,
             source=self.source,

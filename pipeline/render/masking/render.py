@@ -69,7 +69,7 @@ class MaskedRender:
                 whole.append(number)
             elif not frame.mask.any():
                 outputs[number] = source_of(frame).copy()
-            elif frame.job.mask_area is MaskArea.masked:
+            elif frame.row.mask_area is MaskArea.masked:
                 outputs[number] = self._cropped(frame, hooks)
             else:
                 whole.append(number)
@@ -82,14 +82,14 @@ class MaskedRender:
         """The frame rendered in its mask's box only, at the model's size, pasted back
         into its source frame."""
         assert frame.mask is not None
-        box = crop_box(frame.mask, frame.job.mask_padding or 0)
+        box = crop_box(frame.mask, frame.row.mask_padding or 0)
         width, height = crop_render_size(box, self.renderer().native_size)
 
         def cut(image: np.ndarray, enlarge: int = cv2.INTER_LANCZOS4) -> np.ndarray:
             return resized(box.cut(image), width, height, enlarge)
 
         crop = FrameInput(
-            replace(frame.job, width=width, height=height),
+            replace(frame.row, width=width, height=height),
             cut(filled(frame).image),
             [cut(control_map) for control_map in frame.maps] if frame.maps else None,
             cut(frame.mask, cv2.INTER_LINEAR),
@@ -101,9 +101,9 @@ class MaskedRender:
     def composited(frame: FrameInput, output: np.ndarray) -> np.ndarray:
         """``output`` with the source frame put back outside the frame's mask (unless
         ``mask.composite`` is off); unmasked frames as they are."""
-        if frame.mask is None or not frame.job.mask_composite:
+        if frame.mask is None or not frame.row.mask_composite:
             return output
-        return composite(source_of(frame), output, frame.mask, frame.job.mask_overlay_blur or 0.0)
+        return composite(source_of(frame), output, frame.mask, frame.row.mask_overlay_blur or 0.0)
 
 
 def source_of(frame: FrameInput) -> np.ndarray:
@@ -114,6 +114,6 @@ def source_of(frame: FrameInput) -> np.ndarray:
 def filled(frame: FrameInput) -> FrameInput:
     """``frame`` with its init picture painted from the surroundings inside its mask, if
     ``mask.fill=fill`` asks for it."""
-    if frame.mask is None or frame.job.mask_fill is not MaskFill.fill:
+    if frame.mask is None or frame.row.mask_fill is not MaskFill.fill:
         return frame
     return replace(frame, image=fill_masked(frame.image, frame.mask))

@@ -86,37 +86,37 @@ class KeyframeWalk(ChainWalk):
         self.since: FlowPair | None = None  # from the previous diffused frame to it
         self.unbroken = False  # every frame since the previous diffused frame was seen
 
-    def takes(self, job: PlanRow) -> bool:
-        return job.diffused
+    def takes(self, row: PlanRow) -> bool:
+        return row.diffused
 
-    def see(self, job: PlanRow, source: np.ndarray) -> None:
+    def see(self, row: PlanRow, source: np.ndarray) -> None:
         last = self.last
-        if self.unbroken and last is not None and last[0] == job.index - 1:
+        if self.unbroken and last is not None and last[0] == row.index - 1:
             if last[1].shape != source.shape:
                 self.unbroken = False
             elif self.chain.settings.flow:
-                pair = self.flows.pair(job.index, last[1], source)
+                pair = self.flows.pair(row.index, last[1], source)
                 self.since = pair if self.since is None else chain_pairs(self.since, pair)
         else:
             self.unbroken = False
-        self.last = (job.index, source)
+        self.last = (row.index, source)
 
-    def follows(self, job: PlanRow) -> bool:
+    def follows(self, row: PlanRow) -> bool:
         previous = self.previous
         return (
             previous is not None
             and self.unbroken
             and (self.since is not None or not self.chain.settings.flow)
-            and job.segment_start != job.index
-            and previous.output.shape[:2] == (job.height, job.width)
+            and row.segment_start != row.index
+            and previous.output.shape[:2] == (row.height, row.width)
         )
 
-    def frame(self, job: PlanRow, source: np.ndarray) -> FrameCoherence:
-        """The coherence of ``job`` after the diffused frames this walk has passed."""
-        follows = self.follows(job)
+    def frame(self, row: PlanRow, source: np.ndarray) -> FrameCoherence:
+        """The coherence of ``row`` after the diffused frames this walk has passed."""
+        follows = self.follows(row)
         previous, anchor = (self.previous, self.anchor) if follows else (None, None)
         pair = self.since if previous is not None and self.chain.settings.flow else None
-        return FrameCoherence(self.chain, job, source, previous, anchor, pair)
+        return FrameCoherence(self.chain, row, source, previous, anchor, pair)
 
     def advance(self, state: FrameState) -> None:
         super().advance(state)
@@ -124,8 +124,8 @@ class KeyframeWalk(ChainWalk):
         self.since = None
         self.unbroken = True
 
-    def dependencies(self, job: PlanRow, previous_key: str, anchor_key: str) -> str:
-        return f"{super().dependencies(job, previous_key, anchor_key)}|{KEYFRAME_CHAIN}"
+    def dependencies(self, row: PlanRow, previous_key: str, anchor_key: str) -> str:
+        return f"{super().dependencies(row, previous_key, anchor_key)}|{KEYFRAME_CHAIN}"
 
 
 class CadenceStrategy(RenderStrategy):
@@ -369,11 +369,11 @@ class CarriedSpan:
         """The carried frame with what neither diffused frame covers filled (by the repair
         pass where it is on and needed), put into its source frame outside its mask; and
         whether a UNet call made part of it."""
-        strength = found.job.repair_strength or 0.0
+        strength = found.row.repair_strength or 0.0
         repaired = strength > 0 and carried.needs_repair
         if repaired:
             init = carried.filled(found.image)  # the source frame where nothing covers it
-            call = replace(found.input(init), job=replace(found.job, strength=strength))
+            call = replace(found.input(init), row=replace(found.row, strength=strength))
             output = carried.filled(self.producer.masked.render(call))
         else:
             output = carried.finished()

@@ -48,37 +48,37 @@ class ChainWalk:
         self.previous: FrameState | None = None
         self.anchor: FrameState | None = None
 
-    def takes(self, job: PlanRow) -> bool:
-        """Whether ``job``'s frame is rendered in this chain (else only seen)."""
+    def takes(self, row: PlanRow) -> bool:
+        """Whether ``row``'s frame is rendered in this chain (else only seen)."""
         return True
 
-    def see(self, job: PlanRow, source: np.ndarray) -> None:
-        """``job``'s source frame is next in the input (before it renders, if taken)."""
+    def see(self, row: PlanRow, source: np.ndarray) -> None:
+        """``row``'s source frame is next in the input (before it renders, if taken)."""
 
-    def dependencies(self, job: PlanRow, previous_key: str, anchor_key: str) -> str:
-        """The part of ``job``'s key that names the frames it is rendered from."""
-        return self.chain.settings.dependencies(job, previous_key, anchor_key)
+    def dependencies(self, row: PlanRow, previous_key: str, anchor_key: str) -> str:
+        """The part of ``row``'s key that names the frames it is rendered from."""
+        return self.chain.settings.dependencies(row, previous_key, anchor_key)
 
-    def follows(self, job: PlanRow) -> bool:
-        """Whether ``job`` continues the chain (else it starts one: a segment's first
+    def follows(self, row: PlanRow) -> bool:
+        """Whether ``row`` continues the chain (else it starts one: a segment's first
         frame, the frame after a gap left by an unreadable input frame, or an image of
         another size)."""
         previous = self.previous
         return (
             previous is not None
-            and previous.index == job.index - 1
-            and job.segment_start != job.index
-            and previous.output.shape[:2] == (job.height, job.width)
+            and previous.index == row.index - 1
+            and row.segment_start != row.index
+            and previous.output.shape[:2] == (row.height, row.width)
         )
 
-    def frame(self, job: PlanRow, source: np.ndarray) -> FrameCoherence:
-        """The coherence of ``job`` rendered after the frames this walk has passed."""
-        follows = self.follows(job)
+    def frame(self, row: PlanRow, source: np.ndarray) -> FrameCoherence:
+        """The coherence of ``row`` rendered after the frames this walk has passed."""
+        follows = self.follows(row)
         previous, anchor = (self.previous, self.anchor) if follows else (None, None)
         pair = None
         if previous is not None and self.chain.settings.flow:
-            pair = self.flows.pair(job.index, previous.source, source)
-        return FrameCoherence(self.chain, job, source, previous, anchor, pair)
+            pair = self.flows.pair(row.index, previous.source, source)
+        return FrameCoherence(self.chain, row, source, previous, anchor, pair)
 
     def advance(self, state: FrameState) -> None:
         """``state``'s frame is done: it is the previous frame now (and maybe the anchor)."""
@@ -92,23 +92,23 @@ class ChainedFrame:
 
     def __init__(
         self,
-        job: PlanRow,
+        row: PlanRow,
         source: np.ndarray,
         walk: ChainWalk,
         rebuild: Callable[[list[FrameState]], None],
         is_blank: bool = False,
     ) -> None:
         """``is_blank``: the frame's mask is empty (it is its source frame)."""
-        self.job = job
+        self.row = row
         self.source = source
         self.walk = walk
         self.rebuild = rebuild
         self.is_blank = is_blank
-        follows = walk.follows(job)
+        follows = walk.follows(row)
         self.previous = walk.previous if follows else None
         self.anchor = walk.anchor if follows else None
         self.dependencies = walk.dependencies(
-            job,
+            row,
             self.previous.key if self.previous else "",
             self.anchor.key if self.anchor else "",
         )
@@ -117,7 +117,7 @@ class ChainedFrame:
 
     def prepare(self) -> tuple[np.ndarray, FrameCoherence]:
         self.rebuild([state for state in (self.anchor, self.previous) if state is not None])
-        self.coherence = self.walk.frame(self.job, self.source)
+        self.coherence = self.walk.frame(self.row, self.source)
         return self.coherence.init_image(), self.coherence
 
     def rendered(self, key: str, output: np.ndarray) -> np.ndarray:
@@ -129,7 +129,7 @@ class ChainedFrame:
 
     def blank(self, key: str, output: np.ndarray) -> np.ndarray:
         self.state = FrameState(
-            self.job.index, key, self.previous is None, self.source, output, blank=True
+            self.row.index, key, self.previous is None, self.source, output, blank=True
         )
         self.walk.advance(self.state)
         return output
@@ -140,7 +140,7 @@ class ChainedFrame:
 
     def reused(self, key: str, output: np.ndarray) -> None:
         # its recordings are read from disk only if a later frame renders
-        state = FrameState(self.job.index, key, self.previous is None, self.source, output)
+        state = FrameState(self.row.index, key, self.previous is None, self.source, output)
         state.blank = self.is_blank
         self.walk.advance(state)
 
@@ -247,23 +247,23 @@ def rebuild_states(
                 continue
             if frame.index > last:
                 break
-            job = rows[frame.index]
-            check_size(job, frame.image.shape)
-            walk.see(job, frame.image)
-            if not walk.takes(job):
+            row = rows[frame.index]
+            check_size(row, frame.image.shape)
+            walk.see(row, frame.image)
+            if not walk.takes(row):
                 continue
             if frame.mask is not None and frame.mask.empty:  # it hands on nothing
-                walk.advance(FrameState(job.index, "", walk.previous is None, frame.image,
+                walk.advance(FrameState(row.index, "", walk.previous is None, frame.image,
                                         frame.image, blank=True))  # fmt: skip
                 continue
-            coherence = walk.frame(job, frame.image)
-            maps = producer.control.maps(job.index, frame.image) if producer.control else []
+            coherence = walk.frame(row, frame.image)
+            maps = producer.control.maps(row.index, frame.image) if producer.control else []
             pixels = frame.mask.pixels if frame.mask is not None else None
             rendered = FrameInput(
-                job, coherence.init_image(), producer.control_maps(maps), pixels, frame.image
+                row, coherence.init_image(), producer.control_maps(maps), pixels, frame.image
             )
             rebuilt = coherence.state("", producer.masked.render(rendered, coherence))
-            if job.index in missing:
-                missing[job.index].attention = rebuilt.attention
-                missing[job.index].latents = rebuilt.latents
+            if row.index in missing:
+                missing[row.index].attention = rebuilt.attention
+                missing[row.index].latents = rebuilt.latents
             walk.advance(rebuilt)

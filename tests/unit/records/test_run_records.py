@@ -28,7 +28,7 @@ from pipeline.records.run_folder import RunFolder
 from pipeline.render.pngmeta import a1111_parameters, read_png_metadata, write_png
 
 
-def job(**changes: object) -> PlanRow:
+def plan_row(**changes: object) -> PlanRow:
     base = dict(
         index=0, prompt="a cat, (oil:1.2)", negative_prompt="blurry", strength=0.45,
         guidance_scale=7.0, steps=20, sampler="DPM++ 2M Karras", seed=42, width=64, height=48,
@@ -75,15 +75,15 @@ def test_missing_plan_names_the_stage(tmp_path: Path) -> None:
 
 
 def test_a1111_parameters_layout() -> None:
-    text = a1111_parameters(job(), "tiny-sd15", "abcdef1234")
+    text = a1111_parameters(plan_row(), "tiny-sd15", "abcdef1234")
     assert text.splitlines() == [
         "a cat, (oil:1.2)",
         "Negative prompt: blurry",
         "Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 64x48, "
         "Model hash: abcdef1234, Model: tiny-sd15, Denoising strength: 0.45",
     ]
-    assert "Negative prompt" not in a1111_parameters(job(negative_prompt=""), "m", None)
-    assert 'Model: "a, b"' in a1111_parameters(job(), "a, b", None)
+    assert "Negative prompt" not in a1111_parameters(plan_row(negative_prompt=""), "m", None)
+    assert 'Model: "a, b"' in a1111_parameters(plan_row(), "a, b", None)
 
 
 def test_png_keeps_both_chunks_and_pixels(tmp_path: Path) -> None:
@@ -101,36 +101,36 @@ def test_png_keeps_both_chunks_and_pixels(tmp_path: Path) -> None:
 def test_frame_key_changes_with_each_input() -> None:
     image = np.zeros((48, 64, 3), np.uint8)
     digest = image_digest(image)
-    base = frame_key(job(), digest, "model-a")
-    assert base == frame_key(job(), image_digest(image.copy()), "model-a")
+    base = frame_key(plan_row(), digest, "model-a")
+    assert base == frame_key(plan_row(), image_digest(image.copy()), "model-a")
     other = image.copy()
     other[0, 0, 0] = 1
     keys = {
         base,
-        frame_key(job(seed=43), digest, "model-a"),
-        frame_key(job(), digest, "model-b"),
-        frame_key(job(), image_digest(other), "model-a"),
+        frame_key(plan_row(seed=43), digest, "model-a"),
+        frame_key(plan_row(), digest, "model-b"),
+        frame_key(plan_row(), image_digest(other), "model-a"),
     }
     assert len(keys) == 4
 
 
 def test_rerender_reasons_name_what_changed() -> None:
     digest = image_digest(np.zeros((4, 4, 3), np.uint8))
-    old = FrameRecord(0, "f", frame_key(job(), digest, "m"), 0, None, 0.0,
-                      row=job().as_record(), input=digest, model="m")  # fmt: skip
-    assert rerender_reason(None, job(), digest, "m") == "new"
-    assert rerender_reason(old, job(), digest, "m") == "file missing"
-    assert rerender_reason(old, job(prompt="a dog"), digest, "m") == "changed prompt"
-    assert rerender_reason(old, job(), digest, "m2") == "model changed"
-    assert rerender_reason(old, job(), "other", "m") == "input changed"
+    old = FrameRecord(0, "f", frame_key(plan_row(), digest, "m"), 0, None, 0.0,
+                      row=plan_row().as_record(), input=digest, model="m")  # fmt: skip
+    assert rerender_reason(None, plan_row(), digest, "m") == "new"
+    assert rerender_reason(old, plan_row(), digest, "m") == "file missing"
+    assert rerender_reason(old, plan_row(prompt="a dog"), digest, "m") == "changed prompt"
+    assert rerender_reason(old, plan_row(), digest, "m2") == "model changed"
+    assert rerender_reason(old, plan_row(), "other", "m") == "input changed"
     # a mask joins the key only when there is one; a new mask digest is named
-    assert frame_key(job(), digest, "m", mask="d1|method") not in (
-        old.key, frame_key(job(), digest, "m", mask="d2|method"),
+    assert frame_key(plan_row(), digest, "m", mask="d1|method") not in (
+        old.key, frame_key(plan_row(), digest, "m", mask="d2|method"),
     )  # fmt: skip
-    key = frame_key(job(), digest, "m", mask="d1|method")
-    masked = FrameRecord(0, "f", key, 0, None, 0.0, row=job().as_record(), input=digest,
+    key = frame_key(plan_row(), digest, "m", mask="d1|method")
+    masked = FrameRecord(0, "f", key, 0, None, 0.0, row=plan_row().as_record(), input=digest,
                          model="m", mask="d1")  # fmt: skip
-    assert rerender_reason(masked, job(), digest, "m", mask="d2|method") == "mask changed"
+    assert rerender_reason(masked, plan_row(), digest, "m", mask="d2|method") == "mask changed"
 
 
 def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
@@ -139,17 +139,17 @@ def test_manifest_reuses_only_matching_existing_frames(tmp_path: Path) -> None:
     for index in range(3):
         key = f"k{index}"
         (tmp_path / RunFolder.frame_name(key)).write_bytes(b"png")
-        row = job(index=index).as_record()
+        row = plan_row(index=index).as_record()
         manifest.add(FrameRecord(index, RunFolder.frame_name(key), key, index, None, 0.0, row))
     (tmp_path / RunFolder.frame_name("k2")).unlink()
     reloaded = Manifest(RunFolder(tmp_path))
     assert reloaded.find(0, "k0") is not None
     assert reloaded.find(1, "other") is None
     assert reloaded.find(2, "k2") is None  # file gone
-    rows = [job(index=index) for index in range(3)]
+    rows = [plan_row(index=index) for index in range(3)]
     assert [r.index for r in reloaded.finished(rows)[0]] == [0, 1]
     # a frame made for another row (an earlier look) is not a frame of this plan
-    finished, outdated = reloaded.finished([job(index=0, prompt="other"), *rows[1:]])
+    finished, outdated = reloaded.finished([plan_row(index=0, prompt="other"), *rows[1:]])
     assert [r.index for r in finished] == [1] and outdated == [0]
 
 
@@ -206,7 +206,7 @@ def test_a_plain_rows_key_is_unchanged_by_the_later_row_fields() -> None:
 
 def test_a1111_parameters_with_clip_skip_and_network_hashes() -> None:
     text = a1111_parameters(
-        job(prompt="a cat <lora:ink:0.8>", clip_skip=2, loras={"ink": 0.8}),
+        plan_row(prompt="a cat <lora:ink:0.8>", clip_skip=2, loras={"ink": 0.8}),
         "m", None, None, [("Lora hashes", "ink: 0123456789ab"), ("TI hashes", "bad: ba5e")],
     )  # fmt: skip
     assert text.splitlines()[0] == "a cat <lora:ink:0.8>"  # tags stay, as A1111 shows them
@@ -304,13 +304,15 @@ def test_a_photo_is_keyed_by_its_file_wherever_it_sorts_and_a_video_frame_by_its
 ) -> None:
     from dataclasses import replace
 
-    photo = replace(job(), source_file="b.png")
+    photo = replace(plan_row(), source_file="b.png")
     assert frame_key(photo, "pixels", "m") == frame_key(replace(photo, index=3), "pixels", "m")
     assert frame_key(photo, "pixels", "m") != frame_key(
         replace(photo, source_file="c.png"), "pixels", "m"
     )  # a renamed photo is another picture
-    assert frame_key(job(), "pixels", "m") != frame_key(replace(job(), index=3), "pixels", "m")
-    assert "source_file" not in job().to_json()  # video keys are those of before
+    assert frame_key(plan_row(), "pixels", "m") != frame_key(
+        replace(plan_row(), index=3), "pixels", "m"
+    )
+    assert "source_file" not in plan_row().to_json()  # video keys are those of before
     folder = RunFolder(tmp_path)
     key = frame_key(photo, "pixels", "m")
     folder.frame(key).parent.mkdir(parents=True)

@@ -35,15 +35,15 @@ def settings(**config: object) -> ChainSettings:
 
 
 def test_a_frame_depends_on_the_frames_it_is_rendered_from_and_no_others() -> None:
-    job = rows(3)[2]
+    row = rows(3)[2]
     first = settings(attention=True)  # anchors: first
-    assert "previous=p" not in first.dependencies(job, "p", "a")
-    assert "anchor=a" in first.dependencies(job, "p", "a")
+    assert "previous=p" not in first.dependencies(row, "p", "a")
+    assert "anchor=a" in first.dependencies(row, "p", "a")
     both = settings(attention=True, attention_anchors=AttentionAnchors.both)
-    assert {"previous=p", "anchor=a"} <= set(both.dependencies(job, "p", "a").split("|"))
+    assert {"previous=p", "anchor=a"} <= set(both.dependencies(row, "p", "a").split("|"))
     flow = settings(flow=True)
-    assert "previous=p" in flow.dependencies(job, "p", "a")
-    assert "anchor=a" not in flow.dependencies(job, "p", "a")
+    assert "previous=p" in flow.dependencies(row, "p", "a")
+    assert "anchor=a" not in flow.dependencies(row, "p", "a")
 
 
 def test_how_much_an_anchor_records_is_part_of_the_keys() -> None:

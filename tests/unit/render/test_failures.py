@@ -29,7 +29,7 @@ FRAMES = 40
 # -- simulated resource faults (in process) ------------------------------------------------
 
 
-def job(index: int = 0) -> PlanRow:
+def plan_row(index: int = 0) -> PlanRow:
     return PlanRow(index=index, prompt="a cat", negative_prompt="", strength=0.5,
                     guidance_scale=7.0, steps=2, sampler="Euler a", seed=1, width=64,
                     height=64)  # fmt: skip
@@ -51,7 +51,7 @@ def test_out_of_memory_retries_with_memory_savers(model, monkeypatch) -> None:
         return real(frames, hooks)
 
     monkeypatch.setattr(renderer, "_render", flaky)
-    out = renderer.render(job(), np.full((64, 64, 3), 100, np.uint8))
+    out = renderer.render(plan_row(), np.full((64, 64, 3), 100, np.uint8))
     assert out.shape == (64, 64, 3)
     assert renderer.savers.enabled == ["VAE slicing", "VAE tiling"]
 
@@ -64,7 +64,7 @@ def test_out_of_memory_with_every_saver_on_is_a_clear_error(model, monkeypatch) 
 
     monkeypatch.setattr(renderer, "_render", always)
     with pytest.raises(RotoscopeError, match="out of GPU memory on frame 3 even with"):
-        renderer.render(job(3), np.full((64, 64, 3), 100, np.uint8))
+        renderer.render(plan_row(3), np.full((64, 64, 3), 100, np.uint8))
 
 
 def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> None:
@@ -72,7 +72,7 @@ def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> 
     producer = FrameProducer(RunFolder(tmp_path), manifest, model.identity, lambda: Renderer(model),
                              Progress(2), JobReport(str(tmp_path)))  # fmt: skip
     image = np.full((64, 64, 3), 100, np.uint8)
-    producer.produce(job(0), image, FrameOrigin("clip.mp4", 0, 0.0, None))
+    producer.produce(plan_row(0), image, FrameOrigin("clip.mp4", 0, 0.0, None))
     real_save = Image.Image.save
 
     def full(self, fp, *args, **kwargs):
@@ -81,7 +81,7 @@ def test_full_disk_mid_run_stops_cleanly(model, tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.setattr(Image.Image, "save", full)
     with pytest.raises(RotoscopeError, match="disk full while writing frame 1"):
-        producer.produce(job(1), image, FrameOrigin("clip.mp4", 1, 0.1, None))
+        producer.produce(plan_row(1), image, FrameOrigin("clip.mp4", 1, 0.1, None))
     kept = Manifest(RunFolder(tmp_path)).records
     assert list(kept) == [0]
     assert [p.name for p in (tmp_path / "frames").iterdir()] == [Path(kept[0].file).name]

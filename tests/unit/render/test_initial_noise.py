@@ -20,7 +20,7 @@ from pipeline.render.pngmeta import a1111_parameters
 from pipeline.render.renderer import Renderer
 
 
-def job(**changes: object) -> PlanRow:
+def plan_row(**changes: object) -> PlanRow:
     base = dict(
         index=0, prompt="a lighthouse", negative_prompt="", strength=0.6, guidance_scale=7.0,
         steps=4, sampler="Euler a", seed=3, width=64, height=64,
@@ -85,9 +85,9 @@ def test_slerp_matches_a_hand_computed_slerp_and_its_ends() -> None:
 def test_the_variation_noise_a_render_uses_is_the_slerp_of_both_seeds_noises(
     renderer: Renderer, image: np.ndarray, noises: list[torch.Tensor]
 ) -> None:
-    renderer.render(job(sampler="Euler", seed=3), image)
-    renderer.render(job(sampler="Euler", seed=9), image)
-    renderer.render(job(sampler="Euler", seed=3, subseed=9, subseed_strength=0.3), image)
+    renderer.render(plan_row(sampler="Euler", seed=3), image)
+    renderer.render(plan_row(sampler="Euler", seed=9), image)
+    renderer.render(plan_row(sampler="Euler", seed=3, subseed=9, subseed_strength=0.3), image)
     own, other, varied = (noise[0] for noise in noises)
     expected = hand_slerp(0.3, own.double().numpy(), other.double().numpy())
     assert np.allclose(varied.numpy(), expected, atol=1e-5)
@@ -96,25 +96,25 @@ def test_the_variation_noise_a_render_uses_is_the_slerp_of_both_seeds_noises(
 def test_strength_0_is_no_variation_and_1_is_the_subseeds_frame(
     renderer: Renderer, image: np.ndarray
 ) -> None:
-    plain = renderer.render(job(), image)
-    assert np.array_equal(renderer.render(job(subseed=9, subseed_strength=0.0), image), plain)
-    varied = renderer.render(job(subseed=9, subseed_strength=0.5), image)
+    plain = renderer.render(plan_row(), image)
+    assert np.array_equal(renderer.render(plan_row(subseed=9, subseed_strength=0.0), image), plain)
+    varied = renderer.render(plan_row(subseed=9, subseed_strength=0.5), image)
     assert not np.array_equal(varied, plain)
     # from noise alone (a txt2img frame), Euler draws nothing else: strength 1 renders
     # exactly the subseed's frame
     start = {"sampler": "Euler", "txt2img": True, "strength": 1.0}
     blank = np.zeros_like(image)
-    subseeds = renderer.render(job(**start, seed=3, subseed=9, subseed_strength=1.0), blank)
-    assert np.array_equal(subseeds, renderer.render(job(**start, seed=9), blank))
-    assert not np.array_equal(subseeds, renderer.render(job(**start, seed=3), blank))
+    subseeds = renderer.render(plan_row(**start, seed=3, subseed=9, subseed_strength=1.0), blank)
+    assert np.array_equal(subseeds, renderer.render(plan_row(**start, seed=9), blank))
+    assert not np.array_equal(subseeds, renderer.render(plan_row(**start, seed=3), blank))
 
 
 def test_seed_resize_keeps_the_noise_centre(renderer: Renderer, noises: list[torch.Tensor]) -> None:
     small, wide = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 128, 3), np.uint8)
-    renderer.render(job(sampler="Euler", seed=5), small)
-    renderer.render(job(sampler="Euler", seed=5, width=128), wide)
+    renderer.render(plan_row(sampler="Euler", seed=5), small)
+    renderer.render(plan_row(sampler="Euler", seed=5, width=128), wide)
     renderer.render(
-        job(sampler="Euler", seed=5, width=128, seed_resize_from_w=64, seed_resize_from_h=64),
+        plan_row(sampler="Euler", seed=5, width=128, seed_resize_from_w=64, seed_resize_from_h=64),
         wide,
     )  # fmt: skip
     at_64, at_128, resized = (noise[0] for noise in noises)
@@ -138,9 +138,9 @@ def test_variation_and_resize_shape_each_frame_alike_alone_and_in_a_batch(
     renderer: Renderer, image: np.ndarray
 ) -> None:
     rows = [
-        job(subseed=9, subseed_strength=0.4),
-        job(index=1, seed=4, seed_resize_from_w=32, seed_resize_from_h=48),
-        job(index=2, seed=5),
+        plan_row(subseed=9, subseed_strength=0.4),
+        plan_row(index=1, seed=4, seed_resize_from_w=32, seed_resize_from_h=48),
+        plan_row(index=2, seed=5),
     ]
     alone = [renderer.render(row, image) for row in rows]
     together = renderer.render_batch([FrameInput(row, image) for row in rows])
@@ -162,32 +162,32 @@ def test_each_sample_gets_its_own_multiplier_and_the_scheduler_is_restored() -> 
 
 def test_a_multiplier_of_1_renders_exactly_as_none(renderer: Renderer, image: np.ndarray) -> None:
     assert np.array_equal(
-        renderer.render(job(noise_multiplier=1.0), image), renderer.render(job(), image)
+        renderer.render(plan_row(noise_multiplier=1.0), image), renderer.render(plan_row(), image)
     )
 
 
 def test_the_multiplier_changes_the_frame_alike_alone_and_in_a_batch(
     renderer: Renderer, image: np.ndarray
 ) -> None:
-    plain = renderer.render(job(), image)
-    less = renderer.render(job(noise_multiplier=0.5), image)
-    more = renderer.render(job(noise_multiplier=1.5, seed=4, index=1), image)
+    plain = renderer.render(plan_row(), image)
+    less = renderer.render(plan_row(noise_multiplier=0.5), image)
+    more = renderer.render(plan_row(noise_multiplier=1.5, seed=4, index=1), image)
     assert not np.array_equal(less, plain)
-    assert np.array_equal(less, renderer.render(job(noise_multiplier=0.5), image))
+    assert np.array_equal(less, renderer.render(plan_row(noise_multiplier=0.5), image))
     batch = renderer.render_batch(
-        [FrameInput(job(noise_multiplier=0.5), image),
-         FrameInput(job(noise_multiplier=1.5, seed=4, index=1), image)]
+        [FrameInput(plan_row(noise_multiplier=0.5), image),
+         FrameInput(plan_row(noise_multiplier=1.5, seed=4, index=1), image)]
     )  # fmt: skip
     for alone, together in zip((less, more), batch, strict=True):
         assert np.abs(alone.astype(int) - together).max() <= 1  # within 1/255
 
 
 def test_the_a1111_parameters_carry_the_noise_settings() -> None:
-    assert "Noise multiplier: 1.05" in a1111_parameters(job(noise_multiplier=1.05), "m", None)
-    text = a1111_parameters(job(), "m", None)
+    assert "Noise multiplier: 1.05" in a1111_parameters(plan_row(noise_multiplier=1.05), "m", None)
+    text = a1111_parameters(plan_row(), "m", None)
     assert "Noise multiplier" not in text and "Variation seed" not in text
     varied = a1111_parameters(
-        job(subseed=77, subseed_strength=0.25, seed_resize_from_w=512, seed_resize_from_h=768),
+        plan_row(subseed=77, subseed_strength=0.25, seed_resize_from_w=512, seed_resize_from_h=768),
         "m", None,
     )  # fmt: skip
     assert "Variation seed: 77, Variation seed strength: 0.25" in varied

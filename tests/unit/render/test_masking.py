@@ -24,7 +24,7 @@ RNG = np.random.default_rng(3)
 SOURCE = RNG.integers(0, 255, (64, 64, 3), dtype=np.uint8)
 
 
-def job(**changes: Any) -> PlanRow:
+def plan_row(**changes: Any) -> PlanRow:
     base: dict[str, Any] = dict(
         index=0, prompt="ink", negative_prompt="", strength=0.75, guidance_scale=7.0,
         steps=4, sampler="Euler a", seed=3, width=64, height=64, mask_fill=MaskFill.original,
@@ -71,7 +71,7 @@ def test_an_empty_mask_is_the_source_frame_with_no_render() -> None:
     def no_renderer() -> Renderer:
         raise AssertionError("an empty mask must not load or call the renderer")
 
-    frame = FrameInput(job(), SOURCE, mask=np.zeros((64, 64), np.uint8), source=SOURCE)
+    frame = FrameInput(plan_row(), SOURCE, mask=np.zeros((64, 64), np.uint8), source=SOURCE)
     assert np.array_equal(MaskedRender(no_renderer).render(frame), SOURCE)
 
 
@@ -80,12 +80,12 @@ def test_masked_area_renders_the_box_at_the_models_size_and_pastes_it_back() -> 
     masked = MaskedRender(lambda: fake)  # type: ignore[arg-type, return-value]
     mask = square_mask(top=8, left=36, size=12)  # rows 8-19, columns 36-47
     maps = [RNG.integers(0, 255, (64, 64, 3), dtype=np.uint8)]
-    row = job(mask_area=MaskArea.masked, mask_composite=False)
+    row = plan_row(mask_area=MaskArea.masked, mask_composite=False)
     output = masked.render(FrameInput(row, SOURCE, maps, mask, SOURCE))
     (called,) = fake.calls[0]
     box = crop_box(mask, 4)  # rows 4-23, columns 32-51: 20 x 20, enlarged to 64 x 64
     assert (box.top, box.left, box.bottom, box.right) == (4, 32, 24, 52)
-    assert (called.job.width, called.job.height) == crop_render_size(box, 64) == (64, 64)
+    assert (called.row.width, called.row.height) == crop_render_size(box, 64) == (64, 64)
     assert called.image.shape == (*called.mask.shape, 3) == (64, 64, 3)  # type: ignore[union-attr]
     assert called.maps is not None and called.maps[0].shape == (64, 64, 3)
     pasted = np.zeros((64, 64), bool)
@@ -124,14 +124,15 @@ def test_a_regular_checkpoint_keeps_the_init_latents_outside_the_mask(renderer) 
     """Inside the call: the latent cells outside the mask are the init's whatever the
     seed (the composite then makes the pixels there exact); an all-white mask changes
     nothing at all."""
-    plain = renderer.render(job(), SOURCE)
+    plain = renderer.render(plan_row(), SOURCE)
     white = renderer.render_batch(
-        [FrameInput(job(), SOURCE, mask=np.full((64, 64), 255, np.uint8))]
+        [FrameInput(plan_row(), SOURCE, mask=np.full((64, 64), 255, np.uint8))]
     )
     assert np.array_equal(plain, white[0])
     mask = square_mask()
     first, second = (
-        renderer.render_batch([FrameInput(job(seed=seed), SOURCE, mask=mask)])[0] for seed in (1, 2)
+        renderer.render_batch([FrameInput(plan_row(seed=seed), SOURCE, mask=mask)])[0]
+        for seed in (1, 2)
     )
     outside = np.ones((64, 64), bool)
     outside[8:40, 8:40] = False  # away from the square by a latent cell
@@ -139,7 +140,7 @@ def test_a_regular_checkpoint_keeps_the_init_latents_outside_the_mask(renderer) 
     assert np.abs(first[outside].astype(int) - second[outside]).max() <= 1
     assert not np.array_equal(first[16:32, 16:32], second[16:32, 16:32])
     nothing = renderer.render_batch(
-        [FrameInput(job(seed=1, mask_fill=MaskFill.latent_nothing), SOURCE, mask=mask)]
+        [FrameInput(plan_row(seed=1, mask_fill=MaskFill.latent_nothing), SOURCE, mask=mask)]
     )[0]
     assert not np.array_equal(nothing[16:32, 16:32], first[16:32, 16:32])
 
@@ -151,7 +152,7 @@ def test_an_inpainting_checkpoint_runs_the_inpainting_pipeline(tiny_inpaint: Pat
         renderer.inpainting
         and type(renderer.call_pipe).__name__ == "StableDiffusionInpaintPipeline"
     )
-    row = job(height=48)
+    row = plan_row(height=48)
     image = SOURCE[:48]
     a, b, unmasked = renderer.render_batch(
         [

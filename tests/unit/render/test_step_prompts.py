@@ -36,7 +36,7 @@ def renderer(request: pytest.FixtureRequest, tiny_models: TinyModels) -> Rendere
     return Renderer(load_model(ModelConfig(path=str(path)), RuntimeConfig(device="cpu")))
 
 
-def job(**changes: Any) -> PlanRow:
+def plan_row(**changes: Any) -> PlanRow:
     """Strength 0.6 of 5 steps: 3 denoising steps run (0, 1, 2)."""
     base = dict(
         index=0, prompt="cat", negative_prompt="", strength=0.6, guidance_scale=7.0, steps=5,
@@ -67,7 +67,7 @@ def watched_unet(renderer: Renderer) -> Iterator[list[dict[str, torch.Tensor]]]:
 
 
 def encoded(renderer: Renderer, prompt: str, **changes: Any) -> Conditioning:
-    return renderer.conditionings(job(prompt=prompt, **changes), lambda: 3).at(0)
+    return renderer.conditionings(plan_row(prompt=prompt, **changes), lambda: 3).at(0)
 
 
 def assert_steps(
@@ -89,7 +89,7 @@ def test_prompt_editing_switches_at_the_right_step(renderer: Renderer, prompt: s
     (A1111 switches after step 'when', counting from 0, over the steps that run)."""
     cat, dog = encoded(renderer, "cat"), encoded(renderer, "dog")
     with watched_unet(renderer) as calls:
-        renderer.render(job(prompt=prompt), IMAGE)
+        renderer.render(plan_row(prompt=prompt), IMAGE)
     assert_steps(renderer, calls, [cat, cat, dog])
 
 
@@ -113,7 +113,7 @@ def test_prompt_editing_steps_counts_as_the_row_says(
     for counting, expected in ((None, ours), ("a1111", a1111)):
         with watched_unet(renderer) as calls:
             renderer.render(
-                job(prompt=prompt, sampler=sampler, prompt_editing_steps=counting), IMAGE
+                plan_row(prompt=prompt, sampler=sampler, prompt_editing_steps=counting), IMAGE
             )
         assert_steps(renderer, calls, [by_letter[letter] for letter in expected])
 
@@ -133,14 +133,16 @@ def test_a1111_counting_builds_its_schedule_over_its_total_steps(
         pytest.importorskip("torchsde")
     scheduler = make_scheduler(sampler, renderer.pipe.scheduler.config)
     twice = 2 if sampler in A1111_SECOND_ORDER else 1
-    assert editing_length(scheduler, job(steps=7, prompt_editing_steps="a1111"), 7) == 7 * twice
-    assert editing_length(scheduler, job(steps=7), 7) == denoising_steps(scheduler, 7, 0.6)
+    assert (
+        editing_length(scheduler, plan_row(steps=7, prompt_editing_steps="a1111"), 7) == 7 * twice
+    )
+    assert editing_length(scheduler, plan_row(steps=7), 7) == denoising_steps(scheduler, 7, 0.6)
 
 
 def test_alternation_with_weights(renderer: Renderer) -> None:
     cat, dog = encoded(renderer, "(cat:1.3)"), encoded(renderer, "dog")
     with watched_unet(renderer) as calls:
-        renderer.render(job(prompt="[(cat:1.3)|dog]"), IMAGE)
+        renderer.render(plan_row(prompt="[(cat:1.3)|dog]"), IMAGE)
     assert_steps(renderer, calls, [cat, cat, dog])  # A1111's alternation counts from 1
 
 
@@ -153,7 +155,7 @@ def test_prompt_editing_inside_a_keyframe_blend(renderer: Renderer) -> None:
             *renderer.prompts.align(encoded(renderer, prompt), bird), 0.25, PromptBlend.linear
         )
 
-    row = job(prompt="[cat:dog:1]", prompt_to="bird", negative_prompt_to="", blend=0.25)
+    row = plan_row(prompt="[cat:dog:1]", prompt_to="bird", negative_prompt_to="", blend=0.25)
     with watched_unet(renderer) as calls:
         renderer.render(row, IMAGE)
     assert_steps(renderer, calls, [toward_bird("cat"), toward_bird("cat"), toward_bird("dog")])
@@ -167,12 +169,12 @@ def test_lora_tags_never_reach_the_text_encoder(renderer: Renderer) -> None:
 
 
 def test_a_plain_prompt_gets_no_step_callback(renderer: Renderer) -> None:
-    assert renderer.conditionings(job(), lambda: 3).switch(pooled=True) is None
+    assert renderer.conditionings(plan_row(), lambda: 3).switch(pooled=True) is None
 
 
 def test_the_prompt_switch_reads_only_its_own_tensors(renderer: Renderer) -> None:
     """Composed with coherence's latent fusion, the switch sees the latents too."""
-    runs = renderer.conditionings(job(prompt="[cat:dog:1]"), lambda: 3)
+    runs = renderer.conditionings(plan_row(prompt="[cat:dog:1]"), lambda: 3)
     pooled = renderer.model.family is ModelFamily.sdxl
     switch = runs.switch(pooled)
     assert switch is not None
@@ -194,7 +196,7 @@ def test_matches_a_hand_made_two_stage_render(tiny_models: TinyModels) -> None:
     noised as the pipeline does, steps 0-1 guided by "cat", step 2 by "dog"."""
     model = load_model(ModelConfig(path=str(tiny_models.sd15)), RuntimeConfig(device="cpu"))
     renderer = Renderer(model)
-    ours = renderer.render(job(prompt="[cat:dog:1]"), IMAGE)
+    ours = renderer.render(plan_row(prompt="[cat:dog:1]"), IMAGE)
 
     pipe = model.pipe
     scheduler = make_scheduler("Euler", pipe.scheduler.config)  # the renderer's, fresh
@@ -222,7 +224,7 @@ def test_matches_a_hand_made_two_stage_render(tiny_models: TinyModels) -> None:
         by_hand = pipe.image_processor.postprocess(decoded, output_type="np")[0]
     by_hand = (np.clip(by_hand, 0, 1) * 255).round().astype(np.uint8)
     assert np.abs(ours.astype(int) - by_hand.astype(int)).max() <= 1
-    plain = renderer.render(job(prompt="cat"), IMAGE)
+    plain = renderer.render(plan_row(prompt="cat"), IMAGE)
     assert (ours != plain).any()  # the switch matters
 
 
@@ -232,13 +234,15 @@ def test_matches_a_hand_made_two_stage_render(tiny_models: TinyModels) -> None:
 def test_steps_times_strength_below_one_runs_one_step(renderer: Renderer) -> None:
     for steps, strength in [(1, 0.35), (2, 0.3)]:
         with watched_unet(renderer) as calls:
-            frame = renderer.render(job(steps=steps, strength=strength, sampler="Euler a"), IMAGE)
+            frame = renderer.render(
+                plan_row(steps=steps, strength=strength, sampler="Euler a"), IMAGE
+            )
         assert len(calls) == 1
         assert frame.shape == IMAGE.shape and not np.array_equal(frame, IMAGE)
 
 
 def test_lcm_runs_few_steps_at_low_guidance(renderer: Renderer) -> None:
-    row = job(sampler="LCM", steps=4, strength=0.5, guidance_scale=1.0)
+    row = plan_row(sampler="LCM", steps=4, strength=0.5, guidance_scale=1.0)
     with watched_unet(renderer) as calls:
         first = renderer.render(row, IMAGE)
     assert len(calls) == 2  # int(4 * 0.5)
@@ -254,7 +258,7 @@ def test_the_step_count_prompt_editing_uses_is_the_pipelines(
     if sampler.startswith("DPM++ SDE"):
         pytest.importorskip("torchsde")
     with watched_unet(renderer) as calls:
-        renderer.render(job(sampler=sampler, prompt="[cat:dog:0.5]"), IMAGE)
+        renderer.render(plan_row(sampler=sampler, prompt="[cat:dog:0.5]"), IMAGE)
     counted = denoising_steps(renderer.pipe.scheduler, 5, 0.6)
     assert counted == renderer.pipe.num_timesteps == len(calls)
 
@@ -269,7 +273,7 @@ def test_prompt_editing_with_controlnet(
     unit = LoadedControlNet("edges", "tiny", "none", net, "tiny")
     controlled = Renderer(renderer.model, [unit], mode)
     strength = 0.6 if mode is ControlMode.img2img else 1.0
-    row = job(
+    row = plan_row(
         prompt="[cat:dog:1]", strength=strength, steps=5 if strength < 1 else 3,
         controls={"edges": ControlValues(weight=1.0, start=0.0, end=1.0)},
     )  # fmt: skip

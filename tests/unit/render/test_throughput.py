@@ -200,7 +200,7 @@ def test_prefetch_stops_its_thread_when_the_loop_breaks_early() -> None:
 # --- batching ---
 
 
-def job(index: int = 0, **changes: object) -> PlanRow:
+def plan_row(index: int = 0, **changes: object) -> PlanRow:
     base = dict(
         index=index, prompt="winter forest", negative_prompt="blurry", strength=0.6,
         guidance_scale=7.0, steps=4, sampler="Euler a", seed=10 + index, width=64, height=64,
@@ -211,24 +211,24 @@ def job(index: int = 0, **changes: object) -> PlanRow:
 
 class Item:
     def __init__(self, row: PlanRow) -> None:
-        self.job = row
+        self.row = row
 
 
 def test_batches_are_cut_on_a_grid_and_where_rows_differ() -> None:
-    rows = [job(i) for i in range(10)]
-    rows[6] = job(6, strength=0.7)  # another call: it goes alone
+    rows = [plan_row(i) for i in range(10)]
+    rows[6] = plan_row(6, strength=0.7)  # another call: it goes alone
     batcher: Batcher[Item] = Batcher(4)
     batches = [b for row in rows for b in batcher.add(Item(row))] + batcher.flush()
-    assert [[item.job.index for item in b] for b in batches] == [
+    assert [[item.row.index for item in b] for b in batches] == [
         [0, 1, 2, 3], [4, 5], [6], [7], [8, 9],
     ]  # fmt: skip
 
 
 def test_batch_signature_ignores_what_stays_per_frame() -> None:
-    a = job(0)
-    assert call_signature(a) == call_signature(job(1, prompt="summer", seed=99, clip_skip=2))
-    assert call_signature(a) != call_signature(job(1, loras={"ink": 0.5}))
-    assert call_signature(a) != call_signature(job(1, guidance_scale=5.0))
+    a = plan_row(0)
+    assert call_signature(a) == call_signature(plan_row(1, prompt="summer", seed=99, clip_skip=2))
+    assert call_signature(a) != call_signature(plan_row(1, loras={"ink": 0.5}))
+    assert call_signature(a) != call_signature(plan_row(1, guidance_scale=5.0))
 
 
 @pytest.fixture(scope="module")
@@ -249,15 +249,15 @@ def max_difference(a: list[np.ndarray], b: list[np.ndarray]) -> int:
 def test_batch_of_four_matches_one_by_one_within_1_of_255(renderer: Renderer) -> None:
     # different prompts, a keyframe blend, prompt editing and a long (two-chunk) prompt
     rows = [
-        job(0),
-        job(1, prompt="summer forest, (sun:1.3)"),
-        job(2, prompt_to="summer forest", negative_prompt_to="", blend=0.5),
-        job(3, prompt="a [cat:dog:0.5] in the snow"),
-        job(4, prompt=", ".join(["a very long prompt about a forest"] * 12)),
-        job(5, seed=10),
+        plan_row(0),
+        plan_row(1, prompt="summer forest, (sun:1.3)"),
+        plan_row(2, prompt_to="summer forest", negative_prompt_to="", blend=0.5),
+        plan_row(3, prompt="a [cat:dog:0.5] in the snow"),
+        plan_row(4, prompt=", ".join(["a very long prompt about a forest"] * 12)),
+        plan_row(5, seed=10),
     ]
     frames = frames_for(rows)
-    alone = [renderer.render(f.job, f.image) for f in frames]
+    alone = [renderer.render(f.row, f.image) for f in frames]
     batched = renderer.render_batch(frames)
     assert max_difference(alone, batched) <= 1
     assert renderer.render_batch(frames)[3].tobytes() == batched[3].tobytes()  # run to run
@@ -267,9 +267,9 @@ def test_batch_of_four_matches_one_by_one_within_1_of_255(renderer: Renderer) ->
 def test_batching_with_a_sampler_that_seeds_itself_renders_each_frame_alone(
     renderer: Renderer,
 ) -> None:
-    rows = [job(i, sampler="DPM++ SDE") for i in range(2)]
+    rows = [plan_row(i, sampler="DPM++ SDE") for i in range(2)]
     frames = frames_for(rows)
-    alone = [renderer.render(f.job, f.image) for f in frames]
+    alone = [renderer.render(f.row, f.image) for f in frames]
     assert max_difference(alone, renderer.render_batch(frames)) == 0
 
 
@@ -284,10 +284,10 @@ def test_controlnet_batch_matches_one_by_one(tiny_models, tiny_controlnets) -> N
     controls = {"canny": ControlValues(weight=0.8, start=0.0, end=1.0)}
     rng = np.random.default_rng(5)
     frames = [
-        FrameInput(f.job, f.image, [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)])
-        for f in frames_for([job(i, controls=controls) for i in range(3)])
+        FrameInput(f.row, f.image, [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)])
+        for f in frames_for([plan_row(i, controls=controls) for i in range(3)])
     ]
-    alone = [renderer.render(f.job, f.image, f.maps) for f in frames]
+    alone = [renderer.render(f.row, f.image, f.maps) for f in frames]
     assert max_difference(alone, renderer.render_batch(frames)) <= 1
 
 

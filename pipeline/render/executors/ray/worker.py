@@ -103,7 +103,7 @@ class RenderWorker:
         setup = self.setup
         if isinstance(unit, FramesUnit):
             for frame in unit.frames:
-                self.writer.reserve(frame.job.index)
+                self.writer.reserve(frame.row.index)
             producer = self._producer([], None)
         else:
             maps = ShippedMaps(unit.maps, self._control()) if setup.cfg.controlnet.units else None
