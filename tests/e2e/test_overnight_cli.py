@@ -16,7 +16,6 @@ from support.media import make_video
 from support.run_files import frames_of, queue_of, report_of
 
 from pipeline.errors import RotoscopeError
-from pipeline.plan.rows import PlanRow
 from pipeline.records.lock import RunLock
 from pipeline.records.manifest import Manifest
 from pipeline.records.report import frame_ranges
@@ -175,9 +174,3 @@ def test_multirun_keeps_going_past_a_failing_job(tiny_models, tmp_path: Path) ->
 
 
 # -- simulated resource faults (in process) ------------------------------------------------
-
-
-def plan_row(index: int = 0) -> PlanRow:
-    return PlanRow(index=index, prompt="a cat", negative_prompt="", strength=0.5,
-                    guidance_scale=7.0, steps=2, sampler="Euler a", seed=1, width=64,
-                    height=64)  # fmt: skip
