@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from support.browser import chromium
 from support.cli import rotoscope, start_forked, wait_for_log
 from support.media import make_video
 from support.run_files import manifest_lines, queue_of, report_of
+from support.waits import wait_for_file
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -135,14 +135,15 @@ def test_a_page_saved_mid_run_shows_the_frames_so_far(
     page_file = run_dir / "report.html"
     job = start_forked(*base, cwd=tmp_path, env={"ROTOSCOPE_PAUSE_AT": "render:3"})
     wait_for_log(run_dir, "paused at render safe point 3", job)
+
     # the page is refreshed by a thread of its own (and the writer's pool may still be
     # committing the frames before the pause): wait until it shows what is on disk
-    deadline = time.monotonic() + 60
-    while (made := len(manifest_lines(run_dir))) == 0 or page_file.read_text().count(
-        "class='thumb'"
-    ) != made:
-        assert time.monotonic() < deadline, "the page never showed the frames made so far"
-        time.sleep(0.05)
+    def shows_what_is_on_disk() -> bool:
+        made = len(manifest_lines(run_dir))
+        return made > 0 and page_file.read_text().count("class='thumb'") == made
+
+    assert wait_for_file(page_file, shows_what_is_on_disk), "the page never showed the frames"
+    made = len(manifest_lines(run_dir))
     watched = Watched(browser)
     watched.page.goto(page_file.as_uri())
     assert watched.page.inner_text("#status").lower() == "running"

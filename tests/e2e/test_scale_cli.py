@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -24,6 +23,7 @@ from support.cli import start_stopping_at, wait_until_stopped
 from support.cli_runner import cli_env, run_cli
 from support.media import make_video, write_image
 from support.run_files import frames_of, manifest_lines, queue_of, report_of
+from support.waits import wait_for_exit
 
 from pipeline.plan.rows import read_plan
 from pipeline.records.manifest import Manifest
@@ -181,13 +181,11 @@ def render_workers(session: int) -> list[psutil.Process]:
     return workers
 
 
-def wait_until_gone(processes: list[psutil.Process], timeout: float = 30) -> None:
-    """Block until none of ``processes`` runs, failing with those left after ``timeout``
-    seconds (a bound, not a measurement: they normally go within a second)."""
-    deadline = time.monotonic() + timeout
-    while (left := [p for p in processes if running(p)]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left, "still running: " + ", ".join(describe(p) for p in left)
+def wait_until_gone(processes: list[psutil.Process]) -> None:
+    """Block until none of ``processes`` runs (told by pidfds, see support.waits),
+    failing with those left after the wait's bound."""
+    left = set(wait_for_exit(process.pid for process in processes))
+    assert not left, "still running: " + ", ".join(describe(p) for p in processes if p.pid in left)
 
 
 def describe(process: psutil.Process) -> str:

@@ -7,18 +7,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 from support import ROOT
+from support.waits import wait_for_exit
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the guard reads /proc")
 
 DRIVER = textwrap.dedent(
     """
-    import subprocess, sys, time
+    import subprocess, sys
     from pathlib import Path
     from pipeline.models.ray_guard import RayGuard
 
@@ -38,7 +38,7 @@ DRIVER = textwrap.dedent(
     if input() == "close":
         guard.close()
         print("closed", flush=True)
-    time.sleep(300)
+    sys.stdin.read()  # alive (its children unreaped) until the test lets go
     """
 )
 
@@ -50,12 +50,9 @@ def running(pid: int) -> bool:
         return False
 
 
-def wait_until_gone(pid: int, timeout: float = 30) -> None:
-    """Block until ``pid`` ends (the deadline only keeps a failure from hanging)."""
-    deadline = time.monotonic() + timeout
-    while running(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not running(pid), f"process {pid} outlived its driver"
+def wait_until_gone(pid: int) -> None:
+    """Block until ``pid`` ends (told by a pidfd, see support.waits)."""
+    assert wait_for_exit([pid]) == [], f"process {pid} outlived its driver"
 
 
 @pytest.mark.parametrize("ending", ["killed", "closed"])
