@@ -38,7 +38,7 @@ from pipeline.interop.a1111.parameters import import_png
 from pipeline.interop.deforum.importer import import_deforum, is_deforum_settings
 from pipeline.models.family import native_side
 from pipeline.plan.build import check_sampling
-from pipeline.plan.stage import check_strategies
+from pipeline.plan.checks import check_strategies
 from pipeline.render.stage import check_speed_options
 from pipeline.source.base import SourceKind
 from pipeline.source.open import is_photo_batch

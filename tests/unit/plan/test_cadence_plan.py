@@ -16,7 +16,7 @@ from pipeline.config.schema import CadenceConfig
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import Plan, build_plan
 from pipeline.plan.cadence import loopback_fields, video_fields, video_keyframes
-from pipeline.plan.stage import check_strategies
+from pipeline.plan.checks import check_strategies
 
 
 def plan(*args: str, frames: int = 12, cuts: list[int] | None = None, **kwargs: Any) -> Plan:

@@ -124,7 +124,7 @@ def test_depth_and_colour_video_paths_pass_the_command_line_verbatim() -> None:
 
 
 def test_2d_moves_set_in_3d_mode_are_named() -> None:
-    from pipeline.plan.stage import two_d_moves_in_3d
+    from pipeline.plan.checks import two_d_moves_in_3d
 
     assert two_d_moves_in_3d(make_cfg(animation__mode=THREE_D)) == []
     moved = make_cfg(animation__mode=THREE_D, animation__zoom="0:(1.01)", animation__angle="0")

@@ -9,7 +9,7 @@ from support.configs import make_cfg
 from pipeline.config.schema import AnimationMode, HybridComposite, HybridMotion
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan
-from pipeline.plan.stage import check_hybrid
+from pipeline.plan.checks import check_hybrid
 
 
 def test_init_strength_is_frame_0s_alone_and_only_from_an_input() -> None:

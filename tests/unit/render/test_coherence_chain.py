@@ -12,8 +12,8 @@ from pipeline.config.compose import compose_checked
 from pipeline.config.schema import AttentionAnchors, CoherenceConfig
 from pipeline.errors import RotoscopeError
 from pipeline.plan.build import build_plan
+from pipeline.plan.checks import check_strategies
 from pipeline.plan.rows import PlanRow
-from pipeline.plan.stage import check_strategies
 from pipeline.records.history import history_bytes
 from pipeline.records.manifest import FrameRecord, Manifest
 from pipeline.records.prune import prune
